@@ -1,0 +1,70 @@
+// Package apierr writes the errors the gateway itself makes, in one JSON shape
+// with an Outgate-Error header, so clients can tell them from a partner's own
+// errors (which pass through untouched).
+package apierr
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// E is a gateway-made error. Message is shown to the client, so it never
+// carries dial errors, resolved addresses or other internals.
+type E struct {
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter time.Duration // sets Retry-After when > 0
+}
+
+func (e *E) Error() string { return e.Code + ": " + e.Message }
+
+// The codes, stable for clients to match on.
+const (
+	CodeBadRequest          = "bad_request"
+	CodeUnauthorized        = "unauthorized"
+	CodeProxyAuth           = "proxy_auth_required"
+	CodeForbidden           = "forbidden"
+	CodeDestinationBlocked  = "destination_blocked"
+	CodeNotFound            = "not_found"
+	CodeUnknownUpstream     = "unknown_upstream"
+	CodeMethodNotAllowed    = "method_not_allowed"
+	CodeBodyTooLarge        = "body_too_large"
+	CodeRateLimited         = "rate_limited"
+	CodeConcurrencyLimited  = "concurrency_limited"
+	CodeUpstreamUnreachable = "upstream_unreachable"
+	CodeBadGateway          = "bad_gateway"
+	CodeUpstreamTimeout     = "upstream_timeout"
+	CodeShuttingDown        = "shutting_down"
+)
+
+// New is a shorthand for &E{...}.
+func New(status int, code, msg string) *E { return &E{Status: status, Code: code, Message: msg} }
+
+type body struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id,omitempty"`
+	} `json:"error"`
+}
+
+// Write sends e as the response. Callers add any other headers first.
+func Write(w http.ResponseWriter, requestID string, e *E) {
+	var b body
+	b.Error.Code, b.Error.Message, b.Error.RequestID = e.Code, e.Message, requestID
+	data, _ := json.Marshal(b)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Outgate-Error", e.Code)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(data)+1))
+	if e.RetryAfter > 0 {
+		secs := int((e.RetryAfter + time.Second - 1) / time.Second)
+		h.Set("Retry-After", strconv.Itoa(secs))
+	}
+	w.WriteHeader(e.Status)
+	w.Write(append(data, '\n'))
+}

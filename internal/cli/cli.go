@@ -1,0 +1,164 @@
+// Package cli defines outgate's commands. Each command only parses flags and
+// calls into the package that does the work.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/server"
+)
+
+// usageError marks errors caused by how the command was called (exit 2).
+type usageError struct{ error }
+
+// ExitCode is 2 for usage errors and 1 for everything else.
+func ExitCode(err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+// Root returns the outgate command tree.
+func Root() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "outgate",
+		Short: "A static outbound IP for serverless code",
+		Long: `outgate gives serverless functions (Lambda, Vercel, Netlify) a static outbound IP
+for partner APIs that allowlist addresses. It runs as an authenticated relay
+(https://gateway/{upstream}/... with an Outgate-Key header) and a forward proxy
+(HTTPS_PROXY=http://client:key@gateway:3128) with a deny-by-default egress policy.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(serveCmd(), keysCmd(), configCmd())
+	return root
+}
+
+func configPath(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if env := os.Getenv("OUTGATE_CONFIG_FILE"); env != "" {
+		return env, nil
+	}
+	return "", usageError{errors.New("no config: pass --config FILE or set OUTGATE_CONFIG_FILE")}
+}
+
+func serveCmd() *cobra.Command {
+	var cfgFlag string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the gateway (relay, forward proxy, admin endpoints)",
+		Long: `Run the gateway with a config file (--config, or OUTGATE_CONFIG_FILE).
+
+Signals: SIGTERM or SIGINT stop accepting connections and finish requests and
+tunnels in flight within limits.shutdown_grace, then exit 0. SIGHUP reloads the
+config; a config that fails validation is refused, logged, and the old one keeps
+serving.
+
+Logs and audit lines are JSON on stderr, one audit line per request or tunnel.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, err := configPath(cfgFlag)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			reload := make(chan struct{}, 1)
+			go func() {
+				for range hup {
+					select {
+					case reload <- struct{}{}:
+					default:
+					}
+				}
+			}()
+			return server.Run(ctx, server.Options{ConfigPath: path, Reload: reload, LogOutput: cmd.ErrOrStderr()})
+		},
+	}
+	cmd.Flags().StringVarP(&cfgFlag, "config", "c", "", "config file (default: $OUTGATE_CONFIG_FILE)")
+	return cmd
+}
+
+func keysCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Make client keys",
+	}
+	var output string
+	newCmd := &cobra.Command{
+		Use:   "new [-o json]",
+		Short: "Print a fresh client key and the key_sha256 to put in the config",
+		Long: `Print a fresh random client key (256 bits, prefix og_) and its SHA-256.
+
+Give the key to the client (Outgate-Key header, or the password in the proxy
+URL) and put only key_sha256 in the config: outgate never stores keys.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			key, sum := keys.New()
+			w := cmd.OutOrStdout()
+			switch output {
+			case "json":
+				return json.NewEncoder(w).Encode(map[string]string{"key": key, "key_sha256": sum})
+			case "", "text":
+				fmt.Fprintf(w, "key:        %s\nkey_sha256: %s\n", key, sum)
+				return nil
+			default:
+				return usageError{fmt.Errorf("-o must be text or json, got %q", output)}
+			}
+		},
+	}
+	newCmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.AddCommand(newCmd)
+	return cmd
+}
+
+func configCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Work with config files",
+	}
+	var cfgFlag string
+	check := &cobra.Command{
+		Use:   "check --config FILE",
+		Short: "Validate a config file and report every problem with file:line",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path, err := configPath(cfgFlag)
+			if err != nil {
+				return err
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				var ce *config.Error
+				if errors.As(err, &ce) {
+					fmt.Fprintln(cmd.ErrOrStderr(), err)
+					return fmt.Errorf("%s: %d problem(s)", path, len(ce.Problems))
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d clients, %d upstreams)\n", path, len(cfg.Clients), len(cfg.Upstreams))
+			return nil
+		},
+	}
+	check.Flags().StringVarP(&cfgFlag, "config", "c", "", "config file (default: $OUTGATE_CONFIG_FILE)")
+	cmd.AddCommand(check)
+	return cmd
+}

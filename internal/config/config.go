@@ -1,0 +1,179 @@
+// Package config reads and validates outgate's YAML configuration. Every
+// problem is reported with file:line:column and the key's path, and all
+// problems in a file are reported at once, so a user fixes them in one pass.
+package config
+
+import (
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/outgate/outgate/internal/hostname"
+)
+
+// Config is the configuration file's shape. Fields tagged yaml:"-" are filled
+// by Load from the written ones, after validation.
+type Config struct {
+	Listen         string              `yaml:"listen"`
+	ProxyListen    string              `yaml:"proxy_listen"`
+	AdminListen    string              `yaml:"admin_listen"`
+	EgressCheckURL string              `yaml:"egress_check_url"`
+	Upstreams      map[string]Upstream `yaml:"upstreams"`
+	Clients        []Client            `yaml:"clients"`
+	Network        Network             `yaml:"network"`
+	Limits         Limits              `yaml:"limits"`
+	Log            Log                 `yaml:"log"`
+
+	// Source names where the config came from, for messages ("outgate.yaml").
+	Source string `yaml:"-"`
+}
+
+// Upstream is a relay route: /{name}/{rest} goes to URL + /{rest}.
+type Upstream struct {
+	URL string `yaml:"url"`
+	// Timeout bounds the wait for the upstream's response headers
+	// (default: limits.response_header_timeout).
+	Timeout string `yaml:"timeout"`
+
+	Parsed        *url.URL      `yaml:"-"`
+	HeaderTimeout time.Duration `yaml:"-"`
+}
+
+// Client is one caller of the gateway and what it may reach.
+type Client struct {
+	Name string `yaml:"name"`
+	// KeySHA256 holds one hex SHA-256 of the client's key, or a list of them
+	// so a key can be rotated without downtime.
+	KeySHA256 StringList   `yaml:"key_sha256"`
+	Upstreams []string     `yaml:"upstreams"`
+	Hosts     []string     `yaml:"hosts"`
+	Limits    ClientLimits `yaml:"limits"`
+
+	KeyHashes [][32]byte         `yaml:"-"`
+	Patterns  []hostname.Pattern `yaml:"-"`
+}
+
+// ClientLimits override the global per-client limits for one client.
+type ClientLimits struct {
+	RequestsPerSecond *float64 `yaml:"requests_per_second"`
+	Burst             *int     `yaml:"burst"`
+	MaxConcurrent     *int     `yaml:"max_concurrent"`
+	MaxTunnels        *int     `yaml:"max_tunnels"`
+}
+
+// Network is the egress address policy and how names are resolved.
+type Network struct {
+	// AllowCIDRs lets destinations through that the address policy blocks by
+	// default (private, loopback, documentation ranges...). Use sparingly.
+	AllowCIDRs []string `yaml:"allow_cidrs"`
+	// Resolvers are DNS servers (ip:port) to use instead of the system's.
+	Resolvers []string `yaml:"resolvers"`
+	// CAFiles are PEM files of extra roots trusted for upstream TLS, next to
+	// the system roots (for partners with a private CA).
+	CAFiles []string `yaml:"ca_files"`
+
+	Allow         []netip.Prefix   `yaml:"-"`
+	ResolverAddrs []netip.AddrPort `yaml:"-"`
+}
+
+// Limits bound every resource the gateway hands out. None is unbounded.
+type Limits struct {
+	MaxBody               string `yaml:"max_body"`
+	MaxHeader             string `yaml:"max_header"`
+	ReadHeaderTimeout     string `yaml:"read_header_timeout"`
+	ReadTimeout           string `yaml:"read_timeout"`
+	IdleTimeout           string `yaml:"idle_timeout"`
+	DialTimeout           string `yaml:"dial_timeout"`
+	TLSHandshakeTimeout   string `yaml:"tls_handshake_timeout"`
+	ResponseHeaderTimeout string `yaml:"response_header_timeout"`
+	TunnelIdleTimeout     string `yaml:"tunnel_idle_timeout"`
+	ShutdownGrace         string `yaml:"shutdown_grace"`
+
+	RequestsPerSecond *float64 `yaml:"requests_per_second"`
+	Burst             *int     `yaml:"burst"`
+	MaxConcurrent     *int     `yaml:"max_concurrent"`
+	MaxTunnels        *int     `yaml:"max_tunnels"`
+
+	Resolved ResolvedLimits `yaml:"-"`
+}
+
+// ResolvedLimits are Limits with defaults applied and units parsed.
+type ResolvedLimits struct {
+	MaxBodyBytes          int64
+	MaxHeaderBytes        int64
+	ReadHeaderTimeout     time.Duration
+	ReadTimeout           time.Duration
+	IdleTimeout           time.Duration
+	DialTimeout           time.Duration
+	TLSHandshakeTimeout   time.Duration
+	ResponseHeaderTimeout time.Duration
+	TunnelIdleTimeout     time.Duration
+	ShutdownGrace         time.Duration
+	PerClient             PerClient
+}
+
+// PerClient are the limits each client gets (globally, or its own override).
+type PerClient struct {
+	RequestsPerSecond float64
+	Burst             int
+	MaxConcurrent     int
+	MaxTunnels        int
+}
+
+// Log configures the process log (audit lines are always JSON).
+type Log struct {
+	Level string `yaml:"level"`
+}
+
+// Defaults, chosen for a gateway that sits in front of payment and messaging
+// APIs: Lambda's 6 MB payload limit for bodies, timeouts under API Gateway's
+// 29-30 s so a client sees outgate's 504 rather than a front door's.
+var Defaults = ResolvedLimits{
+	MaxBodyBytes:          6 << 20,
+	MaxHeaderBytes:        64 << 10,
+	ReadHeaderTimeout:     10 * time.Second,
+	ReadTimeout:           60 * time.Second,
+	IdleTimeout:           90 * time.Second,
+	DialTimeout:           10 * time.Second,
+	TLSHandshakeTimeout:   10 * time.Second,
+	ResponseHeaderTimeout: 25 * time.Second,
+	TunnelIdleTimeout:     5 * time.Minute,
+	ShutdownGrace:         25 * time.Second,
+	PerClient: PerClient{
+		RequestsPerSecond: 50,
+		Burst:             100,
+		MaxConcurrent:     64,
+		MaxTunnels:        128,
+	},
+}
+
+// DefaultEgressCheckURL answers with the caller's public IP as plain text.
+const DefaultEgressCheckURL = "https://checkip.amazonaws.com"
+
+// Client returns the client with this name, or nil.
+func (c *Config) Client(name string) *Client {
+	for i := range c.Clients {
+		if c.Clients[i].Name == name {
+			return &c.Clients[i]
+		}
+	}
+	return nil
+}
+
+// Effective returns the client's limits: its own overrides on the global ones.
+func (c *Client) Effective(global PerClient) PerClient {
+	p := global
+	if v := c.Limits.RequestsPerSecond; v != nil {
+		p.RequestsPerSecond = *v
+	}
+	if v := c.Limits.Burst; v != nil {
+		p.Burst = *v
+	}
+	if v := c.Limits.MaxConcurrent; v != nil {
+		p.MaxConcurrent = *v
+	}
+	if v := c.Limits.MaxTunnels; v != nil {
+		p.MaxTunnels = *v
+	}
+	return p
+}

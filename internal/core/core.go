@@ -1,0 +1,179 @@
+// Package core is the gateway's compiled state for one config: who the
+// clients are, what each may reach, their budgets, the way out, and the
+// audit and metrics sinks. A reload builds a new Core and swaps it in whole,
+// so a request sees one consistent config from start to end.
+package core
+
+import (
+	"crypto/sha256"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/outgate/outgate/internal/apierr"
+	"github.com/outgate/outgate/internal/audit"
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/egress"
+	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/limits"
+	"github.com/outgate/outgate/internal/metrics"
+)
+
+// Client is an authenticated caller with its budgets.
+type Client struct {
+	*config.Client
+	Rate     *limits.Bucket
+	Requests *limits.Gate
+	Tunnels  *limits.Gate
+}
+
+// Core is everything a request handler needs, for one config.
+type Core struct {
+	Config  *config.Config
+	Egress  *egress.Egress
+	Log     *slog.Logger
+	Audit   audit.Logger
+	Metrics *metrics.Metrics
+
+	byName map[string]*Client
+	byHash map[[32]byte]*Client
+}
+
+// Deps are the parts that outlive one config.
+type Deps struct {
+	Log     *slog.Logger // process log, at the configured level
+	Audit   *slog.Logger // audit lines, always written
+	Metrics *metrics.Metrics
+	Self    []netip.AddrPort // the gateway's own listeners
+}
+
+// New compiles a validated config.
+func New(cfg *config.Config, deps Deps) (*Core, error) {
+	eg, err := egress.New(cfg, deps.Self)
+	if err != nil {
+		return nil, err
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Core{
+		Config:  cfg,
+		Egress:  eg,
+		Log:     log,
+		Audit:   audit.Logger{L: deps.Audit},
+		Metrics: deps.Metrics,
+		byName:  map[string]*Client{},
+		byHash:  map[[32]byte]*Client{},
+	}
+	for i := range cfg.Clients {
+		cc := &cfg.Clients[i]
+		p := cc.Effective(cfg.Limits.Resolved.PerClient)
+		cl := &Client{
+			Client:   cc,
+			Rate:     limits.NewBucket(p.RequestsPerSecond, p.Burst),
+			Requests: limits.NewGate(p.MaxConcurrent),
+			Tunnels:  limits.NewGate(p.MaxTunnels),
+		}
+		c.byName[cc.Name] = cl
+		for _, h := range cc.KeyHashes {
+			c.byHash[h] = cl
+		}
+	}
+	return c, nil
+}
+
+// Close releases idle upstream connections of a Core that was replaced.
+func (c *Core) Close() { c.Egress.Transport.CloseIdleConnections() }
+
+// ByKey authenticates a relay key. The map is keyed by the key's SHA-256, so
+// looking it up reveals nothing about stored keys; the constant-time compare
+// confirms the match.
+func (c *Core) ByKey(key string) *Client {
+	if key == "" {
+		return nil
+	}
+	cl := c.byHash[sha256.Sum256([]byte(key))]
+	if cl == nil || !keys.Matches(key, cl.KeyHashes) {
+		return nil
+	}
+	return cl
+}
+
+// ByBasic authenticates proxy credentials (client name and key).
+func (c *Core) ByBasic(name, key string) *Client {
+	cl := c.byName[name]
+	if cl == nil {
+		// Spend the same work as a real check so timing does not reveal names.
+		keys.Matches(key, nil)
+		return nil
+	}
+	if !keys.Matches(key, cl.KeyHashes) {
+		return nil
+	}
+	return cl
+}
+
+// MayUseUpstream reports whether the client lists the relay route.
+func (cl *Client) MayUseUpstream(name string) bool {
+	for _, u := range cl.Upstreams {
+		if u == name {
+			return true
+		}
+	}
+	return false
+}
+
+// MayReach reports whether a normalized host and port match the client's hosts.
+func (cl *Client) MayReach(host string, port uint16) bool {
+	for _, p := range cl.Patterns {
+		if p.Match(host, port) {
+			return true
+		}
+	}
+	return false
+}
+
+// Admit charges one request to the client's rate and concurrency budgets.
+// On success the caller must call the returned release when done.
+func (cl *Client) Admit() (release func(), e *apierr.E) {
+	if ok, wait := cl.Rate.Take(); !ok {
+		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeRateLimited,
+			Message: "request rate limit reached for this client", RetryAfter: wait}
+	}
+	if !cl.Requests.Enter() {
+		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeConcurrencyLimited,
+			Message: "too many requests in flight for this client", RetryAfter: time.Second}
+	}
+	return cl.Requests.Leave, nil
+}
+
+// AdmitTunnel charges one tunnel to the client's rate and tunnel budgets.
+func (cl *Client) AdmitTunnel() (release func(), e *apierr.E) {
+	if ok, wait := cl.Rate.Take(); !ok {
+		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeRateLimited,
+			Message: "request rate limit reached for this client", RetryAfter: wait}
+	}
+	if !cl.Tunnels.Enter() {
+		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeConcurrencyLimited,
+			Message: "too many open tunnels for this client", RetryAfter: time.Second}
+	}
+	return cl.Tunnels.Leave, nil
+}
+
+// Finish logs the audit line and counts the request.
+func (c *Core) Finish(r *audit.Record) {
+	c.Audit.Log(r)
+	if c.Metrics == nil {
+		return
+	}
+	code := ""
+	if r.Decision != audit.Allow {
+		code = r.Reason
+	}
+	c.Metrics.Requests.WithLabelValues(r.Mode, r.Client, r.Decision, code).Inc()
+	c.Metrics.Duration.WithLabelValues(r.Mode).Observe(time.Since(r.Start).Seconds())
+	c.Metrics.Bytes.WithLabelValues("in").Add(float64(r.BytesIn))
+	c.Metrics.Bytes.WithLabelValues("out").Add(float64(r.BytesOut))
+}

@@ -1,0 +1,219 @@
+// Package forward sends one request upstream through the egress transport and
+// streams the answer back: status, headers without hop-by-hop ones, body as it
+// arrives, trailers. It never follows redirects (http.Transport does not) and
+// maps every failure to outgate's error codes.
+package forward
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outgate/outgate/internal/apierr"
+	"github.com/outgate/outgate/internal/audit"
+	"github.com/outgate/outgate/internal/hop"
+	"github.com/outgate/outgate/internal/netguard"
+)
+
+var errHeaderTimeout = errors.New("upstream response header timeout")
+
+// Request builds the outgoing request from the client's: same method, body
+// and end-to-end headers, aimed at target. The client's address is not added
+// anywhere (no X-Forwarded-For): partners see only the gateway.
+func Request(ctx context.Context, in *http.Request, target string, host string) (*http.Request, error) {
+	out, err := http.NewRequestWithContext(ctx, in.Method, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	out.Header = in.Header.Clone()
+	hop.StripRequest(out.Header)
+	if out.Header == nil {
+		out.Header = http.Header{}
+	}
+	// An empty User-Agent stops Go from adding its own.
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""}
+	}
+	out.Host = host
+	out.ContentLength = in.ContentLength
+	if in.ContentLength != 0 && in.Body != nil && in.Body != http.NoBody {
+		out.Body = in.Body
+	} else {
+		out.ContentLength = 0
+	}
+	return out, nil
+}
+
+// Do sends out and copies the response to w. It fills the record's status and
+// byte counts, and returns the gateway error to send if no response was
+// started (nil after a response, even one broken off midway: see rec.Reason).
+func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, headerTimeout time.Duration, rec *audit.Record) *apierr.E {
+	ctx, cancel := context.WithCancelCause(out.Context())
+	defer cancel(nil)
+	timer := time.AfterFunc(headerTimeout, func() { cancel(errHeaderTimeout) })
+	var body *countingReader
+	if out.Body != nil {
+		body = &countingReader{r: out.Body}
+		out.Body = body
+	}
+	resp, err := rt.RoundTrip(out.WithContext(ctx))
+	timer.Stop()
+	if body != nil {
+		rec.BytesIn = body.count()
+	}
+	if err != nil {
+		return classify(ctx, err, rec)
+	}
+	defer resp.Body.Close()
+
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	hop.Strip(h)
+	announceTrailers(h, resp.Trailer)
+	rec.Status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+
+	n, err := copyStreaming(w, resp.Body, resp.ContentLength == -1 || isStream(resp))
+	rec.BytesOut = n
+	if body != nil {
+		rec.BytesIn = body.count()
+	}
+	if err != nil {
+		rec.Decision, rec.Reason = audit.Error, "upstream_body_broken"
+		rec.Detail = err.Error()
+		// The status is already sent; abort the connection so the client
+		// sees a broken response, never a silently truncated one.
+		panic(http.ErrAbortHandler)
+	}
+	for k, v := range resp.Trailer {
+		h[http.TrailerPrefix+k] = v
+	}
+	return nil
+}
+
+func isStream(resp *http.Response) bool {
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+}
+
+func announceTrailers(h http.Header, tr http.Header) {
+	if len(tr) == 0 {
+		return
+	}
+	names := make([]string, 0, len(tr))
+	for k := range tr {
+		names = append(names, k)
+	}
+	h.Set("Trailer", strings.Join(names, ", "))
+}
+
+// classify maps a RoundTrip error to the gateway error a client gets. The
+// detail, which may hold addresses, goes to the audit record only.
+func classify(ctx context.Context, err error, rec *audit.Record) *apierr.E {
+	rec.Detail = err.Error()
+	var be *netguard.BlockedError
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &be):
+		rec.Decision = audit.Deny
+		rec.Detail = string(be.Reason)
+		return apierr.New(http.StatusForbidden, apierr.CodeDestinationBlocked, "the destination address is not allowed")
+	case clientGone(ctx):
+		rec.Decision = audit.Error
+		return &apierr.E{Status: StatusClientClosed, Code: "client_closed", Message: "the client went away"}
+	case errors.As(err, &mbe):
+		rec.Decision = audit.Deny
+		return apierr.New(http.StatusRequestEntityTooLarge, apierr.CodeBodyTooLarge, "request body is larger than the gateway allows")
+	case errors.Is(context.Cause(ctx), errHeaderTimeout):
+		rec.Decision = audit.Error
+		return apierr.New(http.StatusGatewayTimeout, apierr.CodeUpstreamTimeout, "the upstream did not answer in time")
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		rec.Decision = audit.Error
+		return apierr.New(http.StatusGatewayTimeout, apierr.CodeUpstreamTimeout, "the upstream did not answer in time")
+	case isDial(err):
+		rec.Decision = audit.Error
+		return apierr.New(http.StatusBadGateway, apierr.CodeUpstreamUnreachable, "could not connect to the upstream")
+	default:
+		rec.Decision = audit.Error
+		return apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the upstream connection failed")
+	}
+}
+
+// StatusClientClosed is logged when the client left before the response
+// (nginx's 499); no client ever receives it.
+const StatusClientClosed = 499
+
+func clientGone(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), context.Canceled)
+}
+
+func isDial(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyStreaming copies src to w, flushing after every read when flush is set
+// (unknown length or event streams), so a partner's stream is never held
+// back. It returns the bytes written and the first read error other than EOF.
+func copyStreaming(w http.ResponseWriter, src io.Reader, flush bool) (int64, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	var total int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			wn, werr := w.Write(buf[:n])
+			total += int64(wn)
+			if werr != nil {
+				// The client went away; nothing more to do.
+				return total, nil
+			}
+			if flush {
+				rc.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
+}
+
+type countingReader struct {
+	r  io.ReadCloser
+	mu sync.Mutex
+	n  int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.mu.Lock()
+	c.n += int64(n)
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }
+
+func (c *countingReader) count() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}

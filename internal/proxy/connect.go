@@ -1,0 +1,248 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outgate/outgate/internal/apierr"
+	"github.com/outgate/outgate/internal/audit"
+	"github.com/outgate/outgate/internal/core"
+	"github.com/outgate/outgate/internal/hostname"
+	"github.com/outgate/outgate/internal/netguard"
+)
+
+// connect handles CONNECT host:port: check, dial the checked address, answer
+// 200 and splice bytes both ways until either side closes or the tunnel has
+// been idle for tunnel_idle_timeout.
+func (h *Handler) connect(c *core.Core, w http.ResponseWriter, r *http.Request, rec *audit.Record) *apierr.E {
+	cl, e := authenticate(c, r, rec)
+	if e != nil {
+		return e
+	}
+	host, port, err := hostname.SplitTarget(r.Host, 0)
+	if err != nil {
+		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "CONNECT needs host:port: "+err.Error())
+	}
+	rec.Target = hostname.JoinTarget(host, port)
+	if !cl.MayReach(host, port) {
+		return apierr.New(http.StatusForbidden, apierr.CodeForbidden, "this client may not reach "+rec.Target)
+	}
+	if h.Tunnels.Closing() {
+		return apierr.New(http.StatusServiceUnavailable, apierr.CodeShuttingDown, "the gateway is shutting down")
+	}
+	release, e := cl.AdmitTunnel()
+	if e != nil {
+		return e
+	}
+	defer release()
+
+	lim := c.Config.Limits.Resolved
+	upstream, err := c.Egress.Dialer.DialContext(r.Context(), "tcp", rec.Target)
+	if err != nil {
+		rec.Detail = err.Error()
+		var be *netguard.BlockedError
+		switch {
+		case errors.As(err, &be):
+			rec.Detail = string(be.Reason)
+			return apierr.New(http.StatusForbidden, apierr.CodeDestinationBlocked, "the destination address is not allowed")
+		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+			rec.Decision = audit.Error
+			return apierr.New(http.StatusGatewayTimeout, apierr.CodeUpstreamTimeout, "connecting to the destination timed out")
+		default:
+			rec.Decision = audit.Error
+			return apierr.New(http.StatusBadGateway, apierr.CodeUpstreamUnreachable, "could not connect to the destination")
+		}
+	}
+	defer upstream.Close()
+
+	rc := http.NewResponseController(w)
+	client, brw, err := rc.Hijack()
+	if err != nil {
+		rec.Decision, rec.Detail = audit.Error, "hijack: "+err.Error()
+		return apierr.New(http.StatusInternalServerError, apierr.CodeBadGateway, "cannot open a tunnel on this connection")
+	}
+	defer client.Close()
+	rec.Status = http.StatusOK
+	client.SetDeadline(time.Time{})
+	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		rec.Reason = "client_closed"
+		return nil
+	}
+	// Bytes the client sent right after its CONNECT (a TLS ClientHello, say)
+	// may already sit in the server's read buffer.
+	var pre []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		pre, _ = brw.Reader.Peek(n)
+	}
+	if c.Metrics != nil {
+		c.Metrics.TunnelsActive.Inc()
+		defer c.Metrics.TunnelsActive.Dec()
+	}
+	done := h.Tunnels.add(client, upstream)
+	defer done()
+	in, out, reason := splice(client, upstream, pre, lim.TunnelIdleTimeout)
+	rec.BytesIn, rec.BytesOut, rec.Reason = in, out, reason
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// splice copies both ways. Each direction pushes the idle deadline of both
+// connections forward when it moves bytes; when neither has moved any for
+// idle, the deadlines fire and the tunnel closes.
+func splice(client, upstream net.Conn, pre []byte, idle time.Duration) (in, out int64, reason string) {
+	var last atomic.Int64
+	touch := func() { last.Store(time.Now().UnixNano()) }
+	touch()
+	arm := func() {
+		d := time.Unix(0, last.Load()).Add(idle)
+		client.SetDeadline(d)
+		upstream.SetDeadline(d)
+	}
+	arm()
+	if len(pre) > 0 {
+		n, err := upstream.Write(pre)
+		in += int64(n)
+		if err != nil {
+			return in, 0, "upstream_closed"
+		}
+	}
+	var wg sync.WaitGroup
+	var inN, outN int64
+	var reasonOnce sync.Once
+	setReason := func(s string) { reasonOnce.Do(func() { reason = s }) }
+	pipe := func(dst, src net.Conn, n *int64, who string) {
+		defer wg.Done()
+		buf := make([]byte, 32<<10)
+		for {
+			k, err := src.Read(buf)
+			if k > 0 {
+				touch()
+				if werr := writeAll(dst, buf[:k], idle, &last, arm); werr != nil {
+					setReason(who + "_write_failed")
+					break
+				}
+				*n += int64(k)
+			}
+			if err != nil {
+				if isTimeout(err) {
+					// The deadline fired: a real idle timeout only if nobody
+					// moved bytes since the deadline was set.
+					if time.Since(time.Unix(0, last.Load())) < idle {
+						arm()
+						continue
+					}
+					setReason("idle_timeout")
+				} else if err == io.EOF {
+					setReason(who + "_closed")
+				} else {
+					setReason(who + "_error")
+				}
+				break
+			}
+		}
+		// Close both so the other direction ends too.
+		client.Close()
+		upstream.Close()
+	}
+	wg.Add(2)
+	go pipe(upstream, client, &inN, "client")
+	go pipe(client, upstream, &outN, "upstream")
+	wg.Wait()
+	return in + inN, outN, reason
+}
+
+// writeAll writes p, riding over deadline expiries caused by the shared
+// idle deadline while the tunnel is still active (a slow reader on the other
+// side is not idleness as long as bytes keep moving).
+func writeAll(dst net.Conn, p []byte, idle time.Duration, last *atomic.Int64, arm func()) error {
+	for len(p) > 0 {
+		n, err := dst.Write(p)
+		p = p[n:]
+		if err == nil {
+			continue
+		}
+		if isTimeout(err) && n > 0 {
+			last.Store(time.Now().UnixNano())
+		}
+		if isTimeout(err) && time.Since(time.Unix(0, last.Load())) < idle {
+			arm()
+			continue
+		}
+		return err
+	}
+	return nil
+}
+
+// Tunnels tracks hijacked CONNECT tunnels: http.Server.Shutdown does not see
+// them, so shutdown waits here and closes what is left after the grace time.
+type Tunnels struct {
+	mu      sync.Mutex
+	open    map[*tunnel]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+type tunnel struct{ a, b net.Conn }
+
+func (t *Tunnels) add(a, b net.Conn) (done func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.open == nil {
+		t.open = map[*tunnel]struct{}{}
+	}
+	tu := &tunnel{a, b}
+	t.open[tu] = struct{}{}
+	t.wg.Add(1)
+	return func() {
+		t.mu.Lock()
+		delete(t.open, tu)
+		t.mu.Unlock()
+		t.wg.Done()
+	}
+}
+
+// Closing reports whether Shutdown has begun; no new tunnels open then.
+func (t *Tunnels) Closing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closing
+}
+
+// Shutdown refuses new tunnels, waits for open ones until ctx ends, then
+// closes whatever is still open.
+func (t *Tunnels) Shutdown(ctx context.Context) {
+	t.mu.Lock()
+	t.closing = true
+	t.mu.Unlock()
+	waited := make(chan struct{})
+	go func() { t.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		return
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	for tu := range t.open {
+		tu.a.Close()
+		tu.b.Close()
+	}
+	t.mu.Unlock()
+	<-waited
+}
+
+// Count reports the open tunnels.
+func (t *Tunnels) Count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.open)
+}

@@ -1,0 +1,122 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/outgate/outgate/internal/apierr"
+	"github.com/outgate/outgate/internal/audit"
+	"github.com/outgate/outgate/internal/core"
+	"github.com/outgate/outgate/internal/forward"
+)
+
+func (h *Handler) endpoint(c *core.Core, w http.ResponseWriter, r *http.Request, rec *audit.Record) {
+	switch rec.Path {
+	case EndpointPrefix + "health":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			fail(w, rec, apierr.New(http.StatusMethodNotAllowed, apierr.CodeMethodNotAllowed, "use GET"))
+			return
+		}
+		rec.Status = http.StatusOK
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	case EndpointPrefix + "whoami":
+		cl, e := authenticate(c, r, rec)
+		if e != nil {
+			fail(w, rec, e)
+			return
+		}
+		release, e := cl.Admit()
+		if e != nil {
+			fail(w, rec, e)
+			return
+		}
+		defer release()
+		ip, e := EgressIP(r.Context(), c, rec)
+		if e != nil {
+			fail(w, rec, e)
+			return
+		}
+		rec.Status = http.StatusOK
+		writeJSON(w, http.StatusOK, map[string]string{"egress_ip": ip.String(), "checked_via": c.Config.EgressCheckURL})
+	default:
+		fail(w, rec, apierr.New(http.StatusNotFound, apierr.CodeNotFound, "no such outgate endpoint"))
+	}
+}
+
+// EgressIP asks egress_check_url, through the same way out as client
+// traffic, which address the gateway's calls leave from. The answer may be
+// a plain-text IP or JSON with an "ip" field.
+func EgressIP(ctx context.Context, c *core.Core, rec *audit.Record) (netip.Addr, *apierr.E) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Config.EgressCheckURL, nil)
+	if err != nil {
+		return netip.Addr{}, apierr.New(http.StatusInternalServerError, apierr.CodeBadGateway, "bad egress_check_url")
+	}
+	req.Header.Set("User-Agent", "outgate")
+	rw := &captureWriter{header: http.Header{}}
+	sub := &audit.Record{}
+	if e := forward.Do(rw, req, c.Egress.Transport, c.Config.Limits.Resolved.ResponseHeaderTimeout, sub); e != nil {
+		rec.Detail, rec.Decision = sub.Detail, sub.Decision
+		return netip.Addr{}, e
+	}
+	if rw.status != http.StatusOK {
+		rec.Detail, rec.Decision = "egress check answered "+http.StatusText(rw.status), audit.Error
+		return netip.Addr{}, apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check service did not answer 200")
+	}
+	ip, ok := parseIP(rw.body.String())
+	if !ok {
+		rec.Detail, rec.Decision = "egress check answer is not an IP", audit.Error
+		return netip.Addr{}, apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check service did not return an IP address")
+	}
+	return ip, nil
+}
+
+func parseIP(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip.Unmap(), true
+	}
+	var j struct {
+		IP string `json:"ip"`
+	}
+	if json.Unmarshal([]byte(s), &j) == nil {
+		if ip, err := netip.ParseAddr(strings.TrimSpace(j.IP)); err == nil {
+			return ip.Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// captureWriter keeps a small response in memory (the egress check answer).
+type captureWriter struct {
+	header http.Header
+	status int
+	body   limitedBuffer
+}
+
+func (c *captureWriter) Header() http.Header         { return c.header }
+func (c *captureWriter) WriteHeader(s int)           { c.status = s }
+func (c *captureWriter) Write(p []byte) (int, error) { return c.body.Write(p) }
+
+// limitedBuffer stores up to 4 KiB; an IP answer is far smaller.
+type limitedBuffer struct{ b []byte }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if len(l.b)+len(p) > 4096 {
+		return 0, io.ErrShortBuffer
+	}
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

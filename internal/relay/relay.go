@@ -1,0 +1,121 @@
+// Package relay serves the relay mode: ANY /{upstream}/{rest}?{query} with an
+// Outgate-Key header goes to the upstream's URL + /{rest}?{query}, for callers
+// that cannot set a proxy. It also serves the /_outgate/* endpoints.
+package relay
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/outgate/outgate/internal/apierr"
+	"github.com/outgate/outgate/internal/audit"
+	"github.com/outgate/outgate/internal/core"
+	"github.com/outgate/outgate/internal/forward"
+	"github.com/outgate/outgate/internal/hop"
+)
+
+// Handler serves relay requests with whatever Core is current.
+type Handler struct {
+	Core func() *core.Core
+}
+
+// EndpointPrefix is reserved for outgate's own endpoints; no upstream can
+// be named "_outgate" (upstream names start with a letter or digit).
+const EndpointPrefix = "/_outgate/"
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := h.Core()
+	rec := &audit.Record{
+		Start:     time.Now(),
+		RequestID: audit.NewRequestID(),
+		Mode:      "relay",
+		Method:    r.Method,
+		Path:      r.URL.EscapedPath(),
+		Decision:  audit.Allow,
+	}
+	w.Header().Set(hop.RequestIDHeader, rec.RequestID)
+	defer c.Finish(rec)
+	if strings.HasPrefix(rec.Path, EndpointPrefix) {
+		rec.Mode = "endpoint"
+		h.endpoint(c, w, r, rec)
+		return
+	}
+	if e := h.relay(c, w, r, rec); e != nil {
+		fail(w, rec, e)
+	}
+}
+
+// fail records and sends a gateway-made error.
+func fail(w http.ResponseWriter, rec *audit.Record, e *apierr.E) {
+	if rec.Decision == audit.Allow {
+		rec.Decision = audit.Deny
+	}
+	rec.Status, rec.Reason = e.Status, e.Code
+	if e.Status == forward.StatusClientClosed {
+		return
+	}
+	apierr.Write(w, rec.RequestID, e)
+}
+
+// authenticate checks the Outgate-Key header. Authentication comes before
+// anything else, so a caller without a key learns nothing, not even which
+// upstream names exist.
+func authenticate(c *core.Core, r *http.Request, rec *audit.Record) (*core.Client, *apierr.E) {
+	key := r.Header.Get(hop.KeyHeader)
+	if key == "" {
+		return nil, apierr.New(http.StatusUnauthorized, apierr.CodeUnauthorized, "missing Outgate-Key header")
+	}
+	cl := c.ByKey(key)
+	if cl == nil {
+		return nil, apierr.New(http.StatusUnauthorized, apierr.CodeUnauthorized, "unknown key")
+	}
+	rec.Client = cl.Name
+	return cl, nil
+}
+
+func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, rec *audit.Record) *apierr.E {
+	cl, e := authenticate(c, r, rec)
+	if e != nil {
+		return e
+	}
+	name, rest, err := SplitPath(rec.Path)
+	if err != nil {
+		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, err.Error())
+	}
+	rec.Route = name
+	up, ok := c.Config.Upstreams[name]
+	if !ok {
+		return apierr.New(http.StatusNotFound, apierr.CodeUnknownUpstream, "no upstream named "+quote(name))
+	}
+	if !cl.MayUseUpstream(name) {
+		return apierr.New(http.StatusForbidden, apierr.CodeForbidden, "this client may not use upstream "+quote(name))
+	}
+	release, e := cl.Admit()
+	if e != nil {
+		return e
+	}
+	defer release()
+	lim := c.Config.Limits.Resolved
+	if r.ContentLength > lim.MaxBodyBytes {
+		return apierr.New(http.StatusRequestEntityTooLarge, apierr.CodeBodyTooLarge, "request body is larger than the gateway allows")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
+
+	target := *up.Parsed
+	target.RawPath = up.Parsed.EscapedPath() + rest
+	target.Path, _ = url.PathUnescape(target.RawPath) // SplitPath checked the encoding
+	target.RawQuery = r.URL.RawQuery
+	out, err := forward.Request(r.Context(), r, target.String(), up.Parsed.Host)
+	if err != nil {
+		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
+	}
+	timeout := up.HeaderTimeout
+	if timeout == 0 {
+		timeout = lim.ResponseHeaderTimeout
+	}
+	return forward.Do(w, out, c.Egress.Transport, timeout, rec)
+}
+
+func quote(s string) string { return "\"" + s + "\"" }

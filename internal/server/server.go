@@ -1,0 +1,263 @@
+// Package server runs `outgate serve`: it binds the listeners, builds the
+// Core from the config, swaps in a new Core on reload, and shuts down
+// gracefully, waiting for requests and tunnels in flight.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/core"
+	"github.com/outgate/outgate/internal/metrics"
+	"github.com/outgate/outgate/internal/proxy"
+	"github.com/outgate/outgate/internal/relay"
+)
+
+// Options configure Run.
+type Options struct {
+	ConfigPath string
+	// LogOutput receives the JSON log and audit lines (default: stderr).
+	LogOutput io.Writer
+	// Reload asks for the config to be read again (SIGHUP in the command).
+	Reload <-chan struct{}
+	// Ready, if set, is called once every listener is bound.
+	Ready func(Addrs)
+}
+
+// Addrs are the bound listener addresses ("" when a listener is off).
+type Addrs struct{ Relay, Proxy, Admin string }
+
+type gateway struct {
+	path    string
+	log     *slog.Logger
+	audit   *slog.Logger
+	level   *slog.LevelVar
+	metrics *metrics.Metrics
+	self    []netip.AddrPort
+	core    atomic.Pointer[core.Core]
+	ready   atomic.Bool
+	tunnels proxy.Tunnels
+}
+
+// Run serves until ctx is cancelled, then shuts down within the configured
+// grace period and returns nil. It returns an error if it cannot start.
+func Run(ctx context.Context, o Options) error {
+	out := o.LogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	cfg, err := config.Load(o.ConfigPath)
+	if err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Log.Level))
+	g := &gateway{
+		path:    o.ConfigPath,
+		log:     slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})),
+		audit:   slog.New(slog.NewJSONHandler(out, nil)),
+		level:   level,
+		metrics: metrics.New(),
+	}
+
+	var lns []net.Listener
+	closeAll := func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}
+	listen := func(name, addr string) (net.Listener, error) {
+		if addr == "" {
+			return nil, nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s %s: %w", name, addr, err)
+		}
+		lns = append(lns, l)
+		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
+			g.self = append(g.self, ap)
+		}
+		return l, nil
+	}
+	relayLn, err := listen("listen", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	proxyLn, err := listen("proxy_listen", cfg.ProxyListen)
+	if err != nil {
+		return err
+	}
+	adminLn, err := listen("admin_listen", cfg.AdminListen)
+	if err != nil {
+		return err
+	}
+	c, err := g.build(cfg)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	g.core.Store(c)
+
+	lim := cfg.Limits.Resolved
+	errLog := slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: lim.ReadHeaderTimeout,
+			ReadTimeout:       lim.ReadTimeout,
+			IdleTimeout:       lim.IdleTimeout,
+			MaxHeaderBytes:    int(lim.MaxHeaderBytes),
+			ErrorLog:          errLog,
+		}
+	}
+	current := g.core.Load
+	var servers []*http.Server
+	serveErr := make(chan error, 3)
+	serve := func(l net.Listener, s *http.Server) {
+		if l == nil {
+			return
+		}
+		servers = append(servers, s)
+		go func() {
+			if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}()
+	}
+	serve(relayLn, newServer(&relay.Handler{Core: current}))
+	proxySrv := newServer(&proxy.Handler{Core: current, Tunnels: &g.tunnels})
+	// A forward proxy speaks HTTP/1.1 only; CONNECT over HTTP/2 is another protocol.
+	proxySrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	serve(proxyLn, proxySrv)
+	serve(adminLn, newServer(g.adminHandler()))
+
+	addrs := Addrs{}
+	for _, p := range []struct {
+		l   net.Listener
+		dst *string
+	}{{relayLn, &addrs.Relay}, {proxyLn, &addrs.Proxy}, {adminLn, &addrs.Admin}} {
+		if p.l != nil {
+			*p.dst = p.l.Addr().String()
+		}
+	}
+	g.ready.Store(true)
+	g.log.Info("outgate serving", "listen", addrs.Relay, "proxy_listen", addrs.Proxy, "admin_listen", addrs.Admin,
+		"config", o.ConfigPath, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams))
+	if o.Ready != nil {
+		o.Ready(addrs)
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			g.shutdown(servers)
+			return nil
+		case <-o.Reload:
+			g.reload()
+		case err := <-serveErr:
+			g.shutdown(servers)
+			return fmt.Errorf("serving: %w", err)
+		}
+	}
+}
+
+func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
+	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, Metrics: g.metrics, Self: g.self})
+}
+
+// reload reads the config again. A config that fails validation, or changes
+// what cannot change while running, is refused and the old one keeps serving.
+func (g *gateway) reload() {
+	old := g.core.Load()
+	fail := func(err error) {
+		g.metrics.Reloads.WithLabelValues("error").Inc()
+		g.log.Error("config reload refused; the previous config keeps serving", "config", g.path, "error", err.Error())
+	}
+	cfg, err := config.Load(g.path)
+	if err != nil {
+		fail(err)
+		return
+	}
+	o := old.Config
+	if cfg.Listen != o.Listen || cfg.ProxyListen != o.ProxyListen || cfg.AdminListen != o.AdminListen {
+		fail(errors.New("listen, proxy_listen and admin_listen cannot change on reload; restart outgate to move them"))
+		return
+	}
+	if cfg.Limits.Resolved.ReadHeaderTimeout != o.Limits.Resolved.ReadHeaderTimeout ||
+		cfg.Limits.Resolved.ReadTimeout != o.Limits.Resolved.ReadTimeout ||
+		cfg.Limits.Resolved.IdleTimeout != o.Limits.Resolved.IdleTimeout ||
+		cfg.Limits.Resolved.MaxHeaderBytes != o.Limits.Resolved.MaxHeaderBytes {
+		g.log.Warn("server timeouts and max_header apply after a restart; the other changes are live")
+	}
+	c, err := g.build(cfg)
+	if err != nil {
+		fail(err)
+		return
+	}
+	g.core.Store(c)
+	g.level.Set(parseLevel(cfg.Log.Level))
+	old.Close()
+	g.metrics.Reloads.WithLabelValues("ok").Inc()
+	g.log.Info("config reloaded", "config", g.path, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams))
+}
+
+func (g *gateway) shutdown(servers []*http.Server) {
+	g.ready.Store(false)
+	grace := g.core.Load().Config.Limits.Resolved.ShutdownGrace
+	g.log.Info("shutting down", "grace", grace.String())
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Shutdown(ctx); err != nil {
+				s.Close()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); g.tunnels.Shutdown(ctx) }()
+	wg.Wait()
+	g.core.Load().Close()
+	g.log.Info("stopped")
+}
+
+func (g *gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", g.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !g.ready.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	return mux
+}
+
+func parseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
