@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -32,9 +33,17 @@ func Normalize(host string) (string, error) {
 			return "", fmt.Errorf("host %q contains %q", host, r)
 		}
 	}
+	if !utf8.ValidString(host) {
+		return "", fmt.Errorf("host %q is not valid UTF-8", host)
+	}
 	h := strings.TrimSuffix(host, ".")
 	ascii, err := idna.Lookup.ToASCII(h)
 	if err != nil || ascii == "" {
+		return "", fmt.Errorf("host %q is not a valid domain name", host)
+	}
+	// The canonical form must be a fixed point, or two spellings of one
+	// name could compare unequal further on.
+	if again, err := idna.Lookup.ToASCII(ascii); err != nil || again != ascii {
 		return "", fmt.Errorf("host %q is not a valid domain name", host)
 	}
 	ascii = strings.ToLower(ascii)

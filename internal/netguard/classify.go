@@ -54,8 +54,8 @@ var v4Blocks = mustBlocks([][2]string{
 	{"198.51.100.0/24", "documentation"},
 	{"203.0.113.0/24", "documentation"},
 	{"224.0.0.0/4", "multicast"},
-	{"240.0.0.0/4", "reserved"},
 	{"255.255.255.255/32", "broadcast"},
+	{"240.0.0.0/4", "reserved"},
 })
 
 // v6Blocks lists the IPv6 special-purpose blocks inside global unicast
@@ -67,7 +67,6 @@ var v6Blocks = mustBlocks([][2]string{
 	{"2001::/23", "IETF protocol assignments"},
 	{"2001:db8::/32", "documentation"},
 	{"3fff::/20", "documentation"},
-	{"5f00::/16", "SRv6 SIDs"},
 })
 
 var (
@@ -84,6 +83,7 @@ var (
 		{"::1/128", "loopback"},
 		{"64:ff9b:1::/48", "local-use IPv4/IPv6 translation"},
 		{"100::/64", "discard-only"},
+		{"5f00::/16", "SRv6 SIDs"},
 		{"fc00::/7", "unique local"},
 		{"fe80::/10", "link-local"},
 		{"fec0::/10", "site-local (deprecated)"},

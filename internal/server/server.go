@@ -260,4 +260,3 @@ func parseLevel(s string) slog.Level {
 	}
 	return l
 }
-
