@@ -5,6 +5,8 @@ package testutil
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/pem"
 	"net"
 	"net/http/httptest"
@@ -74,4 +76,13 @@ func WriteFile(t testing.TB, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TLSConfig trusts only the CA in the PEM file at path.
+func TLSConfig(path string) *tls.Config {
+	pool := x509.NewCertPool()
+	if data, err := os.ReadFile(path); err == nil {
+		pool.AppendCertsFromPEM(data)
+	}
+	return &tls.Config{RootCAs: pool}
 }

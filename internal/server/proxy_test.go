@@ -1,0 +1,288 @@
+package server_test
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outgate/outgate/internal/testutil"
+)
+
+func proxyConfig(c client, hosts []string, extra string) string {
+	return fmt.Sprintf(`
+listen: 127.0.0.1:0
+proxy_listen: 127.0.0.1:0
+clients:
+  - name: %s
+    key_sha256: %s
+    hosts: ["%s"]
+%s`, c.name, c.hash, strings.Join(hosts, `", "`), extra)
+}
+
+func basic(name, key string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(name+":"+key))
+}
+
+// rawProxy sends one request line and headers to the proxy and reads the
+// answer; the connection stays open for tunnels.
+func rawProxy(t *testing.T, g *gateway, requestLine string, headers ...string) (net.Conn, *bufio.Reader, *http.Response, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", g.Proxy, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "%s\r\n%s\r\n", requestLine, strings.Join(append(headers, ""), "\r\n"))
+	br := bufio.NewReader(conn)
+	method, _, _ := strings.Cut(requestLine, " ")
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("%s: %v", requestLine, err)
+	}
+	var body string
+	if method != http.MethodConnect || resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, br, resp, body
+}
+
+func proxyClient(g *gateway, c client, ca string) *http.Client {
+	pu := &url.URL{Scheme: "http", User: url.UserPassword(c.name, c.key), Host: g.Proxy}
+	tr := &http.Transport{Proxy: http.ProxyURL(pu)}
+	if ca != "" {
+		tr.TLSClientConfig = testutil.TLSConfig(ca)
+	}
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+func TestProxyConnectAndAbsoluteForm(t *testing.T) {
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "tls partner "+r.URL.Path)
+	})
+	var plainHost string
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		plainHost = r.Host
+		fmt.Fprintf(w, "plain partner %s %s auth=%q", r.Method, r.URL.RequestURI(), r.Header.Get("Proxy-Authorization"))
+	}))
+	defer plain.Close()
+	pHost := strings.TrimPrefix(p.URL, "https://")
+	plHost := strings.TrimPrefix(plain.URL, "http://")
+	c := newClient("billing")
+	g := start(t, proxyConfig(c, []string{pHost, plHost}, "network: {allow_cidrs: [127.0.0.0/8]}\n"))
+	hc := proxyClient(g, c, p.ca)
+
+	// HTTPS through CONNECT, as HTTPS_PROXY clients do.
+	resp, body := do(t, hc, mustReq(t, "GET", p.URL+"/v2/pay"))
+	if resp.StatusCode != 200 || body != "tls partner /v2/pay" {
+		t.Fatalf("CONNECT: %d %q", resp.StatusCode, body)
+	}
+	// Plain HTTP in absolute form.
+	resp, body = do(t, hc, mustReq(t, "GET", plain.URL+"/q?x=1"))
+	if resp.StatusCode != 200 || body != `plain partner GET /q?x=1 auth=""` {
+		t.Fatalf("absolute-form: %d %q", resp.StatusCode, body)
+	}
+	id := resp.Header.Get("Outgate-Request-Id")
+	a := g.logs.audit(t, id)
+	if a["mode"] != "proxy" || a["client"] != "billing" || a["target"] != plHost || a["path"] != "/q" {
+		t.Errorf("audit %v", a)
+	}
+	// A Host header that disagrees with the URL is ignored: the checked URL wins.
+	_, _, resp, body = rawProxy(t, g, "GET "+plain.URL+"/h HTTP/1.1", "Host: evil.example", "Proxy-Authorization: "+basic(c.name, c.key))
+	if resp.StatusCode != 200 || plainHost != plHost {
+		t.Errorf("Host spoof: %d, partner saw Host %q, want %q", resp.StatusCode, plainHost, plHost)
+	}
+	// The CONNECT audit line comes when the tunnel closes.
+	hc.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var found bool
+		for _, l := range g.logs.lines("request") {
+			if l["mode"] == "connect" && l["target"] == pHost && l["status"] == float64(200) && l["bytes_out"].(float64) > 0 {
+				found = true
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no connect audit line with bytes in:\n%s", g.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestProxyErrors(t *testing.T) {
+	dns := testutil.NewDNS(t)
+	dns.Set("blocked.example", "10.0.0.1")
+	c := newClient("billing")
+	selfAddr := freePort(t) // the relay listener will be bound here
+	cfg := strings.Replace(proxyConfig(c, []string{"api.example:443", "blocked.example:443", selfAddr, "127.0.0.1:1"},
+		fmt.Sprintf("network: {allow_cidrs: [127.0.0.0/8], resolvers: [%q]}\nlimits: {dial_timeout: 2s}\n", dns.Addr)),
+		"listen: 127.0.0.1:0", "listen: "+selfAddr, 1)
+	g := start(t, cfg)
+	auth := "Proxy-Authorization: " + basic(c.name, c.key)
+
+	tests := []struct {
+		name, line string
+		headers    []string
+		status     int
+		code       string
+	}{
+		{"no credentials", "CONNECT api.example:443 HTTP/1.1", []string{"Host: api.example:443"}, 407, "proxy_auth_required"},
+		{"wrong key", "CONNECT api.example:443 HTTP/1.1", []string{"Host: api.example:443", "Proxy-Authorization: " + basic(c.name, "og_nope")}, 407, "proxy_auth_required"},
+		{"unknown client", "CONNECT api.example:443 HTTP/1.1", []string{"Host: api.example:443", "Proxy-Authorization: " + basic("ghost", c.key)}, 407, "proxy_auth_required"},
+		{"host not allowed", "CONNECT other.example:443 HTTP/1.1", []string{"Host: other.example:443", auth}, 403, "forbidden"},
+		{"port not allowed", "CONNECT api.example:8443 HTTP/1.1", []string{"Host: api.example:8443", auth}, 403, "forbidden"},
+		{"blocked address", "CONNECT blocked.example:443 HTTP/1.1", []string{"Host: blocked.example:443", auth}, 403, "destination_blocked"},
+		{"the gateway itself", "CONNECT " + selfAddr + " HTTP/1.1", []string{"Host: " + selfAddr, auth}, 403, "destination_blocked"},
+		{"refused", "CONNECT 127.0.0.1:1 HTTP/1.1", []string{"Host: 127.0.0.1:1", auth}, 502, "upstream_unreachable"},
+		{"metadata by absolute form", "GET http://169.254.169.254/latest/meta-data/ HTTP/1.1", []string{"Host: 169.254.169.254", auth}, 403, "forbidden"},
+		{"origin form", "GET /x HTTP/1.1", []string{"Host: api.example", auth}, 400, "bad_request"},
+		{"numeric host", "CONNECT 2130706433:443 HTTP/1.1", []string{"Host: 2130706433:443", auth}, 400, "bad_request"},
+		{"no port", "CONNECT api.example HTTP/1.1", []string{"Host: api.example", auth}, 400, "bad_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, resp, body := rawProxy(t, g, tt.line, tt.headers...)
+			wantError(t, resp, body, tt.status, tt.code)
+			if tt.status == 407 && resp.Header.Get("Proxy-Authenticate") != `Basic realm="outgate"` {
+				t.Errorf("Proxy-Authenticate = %q", resp.Header.Get("Proxy-Authenticate"))
+			}
+			if strings.Contains(body, "10.0.0.1") || strings.Contains(body, "connection refused") {
+				t.Errorf("the error leaks internals: %s", body)
+			}
+		})
+	}
+}
+
+// echo starts a TCP server that echoes what it reads.
+func echo(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func TestTunnelLimitsAndIdleTimeout(t *testing.T) {
+	e := echo(t)
+	c := newClient("billing")
+	g := start(t, proxyConfig(c, []string{e}, "    limits: {max_tunnels: 1}\nnetwork: {allow_cidrs: [127.0.0.0/8]}\nlimits: {tunnel_idle_timeout: 300ms}\n"))
+	auth := "Proxy-Authorization: " + basic(c.name, c.key)
+
+	conn, br, resp, _ := rawProxy(t, g, "CONNECT "+e+" HTTP/1.1", "Host: "+e, auth)
+	if resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %d", resp.StatusCode)
+	}
+	// The tunnel carries bytes both ways, and activity keeps it open past the idle timeout.
+	for i := 0; i < 5; i++ {
+		fmt.Fprintf(conn, "ping %d\n", i)
+		line, err := br.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("ping %d\n", i) {
+			t.Fatalf("echo %d: %q, %v", i, line, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A second tunnel for the same client is over its limit.
+	_, _, resp2, body := rawProxy(t, g, "CONNECT "+e+" HTTP/1.1", "Host: "+e, auth)
+	wantError(t, resp2, body, 429, "concurrency_limited")
+
+	// Left idle, the tunnel is closed by the gateway.
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("read data from an idle tunnel")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the idle tunnel was not closed by the gateway")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("idle tunnel closed after %v", d)
+	}
+	found := false
+	for i := 0; i < 100 && !found; i++ {
+		for _, l := range g.logs.lines("request") {
+			found = found || (l["mode"] == "connect" && l["reason"] == "idle_timeout" && l["bytes_in"] == float64(35))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !found {
+		t.Errorf("no audit line for the idle tunnel with its bytes:\n%s", g.logs.String())
+	}
+	// With the tunnel gone, the client may open another.
+	_, _, resp3, _ := rawProxy(t, g, "CONNECT "+e+" HTTP/1.1", "Host: "+e, auth)
+	if resp3.StatusCode != 200 {
+		t.Fatalf("CONNECT after the idle close: %d", resp3.StatusCode)
+	}
+}
+
+// TestRealClients runs curl and Python requests against both modes.
+func TestRealClients(t *testing.T) {
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello "+r.URL.Path) })
+	pHost := strings.TrimPrefix(p.URL, "https://")
+	c := newClient("billing")
+	cfg := proxyConfig(c, []string{pHost}, fmt.Sprintf("upstreams: {partner: {url: %q}}\nnetwork: {allow_cidrs: [127.0.0.0/8], ca_files: [%s]}\n", p.URL+"/v2", p.ca))
+	cfg = strings.Replace(cfg, "    hosts:", "    upstreams: [partner]\n    hosts:", 1)
+	g := start(t, cfg)
+	proxyURL := fmt.Sprintf("http://%s:%s@%s", c.name, c.key, g.Proxy)
+
+	t.Run("curl", func(t *testing.T) {
+		curl := testutil.Tool(t, "curl")
+		out, err := exec.Command(curl, "-sS", "--max-time", "20", "--cacert", p.ca, "-x", proxyURL, p.URL+"/via-proxy").CombinedOutput()
+		if err != nil || string(out) != "hello /via-proxy" {
+			t.Errorf("curl via proxy: %q, %v", out, err)
+		}
+		out, err = exec.Command(curl, "-sS", "--max-time", "20", "-H", "Outgate-Key: "+c.key, "http://"+g.Relay+"/partner/via-relay").CombinedOutput()
+		if err != nil || string(out) != "hello /v2/via-relay" {
+			t.Errorf("curl via relay: %q, %v", out, err)
+		}
+		out, _ = exec.Command(curl, "-s", "-o", "/dev/null", "-w", "%{http_connect}", "--max-time", "20", "--cacert", p.ca,
+			"-x", "http://"+g.Proxy, p.URL+"/x").CombinedOutput()
+		if string(out) != "407" {
+			t.Errorf("curl without credentials: %q, want 407", out)
+		}
+	})
+	t.Run("python-requests", func(t *testing.T) {
+		py := testutil.Tool(t, "python3")
+		if err := exec.Command(py, "-c", "import requests").Run(); err != nil {
+			testutil.Unavailable(t, "python3 has no requests module")
+		}
+		script := `import requests, sys
+r = requests.get(sys.argv[1], proxies={"https": sys.argv[2]}, verify=sys.argv[3], timeout=20)
+print(r.status_code, r.text, end="")`
+		out, err := exec.Command(py, "-c", script, p.URL+"/py", proxyURL, p.ca).CombinedOutput()
+		if err != nil || string(out) != "200 hello /py" {
+			t.Errorf("python requests via proxy: %q, %v", out, err)
+		}
+	})
+}
+
+func mustReq(t *testing.T, method, u string) *http.Request {
+	t.Helper()
+	r, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
