@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -168,4 +169,23 @@ func wantError(t *testing.T, resp *http.Response, body string, status int, code 
 	if e.Error.Code != code || e.Error.Message == "" || e.Error.Request_ID != resp.Header.Get("Outgate-Request-Id") || e.Error.Request_ID == "" {
 		t.Errorf("error body = %+v (request id header %q)", e.Error, resp.Header.Get("Outgate-Request-Id"))
 	}
+}
+
+func mustListen(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// runOnce runs the gateway on cfg and returns the error it fails to start with.
+func runOnce(t *testing.T, cfg string) error {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "outgate.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return server.Run(ctx, server.Options{ConfigPath: path, LogOutput: io.Discard})
 }

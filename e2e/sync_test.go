@@ -1,0 +1,24 @@
+package e2e
+
+import (
+	"strings"
+	"sync"
+)
+
+// logSink collects a child process's output for the test to read.
+type logSink struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
