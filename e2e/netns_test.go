@@ -136,11 +136,7 @@ func TestStaticEgressAcrossNamespaces(t *testing.T) {
 	t.Cleanup(func() { partner.Close() })
 
 	// The real outgate binary in the gateway namespace.
-	bin := filepath.Join(t.TempDir(), "outgate")
-	build := exec.Command("go", "build", "-o", bin, "github.com/outgate/outgate/cmd/outgate")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	key, hash := keys.New()
 	cfg := fmt.Sprintf(`
 listen: %[1]s:8080

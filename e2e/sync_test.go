@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"net"
 	"strings"
 	"sync"
 )
@@ -22,3 +23,5 @@ func (s *logSink) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
