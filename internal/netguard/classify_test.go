@@ -24,9 +24,9 @@ func TestClassify(t *testing.T) {
 		{"223.255.255.255", false, ""},
 		{"2600:1f18::1", false, ""},
 		{"2a00:1450:4001::1", false, ""},
-		{"64:ff9b::808:808", false, ""},   // NAT64 of 8.8.8.8
-		{"2002:808:808::1", false, ""},    // 6to4 of 8.8.8.8
-		{"::ffff:8.8.8.8", false, ""},     // mapped public
+		{"64:ff9b::808:808", false, ""}, // NAT64 of 8.8.8.8
+		{"2002:808:808::1", false, ""},  // 6to4 of 8.8.8.8
+		{"::ffff:8.8.8.8", false, ""},   // mapped public
 		// IPv4 special-purpose registry.
 		{"0.0.0.0", true, "this network"},
 		{"0.1.2.3", true, "this network"},
@@ -119,7 +119,7 @@ func TestPolicyCheck(t *testing.T) {
 		ap      string
 		blocked bool
 	}{
-		{"127.0.0.1:9000", false},         // allowed by allow_cidrs
+		{"127.0.0.1:9000", false},          // allowed by allow_cidrs
 		{"[::ffff:127.0.0.1]:9000", false}, // mapped form of an allowed address
 		{"198.51.100.20:443", false},
 		{"127.0.0.1:8080", true},     // the gateway's own relay listener

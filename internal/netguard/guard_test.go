@@ -38,7 +38,7 @@ func listen(t *testing.T) (port uint16, accepted *atomic.Int32) {
 func TestDialerChecksResolvedAddresses(t *testing.T) {
 	port, accepted := listen(t)
 	dns := testutil.NewDNS(t)
-	dns.Set("public.test", "127.0.0.1")        // allowed via Allow below
+	dns.Set("public.test", "127.0.0.1")         // allowed via Allow below
 	dns.Set("metadata.test", "169.254.169.254") // never allowed
 	dns.Set("mixed.test", "127.0.0.1", "10.0.0.1")
 	dns.Set("v6loop.test", "::1")

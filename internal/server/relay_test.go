@@ -335,7 +335,7 @@ func TestRelayResolvesThroughPolicy(t *testing.T) {
 	dns := testutil.NewDNS(t)
 	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello from "+r.Host) })
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(p.URL, "https://"))
-	dns.Set("example.com", "127.0.0.1")   // the test certificate is valid for example.com
+	dns.Set("example.com", "127.0.0.1")     // the test certificate is valid for example.com
 	dns.Set("internal.example", "10.1.2.3") // an internal address behind a public-looking name
 	dns.Set("mixed.example", "127.0.0.1", "169.254.169.254")
 	c := newClient("billing")
