@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -276,7 +278,20 @@ print(r.status_code, r.text, end="")`
 			t.Errorf("python requests via proxy: %q, %v", out, err)
 		}
 	})
+	t.Run("node-undici", func(t *testing.T) {
+		node := testutil.Tool(t, "node")
+		if _, err := os.Stat(filepath.Join(nodeClientDir, "node_modules", "undici")); err != nil {
+			testutil.Unavailable(t, "undici is not installed: run npm ci --prefix testdata/clients/node")
+		}
+		out, err := exec.Command(node, filepath.Join(nodeClientDir, "fetch.mjs"), p.URL+"/node", proxyURL, p.ca).CombinedOutput()
+		if err != nil || string(out) != "200 hello /node" {
+			t.Errorf("node undici ProxyAgent via proxy: %q, %v", out, err)
+		}
+	})
 }
+
+// nodeClientDir holds the undici version the Node check uses; .ci/run installs it.
+const nodeClientDir = "../../testdata/clients/node"
 
 func mustReq(t *testing.T, method, u string) *http.Request {
 	t.Helper()
