@@ -23,6 +23,7 @@ type Config struct {
 	Network        Network             `yaml:"network"`
 	Limits         Limits              `yaml:"limits"`
 	Log            Log                 `yaml:"log"`
+	TLS            TLS                 `yaml:"tls"`
 
 	// Source names where the config came from, for messages ("outgate.yaml").
 	Source string `yaml:"-"`
@@ -119,6 +120,16 @@ type PerClient struct {
 	MaxConcurrent     int
 	MaxTunnels        int
 }
+
+// TLS makes the relay listener speak HTTPS, so keys never cross a network
+// in the clear. Files are read again on every reload (certificate rotation).
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether the relay listener serves HTTPS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Log configures the process log (audit lines are always JSON).
 type Log struct {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
@@ -79,6 +80,7 @@ func (v *validator) validate() {
 	v.clients()
 	v.network()
 	v.limits()
+	v.tls()
 	switch c.Log.Level {
 	case "":
 		c.Log.Level = "info"
@@ -284,6 +286,25 @@ func (v *validator) network() {
 		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
 			v.errf(path, "%s has no PEM certificates", f)
 		}
+	}
+}
+
+func (v *validator) tls() {
+	t := &v.c.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.errf("tls", "cert_file and key_file go together")
+		return
+	}
+	if !t.Enabled() {
+		return
+	}
+	for _, f := range []*string{&t.CertFile, &t.KeyFile} {
+		if !filepath.IsAbs(*f) {
+			*f = filepath.Join(v.dir, *f)
+		}
+	}
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		v.errf("tls.cert_file", "cannot load the certificate and key: %v", err)
 	}
 }
 

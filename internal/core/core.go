@@ -6,6 +6,8 @@ package core
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -35,6 +37,9 @@ type Core struct {
 	Log     *slog.Logger
 	Audit   audit.Logger
 	Metrics *metrics.Metrics
+
+	// Cert is the relay listener's certificate when tls is configured.
+	Cert *tls.Certificate
 
 	byName map[string]*Client
 	byHash map[[32]byte]*Client
@@ -66,6 +71,13 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 		Metrics: deps.Metrics,
 		byName:  map[string]*Client{},
 		byHash:  map[[32]byte]*Client{},
+	}
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		c.Cert = &cert
 	}
 	for i := range cfg.Clients {
 		cc := &cfg.Clients[i]

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 func TestReload(t *testing.T) {
@@ -126,5 +128,41 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRelayOverTLS: with tls configured the relay speaks HTTPS (HTTP/2 too),
+// and a reload picks up a rotated certificate.
+func TestRelayOverTLS(t *testing.T) {
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	c := newClient("billing")
+	cert1, key1 := testutil.SelfSigned(t, "first")
+	cert2, key2 := testutil.SelfSigned(t, "second")
+	cfg := func(cert, key string) string {
+		return relayConfig(p, c, "", fmt.Sprintf("tls: {cert_file: %s, key_file: %s}\n", cert, key))
+	}
+	g := start(t, cfg(cert1, key1))
+	get := func(ca string) (*http.Response, error) {
+		tr := &http.Transport{TLSClientConfig: testutil.TLSConfig(ca), ForceAttemptHTTP2: true}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest("GET", "https://"+g.Relay+"/partner/x", nil)
+		req.Header.Set("Outgate-Key", c.key)
+		return (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	}
+	resp, err := get(cert1)
+	if err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Fatalf("HTTPS relay: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if resp, err := http.Get("http://" + g.Relay + "/_outgate/health"); err == nil && resp.StatusCode != 400 {
+		t.Errorf("plain HTTP on the TLS listener got %d, want a refusal", resp.StatusCode)
+	}
+	g.rewrite(t, cfg(cert2, key2))
+	waitFor(t, func() bool { return len(g.logs.lines("config reloaded")) == 1 })
+	if resp, err := get(cert2); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("after rotation: %v %v", resp, err)
+	}
+	if _, err := get(cert1); err == nil {
+		t.Error("the old certificate is still served after a reload")
 	}
 }

@@ -96,6 +96,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	tlsOn := cfg.TLS.Enabled()
 	proxyLn, err := listen("proxy_listen", cfg.ProxyListen)
 	if err != nil {
 		return err
@@ -136,6 +137,16 @@ func Run(ctx context.Context, o Options) error {
 				serveErr <- err
 			}
 		}()
+	}
+	if tlsOn {
+		// The certificate comes from the current Core, so a reload rotates it.
+		relayLn = tls.NewListener(relayLn, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return g.core.Load().Cert, nil
+			},
+		})
 	}
 	serve(relayLn, newServer(&relay.Handler{Core: current}))
 	proxySrv := newServer(&proxy.Handler{Core: current, Tunnels: &g.tunnels})
@@ -192,8 +203,8 @@ func (g *gateway) reload() {
 		return
 	}
 	o := old.Config
-	if cfg.Listen != o.Listen || cfg.ProxyListen != o.ProxyListen || cfg.AdminListen != o.AdminListen {
-		fail(errors.New("listen, proxy_listen and admin_listen cannot change on reload; restart outgate to move them"))
+	if cfg.Listen != o.Listen || cfg.ProxyListen != o.ProxyListen || cfg.AdminListen != o.AdminListen || cfg.TLS.Enabled() != o.TLS.Enabled() {
+		fail(errors.New("listen, proxy_listen and admin_listen and turning tls on or off cannot change on reload; restart outgate for that"))
 		return
 	}
 	if cfg.Limits.Resolved.ReadHeaderTimeout != o.Limits.Resolved.ReadHeaderTimeout ||
