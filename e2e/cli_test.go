@@ -178,3 +178,27 @@ func freePortNum(t *testing.T) string {
 	_, port, _ := strings.Cut(l.Addr().String(), ":")
 	return port
 }
+
+// TestRelayColdStartWithBadConfig: the Lambda bootstrap with a bad config
+// exits 1 with one JSON line that names the problem, not a stack trace.
+func TestRelayColdStartWithBadConfig(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	out, err := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bin, "github.com/outgate/outgate/cmd/outgate-relay").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"OUTGATE_CONFIG=clients:\n  - name: a\n    key_sha256: nothex\n    hosts: [x.example]\n", "PATH=/usr/bin:/bin"}
+	out, _ = cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("exit %d, want 1; output:\n%s", cmd.ProcessState.ExitCode(), out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var m map[string]string
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &m) != nil {
+		t.Fatalf("want one JSON line, got:\n%s", out)
+	}
+	if !strings.Contains(m["error"], "$OUTGATE_CONFIG:3:17: clients[0].key_sha256: must be 64 hex digits") || m["level"] != "ERROR" {
+		t.Errorf("line %v", m)
+	}
+}

@@ -38,6 +38,7 @@ const (
 	CodeBadGateway          = "bad_gateway"
 	CodeUpstreamTimeout     = "upstream_timeout"
 	CodeShuttingDown        = "shutting_down"
+	CodeResponseTooLarge    = "response_too_large"
 )
 
 // New is a shorthand for &E{...}.

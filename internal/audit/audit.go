@@ -22,8 +22,9 @@ type Record struct {
 	Method    string
 	Path      string // without the query string
 	Status    int
-	BytesIn   int64 // from the client to the upstream
-	BytesOut  int64 // from the upstream to the client
+	BytesIn   int64         // from the client to the upstream
+	BytesOut  int64         // from the upstream to the client
+	Upstream  time.Duration // time spent waiting on the upstream (headers and body)
 	Decision  string
 	Reason    string // the error code, or why a tunnel ended
 	Detail    string // internal detail for operators (never shown to clients)
@@ -42,6 +43,9 @@ func NewRequestID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Millis is d in milliseconds with microsecond precision.
+func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // Logger writes records through slog.
 type Logger struct{ L *slog.Logger }
@@ -68,7 +72,8 @@ func (l Logger) Log(r *Record) {
 		slog.Int("status", r.Status),
 		slog.Int64("bytes_in", r.BytesIn),
 		slog.Int64("bytes_out", r.BytesOut),
-		slog.Float64("duration_ms", float64(time.Since(r.Start).Microseconds())/1000),
+		slog.Float64("duration_ms", Millis(time.Since(r.Start))),
+		slog.Float64("upstream_ms", Millis(r.Upstream)),
 		slog.String("decision", r.Decision),
 	)
 	if r.Reason != "" {

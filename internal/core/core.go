@@ -38,6 +38,8 @@ type Core struct {
 	Audit   audit.Logger
 	Metrics *metrics.Metrics
 
+	onFinish func(*audit.Record)
+
 	// Cert is the relay listener's certificate when tls is configured.
 	Cert *tls.Certificate
 
@@ -51,6 +53,9 @@ type Deps struct {
 	Audit   *slog.Logger // audit lines, always written
 	Metrics *metrics.Metrics
 	Self    []netip.AddrPort // the gateway's own listeners
+	// OnFinish, if set, sees every finished request (the Lambda relay turns
+	// them into CloudWatch metrics).
+	OnFinish func(*audit.Record)
 }
 
 // New compiles a validated config.
@@ -64,13 +69,14 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Core{
-		Config:  cfg,
-		Egress:  eg,
-		Log:     log,
-		Audit:   audit.Logger{L: deps.Audit},
-		Metrics: deps.Metrics,
-		byName:  map[string]*Client{},
-		byHash:  map[[32]byte]*Client{},
+		Config:   cfg,
+		Egress:   eg,
+		Log:      log,
+		Audit:    audit.Logger{L: deps.Audit},
+		Metrics:  deps.Metrics,
+		onFinish: deps.OnFinish,
+		byName:   map[string]*Client{},
+		byHash:   map[[32]byte]*Client{},
 	}
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
@@ -177,6 +183,9 @@ func (cl *Client) AdmitTunnel() (release func(), e *apierr.E) {
 // Finish logs the audit line and counts the request.
 func (c *Core) Finish(r *audit.Record) {
 	c.Audit.Log(r)
+	if c.onFinish != nil {
+		c.onFinish(r)
+	}
 	if c.Metrics == nil {
 		return
 	}

@@ -61,6 +61,8 @@ func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, headerTi
 		body = &countingReader{r: out.Body}
 		out.Body = body
 	}
+	started := time.Now()
+	defer func() { rec.Upstream = time.Since(started) }()
 	resp, err := rt.RoundTrip(out.WithContext(ctx))
 	timer.Stop()
 	if body != nil {

@@ -1,0 +1,71 @@
+package lambdarelay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/outgate/outgate/internal/config"
+)
+
+// SSM is the one SSM call the relay makes, read once per cold start.
+// IAM: ssm:GetParameter on the parameter's ARN, plus kms:Decrypt on its key
+// for a SecureString under a customer-managed key (aws/ssm needs nothing).
+type SSM interface {
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+}
+
+// Environment variables the relay function reads.
+const (
+	EnvConfig      = "OUTGATE_CONFIG"       // the YAML config itself
+	EnvConfigSSM   = "OUTGATE_CONFIG_SSM"   // or the name of an SSM parameter holding it
+	EnvExpectedIPs = "OUTGATE_EXPECTED_IPS" // comma-separated allowlisted egress IPs
+)
+
+// LoadConfig reads the config from OUTGATE_CONFIG or OUTGATE_CONFIG_SSM.
+// newSSM is called only when the SSM variable is used.
+func LoadConfig(ctx context.Context, getenv func(string) string, newSSM func(context.Context) (SSM, error)) (*config.Config, error) {
+	inline, param := getenv(EnvConfig), getenv(EnvConfigSSM)
+	switch {
+	case inline != "" && param != "":
+		return nil, fmt.Errorf("set %s or %s, not both", EnvConfig, EnvConfigSSM)
+	case inline != "":
+		return config.Parse([]byte(inline), "$"+EnvConfig)
+	case param != "":
+		client, err := newSSM(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("SSM client: %w", err)
+		}
+		out, err := client.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(param), WithDecryption: aws.Bool(true)})
+		if err != nil {
+			return nil, fmt.Errorf("reading SSM parameter %s: %w", param, err)
+		}
+		if out.Parameter == nil || out.Parameter.Value == nil {
+			return nil, fmt.Errorf("SSM parameter %s has no value", param)
+		}
+		return config.Parse([]byte(*out.Parameter.Value), "ssm:"+param)
+	}
+	return nil, errors.New("no config: set " + EnvConfig + " (the YAML) or " + EnvConfigSSM + " (an SSM parameter name)")
+}
+
+// ParseExpected reads OUTGATE_EXPECTED_IPS.
+func ParseExpected(s string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not an IP address", EnvExpectedIPs, f)
+		}
+		out = append(out, ip.Unmap())
+	}
+	return out, nil
+}

@@ -1,0 +1,175 @@
+// Package lambdarelay runs the gateway core as an AWS Lambda function: it
+// turns Function URL, API Gateway HTTP API (v2) and REST API (v1 proxy)
+// events into requests for the relay handler, and the answers back into
+// events, within Lambda's synchronous payload limit. A scheduled event is a
+// keepalive that also checks the egress IP against the expected ones.
+package lambdarelay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/outgate/outgate/internal/apierr"
+	"github.com/outgate/outgate/internal/audit"
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/core"
+	"github.com/outgate/outgate/internal/emf"
+	"github.com/outgate/outgate/internal/relay"
+)
+
+// MaxResponsePayload is Lambda's limit on a synchronous response, JSON
+// envelope included (6 MB as AWS counts it: 6291556 bytes).
+const MaxResponsePayload = 6291556
+
+// Options configure a Handler.
+type Options struct {
+	Config   *config.Config
+	Function string       // function name, the metrics' dimension
+	Expected []netip.Addr // OUTGATE_EXPECTED_IPS, for the keepalive check
+	Log      io.Writer    // audit and log lines (stdout on Lambda)
+	Metrics  io.Writer    // EMF lines (stdout on Lambda)
+}
+
+// Handler answers Lambda invocations.
+type Handler struct {
+	core     *core.Core
+	relay    *relay.Handler
+	function string
+	expected []netip.Addr
+	emf      *emf.Writer
+	log      *slog.Logger
+}
+
+// New builds the handler. Listener settings in the config are ignored.
+func New(o Options) (*Handler, error) {
+	if o.Function == "" {
+		o.Function = "outgate-relay"
+	}
+	logger := slog.New(slog.NewJSONHandler(o.Log, nil))
+	h := &Handler{function: o.Function, expected: o.Expected, emf: emf.New(o.Metrics), log: logger}
+	c, err := core.New(o.Config, core.Deps{Log: logger, Audit: logger, OnFinish: h.requestMetrics})
+	if err != nil {
+		return nil, err
+	}
+	h.core = c
+	h.relay = &relay.Handler{Core: func() *core.Core { return c }}
+	return h, nil
+}
+
+// probe is just enough of any event to tell which kind it is.
+type probe struct {
+	Version        string `json:"version"`
+	HTTPMethod     string `json:"httpMethod"`
+	RequestContext struct {
+		HTTP struct {
+			Method string `json:"method"`
+		} `json:"http"`
+	} `json:"requestContext"`
+	Source     string `json:"source"`
+	DetailType string `json:"detail-type"`
+	Outgate    string `json:"outgate"`
+}
+
+// Handle is the function's entry point: lambda.Start(h.Handle).
+func (h *Handler) Handle(ctx context.Context, event json.RawMessage) (any, error) {
+	var p probe
+	if err := json.Unmarshal(event, &p); err != nil {
+		return nil, fmt.Errorf("the event is not a JSON object: %w", err)
+	}
+	switch {
+	case p.Outgate == "keepalive" || p.Source == "aws.events" || p.Source == "aws.scheduler" || p.DetailType == "Scheduled Event":
+		return h.keepalive(ctx), nil
+	case p.HTTPMethod != "":
+		var e events.APIGatewayProxyRequest
+		if err := json.Unmarshal(event, &e); err != nil {
+			return nil, fmt.Errorf("bad API Gateway REST event: %w", err)
+		}
+		return h.serveV1(ctx, &e), nil
+	case p.Version == "2.0" && p.RequestContext.HTTP.Method != "":
+		var e events.APIGatewayV2HTTPRequest
+		if err := json.Unmarshal(event, &e); err != nil {
+			return nil, fmt.Errorf("bad HTTP API / Function URL event: %w", err)
+		}
+		return h.serveV2(ctx, &e), nil
+	}
+	return nil, errors.New("unsupported event: expected a Function URL, API Gateway (v1 or v2) or scheduled event, or {\"outgate\":\"keepalive\"}")
+}
+
+// KeepaliveResult is what a scheduled invoke returns (and logs).
+type KeepaliveResult struct {
+	EgressIP string `json:"egress_ip,omitempty"`
+	Expected *bool  `json:"expected,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// keepalive runs on a schedule: the invoke itself keeps the function's ENI
+// from being reclaimed, and the egress check proves calls still leave from
+// an allowlisted IP. EgressIpExpected is 1 or 0, so an alarm on it < 1 fires
+// the moment traffic leaves from anything else (or cannot leave at all).
+func (h *Handler) keepalive(ctx context.Context) KeepaliveResult {
+	rec := &audit.Record{}
+	ip, e := relay.EgressIP(ctx, h.core, rec)
+	var res KeepaliveResult
+	ok := false
+	if e != nil {
+		res.Error = e.Code
+		h.log.Error("keepalive: egress check failed", "code", e.Code, "detail", rec.Detail)
+	} else {
+		res.EgressIP = ip.String()
+		for _, x := range h.expected {
+			ok = ok || x == ip
+		}
+	}
+	if len(h.expected) == 0 {
+		h.log.Warn("keepalive: OUTGATE_EXPECTED_IPS is empty; the egress IP is not checked", "egress_ip", res.EgressIP)
+		return res
+	}
+	res.Expected = &ok
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	h.emf.Emit(map[string]string{"Function": h.function},
+		emf.Set{Dimensions: [][]string{{"Function"}}, Metrics: []emf.Metric{{Name: "EgressIpExpected", Unit: "None", Value: v}}})
+	h.log.Info("keepalive", "egress_ip", res.EgressIP, "expected", ok)
+	return res
+}
+
+// requestMetrics turns an audit record into EMF: requests, denials, errors,
+// upstream latency, and errors by code.
+func (h *Handler) requestMetrics(r *audit.Record) {
+	denied, failed := 0.0, 0.0
+	switch r.Decision {
+	case audit.Deny:
+		denied = 1
+	case audit.Error:
+		failed = 1
+	}
+	sets := []emf.Set{{Dimensions: [][]string{{"Function"}}, Metrics: []emf.Metric{
+		{Name: "Requests", Unit: "Count", Value: 1},
+		{Name: "Denials", Unit: "Count", Value: denied},
+		{Name: "Errors", Unit: "Count", Value: failed},
+		{Name: "UpstreamLatency", Unit: "Milliseconds", Value: audit.Millis(r.Upstream)},
+	}}}
+	dims := map[string]string{"Function": h.function}
+	if r.Reason != "" && r.Decision != audit.Allow {
+		dims["Code"] = r.Reason
+		sets = append(sets, emf.Set{Dimensions: [][]string{{"Function", "Code"}}, Metrics: []emf.Metric{{Name: "ErrorsByCode", Unit: "Count", Value: 1}}})
+	}
+	h.emf.Emit(dims, sets...)
+}
+
+// errorBody is outgate's JSON error for failures the adapter itself detects.
+func errorBody(id string, e *apierr.E) (int, map[string][]string, []byte) {
+	rw := newCapture(1 << 16)
+	apierr.Write(rw, id, e)
+	return rw.status, rw.header, rw.body.Bytes()
+}
+
