@@ -1,0 +1,54 @@
+// Command outgate-guardian is the bootstrap of outgate's guardian Lambda
+// function, run on a schedule (every minute by default) and once right after
+// deploy. Each invocation is one guardian pass; see internal/guardian.
+//
+//	GOOS=linux GOARCH=arm64 go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./cmd/outgate-guardian
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/outgate/outgate/internal/guardian"
+)
+
+func main() {
+	ctx := context.Background()
+	cfg, err := guardian.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		fatal(err)
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		fatal(err)
+	}
+	g, err := guardian.New(cfg, ec2.NewFromConfig(ac), awslambda.NewFromConfig(ac))
+	if err != nil {
+		fatal(err)
+	}
+	lambda.Start(func(ctx context.Context, _ json.RawMessage) (guardian.Summary, error) {
+		// Leave time to report before Lambda's own timeout.
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, dl.Add(-2*time.Second))
+			defer cancel()
+		}
+		s := g.Run(ctx)
+		guardian.Report(os.Stdout, s)
+		return s, nil
+	})
+}
+
+func fatal(err error) {
+	line, _ := json.Marshal(map[string]string{"level": "ERROR", "msg": "outgate-guardian cannot start", "error": err.Error()})
+	fmt.Fprintln(os.Stderr, string(line))
+	os.Exit(1)
+}

@@ -1,0 +1,100 @@
+package guardian
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outgate/outgate/internal/emf"
+)
+
+// Environment variables of the guardian function.
+const (
+	EnvDeployment     = "OUTGATE_DEPLOYMENT"
+	EnvSecurityGroup  = "OUTGATE_SECURITY_GROUP_ID"
+	EnvSubnets        = "OUTGATE_SUBNET_IDS"
+	EnvAllocationIDs  = "OUTGATE_EIP_ALLOCATION_IDS"
+	EnvAllowAllocate  = "OUTGATE_ALLOW_ALLOCATE"
+	EnvRelayFunction  = "OUTGATE_RELAY_FUNCTION"
+	EnvKeepaliveEvery = "OUTGATE_KEEPALIVE_EVERY"
+	EnvRunEvery       = "OUTGATE_RUN_EVERY"
+)
+
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// ConfigFromEnv reads the guardian's config from its environment.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		Deployment:      getenv(EnvDeployment),
+		SecurityGroupID: getenv(EnvSecurityGroup),
+		SubnetIDs:       list(getenv(EnvSubnets)),
+		AllocationIDs:   list(getenv(EnvAllocationIDs)),
+		RelayFunction:   getenv(EnvRelayFunction),
+	}
+	if v := getenv(EnvAllowAllocate); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("%s: %q is not true or false", EnvAllowAllocate, v)
+		}
+		c.AllowAllocate = b
+	}
+	for _, d := range []struct {
+		env string
+		dst *time.Duration
+	}{{EnvKeepaliveEvery, &c.KeepaliveEvery}, {EnvRunEvery, &c.RunEvery}} {
+		if v := getenv(d.env); v != "" {
+			x, err := time.ParseDuration(v)
+			if err != nil || x <= 0 {
+				return c, fmt.Errorf("%s: %q is not a positive duration such as 1h", d.env, v)
+			}
+			*d.dst = x
+		}
+	}
+	if c.SecurityGroupID == "" || len(c.SubnetIDs) == 0 || (c.Deployment == "" && len(c.AllocationIDs) == 0) {
+		return c, fmt.Errorf("%s, %s and %s (or %s) are required", EnvSecurityGroup, EnvSubnets, EnvDeployment, EnvAllocationIDs)
+	}
+	return c, nil
+}
+
+// Report writes the run's summary as one JSON line and its metrics as EMF:
+// EnisSeen, EnisWithoutIp, PoolFree, AssociationsMade, Errors. An alarm on
+// EnisWithoutIp > 0 is the "a call may leave from a wrong IP" alarm.
+func Report(w io.Writer, s Summary) {
+	line, _ := json.Marshal(struct {
+		Level string `json:"level"`
+		Msg   string `json:"msg"`
+		Summary
+	}{levelOf(s), "guardian run", s})
+	w.Write(append(line, '\n'))
+	emf.New(w).Emit(map[string]string{"Deployment": s.Deployment}, emf.Set{
+		Dimensions: [][]string{{"Deployment"}},
+		Metrics: []emf.Metric{
+			{Name: "EnisSeen", Unit: "Count", Value: float64(s.ENIsSeen)},
+			{Name: "EnisWithoutIp", Unit: "Count", Value: float64(s.ENIsWithoutIP)},
+			{Name: "PoolFree", Unit: "Count", Value: float64(s.PoolFree)},
+			{Name: "AssociationsMade", Unit: "Count", Value: float64(s.Associations)},
+			{Name: "Errors", Unit: "Count", Value: float64(len(s.Errors))},
+		},
+	})
+}
+
+func levelOf(s Summary) string {
+	switch {
+	case len(s.Errors) > 0 || s.ENIsWithoutIP > 0:
+		return "ERROR"
+	case len(s.NeedsHuman) > 0:
+		return "WARN"
+	}
+	return "INFO"
+}

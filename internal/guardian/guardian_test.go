@@ -1,0 +1,341 @@
+package guardian
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outgate/outgate/internal/guardian/fakeaws"
+)
+
+// These scenarios run against the in-memory simulator because moto cannot
+// create Lambda ENIs or drive their lifecycle; moto_test.go runs the same
+// code over the real EC2 wire protocol.
+
+const (
+	sg      = "sg-0outgate"
+	subnetA = "subnet-0aaa"
+	subnetB = "subnet-0bbb"
+	fn      = "outgate-relay"
+	depl    = "prod"
+)
+
+type world struct {
+	t     *testing.T
+	cloud *fakeaws.Cloud
+	g     *Guardian
+	pool  []string
+}
+
+func newWorld(t *testing.T, poolSize int, subnets ...string) *world {
+	c := fakeaws.New()
+	w := &world{t: t, cloud: c}
+	for i := 0; i < poolSize; i++ {
+		w.pool = append(w.pool, c.Allocate(map[string]string{TagDeployment: depl}))
+	}
+	g, err := New(Config{Deployment: depl, SecurityGroupID: sg, SubnetIDs: subnets, RelayFunction: fn, PageSize: 2}, c, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.sleep = func(context.Context, time.Duration) error { return nil }
+	g.now = func() time.Time { return time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC) } // not a keepalive minute
+	w.g = g
+	return w
+}
+
+// run makes one pass, checks the invariants, and checks that a second pass
+// finds nothing left to do (convergence within one run).
+func (w *world) run() Summary {
+	w.t.Helper()
+	s := w.g.Run(context.Background())
+	if len(s.Errors) > 0 {
+		w.t.Fatalf("run errors: %v", s.Errors)
+	}
+	w.invariants()
+	again := w.g.Run(context.Background())
+	if again.Associations != 0 || again.Disassociations != 0 || again.Allocated != 0 {
+		w.t.Fatalf("a second run still changed things: %+v (first: %+v)", again, s)
+	}
+	return s
+}
+
+func (w *world) invariants() {
+	w.t.Helper()
+	enis, addrs := w.cloud.Snapshot()
+	byAlloc := map[string]fakeaws.Address{}
+	for _, a := range addrs {
+		byAlloc[a.AllocationID] = a
+	}
+	for _, id := range w.pool {
+		if _, ok := byAlloc[id]; !ok {
+			w.t.Fatalf("pool IP %s was released or lost", id)
+		}
+	}
+	holders := map[string]string{}
+	for _, e := range enis {
+		if e.AllocationID == "" {
+			continue
+		}
+		if other, dup := holders[e.AllocationID]; dup {
+			w.t.Fatalf("IP %s is on both %s and %s", e.AllocationID, other, e.ID)
+		}
+		holders[e.AllocationID] = e.ID
+		if a := byAlloc[e.AllocationID]; a.ENI != e.ID {
+			w.t.Fatalf("ENI %s and IP %s disagree about their association", e.ID, e.AllocationID)
+		}
+	}
+}
+
+// ipOf returns the public IP on the in-use lambda ENI of a subnet (the one
+// with the lowest id if there are several).
+func (w *world) ipOf(subnet string) string {
+	enis, addrs := w.cloud.Snapshot()
+	for _, e := range enis {
+		if e.Subnet == subnet && e.Status == "in-use" && e.Type == "lambda" && e.AllocationID != "" {
+			for _, a := range addrs {
+				if a.AllocationID == e.AllocationID {
+					return a.PublicIP
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func TestFreshDeploy(t *testing.T) {
+	w := newWorld(t, 1, subnetA)
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	s := w.g.Run(context.Background())
+	if s.ENIsPending != 1 || s.Associations != 0 {
+		t.Fatalf("pending ENI: %+v", s)
+	}
+	w.cloud.Activate()
+	s = w.run()
+	if s.Associations != 1 || s.ENIsWithoutIP != 0 || s.PoolFree != 0 || w.ipOf(subnetA) == "" {
+		t.Fatalf("after activation: %+v", s)
+	}
+	_, addrs := w.cloud.Snapshot()
+	if addrs[0].Tags[TagSubnet] != subnetA {
+		t.Errorf("the IP does not remember its subnet: %v", addrs[0].Tags)
+	}
+}
+
+func TestReplacementKeepsTheSameIP(t *testing.T) {
+	for _, deleteFirst := range []bool{false, true} {
+		w := newWorld(t, 2, subnetA, subnetB)
+		w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+		w.cloud.Activate()
+		w.run()
+		ipA, ipB := w.ipOf(subnetA), w.ipOf(subnetB)
+		if ipA == "" || ipB == "" || ipA == ipB {
+			t.Fatalf("two AZs: %q %q", ipA, ipB)
+		}
+		// A security-group change replaces both ENIs.
+		w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg, "sg-0extra"})
+		if deleteFirst {
+			w.cloud.DeleteAvailable() // the old ENIs are already gone
+		}
+		w.cloud.Activate()
+		s := w.run()
+		if w.ipOf(subnetA) != ipA || w.ipOf(subnetB) != ipB {
+			t.Fatalf("deleteFirst=%v: IPs moved: A %s->%s, B %s->%s (%+v)", deleteFirst, ipA, w.ipOf(subnetA), ipB, w.ipOf(subnetB), s)
+		}
+		if !deleteFirst && s.Disassociations != 2 {
+			t.Errorf("the IPs should have been taken back from the retired ENIs: %+v", s)
+		}
+	}
+}
+
+func TestIdleReclaimAndRestore(t *testing.T) {
+	w := newWorld(t, 1, subnetA)
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.Activate()
+	w.run()
+	ip := w.ipOf(subnetA)
+	w.cloud.Reclaim(fn)
+	w.cloud.DeleteAvailable()
+	// The guardian sees the function Inactive and wakes it at once.
+	s := w.g.Run(context.Background())
+	if !s.KeepaliveSent || !strings.HasPrefix(s.FunctionState, "Inactive") || s.PoolFree != 1 {
+		t.Fatalf("inactive function: %+v", s)
+	}
+	w.cloud.Activate()
+	w.run()
+	if w.ipOf(subnetA) != ip {
+		t.Fatalf("after restore the IP is %q, want %q", w.ipOf(subnetA), ip)
+	}
+}
+
+func TestSecondENIPast65000Connections(t *testing.T) {
+	w := newWorld(t, 2, subnetA)
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.Activate()
+	w.run()
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+10)
+	w.cloud.Activate()
+	s := w.run()
+	if s.Associations != 1 || s.ENIsWithoutIP != 0 || len(s.IPs) != 2 {
+		t.Fatalf("second ENI: %+v", s)
+	}
+}
+
+func TestPoolTooSmall(t *testing.T) {
+	w := newWorld(t, 1, subnetA)
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	w.cloud.Activate()
+	s := w.run()
+	if s.ENIsWithoutIP != 1 || s.Allocated != 0 || len(s.NeedsHuman) == 0 || !strings.Contains(s.NeedsHuman[0], "pool is too small") {
+		t.Fatalf("pool too small: %+v", s)
+	}
+	if w.cloud.Calls["AllocateAddress"] != 0 {
+		t.Fatal("allocated an IP although the deployment does not allow it")
+	}
+	// When the deployment allows it, a new IP is allocated, tagged and reported.
+	w.g.cfg.AllowAllocate = true
+	s = w.g.Run(context.Background())
+	if s.Allocated != 1 || s.ENIsWithoutIP != 0 || !strings.Contains(strings.Join(s.NeedsHuman, "\n"), "give it to your partners") {
+		t.Fatalf("allowed allocation: %+v", s)
+	}
+	w.invariants()
+}
+
+func TestConcurrentRunsNeverDoubleAssociate(t *testing.T) {
+	w := newWorld(t, 4, subnetA, subnetB)
+	w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	w.cloud.Activate()
+	var wg sync.WaitGroup
+	sums := make([]Summary, 6)
+	for i := range sums {
+		wg.Add(1)
+		go func() { defer wg.Done(); sums[i] = w.g.Run(context.Background()) }()
+	}
+	wg.Wait()
+	total := 0
+	for _, s := range sums {
+		total += s.Associations
+		if len(s.Errors) > 0 {
+			t.Errorf("concurrent run errors: %v", s.Errors)
+		}
+	}
+	w.invariants()
+	if total != 3 {
+		t.Errorf("%d associations in all for 3 ENIs", total)
+	}
+	if s := w.run(); s.ENIsWithoutIP != 0 {
+		t.Errorf("after concurrent runs: %+v", s)
+	}
+}
+
+func TestHandAssociationsAndForeignResources(t *testing.T) {
+	w := newWorld(t, 1, subnetA, subnetB)
+	w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+	w.cloud.Activate()
+	enis, _ := w.cloud.Snapshot()
+	// A human attached an IP that is not in the pool to the ENI in subnet B,
+	// and pool IP w.pool[0] to the ENI in subnet A.
+	mine := w.cloud.Allocate(map[string]string{"team": "payments"})
+	var eniA, eniB string
+	for _, e := range enis {
+		if e.Subnet == subnetA {
+			eniA = e.ID
+		} else {
+			eniB = e.ID
+		}
+	}
+	w.cloud.AssociateByHand(w.pool[0], eniA)
+	w.cloud.AssociateByHand(mine, eniB)
+	// Other people's things: an ENI of another security group in our subnet,
+	// and a free IP of another deployment.
+	other := w.cloud.AddENI(subnetA, []string{"sg-0other"}, "lambda", "in-use")
+	w.cloud.Allocate(map[string]string{TagDeployment: "staging"})
+
+	s := w.run()
+	if s.Associations != 0 || s.ENIsWithoutIP != 0 {
+		t.Fatalf("hand associations: %+v", s)
+	}
+	if !strings.Contains(strings.Join(s.NeedsHuman, "\n"), "not in the pool") {
+		t.Errorf("the foreign IP on %s is not reported: %v", eniB, s.NeedsHuman)
+	}
+	enis, addrs := w.cloud.Snapshot()
+	for _, e := range enis {
+		if e.ID == other.ID && e.AllocationID != "" {
+			t.Error("the guardian gave an IP to another security group's ENI")
+		}
+	}
+	for _, a := range addrs {
+		if a.Tags[TagDeployment] == "staging" && a.AssociationID != "" {
+			t.Error("the guardian used another deployment's IP")
+		}
+		if a.AllocationID == mine && a.ENI != eniB {
+			t.Error("the guardian moved an IP it does not own")
+		}
+	}
+}
+
+func TestThrottlingIsRetriedWithinTheRun(t *testing.T) {
+	w := newWorld(t, 2, subnetA, subnetB)
+	w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+	w.cloud.Activate()
+	w.cloud.ThrottleNext("DescribeNetworkInterfaces", 2)
+	w.cloud.ThrottleNext("AssociateAddress", 3)
+	s := w.run()
+	if s.Associations != 2 || s.Retries != 5 {
+		t.Fatalf("throttled run: %+v", s)
+	}
+	// Throttling past MaxAttempts is reported, and the next run converges.
+	w2 := newWorld(t, 1, subnetA)
+	w2.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w2.cloud.Activate()
+	w2.cloud.ThrottleNext("AssociateAddress", 10)
+	s = w2.g.Run(context.Background())
+	if len(s.Errors) != 1 || !strings.Contains(s.Errors[0], "RequestLimitExceeded") || s.ENIsWithoutIP != 1 {
+		t.Fatalf("persistent throttling: %+v", s)
+	}
+	w2.cloud.ThrottleNext("AssociateAddress", -5) // whatever is left clears
+	if s := w2.run(); s.Associations != 1 {
+		t.Fatalf("next run: %+v", s)
+	}
+}
+
+func TestPagination(t *testing.T) {
+	// PageSize is 2; five subnets make five ENIs over three pages.
+	subnets := []string{"subnet-1", "subnet-2", "subnet-3", "subnet-4", "subnet-5"}
+	w := newWorld(t, 5, subnets...)
+	w.cloud.Deploy(fn, subnets, []string{sg})
+	w.cloud.Activate()
+	s := w.run()
+	if s.ENIsSeen != 5 || s.Associations != 5 {
+		t.Fatalf("paginated discovery: %+v", s)
+	}
+}
+
+func TestKeepaliveSchedule(t *testing.T) {
+	w := newWorld(t, 1, subnetA)
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.Activate()
+	w.g.now = func() time.Time { return time.Date(2026, 11, 23, 11, 0, 20, 0, time.UTC) }
+	s := w.g.Run(context.Background())
+	if !s.KeepaliveSent || s.FunctionState != "Active" || len(w.cloud.Invokes[fn]) != 1 || w.cloud.Invokes[fn][0] != KeepalivePayload {
+		t.Fatalf("keepalive at the top of the hour: %+v, invokes %v", s, w.cloud.Invokes)
+	}
+	w.g.now = func() time.Time { return time.Date(2026, 11, 23, 11, 1, 20, 0, time.UTC) }
+	if s := w.g.Run(context.Background()); s.KeepaliveSent {
+		t.Fatal("keepalive sent off schedule while the function is Active")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	c := fakeaws.New()
+	for _, cfg := range []Config{{}, {SecurityGroupID: sg}, {SecurityGroupID: sg, SubnetIDs: []string{subnetA}}} {
+		if _, err := New(cfg, c, c); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+	if _, err := New(Config{Deployment: depl, SecurityGroupID: sg, SubnetIDs: []string{subnetA}, RelayFunction: fn}, c, nil); err == nil {
+		t.Error("a relay function without a Lambda client was accepted")
+	}
+}

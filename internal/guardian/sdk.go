@@ -1,0 +1,38 @@
+package guardian
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+)
+
+// EC2 is every EC2 call the guardian makes, and nothing else: there is no
+// ReleaseAddress here, so the guardian cannot release an IP. The IAM action
+// each one needs is beside it (docs/guardian.md has the whole policy).
+type EC2 interface {
+	// ec2:DescribeNetworkInterfaces, Resource "*" (it supports no narrower scope).
+	DescribeNetworkInterfaces(ctx context.Context, in *ec2.DescribeNetworkInterfacesInput, opts ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error)
+	// ec2:DescribeAddresses, Resource "*".
+	DescribeAddresses(ctx context.Context, in *ec2.DescribeAddressesInput, opts ...func(*ec2.Options)) (*ec2.DescribeAddressesOutput, error)
+	// ec2:AssociateAddress on elastic-ip/* with aws:ResourceTag/outgate:deployment,
+	// and on network-interface/* with ec2:Subnet in the deployment's subnets.
+	AssociateAddress(ctx context.Context, in *ec2.AssociateAddressInput, opts ...func(*ec2.Options)) (*ec2.AssociateAddressOutput, error)
+	// ec2:DisassociateAddress on elastic-ip/* with aws:ResourceTag/outgate:deployment
+	// (scoping of this action is UNVERIFIED; see docs/guardian.md).
+	DisassociateAddress(ctx context.Context, in *ec2.DisassociateAddressInput, opts ...func(*ec2.Options)) (*ec2.DisassociateAddressOutput, error)
+	// ec2:CreateTags on elastic-ip/* with aws:ResourceTag/outgate:deployment
+	// (the outgate:subnet tag that makes the IP-to-subnet mapping stable).
+	CreateTags(ctx context.Context, in *ec2.CreateTagsInput, opts ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
+	// ec2:AllocateAddress with aws:RequestTag/outgate:deployment; only used
+	// when the deployment allows new IPs (OUTGATE_ALLOW_ALLOCATE=true).
+	AllocateAddress(ctx context.Context, in *ec2.AllocateAddressInput, opts ...func(*ec2.Options)) (*ec2.AllocateAddressOutput, error)
+}
+
+// Lambda is every Lambda call the guardian makes (for the keepalive).
+type Lambda interface {
+	// lambda:GetFunctionConfiguration on the relay function's ARN.
+	GetFunctionConfiguration(ctx context.Context, in *lambda.GetFunctionConfigurationInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionConfigurationOutput, error)
+	// lambda:InvokeFunction on the relay function's ARN.
+	Invoke(ctx context.Context, in *lambda.InvokeInput, opts ...func(*lambda.Options)) (*lambda.InvokeOutput, error)
+}
