@@ -172,4 +172,3 @@ func errorBody(id string, e *apierr.E) (int, map[string][]string, []byte) {
 	apierr.Write(rw, id, e)
 	return rw.status, rw.header, rw.body.Bytes()
 }
-
