@@ -19,7 +19,6 @@ import (
 	"github.com/outgate/outgate/internal/egress"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/limits"
-	"github.com/outgate/outgate/internal/metrics"
 )
 
 // Client is an authenticated caller with its budgets.
@@ -32,11 +31,10 @@ type Client struct {
 
 // Core is everything a request handler needs, for one config.
 type Core struct {
-	Config  *config.Config
-	Egress  *egress.Egress
-	Log     *slog.Logger
-	Audit   audit.Logger
-	Metrics *metrics.Metrics
+	Config *config.Config
+	Egress *egress.Egress
+	Log    *slog.Logger
+	Audit  audit.Logger
 
 	onFinish func(*audit.Record)
 
@@ -49,12 +47,12 @@ type Core struct {
 
 // Deps are the parts that outlive one config.
 type Deps struct {
-	Log     *slog.Logger // process log, at the configured level
-	Audit   *slog.Logger // audit lines, always written
-	Metrics *metrics.Metrics
-	Self    []netip.AddrPort // the gateway's own listeners
-	// OnFinish, if set, sees every finished request (the Lambda relay turns
-	// them into CloudWatch metrics).
+	Log   *slog.Logger     // process log, at the configured level
+	Audit *slog.Logger     // audit lines, always written
+	Self  []netip.AddrPort // the gateway's own listeners
+	// OnFinish, if set, sees every finished request: Prometheus counters in
+	// outgate serve, CloudWatch EMF lines in the Lambda relay. A hook keeps
+	// either metrics library out of the other binary.
 	OnFinish func(*audit.Record)
 }
 
@@ -73,7 +71,6 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 		Egress:   eg,
 		Log:      log,
 		Audit:    audit.Logger{L: deps.Audit},
-		Metrics:  deps.Metrics,
 		onFinish: deps.OnFinish,
 		byName:   map[string]*Client{},
 		byHash:   map[[32]byte]*Client{},
@@ -186,15 +183,4 @@ func (c *Core) Finish(r *audit.Record) {
 	if c.onFinish != nil {
 		c.onFinish(r)
 	}
-	if c.Metrics == nil {
-		return
-	}
-	code := ""
-	if r.Decision != audit.Allow {
-		code = r.Reason
-	}
-	c.Metrics.Requests.WithLabelValues(r.Mode, r.Client, r.Decision, code).Inc()
-	c.Metrics.Duration.WithLabelValues(r.Mode).Observe(time.Since(r.Start).Seconds())
-	c.Metrics.Bytes.WithLabelValues("in").Add(float64(r.BytesIn))
-	c.Metrics.Bytes.WithLabelValues("out").Add(float64(r.BytesOut))
 }

@@ -4,6 +4,9 @@ package metrics
 
 import (
 	"net/http"
+	"time"
+
+	"github.com/outgate/outgate/internal/audit"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -12,16 +15,16 @@ import (
 
 // Metrics is one registry with outgate's collectors on it.
 type Metrics struct {
-	Registry      *prometheus.Registry
-	Requests      *prometheus.CounterVec   // mode, client, decision, code
-	Duration      *prometheus.HistogramVec // mode
-	Bytes         *prometheus.CounterVec   // direction
-	TunnelsActive prometheus.Gauge
-	Reloads       *prometheus.CounterVec // result
+	Registry *prometheus.Registry
+	Requests *prometheus.CounterVec   // mode, client, decision, code
+	Duration *prometheus.HistogramVec // mode
+	Bytes    *prometheus.CounterVec   // direction
+	Reloads  *prometheus.CounterVec   // result
 }
 
-// New registers outgate's metrics and the Go/process collectors.
-func New() *Metrics {
+// New registers outgate's metrics and the Go/process collectors; tunnels
+// reports the CONNECT tunnels open now.
+func New(tunnels func() int) *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: r,
@@ -38,18 +41,30 @@ func New() *Metrics {
 			Name: "outgate_bytes_total",
 			Help: "Body and tunnel bytes carried, by direction (in: client to upstream, out: upstream to client).",
 		}, []string{"direction"}),
-		TunnelsActive: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "outgate_tunnels_active",
-			Help: "CONNECT tunnels open now.",
-		}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outgate_config_reloads_total",
 			Help: "Config reloads on SIGHUP, by result (ok, error).",
 		}, []string{"result"}),
 	}
-	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.TunnelsActive, m.Reloads,
+	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "outgate_tunnels_active",
+		Help: "CONNECT tunnels open now.",
+	}, func() float64 { return float64(tunnels()) })
+	r.MustRegister(m.Requests, m.Duration, m.Bytes, active, m.Reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Observe counts one finished request or tunnel.
+func (m *Metrics) Observe(r *audit.Record) {
+	code := ""
+	if r.Decision != audit.Allow {
+		code = r.Reason
+	}
+	m.Requests.WithLabelValues(r.Mode, r.Client, r.Decision, code).Inc()
+	m.Duration.WithLabelValues(r.Mode).Observe(time.Since(r.Start).Seconds())
+	m.Bytes.WithLabelValues("in").Add(float64(r.BytesIn))
+	m.Bytes.WithLabelValues("out").Add(float64(r.BytesOut))
 }
 
 // Handler serves the registry in the Prometheus text format.

@@ -80,10 +80,6 @@ func (h *Handler) connect(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if n := brw.Reader.Buffered(); n > 0 {
 		pre, _ = brw.Reader.Peek(n)
 	}
-	if c.Metrics != nil {
-		c.Metrics.TunnelsActive.Inc()
-		defer c.Metrics.TunnelsActive.Dec()
-	}
 	done := h.Tunnels.add(client, upstream)
 	defer done()
 	in, out, reason := splice(client, upstream, pre, lim.TunnelIdleTimeout)

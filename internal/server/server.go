@@ -64,12 +64,12 @@ func Run(ctx context.Context, o Options) error {
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Log.Level))
 	g := &gateway{
-		path:    o.ConfigPath,
-		log:     slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})),
-		audit:   slog.New(slog.NewJSONHandler(out, nil)),
-		level:   level,
-		metrics: metrics.New(),
+		path:  o.ConfigPath,
+		log:   slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})),
+		audit: slog.New(slog.NewJSONHandler(out, nil)),
+		level: level,
 	}
+	g.metrics = metrics.New(g.tunnels.Count)
 
 	var lns []net.Listener
 	closeAll := func() {
@@ -186,7 +186,7 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, Metrics: g.metrics, Self: g.self})
+	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self})
 }
 
 // reload reads the config again. A config that fails validation, or changes
