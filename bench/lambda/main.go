@@ -62,7 +62,7 @@ func main() {
 	up := upstream()
 	defer up.Close()
 	key, hash := keys.New()
-	cfg := fmt.Sprintf("upstreams: {partner: {url: %q}}\nclients: [{name: bench, key_sha256: %s, upstreams: [partner]}]\nnetwork: {allow_cidrs: [127.0.0.0/8]}\n", up.URL, hash)
+	cfg := fmt.Sprintf("upstreams: {partner: {url: %q}}\nclients: [{name: bench, key_sha256: %s, upstreams: [partner], limits: {requests_per_second: 1000000, burst: 1000000}}]\nnetwork: {allow_cidrs: [127.0.0.0/8]}\n", up.URL, hash)
 	event, _ := json.Marshal(map[string]any{
 		"version": "2.0", "rawPath": "/partner/ping", "rawQueryString": "", "headers": map[string]string{"outgate-key": key, "content-type": "application/json"},
 		"requestContext": map[string]any{"http": map[string]any{"method": "POST", "path": "/partner/ping", "sourceIp": "203.0.113.50"}, "stage": "$default"},
@@ -77,7 +77,7 @@ func main() {
 		case <-rt.firstNext:
 			cold = append(cold, time.Since(rt.started))
 		case <-time.After(10 * time.Second):
-			log.Fatalf("the relay did not ask for an event within 10s:\n%s", p.output())
+			log.Fatalf("the relay did not ask for an event within 10s:\n%s", p.tail())
 		}
 		p.stop()
 		rt.close()
@@ -90,7 +90,7 @@ func main() {
 	for i := 0; i < invokes; i++ {
 		d, resp := rt.invoke(event)
 		if !strings.Contains(resp, `"statusCode":200`) {
-			log.Fatalf("invocation %d answered %s\n%s", i, resp, p.output())
+			log.Fatalf("invocation %d answered %s\n%s", i, resp, p.tail())
 		}
 		total = append(total, d)
 	}
@@ -225,6 +225,12 @@ func (p *proc) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.out.String()
+}
+
+// tail is the end of the process output, for error messages.
+func (p *proc) tail() string {
+	s := p.output()
+	return s[max(0, len(s)-2000):]
 }
 
 func (rt *runtimeAPI) start(bin, cfg string) *proc {
