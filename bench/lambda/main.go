@@ -66,7 +66,7 @@ func main() {
 	event, _ := json.Marshal(map[string]any{
 		"version": "2.0", "rawPath": "/partner/ping", "rawQueryString": "", "headers": map[string]string{"outgate-key": key, "content-type": "application/json"},
 		"requestContext": map[string]any{"http": map[string]any{"method": "POST", "path": "/partner/ping", "sourceIp": "203.0.113.50"}, "stage": "$default"},
-		"body": `{"amount":1000}`, "isBase64Encoded": false,
+		"body":           `{"amount":1000}`, "isBase64Encoded": false,
 	})
 
 	var cold []time.Duration
