@@ -202,3 +202,48 @@ func TestRelayColdStartWithBadConfig(t *testing.T) {
 		t.Errorf("line %v", m)
 	}
 }
+
+func TestPlanAndTemplateCommands(t *testing.T) {
+	out, err := exec.Command(binary(t), "plan", "--region", "ap-northeast-2", "--arch", "x86_64", "-o", "json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan struct {
+		PricesRecorded string `json:"prices_recorded"`
+		Modes          []struct {
+			Mode  string
+			Lines []struct {
+				Item string
+				USD  float64
+			}
+			Total float64 `json:"total_usd"`
+		}
+	}
+	if err := json.Unmarshal(out, &plan); err != nil || len(plan.Modes) != 2 || plan.PricesRecorded == "" {
+		t.Fatalf("plan -o json: %s %v", out, err)
+	}
+	got := map[string]float64{}
+	for _, l := range plan.Modes[0].Lines {
+		got[l.Item] = l.USD
+	}
+	if got["Lambda compute (relay)"] != 1.04 || got["Lambda requests (relay)"] != 0.20 || got["Public IPv4 x1"] != 3.65 {
+		t.Errorf("field-notes figures: %v", got)
+	}
+	text, _ := exec.Command(binary(t), "plan").Output()
+	for _, want := range []string{"== eni", "== nat", "TOTAL", "recorded", "guardian (every minute)"} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("plan text lacks %q:\n%s", want, text)
+		}
+	}
+	for _, bad := range [][]string{{"plan", "--azs", "5"}, {"plan", "--region", "mars-1"}, {"template", "--mode", "vpn"}, {"template", "-o", "xml"}} {
+		cmd := exec.Command(binary(t), bad...)
+		out, _ := cmd.CombinedOutput()
+		if cmd.ProcessState.ExitCode() != 2 || !strings.HasPrefix(string(out), "outgate: ") {
+			t.Errorf("%v: exit %d, %q", bad, cmd.ProcessState.ExitCode(), out)
+		}
+	}
+	tpl, err := exec.Command(binary(t), "template", "--mode", "nat", "--azs", "2").Output()
+	if err != nil || !strings.Contains(string(tpl), `"AWS::EC2::NatGateway"`) {
+		t.Errorf("template --mode nat: %v", err)
+	}
+}

@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/outgate/outgate/internal/deploy"
+)
+
+func planCmd() *cobra.Command {
+	var (
+		u            deploy.Usage
+		mode, region string
+		output       string
+		endpoints    string
+	)
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what a static IP on AWS will cost each month, mode by mode",
+		Long: `Show the monthly cost of each way outgate can give your functions a static IP on AWS,
+line by line, from the price table in the repository (its date and source are printed).
+
+  eni  the cheapest: an Elastic IP on the relay's own Lambda ENI, kept there by the guardian
+  nat  AWS-managed: the relay in private subnets behind a NAT gateway (hourly and per-GB fees)
+
+The defaults are the field notes' workload: 1M requests a month, 500 ms, 128 MB, x86_64.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if mode != "" && mode != "eni" && mode != "nat" {
+				return usageError{fmt.Errorf("--mode must be eni or nat, got %q", mode)}
+			}
+			if u.Arch != "arm64" && u.Arch != "x86_64" {
+				return usageError{fmt.Errorf("--arch must be arm64 or x86_64, got %q", u.Arch)}
+			}
+			if u.AZs < 1 || u.AZs > 3 {
+				return usageError{fmt.Errorf("--azs must be 1, 2 or 3, got %d", u.AZs)}
+			}
+			if u.Front != "url" && u.Front != "apigw" {
+				return usageError{fmt.Errorf("--front must be url or apigw, got %q", u.Front)}
+			}
+			for name, v := range map[string]float64{"--requests-per-month": u.RequestsPerMonth, "--avg-duration-ms": u.AvgDurationMs, "--gb-per-month": u.GBPerMonth} {
+				if v < 0 {
+					return usageError{fmt.Errorf("%s cannot be negative", name)}
+				}
+			}
+			if u.MemoryMB < 128 || u.MemoryMB > 10240 {
+				return usageError{fmt.Errorf("--memory-mb must be from 128 to 10240, got %v", u.MemoryMB)}
+			}
+			if endpoints != "" {
+				u.Endpoints = strings.Split(endpoints, ",")
+			}
+			p, err := deploy.PricesFor(region)
+			if err != nil {
+				return usageError{err}
+			}
+			est := deploy.Plan(p, u)
+			if mode != "" {
+				for _, e := range est {
+					if e.Mode == mode {
+						est = []deploy.Estimate{e}
+					}
+				}
+			}
+			w := cmd.OutOrStdout()
+			switch output {
+			case "json":
+				return json.NewEncoder(w).Encode(map[string]any{"region": region, "prices_recorded": p.Recorded, "prices_source": p.Source, "usage": u, "modes": est})
+			case "", "text":
+				printPlan(w, region, p, u, est)
+				return nil
+			}
+			return usageError{fmt.Errorf("-o must be text or json, got %q", output)}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&mode, "mode", "", "show one mode only: eni or nat (default: both)")
+	f.StringVar(&region, "region", "us-east-1", "AWS region ("+strings.Join(deploy.Regions(), ", ")+")")
+	f.IntVar(&u.AZs, "azs", 1, "availability zones (1-3): one static IP each")
+	f.Float64Var(&u.RequestsPerMonth, "requests-per-month", 1e6, "relay requests a month")
+	f.Float64Var(&u.AvgDurationMs, "avg-duration-ms", 500, "average relay duration in ms (mostly the partner's answer time)")
+	f.Float64Var(&u.MemoryMB, "memory-mb", 128, "relay memory in MB")
+	f.Float64Var(&u.GBPerMonth, "gb-per-month", 1, "GB a month through the gateway")
+	f.StringVar(&u.Arch, "arch", "x86_64", "relay architecture: arm64 or x86_64")
+	f.BoolVar(&u.FreeTier, "free-tier", false, "subtract the AWS free tier")
+	f.StringVar(&u.Front, "front", "url", "front door: url (Function URL) or apigw (API Gateway HTTP API)")
+	f.StringVar(&endpoints, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
+	f.BoolVar(&u.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs (cheaper; an AZ outage cuts egress)")
+	f.StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func printPlan(w io.Writer, region string, p deploy.Prices, u deploy.Usage, est []deploy.Estimate) {
+	fmt.Fprintf(w, "outgate plan: %s, %.0f requests/month x %.0f ms x %.0f MB (%s), %.0f GB/month, %d AZ\n",
+		region, u.RequestsPerMonth, u.AvgDurationMs, u.MemoryMB, u.Arch, u.GBPerMonth, u.AZs)
+	fmt.Fprintf(w, "prices: %s, recorded %s (list prices; check the pricing pages before you budget)\n", p.Source, p.Recorded)
+	for _, e := range est {
+		fmt.Fprintf(w, "\n== %s: %s\n", e.Mode, e.Summary)
+		fmt.Fprintln(w, indent(deploy.Diagram(e.Mode, u.AZs, u.Front)))
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		for _, l := range e.Lines {
+			fmt.Fprintf(tw, "  %s\t$%8.2f\t%s\n", l.Item, l.USD, l.Note)
+		}
+		fmt.Fprintf(tw, "  TOTAL\t$%8.2f\t/month\n", e.Total)
+		tw.Flush()
+	}
+}
+
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
+
+func templateCmd() *cobra.Command {
+	var (
+		o                    deploy.TemplateOptions
+		output, subnets, eps string
+	)
+	cmd := &cobra.Command{
+		Use:   "template",
+		Short: "Print the CloudFormation template, for deploying through your own pipeline",
+		Long: `Print the CloudFormation template outgate deploys. It works on its own: deploy it with
+your pipeline, giving the S3 location of the function zips and the SSM parameter that holds
+the outgate config. With EipAllocationIds empty it creates the Elastic IPs and keeps them when
+the stack is deleted; in eni mode the guardian attaches them within a minute.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if subnets != "" {
+				o.SubnetIDs = strings.Split(subnets, ",")
+			}
+			if eps != "" {
+				o.Endpoints = strings.Split(eps, ",")
+			}
+			t, err := deploy.Template(o)
+			if err != nil {
+				return usageError{err}
+			}
+			out, err := deploy.Render(t, output)
+			if err != nil {
+				return usageError{err}
+			}
+			_, err = cmd.OutOrStdout().Write(append(out, '\n'))
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Mode, "mode", "eni", "eni (Elastic IP on the Lambda ENI) or nat (NAT gateway)")
+	f.IntVar(&o.AZs, "azs", 0, "availability zones, 1-3 (default 1, or the number of --subnet-ids)")
+	f.StringVar(&o.VPCID, "vpc-id", "", "use this VPC instead of creating one (eni mode)")
+	f.StringVar(&subnets, "subnet-ids", "", "public subnets of --vpc-id for the relay, one per AZ, comma-separated")
+	f.StringVar(&eps, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
+	f.StringVar(&o.Front, "front", "url", "url (Function URL) or apigw (API Gateway HTTP API)")
+	f.BoolVar(&o.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
+	f.StringVar(&o.Arch, "arch", "arm64", "relay architecture: arm64 or x86_64")
+	f.StringVarP(&output, "output", "o", "json", "json or yaml")
+	return cmd
+}

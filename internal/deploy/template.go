@@ -1,0 +1,506 @@
+package deploy
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	cf "github.com/awslabs/goformation/v7/cloudformation"
+	"github.com/awslabs/goformation/v7/cloudformation/apigatewayv2"
+	"github.com/awslabs/goformation/v7/cloudformation/cloudwatch"
+	"github.com/awslabs/goformation/v7/cloudformation/ec2"
+	"github.com/awslabs/goformation/v7/cloudformation/iam"
+	"github.com/awslabs/goformation/v7/cloudformation/lambda"
+	"github.com/awslabs/goformation/v7/cloudformation/policies"
+	"github.com/awslabs/goformation/v7/cloudformation/scheduler"
+	"github.com/awslabs/goformation/v7/cloudformation/tags"
+)
+
+// TemplateOptions choose the shape of the stack.
+type TemplateOptions struct {
+	Mode      string   // "eni" (default) or "nat"
+	AZs       int      // 1-3, default 1
+	VPCID     string   // an existing VPC (eni mode) ...
+	SubnetIDs []string // ... and its public subnets, one per AZ
+	Endpoints []string // nat mode: VPC endpoints (s3, dynamodb: gateway; others: interface)
+	Front     string   // "url" (Function URL, default) or "apigw" (HTTP API)
+	SharedNAT bool     // nat mode: one NAT gateway for every AZ
+	Arch      string   // arm64 (default) or x86_64
+}
+
+// Normalize fills defaults and rejects impossible combinations.
+func (o *TemplateOptions) Normalize() error {
+	if o.Mode == "" {
+		o.Mode = "eni"
+	}
+	if o.Front == "" {
+		o.Front = "url"
+	}
+	if o.Arch == "" {
+		o.Arch = "arm64"
+	}
+	if len(o.SubnetIDs) > 0 && o.AZs == 0 {
+		o.AZs = len(o.SubnetIDs)
+	}
+	if o.AZs == 0 {
+		o.AZs = 1
+	}
+	switch {
+	case o.Mode != "eni" && o.Mode != "nat":
+		return fmt.Errorf("--mode must be eni or nat, got %q", o.Mode)
+	case o.Front != "url" && o.Front != "apigw":
+		return fmt.Errorf("--front must be url or apigw, got %q", o.Front)
+	case o.Arch != "arm64" && o.Arch != "x86_64":
+		return fmt.Errorf("--arch must be arm64 or x86_64, got %q", o.Arch)
+	case o.AZs < 1 || o.AZs > 3:
+		return fmt.Errorf("--azs must be 1, 2 or 3, got %d", o.AZs)
+	case (o.VPCID == "") != (len(o.SubnetIDs) == 0):
+		return fmt.Errorf("--vpc-id and --subnet-ids go together")
+	case o.VPCID != "" && len(o.SubnetIDs) != o.AZs:
+		return fmt.Errorf("--azs %d but %d subnet ids", o.AZs, len(o.SubnetIDs))
+	case o.VPCID != "" && o.Mode == "nat":
+		return fmt.Errorf("--mode nat with an existing VPC is not supported yet: use --mode eni, or let outgate create the VPC")
+	case o.Mode == "eni" && len(o.Endpoints) > 0:
+		return fmt.Errorf("--endpoints apply to --mode nat (in eni mode the relay's subnets are public)")
+	}
+	for _, e := range o.Endpoints {
+		if !validEndpoint(e) {
+			return fmt.Errorf("--endpoints: %q is not a service name such as s3, dynamodb, sqs", e)
+		}
+	}
+	return nil
+}
+
+func validEndpoint(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// Logical names shared with the CLI (status, outputs).
+const (
+	ParamCodeBucket   = "CodeBucket"
+	ParamRelayKey     = "RelayCodeKey"
+	ParamGuardianKey  = "GuardianCodeKey"
+	ParamConfig       = "ConfigParameterName"
+	ParamEIPs         = "EipAllocationIds"
+	ParamExpectedIPs  = "ExpectedIps"
+	ParamAllowAlloc   = "AllowAllocate"
+	OutputRelayURL    = "RelayUrl"
+	OutputRelayName   = "RelayFunctionName"
+	OutputGuardian    = "GuardianFunctionName"
+	OutputSecurityGrp = "SecurityGroupId"
+	OutputSubnets     = "SubnetIds"
+	condCreateEIPs    = "CreateEips"
+	vpcCIDR           = "10.42.0.0/16"
+)
+
+// Template builds the stack. It works on its own: with EipAllocationIds left
+// empty it creates the Elastic IPs (DeletionPolicy Retain, so they outlive
+// the stack), and in eni mode the guardian's schedule attaches them within
+// a minute of the relay's ENIs appearing.
+func Template(o TemplateOptions) (*Stack, error) {
+	if err := o.Normalize(); err != nil {
+		return nil, err
+	}
+	t := cf.NewTemplate()
+	t.Description = fmt.Sprintf("outgate: a static outbound IP for serverless code (mode %s, %d AZ, front %s)", o.Mode, o.AZs, o.Front)
+	b := &builder{t: t, o: o, conditions: map[string]any{}}
+	b.parameters()
+	b.network()
+	b.ips()
+	b.relay()
+	if o.Mode == "eni" {
+		b.guardian()
+	}
+	b.front()
+	b.alarms()
+	return &Stack{Template: t, conditions: b.conditions}, nil
+}
+
+// Stack is a built template. Its conditions are kept apart because
+// goformation evaluates Conditions when it encodes a template (turning
+// Fn::Equals on a parameter into a constant); Render puts them back as written.
+type Stack struct {
+	*cf.Template
+	conditions map[string]any
+}
+
+type builder struct {
+	t          *cf.Template
+	conditions map[string]any
+	o          TemplateOptions
+	relayIn    []string // subnets the relay runs in
+	vpc        string   // Ref or literal VPC id
+}
+
+func (b *builder) add(name string, r cf.Resource) { b.t.Resources[name] = r }
+
+func deploymentTag() tags.Tag {
+	return tags.Tag{Key: "outgate:deployment", Value: cf.Ref("AWS::StackName")}
+}
+
+func (b *builder) parameters() {
+	p := b.t.Parameters
+	p[ParamCodeBucket] = cf.Parameter{Type: "String", Description: cf.String("S3 bucket holding the function zips")}
+	p[ParamRelayKey] = cf.Parameter{Type: "String", Description: cf.String("S3 key of the relay zip (bootstrap of cmd/outgate-relay)")}
+	p[ParamConfig] = cf.Parameter{Type: "String", Description: cf.String("SSM parameter (String or SecureString) holding the outgate YAML config"),
+		AllowedPattern: cf.String("^/[A-Za-z0-9_./-]+$")}
+	p[ParamEIPs] = cf.Parameter{Type: "CommaDelimitedList", Default: "",
+		Description: cf.String(fmt.Sprintf("Elastic IP allocation ids to use, one per AZ (%d), tagged outgate:deployment=<stack name>; empty creates them, retained on delete", b.o.AZs))}
+	p[ParamExpectedIPs] = cf.Parameter{Type: "String", Default: "", Description: cf.String("The public IPs of EipAllocationIds, comma-separated (for the egress check); ignored when the stack creates the IPs")}
+	b.conditions[condCreateEIPs] = map[string]any{"Fn::Equals": []any{map[string]any{"Fn::Join": []any{"", map[string]any{"Ref": ParamEIPs}}}, ""}}
+	if b.o.Mode == "eni" {
+		p[ParamGuardianKey] = cf.Parameter{Type: "String", Description: cf.String("S3 key of the guardian zip (bootstrap of cmd/outgate-guardian)")}
+		p[ParamAllowAlloc] = cf.Parameter{Type: "String", Default: "false", AllowedValues: []any{"true", "false"},
+			Description: cf.String("Let the guardian allocate a new IP when the pool is too small (a new IP is on nobody's allowlist)")}
+	}
+}
+
+func azName(i int) string { return cf.Select(i, cf.GetAZs("")) }
+
+func (b *builder) network() {
+	if b.o.VPCID != "" {
+		b.vpc = b.o.VPCID
+		b.relayIn = b.o.SubnetIDs
+		b.securityGroup()
+		return
+	}
+	b.vpc = cf.Ref("Vpc")
+	b.add("Vpc", &ec2.VPC{CidrBlock: cf.String(vpcCIDR), EnableDnsHostnames: cf.Bool(true), EnableDnsSupport: cf.Bool(true),
+		Tags: []tags.Tag{deploymentTag(), {Key: "Name", Value: cf.Ref("AWS::StackName")}}})
+	b.add("InternetGateway", &ec2.InternetGateway{Tags: []tags.Tag{deploymentTag()}})
+	b.add("GatewayAttachment", &ec2.VPCGatewayAttachment{VpcId: b.vpc, InternetGatewayId: cf.String(cf.Ref("InternetGateway"))})
+	b.add("PublicRouteTable", &ec2.RouteTable{VpcId: b.vpc, Tags: []tags.Tag{deploymentTag()}})
+	b.add("PublicDefaultRoute", &ec2.Route{RouteTableId: cf.Ref("PublicRouteTable"), DestinationCidrBlock: cf.String("0.0.0.0/0"),
+		GatewayId: cf.String(cf.Ref("InternetGateway")), AWSCloudFormationDependsOn: []string{"GatewayAttachment"}})
+	for i := 0; i < b.o.AZs; i++ {
+		pub := fmt.Sprintf("PublicSubnet%d", i)
+		b.add(pub, &ec2.Subnet{VpcId: b.vpc, CidrBlock: cf.String(fmt.Sprintf("10.42.%d.0/24", i)), AvailabilityZone: cf.String(azName(i)),
+			Tags: []tags.Tag{deploymentTag()}})
+		b.add(pub+"Routes", &ec2.SubnetRouteTableAssociation{SubnetId: cf.Ref(pub), RouteTableId: cf.Ref("PublicRouteTable")})
+		if b.o.Mode == "eni" {
+			b.relayIn = append(b.relayIn, cf.Ref(pub))
+			continue
+		}
+		priv := fmt.Sprintf("PrivateSubnet%d", i)
+		rt := fmt.Sprintf("PrivateRouteTable%d", i)
+		b.add(priv, &ec2.Subnet{VpcId: b.vpc, CidrBlock: cf.String(fmt.Sprintf("10.42.%d.0/24", 10+i)), AvailabilityZone: cf.String(azName(i)),
+			Tags: []tags.Tag{deploymentTag()}})
+		b.add(rt, &ec2.RouteTable{VpcId: b.vpc, Tags: []tags.Tag{deploymentTag()}})
+		b.add(priv+"Routes", &ec2.SubnetRouteTableAssociation{SubnetId: cf.Ref(priv), RouteTableId: cf.Ref(rt)})
+		nat := fmt.Sprintf("NatGateway%d", i)
+		if b.o.SharedNAT {
+			nat = "NatGateway0"
+		}
+		b.add(fmt.Sprintf("PrivateDefaultRoute%d", i), &ec2.Route{RouteTableId: cf.Ref(rt), DestinationCidrBlock: cf.String("0.0.0.0/0"),
+			NatGatewayId: cf.String(cf.Ref(nat))})
+		if i == 0 || !b.o.SharedNAT {
+			b.add(nat, &ec2.NatGateway{SubnetId: cf.Ref(pub), AllocationId: cf.String(b.allocationID(i)), Tags: []tags.Tag{deploymentTag()},
+				AWSCloudFormationDependsOn: []string{"GatewayAttachment"}})
+		}
+		b.relayIn = append(b.relayIn, cf.Ref(priv))
+	}
+	b.securityGroup()
+	b.endpoints()
+}
+
+// securityGroup is egress-only: nothing may connect to the relay's ENIs.
+func (b *builder) securityGroup() {
+	b.add("RelaySecurityGroup", &ec2.SecurityGroup{
+		GroupDescription: "outgate relay: egress only",
+		VpcId:            cf.String(b.vpc),
+		SecurityGroupEgress: []ec2.SecurityGroup_Egress{
+			{IpProtocol: "tcp", FromPort: cf.Int(1), ToPort: cf.Int(65535), CidrIp: cf.String("0.0.0.0/0"), Description: cf.String("partners, any TCP port (the gateway's policy decides)")},
+			{IpProtocol: "tcp", FromPort: cf.Int(1), ToPort: cf.Int(65535), CidrIpv6: cf.String("::/0")},
+		},
+		Tags: []tags.Tag{deploymentTag()},
+	})
+}
+
+// endpoints keeps AWS-service traffic off the NAT gateway. An interface
+// endpoint's security group admits the whole VPC on 443: with private DNS on,
+// the service's public name resolves to the endpoint for every client in the
+// VPC, and a narrower rule silently cuts the others off (field notes).
+func (b *builder) endpoints() {
+	if len(b.o.Endpoints) == 0 {
+		return
+	}
+	var routeTables []string
+	for i := 0; i < b.o.AZs; i++ {
+		routeTables = append(routeTables, cf.Ref(fmt.Sprintf("PrivateRouteTable%d", i)))
+	}
+	needSG := false
+	for _, e := range b.o.Endpoints {
+		name := "Endpoint" + logical(e)
+		svc := cf.Sub("com.amazonaws.${AWS::Region}." + e)
+		if gatewayEndpoints[e] {
+			b.add(name, &ec2.VPCEndpoint{VpcId: b.vpc, ServiceName: svc, VpcEndpointType: cf.String("Gateway"), RouteTableIds: routeTables})
+			continue
+		}
+		needSG = true
+		b.add(name, &ec2.VPCEndpoint{VpcId: b.vpc, ServiceName: svc, VpcEndpointType: cf.String("Interface"),
+			SubnetIds: b.relayIn, SecurityGroupIds: []string{cf.Ref("EndpointSecurityGroup")}, PrivateDnsEnabled: cf.Bool(true)})
+	}
+	if needSG {
+		b.add("EndpointSecurityGroup", &ec2.SecurityGroup{GroupDescription: "outgate interface endpoints: HTTPS from the whole VPC",
+			VpcId:                cf.String(b.vpc),
+			SecurityGroupIngress: []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(vpcCIDR)}},
+			Tags:                 []tags.Tag{deploymentTag()}})
+	}
+}
+
+func logical(s string) string {
+	var out strings.Builder
+	up := true
+	for _, r := range s {
+		if r == '-' || r == '.' {
+			up = true
+			continue
+		}
+		if up && r >= 'a' && r <= 'z' {
+			r -= 'a' - 'A'
+		}
+		up = false
+		out.WriteRune(r)
+	}
+	return out.String()
+}
+
+func (b *builder) eipCount() int {
+	if b.o.Mode == "nat" && b.o.SharedNAT {
+		return 1
+	}
+	return b.o.AZs
+}
+
+// allocationID is the i-th IP: created by the stack, or taken from the parameter.
+func (b *builder) allocationID(i int) string {
+	return cf.If(condCreateEIPs, cf.GetAtt(fmt.Sprintf("Eip%d", i), "AllocationId"), cf.Select(i, cf.Ref(ParamEIPs)))
+}
+
+// ips creates the Elastic IPs when none were given. They are retained on
+// delete and on replacement: partners allowlist them, and losing one means
+// weeks of paperwork.
+func (b *builder) ips() {
+	for i := 0; i < b.eipCount(); i++ {
+		b.add(fmt.Sprintf("Eip%d", i), &ec2.EIP{Domain: cf.String("vpc"), Tags: []tags.Tag{deploymentTag()},
+			AWSCloudFormationCondition:           condCreateEIPs,
+			AWSCloudFormationDeletionPolicy:      policies.DeletionPolicy("Retain"),
+			AWSCloudFormationUpdateReplacePolicy: policies.UpdateReplacePolicy("Retain")})
+	}
+}
+
+func (b *builder) expectedIPs() string {
+	var ips []string
+	for i := 0; i < b.eipCount(); i++ {
+		ips = append(ips, cf.GetAtt(fmt.Sprintf("Eip%d", i), "PublicIp"))
+	}
+	return cf.If(condCreateEIPs, cf.Join(",", ips), cf.Ref(ParamExpectedIPs))
+}
+
+func assumeRole(service string) map[string]any {
+	return map[string]any{"Version": "2012-10-17", "Statement": []any{map[string]any{
+		"Effect": "Allow", "Principal": map[string]any{"Service": service}, "Action": "sts:AssumeRole"}}}
+}
+
+func policy(statements ...map[string]any) map[string]any {
+	list := make([]any, len(statements))
+	for i, s := range statements {
+		list[i] = s
+	}
+	return map[string]any{"Version": "2012-10-17", "Statement": list}
+}
+
+func arch(o TemplateOptions) []string { return []string{o.Arch} }
+
+func (b *builder) relay() {
+	b.add("RelayRole", &iam.Role{
+		AssumeRolePolicyDocument: assumeRole("lambda.amazonaws.com"),
+		ManagedPolicyArns:        []string{cf.Sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")},
+		Policies: []iam.Role_Policy{{PolicyName: "read-config", PolicyDocument: policy(map[string]any{
+			"Effect": "Allow", "Action": "ssm:GetParameter",
+			"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})}},
+		Tags: []tags.Tag{deploymentTag()},
+	})
+	b.add("Relay", &lambda.Function{
+		Description:   cf.String("outgate relay: the gateway core behind a static IP"),
+		Runtime:       cf.String("provided.al2023"),
+		Handler:       cf.String("bootstrap"),
+		Architectures: arch(b.o),
+		MemorySize:    cf.Int(256),
+		Timeout:       cf.Int(30),
+		Role:          cf.GetAtt("RelayRole", "Arn"),
+		Code:          &lambda.Function_Code{S3Bucket: cf.RefPtr(ParamCodeBucket), S3Key: cf.RefPtr(ParamRelayKey)},
+		VpcConfig:     &lambda.Function_VpcConfig{SubnetIds: b.relayIn, SecurityGroupIds: []string{cf.Ref("RelaySecurityGroup")}},
+		Environment: &lambda.Function_Environment{Variables: map[string]string{
+			"OUTGATE_CONFIG_SSM":   cf.Ref(ParamConfig),
+			"OUTGATE_EXPECTED_IPS": b.expectedIPs(),
+		}},
+		Tags: []tags.Tag{deploymentTag()},
+	})
+	// Every 5 minutes: keeps the ENI in use and checks the egress IP
+	// (EgressIpExpected), so the alarm below fires within minutes.
+	b.schedule("RelayKeepalive", "Relay", "rate(5 minutes)", `{"outgate":"keepalive"}`)
+}
+
+func (b *builder) schedule(name, target, expr, input string) {
+	b.add(name+"Role", &iam.Role{
+		AssumeRolePolicyDocument: assumeRole("scheduler.amazonaws.com"),
+		Policies: []iam.Role_Policy{{PolicyName: "invoke", PolicyDocument: policy(map[string]any{
+			"Effect": "Allow", "Action": "lambda:InvokeFunction",
+			"Resource": []any{cf.GetAtt(target, "Arn"), cf.Join("", []string{cf.GetAtt(target, "Arn"), ":*"})}})}},
+	})
+	b.add(name, &scheduler.Schedule{
+		Description:        cf.String("outgate: " + name),
+		ScheduleExpression: expr,
+		FlexibleTimeWindow: &scheduler.Schedule_FlexibleTimeWindow{Mode: "OFF"},
+		Target:             &scheduler.Schedule_Target{Arn: cf.GetAtt(target, "Arn"), RoleArn: cf.GetAtt(name+"Role", "Arn"), Input: cf.String(input)},
+	})
+}
+
+func (b *builder) guardian() {
+	eipArn := cf.Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:elastic-ip/*")
+	var subnetArns []string
+	for _, s := range b.relayIn {
+		subnetArns = append(subnetArns, cf.Join("", []string{cf.Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:subnet/"), s}))
+	}
+	tagged := map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/outgate:deployment": cf.Ref("AWS::StackName")}}
+	b.add("GuardianRole", &iam.Role{
+		AssumeRolePolicyDocument: assumeRole("lambda.amazonaws.com"),
+		ManagedPolicyArns:        []string{cf.Sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")},
+		Policies: []iam.Role_Policy{{PolicyName: "guard-ips", PolicyDocument: policy(
+			map[string]any{"Effect": "Allow", "Action": []any{"ec2:DescribeNetworkInterfaces", "ec2:DescribeAddresses"}, "Resource": "*"},
+			map[string]any{"Effect": "Allow", "Action": []any{"ec2:AssociateAddress", "ec2:DisassociateAddress", "ec2:CreateTags"}, "Resource": eipArn, "Condition": tagged},
+			map[string]any{"Effect": "Allow", "Action": "ec2:AssociateAddress",
+				"Resource":  cf.Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/*"),
+				"Condition": map[string]any{"StringEquals": map[string]any{"ec2:Subnet": subnetArns}}},
+			map[string]any{"Effect": "Allow", "Action": []any{"lambda:GetFunctionConfiguration", "lambda:InvokeFunction"},
+				"Resource": []any{cf.GetAtt("Relay", "Arn"), cf.Join("", []string{cf.GetAtt("Relay", "Arn"), ":*"})}},
+		)}},
+		Tags: []tags.Tag{deploymentTag()},
+	})
+	// Allocation is allowed by policy only when the parameter says so.
+	b.conditions["AllowAllocation"] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamAllowAlloc}, "true"}}
+	b.add("GuardianAllocatePolicy", &iam.Policy{
+		PolicyName: "allocate-ips", Roles: []string{cf.Ref("GuardianRole")},
+		PolicyDocument: policy(map[string]any{"Effect": "Allow", "Action": "ec2:AllocateAddress", "Resource": eipArn,
+			"Condition": map[string]any{"StringEquals": map[string]any{"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
+		AWSCloudFormationCondition: "AllowAllocation",
+	})
+	b.add("Guardian", &lambda.Function{
+		Description:   cf.String("outgate guardian: keeps the static IPs on the relay's Lambda ENIs"),
+		Runtime:       cf.String("provided.al2023"),
+		Handler:       cf.String("bootstrap"),
+		Architectures: []string{"arm64"},
+		MemorySize:    cf.Int(128),
+		Timeout:       cf.Int(50),
+		Role:          cf.GetAtt("GuardianRole", "Arn"),
+		Code:          &lambda.Function_Code{S3Bucket: cf.RefPtr(ParamCodeBucket), S3Key: cf.RefPtr(ParamGuardianKey)},
+		Environment: &lambda.Function_Environment{Variables: map[string]string{
+			"OUTGATE_DEPLOYMENT":         cf.Ref("AWS::StackName"),
+			"OUTGATE_SECURITY_GROUP_ID":  cf.Ref("RelaySecurityGroup"),
+			"OUTGATE_SUBNET_IDS":         cf.Join(",", b.relayIn),
+			"OUTGATE_EIP_ALLOCATION_IDS": cf.Join(",", cf.Ref(ParamEIPs)),
+			"OUTGATE_ALLOW_ALLOCATE":     cf.Ref(ParamAllowAlloc),
+			"OUTGATE_RELAY_FUNCTION":     cf.Ref("Relay"),
+		}},
+		Tags: []tags.Tag{deploymentTag()},
+	})
+	b.schedule("GuardianSchedule", "Guardian", "rate(1 minute)", "{}")
+	b.t.Outputs[OutputGuardian] = cf.Output{Value: cf.Ref("Guardian")}
+}
+
+func (b *builder) front() {
+	if b.o.Front == "apigw" {
+		b.add("HttpApi", &apigatewayv2.Api{Name: cf.RefPtr("AWS::StackName"), ProtocolType: cf.String("HTTP"), Target: cf.GetAttPtr("Relay", "Arn"),
+			Tags: map[string]string{"outgate:deployment": cf.Ref("AWS::StackName")}})
+		b.add("HttpApiPermission", &lambda.Permission{Action: "lambda:InvokeFunction", FunctionName: cf.GetAtt("Relay", "Arn"),
+			Principal: "apigateway.amazonaws.com", SourceArn: cf.SubPtr("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/*")})
+		b.t.Outputs[OutputRelayURL] = cf.Output{Value: cf.Sub("https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}")}
+	} else {
+		// AuthType NONE: the relay authenticates every call itself (Outgate-Key).
+		b.add("RelayUrl", &lambda.Url{TargetFunctionArn: cf.GetAtt("Relay", "Arn"), AuthType: "NONE", InvokeMode: cf.String("BUFFERED")})
+		b.add("RelayUrlPermission", &lambda.Permission{Action: "lambda:InvokeFunctionUrl", FunctionName: cf.GetAtt("Relay", "Arn"),
+			Principal: "*", FunctionUrlAuthType: cf.String("NONE")})
+		// Required for new URLs since October 2025; InvokedViaFunctionUrl is
+		// added by Render (goformation v7.14.9 lacks the property).
+		b.add("RelayUrlInvokePermission", &lambda.Permission{Action: "lambda:InvokeFunction", FunctionName: cf.GetAtt("Relay", "Arn"), Principal: "*"})
+		b.t.Outputs[OutputRelayURL] = cf.Output{Value: cf.GetAtt("RelayUrl", "FunctionUrl")}
+	}
+	b.t.Outputs[OutputRelayName] = cf.Output{Value: cf.Ref("Relay")}
+	b.t.Outputs[OutputSecurityGrp] = cf.Output{Value: cf.Ref("RelaySecurityGroup")}
+	b.t.Outputs[OutputSubnets] = cf.Output{Value: cf.Join(",", b.relayIn)}
+}
+
+// alarms fire when calls may leave from an IP nobody allowlisted.
+func (b *builder) alarms() {
+	b.add("EgressIpAlarm", &cloudwatch.Alarm{
+		AlarmDescription:   cf.String("outgate: the relay's calls do not leave from an allowlisted IP (or cannot leave)"),
+		Namespace:          cf.String("Outgate"),
+		MetricName:         cf.String("EgressIpExpected"),
+		Dimensions:         []cloudwatch.Alarm_Dimension{{Name: "Function", Value: cf.Ref("Relay")}},
+		Statistic:          cf.String("Minimum"),
+		Period:             cf.Int(300),
+		EvaluationPeriods:  1,
+		Threshold:          cf.Float64(1),
+		ComparisonOperator: "LessThanThreshold",
+		TreatMissingData:   cf.String("breaching"),
+	})
+	if b.o.Mode == "eni" {
+		b.add("EnisWithoutIpAlarm", &cloudwatch.Alarm{
+			AlarmDescription:   cf.String("outgate: a relay ENI has no static IP (pool too small, or the guardian failing)"),
+			Namespace:          cf.String("Outgate"),
+			MetricName:         cf.String("EnisWithoutIp"),
+			Dimensions:         []cloudwatch.Alarm_Dimension{{Name: "Deployment", Value: cf.Ref("AWS::StackName")}},
+			Statistic:          cf.String("Maximum"),
+			Period:             cf.Int(60),
+			EvaluationPeriods:  3,
+			Threshold:          cf.Float64(0),
+			ComparisonOperator: "GreaterThanThreshold",
+			TreatMissingData:   cf.String("breaching"),
+		})
+	}
+}
+
+// Render encodes the template as "json" or "yaml", with the properties
+// goformation does not know yet added.
+func Render(s *Stack, format string) ([]byte, error) {
+	raw, err := s.JSON()
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, err
+	}
+	doc["Conditions"] = s.conditions
+	res, _ := doc["Resources"].(map[string]any)
+	if p, ok := res["RelayUrlInvokePermission"].(map[string]any); ok {
+		p["Properties"].(map[string]any)["InvokedViaFunctionUrl"] = true
+	}
+	switch format {
+	case "", "json":
+		return json.MarshalIndent(doc, "", "  ")
+	case "yaml":
+		return toYAML(doc)
+	}
+	return nil, fmt.Errorf("-o must be json or yaml, got %q", format)
+}
+
+// ResourceNames lists a template's logical ids, sorted (for status and tests).
+func ResourceNames(t *Stack) []string {
+	var names []string
+	for n := range t.Resources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
