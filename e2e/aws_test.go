@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/testutil"
+)
+
+// TestUpStatusDownAgainstMoto drives the real CLI against moto_server.
+// moto runs the CloudFormation stack, but leaves these resource types as
+// placeholders with no physical id: AWS::Scheduler::Schedule,
+// AWS::Lambda::Url, AWS::CloudWatch::Alarm, AWS::IAM::Policy; it returns no
+// stack Outputs (status reads the resources instead) and cannot make Lambda
+// ENIs, so no IP gets attached here. The rest (VPC, subnets, security group,
+// roles, both functions with their environment, the S3 staging bucket, the
+// SSM config, the Elastic IPs) is checked for real.
+func TestUpStatusDownAgainstMoto(t *testing.T) {
+	testutil.Moto(t)
+	bin := binary(t)
+	// An existing VPC with two public subnets: moto cannot delete a stack
+	// that creates its own VPC (DependencyViolation on the VPC, although
+	// the stack holds nothing else in it), so down is tested this way.
+	vpc, subnets := existingVPC(t)
+	_, hash := keys.New()
+	cfg := filepath.Join(t.TempDir(), "gw.yaml")
+	os.WriteFile(cfg, []byte("upstreams: {partner: {url: \"https://api.partner.example\"}}\nclients: [{name: billing, key_sha256: "+hash+", upstreams: [partner]}]\n"), 0o600)
+	run := func(args ...string) (string, string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		cmd.Run()
+		return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+	}
+
+	out, errs, code := run("up", "--name", "pay", "--config", cfg, "--dry-run", "--poll", "100ms", "--wait", "0")
+	if code != 0 || !strings.Contains(errs, "dry run: nothing was changed") || !strings.Contains(errs, "Add      Relay") {
+		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)
+	}
+	out, errs, code = run("up", "--name", "pay", "--config", cfg, "--vpc-id", vpc, "--subnet-ids", subnets, "--poll", "100ms", "--wait", "0", "-o", "json")
+	if code != 0 {
+		t.Fatalf("up: exit %d\n%s\n%s", code, out, errs)
+	}
+	var up struct {
+		Status string
+		IPs    []deployIP `json:"ips"`
+	}
+	if err := json.Unmarshal([]byte(out), &up); err != nil || up.Status != "CREATE_COMPLETE" || len(up.IPs) != 2 {
+		t.Fatalf("up result %s: %v\n%s", out, err, errs)
+	}
+	for _, want := range []string{"allocated Elastic IP", "staged the function code in s3://outgate-123456789012-us-east-1/pay/", "CREATE_COMPLETE", "IPs not attached yet"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("up progress lacks %q:\n%s", want, errs)
+		}
+	}
+
+	out, errs, code = run("status", "--name", "pay", "-o", "json")
+	var st struct {
+		StackStatus string     `json:"stack_status"`
+		Relay       string     `json:"relay_function"`
+		IPs         []deployIP `json:"ips"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.StackStatus != "CREATE_COMPLETE" || !strings.HasPrefix(st.Relay, "pay-Relay") || len(st.IPs) != 2 {
+		t.Fatalf("status: exit %d %s\n%s", code, out, errs)
+	}
+
+	// Running up again reuses the same IPs and updates in place.
+	out, errs, code = run("up", "--name", "pay", "--config", cfg, "--vpc-id", vpc, "--subnet-ids", subnets, "--poll", "100ms", "--wait", "0", "-o", "json")
+	var again struct {
+		IPs []deployIP `json:"ips"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &again) != nil || len(again.IPs) != 2 || again.IPs[0].PublicIP != up.IPs[0].PublicIP || up.IPs[0].PublicIP == "" {
+		t.Fatalf("second up: exit %d %s\n%s", code, out, errs)
+	}
+
+	out, errs, code = run("down", "--name", "pay", "--poll", "100ms")
+	if code != 0 || !strings.Contains(out, up.IPs[0].PublicIP) || !strings.Contains(out, "kept") {
+		t.Fatalf("down: exit %d\n%s\n%s", code, out, errs)
+	}
+	out, _, _ = run("ips", "list", "--name", "pay", "-o", "json")
+	var left []deployIP
+	if json.Unmarshal([]byte(out), &left) != nil || len(left) != 2 {
+		t.Fatalf("after down the IPs must still exist: %s", out)
+	}
+	if _, _, code := run("status", "--name", "pay"); code == 0 {
+		t.Error("status of a deleted stack succeeded")
+	}
+
+	// Releasing needs the IPs typed back; a wrong one releases nothing.
+	cmd := exec.Command(bin, "ips", "release", "--name", "pay", up.IPs[0].PublicIP)
+	cmd.Stdin = strings.NewReader("198.51.100.1\n")
+	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(b), "nothing was released") {
+		t.Errorf("release with a wrong confirmation: %s", b)
+	}
+	if _, errs, code := run("ips", "release", "--name", "pay", "--yes", "203.0.113.99"); code == 0 || !strings.Contains(errs, "not an IP of deployment") {
+		t.Errorf("releasing a foreign IP: %s", errs)
+	}
+	if out, errs, code := run("ips", "release", "--name", "pay", "--yes", up.IPs[0].PublicIP); code != 0 {
+		t.Fatalf("release: %s %s", out, errs)
+	}
+	out, _, _ = run("ips", "list", "--name", "pay", "-o", "json")
+	if json.Unmarshal([]byte(out), &left) != nil || len(left) != 1 {
+		t.Fatalf("after releasing one IP: %s", out)
+	}
+}
+
+type deployIP struct {
+	AllocationID string `json:"allocation_id"`
+	PublicIP     string `json:"public_ip"`
+}
+
+func existingVPC(t *testing.T) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := ec2.NewFromConfig(ac)
+	v, err := api.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.9.0.0/16")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range []string{"10.9.1.0/24", "10.9.2.0/24"} {
+		s, err := api.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: v.Vpc.VpcId, CidrBlock: aws.String(c)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, aws.ToString(s.Subnet.SubnetId))
+	}
+	return aws.ToString(v.Vpc.VpcId), strings.Join(ids, ",")
+}

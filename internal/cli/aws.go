@@ -1,0 +1,371 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/spf13/cobra"
+
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/deploy"
+)
+
+type awsFlags struct{ profile, region string }
+
+func (f *awsFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.profile, "profile", "", "AWS profile (default: the AWS default credential chain)")
+	cmd.Flags().StringVar(&f.region, "region", "", "AWS region (default: AWS_REGION or the profile's)")
+}
+
+func (f *awsFlags) clients(ctx context.Context) (deploy.Clients, error) {
+	var opts []func(*awsconfig.LoadOptions) error
+	if f.profile != "" {
+		opts = append(opts, awsconfig.WithSharedConfigProfile(f.profile))
+	}
+	if f.region != "" {
+		opts = append(opts, awsconfig.WithRegion(f.region))
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return deploy.Clients{}, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if ac.Region == "" {
+		return deploy.Clients{}, usageError{errors.New("no AWS region: pass --region or set AWS_REGION")}
+	}
+	// S3 path-style keeps bucket names out of DNS, which emulators need too.
+	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL") != "" })
+	e := ec2.NewFromConfig(ac)
+	return deploy.Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac), S3: s3c, EC2: e, Releaser: e,
+		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac)}, nil
+}
+
+func printJSON(cmd *cobra.Command, v any) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func upCmd() *cobra.Command {
+	var (
+		af                    awsFlags
+		o                     deploy.UpOptions
+		cfgPath, subnets, eps string
+		adopt                 []string
+		timeout               time.Duration
+		output                string
+	)
+	cmd := &cobra.Command{
+		Use:   "up --name N --config FILE",
+		Short: "Deploy (or update) a static-IP gateway on AWS and print the IPs to give partners",
+		Long: `Deploy or update a deployment through a CloudFormation change set:
+
+  1. find or allocate the deployment's Elastic IPs (tagged outgate:deployment=N; --adopt-eip
+     reuses IPs partners already know). They live outside the stack: down keeps them.
+  2. stage the function code in s3://outgate-ACCOUNT-REGION (versioned, encrypted, private)
+     and the gateway config in SSM (/outgate/N/config, SecureString)
+  3. create and run a change set (--dry-run prints it and stops), showing progress
+  4. in eni mode, run guardian passes until the IPs sit on the relay's ENIs (--wait)
+
+The function code travels with the CLI: release builds embed it; from a checkout it is built
+with the Go toolchain.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if cfgPath == "" {
+				return usageError{errors.New("--config FILE is required: the gateway config to deploy (see docs/config.md)")}
+			}
+			data, err := os.ReadFile(cfgPath)
+			if err != nil {
+				return err
+			}
+			if _, err := config.Parse(data, cfgPath); err != nil {
+				return err
+			}
+			o.ConfigYAML, o.AdoptEIPs, o.Out, o.Zips = data, adopt, cmd.ErrOrStderr(), deploy.BuildZips
+			if subnets != "" {
+				o.Template.SubnetIDs = strings.Split(subnets, ",")
+			}
+			if eps != "" {
+				o.Template.Endpoints = strings.Split(eps, ",")
+			}
+			if err := deploy.ValidName(o.Name); err != nil {
+				return usageError{err}
+			}
+			if err := o.Template.Normalize(); err != nil {
+				return usageError{err}
+			}
+			c, err := af.clients(ctx)
+			if err != nil {
+				return err
+			}
+			res, err := deploy.Up(ctx, c, o)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd, res)
+			}
+			w := cmd.OutOrStdout()
+			if o.DryRun {
+				fmt.Fprintf(w, "%s: dry run, nothing changed\n", res.Stack)
+				return nil
+			}
+			fmt.Fprintf(w, "\n%s: %s\n", res.Stack, res.Status)
+			fmt.Fprintf(w, "relay URL: %s\n", res.RelayURL)
+			fmt.Fprintln(w, "static IPs to give your partners:")
+			for _, ip := range res.IPs {
+				fmt.Fprintf(w, "  %s  (%s)\n", ip.PublicIP, ip.AllocationID)
+			}
+			if !res.Attached {
+				fmt.Fprintln(w, "(not attached yet: check with `outgate status --name "+res.Stack+"`)")
+			}
+			return nil
+		},
+	}
+	af.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.Name, "name", "", "deployment name (the stack name)")
+	f.StringVar(&cfgPath, "config", "", "gateway config file to deploy")
+	f.StringVar(&o.Template.Mode, "mode", "eni", "eni or nat (switching keeps the same IPs)")
+	f.IntVar(&o.Template.AZs, "azs", 0, "availability zones, 1-3 (default 1)")
+	f.StringVar(&o.Template.VPCID, "vpc-id", "", "use an existing VPC (eni mode)")
+	f.StringVar(&subnets, "subnet-ids", "", "public subnets of --vpc-id, one per AZ")
+	f.StringVar(&eps, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
+	f.StringVar(&o.Template.Front, "front", "url", "url (Function URL) or apigw (API Gateway HTTP API)")
+	f.BoolVar(&o.Template.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
+	f.StringVar(&o.Template.Arch, "arch", "arm64", "relay architecture: arm64 or x86_64")
+	f.StringSliceVar(&adopt, "adopt-eip", nil, "Elastic IP allocation ids to reuse (repeat or comma-separate)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print the change set and stop")
+	f.DurationVar(&o.Wait, "wait", 3*time.Minute, "how long to wait for the IPs to be attached (0: don't)")
+	f.DurationVar(&o.Poll, "poll", 5*time.Second, "how often to poll CloudFormation")
+	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long (the stack operation goes on in AWS)")
+	f.StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func statusCmd() *cobra.Command {
+	var (
+		af           awsFlags
+		name, output string
+		ifType       string
+	)
+	cmd := &cobra.Command{
+		Use:   "status --name N",
+		Short: "Show a deployment: IPs and their attachment, ENIs, the relay's state, what needs a human",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := deploy.ValidName(name); err != nil {
+				return usageError{err}
+			}
+			c, err := af.clients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			s, err := deploy.ReadStatus(cmd.Context(), c, name, ifType)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd, s)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%s: stack %s\nrelay: %s %s\nrelay URL: %s\nIPs:\n", s.Name, s.StackStatus, s.Relay, s.RelayState, s.RelayURL)
+			for _, ip := range s.IPs {
+				at := ip.AttachedTo
+				if at == "" {
+					at = "not attached"
+				}
+				fmt.Fprintf(w, "  %-15s %s  subnet %s  %s\n", ip.PublicIP, ip.AllocationID, ip.Subnet, at)
+			}
+			fmt.Fprintln(w, "ENIs:")
+			for _, e := range s.ENIs {
+				fmt.Fprintf(w, "  %s  %s  %s  %s\n", e.ID, e.Subnet, e.Status, e.PublicIP)
+			}
+			if len(s.NeedsAttention) == 0 {
+				fmt.Fprintln(w, "nothing needs attention")
+			}
+			for _, n := range s.NeedsAttention {
+				fmt.Fprintln(w, "NEEDS ATTENTION: "+n)
+			}
+			return nil
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&name, "name", "", "deployment name")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.Flags().StringVar(&ifType, "interface-type", "lambda", "ENI type to list (tests against emulators use interface)")
+	cmd.Flags().MarkHidden("interface-type")
+	return cmd
+}
+
+func downCmd() *cobra.Command {
+	var (
+		af   awsFlags
+		name string
+		poll time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "down --name N",
+		Short: "Delete a deployment's stack; its Elastic IPs are kept and printed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := deploy.ValidName(name); err != nil {
+				return usageError{err}
+			}
+			c, err := af.clients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ips, err := deploy.Down(cmd.Context(), c, name, poll, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%s is down. Its IPs are kept (and billed, $3.65/month each) so partners' allowlists stay valid:\n", name)
+			for _, ip := range ips {
+				fmt.Fprintf(w, "  %s  (%s)\n", ip.PublicIP, ip.AllocationID)
+			}
+			fmt.Fprintf(w, "`outgate up --name %s` reuses them; `outgate ips release --name %s IP...` gives them back to AWS.\n", name, name)
+			return nil
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&name, "name", "", "deployment name")
+	cmd.Flags().DurationVar(&poll, "poll", 5*time.Second, "how often to poll CloudFormation")
+	return cmd
+}
+
+func ipsCmd() *cobra.Command {
+	root := &cobra.Command{Use: "ips", Short: "List or release a deployment's Elastic IPs"}
+	var (
+		af           awsFlags
+		name, output string
+	)
+	list := &cobra.Command{
+		Use:   "list --name N",
+		Short: "List the deployment's Elastic IPs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := deploy.ValidName(name); err != nil {
+				return usageError{err}
+			}
+			c, err := af.clients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			ips, err := deploy.ListIPs(cmd.Context(), c.EC2, name)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd, ips)
+			}
+			for _, ip := range ips {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\t%s\n", ip.PublicIP, ip.AllocationID, ip.Subnet, ip.AttachedTo)
+			}
+			return nil
+		},
+	}
+	af.add(list)
+	list.Flags().StringVar(&name, "name", "", "deployment name")
+	list.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+
+	var (
+		raf   awsFlags
+		rname string
+		yes   bool
+	)
+	release := &cobra.Command{
+		Use:   "release --name N IP [IP...]",
+		Short: "Give IPs back to AWS (partners' allowlists stop working for them)",
+		Long: `Release Elastic IPs of a deployment. This cannot be undone: a released IP is gone, and
+partners that allowlisted it must be told a new one. Type each IP; without --yes you are asked
+to type them again to confirm.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := deploy.ValidName(rname); err != nil {
+				return usageError{err}
+			}
+			if !yes {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Releasing %s cannot be undone. Type the IP(s) again to confirm: ", strings.Join(args, " "))
+				var typed []string
+				for range args {
+					var s string
+					if _, err := fmt.Fscan(cmd.InOrStdin(), &s); err != nil {
+						return errors.New("not confirmed; nothing was released")
+					}
+					typed = append(typed, s)
+				}
+				if strings.Join(typed, " ") != strings.Join(args, " ") {
+					return errors.New("the IPs typed do not match; nothing was released")
+				}
+			}
+			c, err := raf.clients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := deploy.ReleaseIPs(cmd.Context(), c.EC2, c.Releaser, rname, args); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "released %s\n", strings.Join(args, " "))
+			return nil
+		},
+	}
+	raf.add(release)
+	release.Flags().StringVar(&rname, "name", "", "deployment name")
+	release.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	root.AddCommand(list, release)
+	return root
+}
+
+func verifyCmd() *cobra.Command {
+	var (
+		af        awsFlags
+		name, key string
+	)
+	cmd := &cobra.Command{
+		Use:   "verify --name N --key KEY",
+		Short: "Check through the deployed relay that calls leave from the deployment's IPs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := deploy.ValidName(name); err != nil {
+				return usageError{err}
+			}
+			if key == "" {
+				key = os.Getenv("OUTGATE_KEY")
+			}
+			c, err := af.clients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			s, err := deploy.ReadStatus(cmd.Context(), c, name, "")
+			if err != nil {
+				return err
+			}
+			ip, err := deploy.Verify(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: calls through %s leave from %s, one of the deployment's IPs\n", s.RelayURL, ip)
+			return nil
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&name, "name", "", "deployment name")
+	cmd.Flags().StringVar(&key, "key", "", "a client key of the deployment (default: $OUTGATE_KEY)")
+	return cmd
+}

@@ -1,0 +1,45 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+)
+
+// Down deletes the stack and keeps the Elastic IPs (they live outside it),
+// returning them so the user sees what is still allocated and billed.
+func Down(ctx context.Context, c Clients, name string, poll time.Duration, out io.Writer) ([]IP, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	exists, err := stackExistsAny(ctx, c.CloudFormation, name)
+	if err != nil {
+		return nil, err
+	}
+	if exists {
+		if _, err := c.CloudFormation.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(name)}); err != nil {
+			return nil, awsError("deleting stack "+name+" (cloudformation:DeleteStack)", err)
+		}
+		if err := WaitStack(ctx, c.CloudFormation, name, 0, poll, out); err != nil {
+			return nil, err
+		}
+	} else {
+		fmt.Fprintf(out, "no stack named %s\n", name)
+	}
+	return ListIPs(ctx, c.EC2, name)
+}
+
+func stackExistsAny(ctx context.Context, c CloudFormation, name string) (bool, error) {
+	out, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
+	if err != nil {
+		if isNotExist(err) {
+			return false, nil
+		}
+		return false, awsError("looking up the stack (cloudformation:DescribeStacks)", err)
+	}
+	return len(out.Stacks) > 0, nil
+}

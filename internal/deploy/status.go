@@ -1,0 +1,93 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+)
+
+// Status is what `outgate status` reports.
+type Status struct {
+	Name           string   `json:"name"`
+	StackStatus    string   `json:"stack_status"`
+	RelayURL       string   `json:"relay_url,omitempty"`
+	Relay          string   `json:"relay_function,omitempty"`
+	RelayState     string   `json:"relay_state,omitempty"` // Active, Inactive (Idle), ...
+	IPs            []IP     `json:"ips"`
+	ENIs           []ENI    `json:"enis"`
+	NeedsAttention []string `json:"needs_attention,omitempty"`
+}
+
+// ENI is one of the relay's network interfaces.
+type ENI struct {
+	ID       string `json:"id"`
+	Subnet   string `json:"subnet"`
+	Status   string `json:"status"`
+	PublicIP string `json:"public_ip,omitempty"`
+}
+
+// ReadStatus gathers a deployment's state and what needs a human.
+func ReadStatus(ctx context.Context, c Clients, name string, interfaceType string) (*Status, error) {
+	if err := ValidName(name); err != nil {
+		return nil, err
+	}
+	st, err := DescribeStack(ctx, c.CloudFormation, name)
+	if err != nil {
+		return nil, err
+	}
+	s := &Status{Name: name, StackStatus: st.Status, RelayURL: st.Outputs[OutputRelayURL], Relay: st.Outputs[OutputRelayName]}
+	if !strings.HasSuffix(st.Status, "_COMPLETE") || strings.Contains(st.Status, "ROLLBACK") {
+		s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("stack is %s %s", st.Status, st.Reason))
+	}
+	if s.IPs, err = ListIPs(ctx, c.EC2, name); err != nil {
+		return nil, err
+	}
+	if s.Relay != "" {
+		fc, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(s.Relay)})
+		if err != nil {
+			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err).Error())
+		} else {
+			s.RelayState = string(fc.State)
+			if fc.StateReasonCode != "" && string(fc.State) != "Active" {
+				s.RelayState += " (" + string(fc.StateReasonCode) + ")"
+				s.NeedsAttention = append(s.NeedsAttention, "the relay function is "+s.RelayState+": the guardian wakes it within a minute")
+			}
+		}
+		if s.RelayURL == "" {
+			if u, err := c.Lambda.GetFunctionUrlConfig(ctx, &lambda.GetFunctionUrlConfigInput{FunctionName: aws.String(s.Relay)}); err == nil {
+				s.RelayURL = aws.ToString(u.FunctionUrl)
+			}
+		}
+	}
+	if sg := st.Outputs[OutputSecurityGrp]; sg != "" {
+		if interfaceType == "" {
+			interfaceType = "lambda"
+		}
+		out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: []ec2types.Filter{
+			{Name: aws.String("group-id"), Values: []string{sg}}, {Name: aws.String("interface-type"), Values: []string{interfaceType}}}})
+		if err != nil {
+			return nil, awsError("listing the relay's ENIs (ec2:DescribeNetworkInterfaces)", err)
+		}
+		for _, n := range out.NetworkInterfaces {
+			e := ENI{ID: aws.ToString(n.NetworkInterfaceId), Subnet: aws.ToString(n.SubnetId), Status: string(n.Status)}
+			if n.Association != nil {
+				e.PublicIP = aws.ToString(n.Association.PublicIp)
+			}
+			if e.Status == "in-use" && e.PublicIP == "" {
+				s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("ENI %s in %s has no static IP: calls through it fail or leave from no allowlisted address", e.ID, e.Subnet))
+			}
+			s.ENIs = append(s.ENIs, e)
+		}
+	}
+	for _, ip := range s.IPs {
+		if ip.AttachedTo == "" && st.Outputs[OutputGuardian] != "" {
+			s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("IP %s is not attached (normal only in the minute after a deploy or while an ENI is being replaced)", ip.PublicIP))
+		}
+	}
+	return s, nil
+}

@@ -1,0 +1,342 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+
+	"github.com/outgate/outgate/internal/guardian"
+)
+
+// UpOptions are the inputs of `outgate up`.
+type UpOptions struct {
+	Name       string // deployment (and stack) name
+	Template   TemplateOptions
+	ConfigYAML []byte   // the gateway config, validated by the caller
+	AdoptEIPs  []string // allocation ids to reuse
+	DryRun     bool
+	Wait       time.Duration // how long to wait for the IPs to be attached (0: don't)
+	Poll       time.Duration // how often to poll CloudFormation (default 5s)
+	Out        io.Writer     // progress
+	Zips       func(ctx context.Context, arch string) (relay, guardian Zip, err error)
+}
+
+// UpResult is what `up` ends with.
+type UpResult struct {
+	Stack    string `json:"stack"`
+	Status   string `json:"status"`
+	RelayURL string `json:"relay_url,omitempty"`
+	IPs      []IP   `json:"ips"`
+	Attached bool   `json:"ips_attached"`
+	NoChange bool   `json:"no_change,omitempty"`
+}
+
+// ConfigParameter is the SSM parameter holding a deployment's gateway config.
+func ConfigParameter(name string) string { return "/outgate/" + name + "/config" }
+
+// Up deploys or updates a deployment through a change set.
+func Up(ctx context.Context, c Clients, o UpOptions) (*UpResult, error) {
+	if err := ValidName(o.Name); err != nil {
+		return nil, err
+	}
+	if err := o.Template.Normalize(); err != nil {
+		return nil, err
+	}
+	if o.Poll == 0 {
+		o.Poll = 5 * time.Second
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
+	id, err := c.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return nil, awsError("checking credentials (sts:GetCallerIdentity)", err)
+	}
+	account := aws.ToString(id.Account)
+	say("account %s, region %s, deployment %s (mode %s, %d AZ)", account, c.Region, o.Name, o.Template.Mode, o.Template.AZs)
+
+	// Build the code before anything is allocated, so a failed build costs nothing.
+	relayZip, guardianZip, err := o.Zips(ctx, o.Template.Arch)
+	if err != nil {
+		return nil, err
+	}
+	n := o.Template.AZs
+	if o.Template.Mode == "nat" && o.Template.SharedNAT {
+		n = 1
+	}
+	var ips []IP
+	if o.DryRun {
+		ips, err = ListIPs(ctx, c.EC2, o.Name)
+	} else {
+		var created []IP
+		ips, created, err = EnsureIPs(ctx, c.EC2, o.Name, n, o.AdoptEIPs)
+		for _, ip := range created {
+			say("allocated Elastic IP %s (%s): new, so no partner has it yet", ip.PublicIP, ip.AllocationID)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !o.DryRun && len(ips) < n {
+		return nil, fmt.Errorf("deployment %s has %d IPs, needs %d", o.Name, len(ips), n)
+	}
+	ips = ips[:min(len(ips), max(n, 0))]
+
+	bucket := fmt.Sprintf("outgate-%s-%s", account, c.Region)
+	if !o.DryRun {
+		if err := stageBucket(ctx, c.S3, bucket, c.Region); err != nil {
+			return nil, err
+		}
+		for _, z := range []Zip{relayZip, guardianZip} {
+			if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(z.Key(o.Name)), Body: strings.NewReader(string(z.Data))}); err != nil {
+				return nil, awsError("uploading "+z.Name+" (s3:PutObject)", err)
+			}
+		}
+		say("staged the function code in s3://%s/%s/", bucket, o.Name)
+		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
+			Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true), Description: aws.String("outgate gateway config (only key hashes)")}); err != nil {
+			return nil, awsError("storing the config (ssm:PutParameter)", err)
+		}
+	}
+
+	stack, err := Template(o.Template)
+	if err != nil {
+		return nil, err
+	}
+	body, err := Render(stack, "json")
+	if err != nil {
+		return nil, err
+	}
+	var allocs, pubs []string
+	for _, ip := range ips {
+		allocs, pubs = append(allocs, ip.AllocationID), append(pubs, ip.PublicIP)
+	}
+	params := map[string]string{
+		ParamCodeBucket: bucket, ParamRelayKey: relayZip.Key(o.Name), ParamConfig: ConfigParameter(o.Name),
+		ParamEIPs: strings.Join(allocs, ","), ParamExpectedIPs: strings.Join(pubs, ","),
+	}
+	if o.Template.Mode == "eni" {
+		params[ParamGuardianKey] = guardianZip.Key(o.Name)
+	}
+	exists, err := stackExists(ctx, c.CloudFormation, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	kind := cftypes.ChangeSetTypeCreate
+	if exists {
+		kind = cftypes.ChangeSetTypeUpdate
+	}
+	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
+	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
+		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam},
+		Tags: []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}}}
+	for _, k := range sortedKeys(params) {
+		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
+	}
+	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
+		return nil, awsError("creating a change set (cloudformation:CreateChangeSet)", err)
+	}
+	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
+	if err != nil {
+		return nil, err
+	}
+	res := &UpResult{Stack: o.Name, IPs: ips}
+	if cs == nil {
+		say("no changes: the stack is already up to date")
+		res.NoChange = true
+	} else {
+		say("change set %s (%s): %d changes", csName, kind, len(cs.Changes))
+		for _, ch := range cs.Changes {
+			if rc := ch.ResourceChange; rc != nil {
+				say("  %-8s %-40s %s", rc.Action, aws.ToString(rc.LogicalResourceId), aws.ToString(rc.ResourceType))
+			}
+		}
+		if o.DryRun {
+			c.CloudFormation.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)})
+			if kind == cftypes.ChangeSetTypeCreate {
+				// A CREATE change set leaves an empty stack in REVIEW_IN_PROGRESS.
+				c.CloudFormation.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(o.Name)})
+			}
+			say("dry run: nothing was changed")
+			res.Status = "DRY_RUN"
+			return res, nil
+		}
+		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
+			return nil, awsError("executing the change set (cloudformation:ExecuteChangeSet)", err)
+		}
+		total := len(cs.Changes)
+		if err := WaitStack(ctx, c.CloudFormation, o.Name, total, o.Poll, o.Out); err != nil {
+			return nil, err
+		}
+	}
+	st, err := DescribeStack(ctx, c.CloudFormation, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	res.Status, res.RelayURL = st.Status, st.Outputs[OutputRelayURL]
+
+	if o.Template.Mode == "eni" {
+		res.Attached = attachNow(ctx, c, o, st, say)
+	} else {
+		res.Attached = true // the NAT gateways hold the IPs
+	}
+	return res, nil
+}
+
+// attachNow runs guardian passes from the CLI itself (with the caller's
+// credentials) until every relay ENI has its IP or o.Wait runs out, so the
+// user leaves `up` with the IPs attached rather than "within a minute".
+func attachNow(ctx context.Context, c Clients, o UpOptions, st *Deployed, say func(string, ...any)) bool {
+	sg, subnets := st.Outputs[OutputSecurityGrp], st.Outputs[OutputSubnets]
+	if subnets == "" {
+		subnets = strings.Join(o.Template.SubnetIDs, ",")
+	}
+	if sg == "" || subnets == "" {
+		say("the stack reports no security group or subnets yet; the guardian will attach the IPs within a minute")
+		return false
+	}
+	g, err := guardian.New(guardian.Config{Deployment: o.Name, SecurityGroupID: sg, SubnetIDs: strings.Split(subnets, ",")}, c.EC2, nil)
+	if err != nil {
+		say("guardian pass skipped: %v", err)
+		return false
+	}
+	deadline := time.Now().Add(o.Wait)
+	for {
+		s := g.Run(ctx)
+		if s.ENIsSeen > 0 && s.ENIsWithoutIP == 0 && len(s.Errors) == 0 {
+			say("guardian pass: %d ENI(s), every one on a static IP", s.ENIsSeen)
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			say("IPs not attached yet (%d ENI(s) seen, %d without IP%s); the guardian attaches them within a minute of the ENIs appearing",
+				s.ENIsSeen, s.ENIsWithoutIP, strings.Join(append([]string{""}, s.Errors...), "; "))
+			return false
+		}
+		time.Sleep(min(10*time.Second, time.Until(deadline)))
+	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	var k []string
+	for x := range m {
+		k = append(k, x)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// ValidName checks a deployment name: it becomes a stack name, a tag value
+// and part of an S3 key and an SSM path.
+func ValidName(name string) error {
+	if name == "" {
+		return errors.New("--name is required")
+	}
+	if len(name) > 64 {
+		return fmt.Errorf("--name %q is longer than 64 characters", name)
+	}
+	for i, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0) {
+			return fmt.Errorf("--name %q: use lower-case letters, digits and '-', starting with a letter or digit", name)
+		}
+	}
+	return nil
+}
+
+func stageBucket(ctx context.Context, c S3, bucket, region string) error {
+	if _, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		in := &s3.CreateBucketInput{Bucket: aws.String(bucket)}
+		if region != "us-east-1" {
+			in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(region)}
+		}
+		if _, err := c.CreateBucket(ctx, in); err != nil {
+			return awsError("creating the staging bucket "+bucket+" (s3:CreateBucket)", err)
+		}
+	}
+	// Applied every time, so a bucket someone loosened is tightened again.
+	if _, err := c.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{Bucket: aws.String(bucket), PublicAccessBlockConfiguration: &s3types.PublicAccessBlockConfiguration{
+		BlockPublicAcls: aws.Bool(true), BlockPublicPolicy: aws.Bool(true), IgnorePublicAcls: aws.Bool(true), RestrictPublicBuckets: aws.Bool(true)}}); err != nil {
+		return awsError("blocking public access to "+bucket+" (s3:PutBucketPublicAccessBlock)", err)
+	}
+	if _, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
+		return awsError("versioning "+bucket+" (s3:PutBucketVersioning)", err)
+	}
+	if _, err := c.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(bucket), ServerSideEncryptionConfiguration: &s3types.ServerSideEncryptionConfiguration{
+		Rules: []s3types.ServerSideEncryptionRule{{ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAes256}}}}}); err != nil {
+		return awsError("encrypting "+bucket+" (s3:PutEncryptionConfiguration)", err)
+	}
+	return nil
+}
+
+func stackExists(ctx context.Context, c CloudFormation, name string) (bool, error) {
+	out, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
+	if err != nil {
+		if isNotExist(err) {
+			return false, nil
+		}
+		return false, awsError("looking up the stack (cloudformation:DescribeStacks)", err)
+	}
+	if len(out.Stacks) == 0 {
+		return false, nil
+	}
+	switch out.Stacks[0].StackStatus {
+	case cftypes.StackStatusReviewInProgress:
+		return false, nil // a change set was made but never run
+	case cftypes.StackStatusRollbackComplete:
+		return false, fmt.Errorf("stack %s failed to create and is in ROLLBACK_COMPLETE: run `outgate down --name %s` first (the IPs are kept)", name, name)
+	}
+	return true, nil
+}
+
+// waitChangeSet waits until the change set is ready; nil means "no changes".
+func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, poll time.Duration) (*cloudformation.DescribeChangeSetOutput, error) {
+	for {
+		cs, err := c.DescribeChangeSet(ctx, &cloudformation.DescribeChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(name)})
+		if err != nil {
+			return nil, awsError("reading the change set (cloudformation:DescribeChangeSet)", err)
+		}
+		switch cs.Status {
+		case cftypes.ChangeSetStatusCreateComplete:
+			return cs, nil
+		case cftypes.ChangeSetStatusFailed:
+			reason := aws.ToString(cs.StatusReason)
+			if strings.Contains(reason, "didn't contain changes") || strings.Contains(reason, "No updates") {
+				c.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(name)})
+				return nil, nil
+			}
+			return nil, fmt.Errorf("the change set failed: %s", reason)
+		}
+		if err := sleep(ctx, poll); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// isNotExist reports CloudFormation's "Stack with id X does not exist".
+func isNotExist(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && strings.Contains(ae.ErrorMessage(), "does not exist")
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
