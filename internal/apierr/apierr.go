@@ -39,6 +39,7 @@ const (
 	CodeUpstreamTimeout     = "upstream_timeout"
 	CodeShuttingDown        = "shutting_down"
 	CodeResponseTooLarge    = "response_too_large"
+	CodeRequestTimeout      = "request_timeout"
 )
 
 // New is a shorthand for &E{...}.

@@ -87,6 +87,7 @@ type Limits struct {
 	DialTimeout           string `yaml:"dial_timeout"`
 	TLSHandshakeTimeout   string `yaml:"tls_handshake_timeout"`
 	ResponseHeaderTimeout string `yaml:"response_header_timeout"`
+	UpstreamIdleTimeout   string `yaml:"upstream_idle_timeout"`
 	TunnelIdleTimeout     string `yaml:"tunnel_idle_timeout"`
 	ShutdownGrace         string `yaml:"shutdown_grace"`
 
@@ -108,6 +109,7 @@ type ResolvedLimits struct {
 	DialTimeout           time.Duration
 	TLSHandshakeTimeout   time.Duration
 	ResponseHeaderTimeout time.Duration
+	UpstreamIdleTimeout   time.Duration
 	TunnelIdleTimeout     time.Duration
 	ShutdownGrace         time.Duration
 	PerClient             PerClient
@@ -148,6 +150,7 @@ var Defaults = ResolvedLimits{
 	DialTimeout:           10 * time.Second,
 	TLSHandshakeTimeout:   10 * time.Second,
 	ResponseHeaderTimeout: 25 * time.Second,
+	UpstreamIdleTimeout:   60 * time.Second,
 	TunnelIdleTimeout:     5 * time.Minute,
 	ShutdownGrace:         25 * time.Second,
 	PerClient: PerClient{

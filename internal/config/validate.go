@@ -319,6 +319,7 @@ func (v *validator) limits() {
 	v.duration("limits.dial_timeout", l.DialTimeout, &r.DialTimeout)
 	v.duration("limits.tls_handshake_timeout", l.TLSHandshakeTimeout, &r.TLSHandshakeTimeout)
 	v.duration("limits.response_header_timeout", l.ResponseHeaderTimeout, &r.ResponseHeaderTimeout)
+	v.duration("limits.upstream_idle_timeout", l.UpstreamIdleTimeout, &r.UpstreamIdleTimeout)
 	v.duration("limits.tunnel_idle_timeout", l.TunnelIdleTimeout, &r.TunnelIdleTimeout)
 	v.duration("limits.shutdown_grace", l.ShutdownGrace, &r.ShutdownGrace)
 	v.perClient("limits", l.RequestsPerSecond, l.Burst, l.MaxConcurrent, l.MaxTunnels)

@@ -17,6 +17,7 @@ import (
 	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/egress"
+	"github.com/outgate/outgate/internal/forward"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/limits"
 )
@@ -175,6 +176,16 @@ func (cl *Client) AdmitTunnel() (release func(), e *apierr.E) {
 			Message: "too many open tunnels for this client", RetryAfter: time.Second}
 	}
 	return cl.Tunnels.Leave, nil
+}
+
+// Timeouts are the upstream timeouts for a request; header overrides the
+// response-header timeout when non-zero (an upstream's own timeout).
+func (c *Core) Timeouts(header time.Duration) forward.Timeouts {
+	lim := c.Config.Limits.Resolved
+	if header == 0 {
+		header = lim.ResponseHeaderTimeout
+	}
+	return forward.Timeouts{Header: header, BodyIdle: lim.UpstreamIdleTimeout}
 }
 
 // Finish logs the audit line and counts the request.

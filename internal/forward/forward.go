@@ -20,7 +20,16 @@ import (
 	"github.com/outgate/outgate/internal/netguard"
 )
 
-var errHeaderTimeout = errors.New("upstream response header timeout")
+var (
+	errHeaderTimeout = errors.New("upstream response header timeout")
+	errBodyIdle      = errors.New("upstream response body idle timeout")
+)
+
+// Timeouts bound the wait on an upstream.
+type Timeouts struct {
+	Header   time.Duration // until the response headers arrive
+	BodyIdle time.Duration // between two reads of the response body (0: none)
+}
 
 // Request builds the outgoing request from the client's: same method, body
 // and end-to-end headers, aimed at target. The client's address is not added
@@ -40,6 +49,7 @@ func Request(ctx context.Context, in *http.Request, target string, host string) 
 		out.Header["User-Agent"] = []string{""}
 	}
 	out.Host = host
+	noReplay(out)
 	out.ContentLength = in.ContentLength
 	if in.ContentLength != 0 && in.Body != nil && in.Body != http.NoBody {
 		out.Body = in.Body
@@ -49,13 +59,34 @@ func Request(ctx context.Context, in *http.Request, target string, host string) 
 	return out, nil
 }
 
+// noReplay keeps Go's transport from ever sending a non-idempotent request
+// twice. The transport re-sends a request on a reused connection that broke
+// before the answer if the request is "replayable", and it counts a request
+// carrying Idempotency-Key (or X-Idempotency-Key) as replayable whatever its
+// method. A payment partner may have processed the first copy, so outgate
+// stores those headers under their lower-case names, which the transport's
+// check does not see; header names are case-insensitive, so the partner
+// gets the same header and value.
+func noReplay(r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return
+	}
+	for _, k := range []string{"Idempotency-Key", "X-Idempotency-Key"} {
+		if v, ok := r.Header[k]; ok {
+			delete(r.Header, k)
+			r.Header[strings.ToLower(k)] = v
+		}
+	}
+}
+
 // Do sends out and copies the response to w. It fills the record's status and
 // byte counts, and returns the gateway error to send if no response was
 // started (nil after a response, even one broken off midway: see rec.Reason).
-func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, headerTimeout time.Duration, rec *audit.Record) *apierr.E {
+func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, t Timeouts, rec *audit.Record) *apierr.E {
 	ctx, cancel := context.WithCancelCause(out.Context())
 	defer cancel(nil)
-	timer := time.AfterFunc(headerTimeout, func() { cancel(errHeaderTimeout) })
+	timer := time.AfterFunc(t.Header, func() { cancel(errHeaderTimeout) })
 	var body *countingReader
 	if out.Body != nil {
 		body = &countingReader{r: out.Body}
@@ -69,6 +100,11 @@ func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, headerTi
 		rec.BytesIn = body.count()
 	}
 	if err != nil {
+		if body != nil {
+			if e := body.clientError(rec); e != nil {
+				return e
+			}
+		}
 		return classify(ctx, err, rec)
 	}
 	defer resp.Body.Close()
@@ -82,7 +118,15 @@ func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, headerTi
 	rec.Status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)
 
-	n, err := copyStreaming(w, resp.Body, resp.ContentLength == -1 || isStream(resp))
+	// A partner that stops sending mid-body must not hold the client (and a
+	// concurrency slot) forever: each read must come within BodyIdle.
+	var src io.Reader = resp.Body
+	if t.BodyIdle > 0 {
+		idle := time.AfterFunc(t.BodyIdle, func() { cancel(errBodyIdle) })
+		defer idle.Stop()
+		src = &idleReader{r: resp.Body, t: idle, d: t.BodyIdle}
+	}
+	n, err := copyStreaming(w, src, resp.ContentLength == -1 || isStream(resp))
 	rec.BytesOut = n
 	if body != nil {
 		rec.BytesIn = body.count()
@@ -90,6 +134,9 @@ func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, headerTi
 	if err != nil {
 		rec.Decision, rec.Reason = audit.Error, "upstream_body_broken"
 		rec.Detail = err.Error()
+		if errors.Is(context.Cause(ctx), errBodyIdle) {
+			rec.Reason, rec.Detail = "upstream_body_idle", errBodyIdle.Error()
+		}
 		// The status is already sent; abort the connection so the client
 		// sees a broken response, never a silently truncated one.
 		panic(http.ErrAbortHandler)
@@ -198,18 +245,56 @@ func copyStreaming(w http.ResponseWriter, src io.Reader, flush bool) (int64, err
 	}
 }
 
+// idleReader pushes the idle timer back after every read.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	i.t.Reset(i.d)
+	return n, err
+}
+
 type countingReader struct {
-	r  io.ReadCloser
-	mu sync.Mutex
-	n  int64
+	r   io.ReadCloser
+	mu  sync.Mutex
+	n   int64
+	err error // the first error reading the client's body, other than EOF
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.mu.Lock()
 	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
 	c.mu.Unlock()
 	return n, err
+}
+
+// clientError is the gateway error for a request that failed because its
+// own body could not be read (too large, too slow, cut off), or nil.
+func (c *countingReader) clientError(rec *audit.Record) *apierr.E {
+	c.mu.Lock()
+	err := c.err
+	c.mu.Unlock()
+	if err == nil {
+		return nil
+	}
+	rec.Decision, rec.Detail = audit.Deny, err.Error()
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		return apierr.New(http.StatusRequestEntityTooLarge, apierr.CodeBodyTooLarge, "request body is larger than the gateway allows")
+	case errors.As(err, &ne) && ne.Timeout():
+		return apierr.New(http.StatusRequestTimeout, apierr.CodeRequestTimeout, "the request body did not arrive in time")
+	}
+	return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "the request body could not be read")
 }
 
 func (c *countingReader) Close() error { return c.r.Close() }

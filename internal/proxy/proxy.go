@@ -52,9 +52,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Decision = audit.Deny
 	}
 	rec.Status, rec.Reason = e.Status, e.Code
-	if e.Status == forward.StatusClientClosed {
-		return
-	}
 	if e.Status == http.StatusProxyAuthRequired {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="outgate"`)
 	}
@@ -144,7 +141,7 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	return forward.Do(w, out, c.Egress.Transport, lim.ResponseHeaderTimeout, rec)
+	return forward.Do(w, out, c.Egress.Transport, c.Timeouts(0), rec)
 }
 
 func bracket(host string) string {

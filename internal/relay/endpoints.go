@@ -58,7 +58,7 @@ func EgressIP(ctx context.Context, c *core.Core, rec *audit.Record) (netip.Addr,
 	req.Header.Set("User-Agent", "outgate")
 	rw := &captureWriter{header: http.Header{}}
 	sub := &audit.Record{}
-	if e := forward.Do(rw, req, c.Egress.Transport, c.Config.Limits.Resolved.ResponseHeaderTimeout, sub); e != nil {
+	if e := forward.Do(rw, req, c.Egress.Transport, c.Timeouts(0), sub); e != nil {
 		rec.Detail, rec.Decision = sub.Detail, sub.Decision
 		return netip.Addr{}, e
 	}

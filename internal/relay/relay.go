@@ -53,9 +53,6 @@ func fail(w http.ResponseWriter, rec *audit.Record, e *apierr.E) {
 		rec.Decision = audit.Deny
 	}
 	rec.Status, rec.Reason = e.Status, e.Code
-	if e.Status == forward.StatusClientClosed {
-		return
-	}
 	apierr.Write(w, rec.RequestID, e)
 }
 
@@ -111,11 +108,7 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	timeout := up.HeaderTimeout
-	if timeout == 0 {
-		timeout = lim.ResponseHeaderTimeout
-	}
-	return forward.Do(w, out, c.Egress.Transport, timeout, rec)
+	return forward.Do(w, out, c.Egress.Transport, c.Timeouts(up.HeaderTimeout), rec)
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
