@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -13,6 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/testutil"
@@ -87,6 +92,25 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 		t.Fatalf("second up: exit %d %s\n%s", code, out, errs)
 	}
 
+	// attach puts an existing function on the relay's subnets and security
+	// group (so it shares the relay's ENIs); detach puts it back.
+	fn := userFunction(t)
+	out, errs, code = run("attach", "--name", "pay", "--function", fn, "--poll", "100ms")
+	if code != 0 || !strings.Contains(out, "now leaves through deployment pay") {
+		t.Fatalf("attach: exit %d\n%s\n%s", code, out, errs)
+	}
+	relayVPC, userVPC := functionVPC(t, st.Relay), functionVPC(t, fn)
+	if relayVPC != userVPC || userVPC == "|" {
+		t.Fatalf("after attach the function's VPC config is %q, the relay's %q", userVPC, relayVPC)
+	}
+	if _, errs, code := run("attach", "--name", "other", "--function", fn); code == 0 {
+		t.Errorf("attaching to a second deployment succeeded: %s", errs)
+	}
+	out, errs, code = run("detach", "--function", fn, "--poll", "100ms")
+	if code != 0 || functionVPC(t, fn) != "|" {
+		t.Fatalf("detach: exit %d, VPC config now %q\n%s", code, functionVPC(t, fn), errs)
+	}
+
 	out, errs, code = run("down", "--name", "pay", "--poll", "100ms")
 	if code != 0 || !strings.Contains(out, up.IPs[0].PublicIP) || !strings.Contains(out, "kept") {
 		t.Fatalf("down: exit %d\n%s\n%s", code, out, errs)
@@ -116,6 +140,49 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 	if json.Unmarshal([]byte(out), &left) != nil || len(left) != 1 {
 		t.Fatalf("after releasing one IP: %s", out)
 	}
+}
+
+// userFunction creates a function outside any VPC, as a user's would be.
+func userFunction(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	ac, _ := awsconfig.LoadDefaultConfig(ctx)
+	role, err := iam.NewFromConfig(ac).CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("user-fn"),
+		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := lambda.NewFromConfig(ac).CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("sms-sender"),
+		Role: role.Role.Arn, Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
+		Code: &lambdatypes.FunctionCode{ZipFile: zipOf(t, "bootstrap", "#!/bin/sh\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(f.FunctionName)
+}
+
+// functionVPC is "subnets|security groups" of a function.
+func functionVPC(t *testing.T, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	ac, _ := awsconfig.LoadDefaultConfig(ctx)
+	c, err := lambda.NewFromConfig(ac).GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VpcConfig == nil {
+		return "|"
+	}
+	return strings.Join(c.VpcConfig.SubnetIds, ",") + "|" + strings.Join(c.VpcConfig.SecurityGroupIds, ",")
+}
+
+func zipOf(t *testing.T, name, content string) []byte {
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	w, _ := zw.Create(name)
+	w.Write([]byte(content))
+	zw.Close()
+	return b.Bytes()
 }
 
 type deployIP struct {

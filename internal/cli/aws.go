@@ -13,6 +13,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -49,7 +50,7 @@ func (f *awsFlags) clients(ctx context.Context) (deploy.Clients, error) {
 	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL") != "" })
 	e := ec2.NewFromConfig(ac)
 	return deploy.Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac), S3: s3c, EC2: e, Releaser: e,
-		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac)}, nil
+		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac)}, nil
 }
 
 func printJSON(cmd *cobra.Command, v any) error {
@@ -367,5 +368,77 @@ func verifyCmd() *cobra.Command {
 	af.add(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "deployment name")
 	cmd.Flags().StringVar(&key, "key", "", "a client key of the deployment (default: $OUTGATE_KEY)")
+	return cmd
+}
+
+func attachCmd() *cobra.Command {
+	var (
+		af             awsFlags
+		name, function string
+		poll           time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "attach --name N --function F",
+		Short: "Put an existing Lambda function behind the deployment's static IPs",
+		Long: `Move an existing function into the deployment's subnets with exactly its security group.
+Lambda shares one network interface per (security groups x subnet), so the function then leaves
+from the relay's interfaces and their static IPs, with no code change. Its role gets the
+AWSLambdaVPCAccessExecutionRole policy; its previous VPC config is kept in a tag, and
+` + "`outgate detach --function F`" + ` restores it. The function's subnets are public: it reaches the
+internet only through the static IP, and AWS services only over the internet.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := deploy.ValidName(name); err != nil {
+				return usageError{err}
+			}
+			if function == "" {
+				return usageError{errors.New("--function is required")}
+			}
+			c, err := af.clients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			st, err := deploy.DescribeStack(cmd.Context(), c.CloudFormation, name)
+			if err != nil {
+				return err
+			}
+			if err := deploy.Attach(cmd.Context(), c.Lambda, c.IAM, st, function, poll, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s now leaves through deployment %s\n", function, name)
+			return nil
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&name, "name", "", "deployment name")
+	cmd.Flags().StringVar(&function, "function", "", "function name or ARN")
+	cmd.Flags().DurationVar(&poll, "poll", 3*time.Second, "how often to check the function's state")
+	return cmd
+}
+
+func detachCmd() *cobra.Command {
+	var (
+		af       awsFlags
+		function string
+		poll     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "detach --function F",
+		Short: "Restore the VPC config a function had before outgate attach",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if function == "" {
+				return usageError{errors.New("--function is required")}
+			}
+			c, err := af.clients(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return deploy.Detach(cmd.Context(), c.Lambda, function, poll, cmd.ErrOrStderr())
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&function, "function", "", "function name or ARN")
+	cmd.Flags().DurationVar(&poll, "poll", 3*time.Second, "how often to check the function's state")
 	return cmd
 }

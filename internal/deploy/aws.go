@@ -54,9 +54,10 @@ type SSM interface {
 	PutParameter(ctx context.Context, in *ssm.PutParameterInput, opts ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
 }
 
-// Lambda reads the relay's state.
+// Lambda reads the relay's state and edits functions for attach/detach.
 type Lambda interface {
 	guardian.Lambda
+	FunctionEditor
 	GetFunctionUrlConfig(ctx context.Context, in *lambda.GetFunctionUrlConfigInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionUrlConfigOutput, error)
 }
 
@@ -75,4 +76,5 @@ type Clients struct {
 	SSM            SSM
 	Lambda         Lambda
 	STS            STS
+	IAM            RolePolicyAttacher
 }

@@ -1,0 +1,157 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+)
+
+// FunctionEditor is what attach and detach call on the user's function.
+type FunctionEditor interface {
+	GetFunctionConfiguration(ctx context.Context, in *lambda.GetFunctionConfigurationInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionConfigurationOutput, error)
+	UpdateFunctionConfiguration(ctx context.Context, in *lambda.UpdateFunctionConfigurationInput, opts ...func(*lambda.Options)) (*lambda.UpdateFunctionConfigurationOutput, error)
+	ListTags(ctx context.Context, in *lambda.ListTagsInput, opts ...func(*lambda.Options)) (*lambda.ListTagsOutput, error)
+	TagResource(ctx context.Context, in *lambda.TagResourceInput, opts ...func(*lambda.Options)) (*lambda.TagResourceOutput, error)
+	UntagResource(ctx context.Context, in *lambda.UntagResourceInput, opts ...func(*lambda.Options)) (*lambda.UntagResourceOutput, error)
+}
+
+// RolePolicyAttacher gives the function's role the VPC access it needs.
+type RolePolicyAttacher interface {
+	AttachRolePolicy(ctx context.Context, in *iam.AttachRolePolicyInput, opts ...func(*iam.Options)) (*iam.AttachRolePolicyOutput, error)
+}
+
+// Tags on an attached function.
+const (
+	TagAttached    = "outgate:attached"     // the deployment it is attached to
+	TagPreviousVPC = "outgate:previous-vpc" // "subnet-a,subnet-b|sg-1,sg-2", or "none"
+)
+
+// vpcAccessPolicy is the managed policy's ARN in the role's partition.
+func vpcAccessPolicy(roleARN string) string {
+	partition := "aws"
+	if parts := strings.SplitN(roleARN, ":", 3); len(parts) == 3 && parts[1] != "" {
+		partition = parts[1]
+	}
+	return "arn:" + partition + ":iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+}
+
+// Attach puts a user's function into the deployment's subnets with exactly
+// the deployment's security group. Lambda shares one ENI per (security
+// groups x subnet), so the function then uses the relay's ENIs and their
+// static IPs. Its previous VpcConfig is kept in a tag for Detach.
+func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st *Deployed, function string, poll time.Duration, out io.Writer) error {
+	// The relay's own VpcConfig is the truth: the function must match its
+	// security-group set and subnets exactly to share its ENIs.
+	relay := st.Outputs[OutputRelayName]
+	if relay == "" {
+		return fmt.Errorf("deployment %s reports no relay function", st.Name)
+	}
+	rc, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(relay)})
+	if err != nil {
+		return awsError("reading the relay function (lambda:GetFunctionConfiguration)", err)
+	}
+	if rc.VpcConfig == nil || len(rc.VpcConfig.SubnetIds) == 0 || len(rc.VpcConfig.SecurityGroupIds) != 1 {
+		return fmt.Errorf("the relay of %s has no usable VPC config", st.Name)
+	}
+	subnets, sg := rc.VpcConfig.SubnetIds, rc.VpcConfig.SecurityGroupIds[0]
+	cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
+	if err != nil {
+		return awsError("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
+	}
+	arn := aws.ToString(cfg.FunctionArn)
+	tags, err := fn.ListTags(ctx, &lambda.ListTagsInput{Resource: aws.String(arn)})
+	if err != nil {
+		return awsError("reading the function's tags (lambda:ListTags)", err)
+	}
+	if d := tags.Tags[TagAttached]; d != "" && d != st.Name {
+		return fmt.Errorf("%s is attached to deployment %s; detach it there first", function, d)
+	}
+	if tags.Tags[TagAttached] == "" {
+		prev := "none"
+		if v := cfg.VpcConfig; v != nil && len(v.SubnetIds) > 0 {
+			prev = strings.Join(v.SubnetIds, ",") + "|" + strings.Join(v.SecurityGroupIds, ",")
+			fmt.Fprintf(out, "note: %s was in VPC %s; it leaves it (detach restores it)\n", function, aws.ToString(v.VpcId))
+		}
+		if len(prev) > 256 {
+			return fmt.Errorf("the function's current VPC config is too long to keep in a tag; detach would lose it, so outgate stops")
+		}
+		if _, err := fn.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(arn), Tags: map[string]string{TagAttached: st.Name, TagPreviousVPC: prev}}); err != nil {
+			return awsError("tagging the function (lambda:TagResource)", err)
+		}
+	}
+	role := aws.ToString(cfg.Role)
+	if i := strings.LastIndex(role, "/"); i >= 0 {
+		if _, err := roles.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String(role[i+1:]), PolicyArn: aws.String(vpcAccessPolicy(role))}); err != nil {
+			return awsError("giving the function's role VPC access (iam:AttachRolePolicy)", err)
+		}
+	}
+	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(function),
+		VpcConfig: &lambdatypes.VpcConfig{SubnetIds: subnets, SecurityGroupIds: []string{sg}}}); err != nil {
+		return awsError("moving the function into the deployment's subnets (lambda:UpdateFunctionConfiguration)", err)
+	}
+	fmt.Fprintf(out, "%s: moving into %s with security group %s\n", function, strings.Join(subnets, ","), sg)
+	return waitActive(ctx, fn, function, poll, out)
+}
+
+// Detach restores the VpcConfig saved by Attach.
+func Detach(ctx context.Context, fn FunctionEditor, function string, poll time.Duration, out io.Writer) error {
+	cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
+	if err != nil {
+		return awsError("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
+	}
+	arn := aws.ToString(cfg.FunctionArn)
+	tags, err := fn.ListTags(ctx, &lambda.ListTagsInput{Resource: aws.String(arn)})
+	if err != nil {
+		return awsError("reading the function's tags (lambda:ListTags)", err)
+	}
+	prev, ok := tags.Tags[TagPreviousVPC]
+	if !ok {
+		return fmt.Errorf("%s is not attached to an outgate deployment", function)
+	}
+	v := &lambdatypes.VpcConfig{SubnetIds: []string{}, SecurityGroupIds: []string{}}
+	if prev != "none" {
+		subnets, sgs, _ := strings.Cut(prev, "|")
+		v.SubnetIds, v.SecurityGroupIds = strings.Split(subnets, ","), strings.Split(sgs, ",")
+	}
+	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(function), VpcConfig: v}); err != nil {
+		return awsError("restoring the function's VPC config (lambda:UpdateFunctionConfiguration)", err)
+	}
+	if err := waitActive(ctx, fn, function, poll, out); err != nil {
+		return err
+	}
+	if _, err := fn.UntagResource(ctx, &lambda.UntagResourceInput{Resource: aws.String(arn), TagKeys: []string{TagAttached, TagPreviousVPC}}); err != nil {
+		return awsError("untagging the function (lambda:UntagResource)", err)
+	}
+	fmt.Fprintf(out, "%s: restored its previous VPC config (%s)\n", function, prev)
+	return nil
+}
+
+// waitActive waits until the function's update is done and it is Active.
+func waitActive(ctx context.Context, fn FunctionEditor, function string, poll time.Duration, out io.Writer) error {
+	start := time.Now()
+	for {
+		cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
+		if err != nil {
+			return awsError("reading function "+function, err)
+		}
+		switch {
+		case cfg.LastUpdateStatus == lambdatypes.LastUpdateStatusFailed:
+			return fmt.Errorf("%s: the update failed: %s (%s)", function, aws.ToString(cfg.LastUpdateStatusReason), cfg.LastUpdateStatusReasonCode)
+		case cfg.State == lambdatypes.StateFailed:
+			return fmt.Errorf("%s: the function failed: %s (%s)", function, aws.ToString(cfg.StateReason), cfg.StateReasonCode)
+		case cfg.State == lambdatypes.StateActive && cfg.LastUpdateStatus != lambdatypes.LastUpdateStatusInProgress:
+			fmt.Fprintf(out, "%s: Active after %.0fs\n", function, time.Since(start).Seconds())
+			return nil
+		}
+		if err := sleep(ctx, poll); err != nil {
+			return err
+		}
+	}
+}
