@@ -154,28 +154,24 @@ func (cl *Client) MayReach(host string, port uint16) bool {
 // Admit charges one request to the client's rate and concurrency budgets.
 // On success the caller must call the returned release when done.
 func (cl *Client) Admit() (release func(), e *apierr.E) {
-	if ok, wait := cl.Rate.Take(); !ok {
-		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeRateLimited,
-			Message: "request rate limit reached for this client", RetryAfter: wait}
-	}
-	if !cl.Requests.Enter() {
-		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeConcurrencyLimited,
-			Message: "too many requests in flight for this client", RetryAfter: time.Second}
-	}
-	return cl.Requests.Leave, nil
+	return cl.admit(cl.Requests, "too many requests in flight for this client")
 }
 
 // AdmitTunnel charges one tunnel to the client's rate and tunnel budgets.
 func (cl *Client) AdmitTunnel() (release func(), e *apierr.E) {
+	return cl.admit(cl.Tunnels, "too many open tunnels for this client")
+}
+
+func (cl *Client) admit(g *limits.Gate, full string) (release func(), e *apierr.E) {
 	if ok, wait := cl.Rate.Take(); !ok {
 		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeRateLimited,
 			Message: "request rate limit reached for this client", RetryAfter: wait}
 	}
-	if !cl.Tunnels.Enter() {
+	if !g.Enter() {
 		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeConcurrencyLimited,
-			Message: "too many open tunnels for this client", RetryAfter: time.Second}
+			Message: full, RetryAfter: time.Second}
 	}
-	return cl.Tunnels.Leave, nil
+	return g.Leave, nil
 }
 
 // Timeouts are the upstream timeouts for a request; header overrides the

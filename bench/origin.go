@@ -1,0 +1,60 @@
+package main
+
+import (
+	"crypto/tls"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// serveOrigin runs in a child process: a plain and a TLS HTTP server, and a
+// TCP echo server, writing their addresses and the TLS CA into dir.
+func serveOrigin(dir string) {
+	mux := http.NewServeMux()
+	small := []byte(`{"status":"ok","id":"b1b0712","amount":1000}`)
+	mux.HandleFunc("/ping", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(small)
+	})
+	zeros := make([]byte, 256<<10)
+	mux.HandleFunc("/bulk", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		for n > 0 {
+			k := min(n, int64(len(zeros)))
+			if _, err := w.Write(zeros[:k]); err != nil {
+				return
+			}
+			n -= k
+		}
+	})
+	plain := httptest.NewUnstartedServer(mux)
+	plain.Start()
+	tlsSrv := httptest.NewUnstartedServer(mux)
+	tlsSrv.TLS = &tls.Config{}
+	tlsSrv.StartTLS()
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	ca := pemCert(tlsSrv.Certificate().Raw)
+	os.WriteFile(filepath.Join(dir, "origin-ca.pem"), ca, 0o600)
+	addrs := plain.Listener.Addr().String() + " " + tlsSrv.Listener.Addr().String() + " " + echo.Addr().String()
+	os.WriteFile(filepath.Join(dir, "origin.addrs.tmp"), []byte(addrs), 0o600)
+	os.Rename(filepath.Join(dir, "origin.addrs.tmp"), filepath.Join(dir, "origin.addrs"))
+	select {}
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"syscall"
+)
+
+func base64Std(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func raiseNoFile() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil {
+		l.Cur = l.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+func run(e *environment, s settings) *Results {
+	raiseNoFile()
+	r := &Results{BulkMBps: map[string]float64{}, TunnelsPerSec: map[string]float64{}, IdleKiBPerTunnel: map[string]float64{}, MaxTunnels: map[string]int{}, Notes: e.notes}
+	fail := func(format string, a ...any) { r.Errors = append(r.Errors, fmt.Sprintf(format, a...)) }
+
+	paths := []struct {
+		path, peer string
+		t          target
+	}{
+		{"direct", "", target{clientFor(e, nil, s), get("http://" + e.originHTTP + "/ping")}},
+		{"relay", "outgate", target{clientFor(e, nil, s), get("http://"+e.relayAddr+"/origin/ping", "Outgate-Key", e.relayKey)}},
+	}
+	for _, p := range e.peers {
+		paths = append(paths, struct {
+			path, peer string
+			t          target
+		}{"proxy-http", p.name, target{clientFor(e, p, s), get("http://" + e.originHTTP + "/ping")}})
+	}
+	paths = append(paths, struct {
+		path, peer string
+		t          target
+	}{"direct-tls", "", target{clientFor(e, nil, s), get("https://" + e.originTLS + "/ping")}})
+	for _, p := range e.peers {
+		paths = append(paths, struct {
+			path, peer string
+			t          target
+		}{"connect", p.name, target{clientFor(e, p, s), get("https://" + e.originTLS + "/ping")}})
+	}
+	outgateRate := map[string]float64{}
+	var rows []Row
+	for _, p := range paths {
+		if err := once(p.t); err != nil {
+			fail("%s via %s: %v", p.path, p.peer, err)
+			continue
+		}
+		rps, errs := saturate(p.t, s.conns, s.dur)
+		if p.peer == "outgate" {
+			outgateRate[p.path] = rps
+		}
+		rows = append(rows, Row{Path: p.path, Peer: p.peer, RPS: rps, Errors: errs})
+	}
+	// Latency at half of outgate's saturation rate for the same kind of path,
+	// for every peer and for direct, so added latency compares like with like.
+	rateFor := map[string]float64{"direct": outgateRate["relay"] / 2, "relay": outgateRate["relay"] / 2, "proxy-http": outgateRate["proxy-http"] / 2,
+		"direct-tls": outgateRate["connect"] / 2, "connect": outgateRate["connect"] / 2}
+	for i := range rows {
+		row := &rows[i]
+		for _, p := range paths {
+			if p.path == row.Path && p.peer == row.Peer {
+				row.Rate = rateFor[row.Path]
+				var errs int64
+				row.P50, row.P99, row.P999, errs = latencyAt(p.t, row.Rate, s.dur)
+				row.Errors += errs
+			}
+		}
+	}
+	r.Rows = rows
+
+	bulkURL := fmt.Sprintf("https://%s/bulk?n=%d", e.originTLS, s.bulkBytes)
+	if v, err := bulk(target{clientFor(e, nil, s), get(bulkURL)}); err == nil {
+		r.BulkMBps["direct"] = v
+	} else {
+		fail("bulk direct: %v", err)
+	}
+	for _, p := range e.peers {
+		if v, err := bulk(target{clientFor(e, p, s), get(bulkURL)}); err == nil {
+			r.BulkMBps[p.name] = v
+		} else {
+			fail("bulk via %s: %v", p.name, err)
+		}
+		rate, errs := tunnelRate(p, e.echo, s.dur)
+		r.TunnelsPerSec[p.name] = rate
+		if errs > 0 {
+			fail("%d failed tunnels via %s", errs, p.name)
+		}
+		if _, kib, err := hold(p, e.echo, s.idle); err == nil {
+			r.IdleKiBPerTunnel[p.name] = kib
+		} else {
+			fail("idle tunnels via %s: %v", p.name, err)
+		}
+		held, _, err := hold(p, e.echo, s.maxTun)
+		r.MaxTunnels[p.name] = held
+		if err != nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("%s held %d concurrent tunnels before: %v", p.name, held, err))
+		}
+	}
+	return r
+}
+
+func clientFor(e *environment, p *peer, s settings) *httpClient {
+	return newHTTPClient(transport(s.conns, p, e))
+}
+
+func (r *Results) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# outgate benchmark\n\n%s; %s; `%s`\n\n", r.Time, r.Machine, r.Command)
+	fmt.Fprintln(&b, "| path | via | req/s (keep-alive, saturated) | rate for latency | p50 ms | p99 ms | p99.9 ms | errors |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|")
+	for _, row := range r.Rows {
+		via := row.Peer
+		if via == "" {
+			via = "-"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.3f | %.3f | %.3f | %d |\n", row.Path, via, row.RPS, row.Rate, row.P50, row.P99, row.P999, row.Errors)
+	}
+	fmt.Fprintln(&b, "\n| via | CONNECT bulk MB/s | new tunnels/s | KiB RSS per idle tunnel | concurrent tunnels held |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|")
+	fmt.Fprintf(&b, "| direct (TLS) | %.0f | - | - | - |\n", r.BulkMBps["direct"])
+	for _, name := range []string{"outgate", "squid", "tinyproxy"} {
+		if _, ok := r.TunnelsPerSec[name]; !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.1f | %d |\n", name, r.BulkMBps[name], r.TunnelsPerSec[name], r.IdleKiBPerTunnel[name], r.MaxTunnels[name])
+	}
+	fmt.Fprintln(&b, "\nratios (the headline; absolute numbers move from machine to machine):")
+	find := func(path, peer string) float64 {
+		for _, row := range r.Rows {
+			if row.Path == path && row.Peer == peer {
+				return row.RPS
+			}
+		}
+		return 0
+	}
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2fx", a/b)
+	}
+	fmt.Fprintf(&b, "- relay vs direct: %s; forward proxy vs direct: %s; CONNECT vs direct TLS: %s\n",
+		ratio(find("relay", "outgate"), find("direct", "")), ratio(find("proxy-http", "outgate"), find("direct", "")), ratio(find("connect", "outgate"), find("direct-tls", "")))
+	fmt.Fprintf(&b, "- forward proxy vs squid: %s, vs tinyproxy: %s; CONNECT vs squid: %s, vs tinyproxy: %s\n",
+		ratio(find("proxy-http", "outgate"), find("proxy-http", "squid")), ratio(find("proxy-http", "outgate"), find("proxy-http", "tinyproxy")),
+		ratio(find("connect", "outgate"), find("connect", "squid")), ratio(find("connect", "outgate"), find("connect", "tinyproxy")))
+	fmt.Fprintf(&b, "- CONNECT bulk vs direct: %s\n", ratio(r.BulkMBps["outgate"], r.BulkMBps["direct"]))
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "- note: %s\n", n)
+	}
+	return b.String()
+}
