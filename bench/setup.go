@@ -124,7 +124,7 @@ log: {level: warn}
 	cfgPath := filepath.Join(work, "outgate.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	og := &peer{name: "outgate", proxyAddr: proxy, user: "bench", pass: key}
-	og.cmd = start(e, bin, []string{"serve", "--config", cfgPath}, io.Discard)
+	og.cmd = start(e, bin, []string{"serve", "--config", cfgPath}, nil) // /dev/null, as squid logs nowhere
 	waitListen(proxy)
 	waitListen(e.relayAddr)
 	e.outgate = og
@@ -167,7 +167,7 @@ max_filedescriptors 65536
 shutdown_lifetime 1 seconds
 workers 1
 `, port, dir, dir, dir)), 0o644)
-	cmd := start(e, bin, []string{"-N", "-f", conf}, io.Discard)
+	cmd := start(e, bin, []string{"-N", "-f", conf}, nil)
 	waitListen(addr)
 	return &peer{name: "squid", proxyAddr: addr, cmd: cmd}
 }
@@ -194,7 +194,7 @@ Allow 127.0.0.1
 LogLevel Critical
 %s
 `, port, max(1000, s.maxTun+100), strings.Join(connectPorts, "\n"))), 0o644)
-	cmd := start(e, bin, []string{"-d", "-c", conf}, io.Discard)
+	cmd := start(e, bin, []string{"-d", "-c", conf}, nil)
 	waitListen(addr)
 	return &peer{name: "tinyproxy", proxyAddr: addr, cmd: cmd}
 }

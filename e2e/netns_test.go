@@ -193,8 +193,10 @@ network:
 	if resp.StatusCode != 200 || body != "payment accepted from "+gatewayIP+" for /pay" {
 		t.Fatalf("proxy call: %d %q", resp.StatusCode, body)
 	}
-	if !strings.Contains(logs.String(), `"msg":"request"`) {
-		t.Errorf("no audit lines from the gateway:\n%s", logs.String())
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), `"msg":"request"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) { // audit lines are flushed every 100ms
+			t.Fatalf("no audit lines from the gateway:\n%s", logs.String())
+		}
 	}
 }
 

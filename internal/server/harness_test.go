@@ -76,6 +76,26 @@ type gateway struct {
 	done    chan error
 }
 
+// startB is start for benchmarks: the gateway's log goes nowhere.
+func startB(b *testing.B, cfg string) *gateway {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "outgate.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &gateway{cfgPath: path, logs: &logBuf{}, stop: cancel, done: make(chan error, 1)}
+	ready := make(chan server.Addrs, 1)
+	go func() {
+		g.done <- server.Run(ctx, server.Options{ConfigPath: path, LogOutput: io.Discard, Ready: func(a server.Addrs) { ready <- a }})
+	}()
+	select {
+	case g.Addrs = <-ready:
+	case err := <-g.done:
+		b.Fatalf("gateway did not start: %v", err)
+	}
+	b.Cleanup(func() { cancel(); <-g.done })
+	return g
+}
+
 // start runs the gateway in-process on a config and waits until it listens.
 func start(t *testing.T, cfg string) *gateway {
 	t.Helper()

@@ -16,7 +16,9 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/core"
 	"github.com/outgate/outgate/internal/metrics"
@@ -53,10 +55,14 @@ type gateway struct {
 // Run serves until ctx is cancelled, then shuts down within the configured
 // grace period and returns nil. It returns an error if it cannot start.
 func Run(ctx context.Context, o Options) error {
-	out := o.LogOutput
-	if out == nil {
-		out = os.Stderr
+	if o.LogOutput == nil {
+		o.LogOutput = os.Stderr
 	}
+	// Log and audit lines share one buffered writer, flushed every 100ms
+	// and on the way out.
+	bw := audit.NewBufferedWriter(o.LogOutput, 100*time.Millisecond)
+	defer bw.Close()
+	var out io.Writer = bw
 	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
 		return err
