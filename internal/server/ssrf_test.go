@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -28,8 +29,8 @@ func TestSSRFChecklist(t *testing.T) {
 	dns.Set("nat64.test", "64:ff9b::a9fe:a9fe")
 	dns.Set("mapped.test", "::ffff:169.254.169.254")
 	var flip atomic.Int32
-	dns.SetFunc("rebind.test", func() []netip.Addr { // public-looking first, internal after
-		if flip.Add(1)%4 < 2 {
+	dns.SetFunc("rebind.test", func() []netip.Addr { // allowed for the first lookup (A and AAAA), internal after
+		if flip.Add(1) <= 2 {
 			return []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 		}
 		return []netip.Addr{netip.MustParseAddr("169.254.169.254")}
@@ -52,13 +53,16 @@ func TestSSRFChecklist(t *testing.T) {
 		ups = append(ups, fmt.Sprintf("  t%d: {url: \"http://%s\"}", i, tg))
 		routes = append(routes, fmt.Sprintf("t%d", i))
 	}
-	hosts = append(hosts, `"rebind.test:80"`)
+	// The rebinding name points at a loopback port where nothing listens, so
+	// no connection is kept alive and every request looks the name up again.
+	_, closedPort, _ := net.SplitHostPort(freePort(t))
+	hosts = append(hosts, `"rebind.test:`+closedPort+`"`)
 	g := start(t, fmt.Sprintf(`
 listen: 127.0.0.1:0
 proxy_listen: 127.0.0.1:0
 upstreams:
 %s
-  rebind: {url: "http://rebind.test:80"}
+  rebind: {url: "http://rebind.test:%s"}
 clients:
   - name: attacker
     key_sha256: %s
@@ -66,7 +70,7 @@ clients:
     hosts: [%s]
 network: {allow_cidrs: [127.0.0.0/8], resolvers: ["%s"]}
 limits: {dial_timeout: 2s, requests_per_second: 10000, burst: 10000}
-`, strings.Join(ups, "\n"), c.hash, strings.Join(routes, ", "), strings.Join(hosts, ", "), dns.Addr))
+`, strings.Join(ups, "\n"), closedPort, c.hash, strings.Join(routes, ", "), strings.Join(hosts, ", "), dns.Addr))
 	auth := "Proxy-Authorization: " + basic(c.name, c.key)
 
 	check := func(t *testing.T, mode, target string, status int, code string) {
@@ -91,8 +95,8 @@ limits: {dial_timeout: 2s, requests_per_second: 10000, burst: 10000}
 		check(t, "connect", tg, cresp.StatusCode, cresp.Header.Get("Outgate-Error"))
 	}
 	// DNS that answers differently on each lookup: whatever a lookup says,
-	// nothing reaches 169.254.169.254. Allowed lookups dial 127.0.0.1:80,
-	// where nothing listens (502); blocked ones are 403.
+	// nothing reaches 169.254.169.254. Allowed lookups dial the closed
+	// loopback port (502); blocked ones are 403.
 	for i := 0; i < 8; i++ {
 		resp, _ := do(t, nil, relayReq(t, g, "GET", "/rebind/x", c.key, nil))
 		if resp.StatusCode != 403 && resp.StatusCode != 502 {
