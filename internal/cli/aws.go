@@ -53,6 +53,14 @@ func (f *awsFlags) clients(ctx context.Context) (deploy.Clients, error) {
 		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac)}, nil
 }
 
+// forDeployment checks a deployment name, then makes the clients.
+func (f *awsFlags) forDeployment(ctx context.Context, name string) (deploy.Clients, error) {
+	if err := deploy.ValidName(name); err != nil {
+		return deploy.Clients{}, usageError{err}
+	}
+	return f.clients(ctx)
+}
+
 func printJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
@@ -169,10 +177,7 @@ func statusCmd() *cobra.Command {
 		Short: "Show a deployment: IPs and their attachment, ENIs, the relay's state, what needs a human",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.ValidName(name); err != nil {
-				return usageError{err}
-			}
-			c, err := af.clients(cmd.Context())
+			c, err := af.forDeployment(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -224,10 +229,7 @@ func downCmd() *cobra.Command {
 		Short: "Delete a deployment's stack; its Elastic IPs are kept and printed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.ValidName(name); err != nil {
-				return usageError{err}
-			}
-			c, err := af.clients(cmd.Context())
+			c, err := af.forDeployment(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -261,10 +263,7 @@ func ipsCmd() *cobra.Command {
 		Short: "List the deployment's Elastic IPs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.ValidName(name); err != nil {
-				return usageError{err}
-			}
-			c, err := af.clients(cmd.Context())
+			c, err := af.forDeployment(cmd.Context(), name)
 			if err != nil {
 				return err
 			}

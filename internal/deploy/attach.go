@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/outgate/outgate/internal/ctxutil"
 )
 
 // FunctionEditor is what attach and detach call on the user's function.
@@ -61,19 +63,15 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st
 		return fmt.Errorf("the relay of %s has no usable VPC config", st.Name)
 	}
 	subnets, sg := rc.VpcConfig.SubnetIds, rc.VpcConfig.SecurityGroupIds[0]
-	cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
+	cfg, tags, err := readFunction(ctx, fn, function)
 	if err != nil {
-		return awsError("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
+		return err
 	}
 	arn := aws.ToString(cfg.FunctionArn)
-	tags, err := fn.ListTags(ctx, &lambda.ListTagsInput{Resource: aws.String(arn)})
-	if err != nil {
-		return awsError("reading the function's tags (lambda:ListTags)", err)
-	}
-	if d := tags.Tags[TagAttached]; d != "" && d != st.Name {
+	if d := tags[TagAttached]; d != "" && d != st.Name {
 		return fmt.Errorf("%s is attached to deployment %s; detach it there first", function, d)
 	}
-	if tags.Tags[TagAttached] == "" {
+	if tags[TagAttached] == "" {
 		prev := "none"
 		if v := cfg.VpcConfig; v != nil && len(v.SubnetIds) > 0 {
 			prev = strings.Join(v.SubnetIds, ",") + "|" + strings.Join(v.SecurityGroupIds, ",")
@@ -102,16 +100,12 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st
 
 // Detach restores the VpcConfig saved by Attach.
 func Detach(ctx context.Context, fn FunctionEditor, function string, poll time.Duration, out io.Writer) error {
-	cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
+	cfg, tags, err := readFunction(ctx, fn, function)
 	if err != nil {
-		return awsError("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
+		return err
 	}
 	arn := aws.ToString(cfg.FunctionArn)
-	tags, err := fn.ListTags(ctx, &lambda.ListTagsInput{Resource: aws.String(arn)})
-	if err != nil {
-		return awsError("reading the function's tags (lambda:ListTags)", err)
-	}
-	prev, ok := tags.Tags[TagPreviousVPC]
+	prev, ok := tags[TagPreviousVPC]
 	if !ok {
 		return fmt.Errorf("%s is not attached to an outgate deployment", function)
 	}
@@ -133,6 +127,19 @@ func Detach(ctx context.Context, fn FunctionEditor, function string, poll time.D
 	return nil
 }
 
+// readFunction returns a function's configuration and tags.
+func readFunction(ctx context.Context, fn FunctionEditor, function string) (*lambda.GetFunctionConfigurationOutput, map[string]string, error) {
+	cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
+	if err != nil {
+		return nil, nil, awsError("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
+	}
+	tags, err := fn.ListTags(ctx, &lambda.ListTagsInput{Resource: cfg.FunctionArn})
+	if err != nil {
+		return nil, nil, awsError("reading the function's tags (lambda:ListTags)", err)
+	}
+	return cfg, tags.Tags, nil
+}
+
 // waitActive waits until the function's update is done and it is Active.
 func waitActive(ctx context.Context, fn FunctionEditor, function string, poll time.Duration, out io.Writer) error {
 	start := time.Now()
@@ -150,7 +157,7 @@ func waitActive(ctx context.Context, fn FunctionEditor, function string, poll ti
 			fmt.Fprintf(out, "%s: Active after %.0fs\n", function, time.Since(start).Seconds())
 			return nil
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := ctxutil.Sleep(ctx, poll); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+
+	"github.com/outgate/outgate/internal/ctxutil"
 )
 
 // Deployed is a deployed stack as the CLI reads it back.
@@ -119,7 +121,7 @@ func WaitStack(ctx context.Context, c CloudFormation, name string, total int, po
 			}
 			return fmt.Errorf("stack %s ended in %s; failing resource %s", name, status, firstFailure)
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := ctxutil.Sleep(ctx, poll); err != nil {
 			return err
 		}
 	}

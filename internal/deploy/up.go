@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/guardian"
 )
 
@@ -318,7 +319,7 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 			}
 			return nil, fmt.Errorf("the change set failed: %s", reason)
 		}
-		if err := sleep(ctx, poll); err != nil {
+		if err := ctxutil.Sleep(ctx, poll); err != nil {
 			return nil, err
 		}
 	}
@@ -328,15 +329,4 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 func isNotExist(err error) bool {
 	var ae smithy.APIError
 	return errors.As(err, &ae) && strings.Contains(ae.ErrorMessage(), "does not exist")
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/outgate/outgate/internal/ctxutil"
 )
 
 // Tags on the deployment's Elastic IPs.
@@ -87,7 +89,7 @@ func New(cfg Config, e EC2, l Lambda) (*Guardian, error) {
 	if cfg.RelayFunction != "" && l == nil {
 		return nil, fmt.Errorf("guardian: a relay function is set but no Lambda client")
 	}
-	return &Guardian{cfg: cfg, ec2: e, lambda: l, now: time.Now, sleep: sleepCtx}, nil
+	return &Guardian{cfg: cfg, ec2: e, lambda: l, now: time.Now, sleep: ctxutil.Sleep}, nil
 }
 
 // Summary is what one run saw and did; it is logged as one JSON line.

@@ -43,14 +43,3 @@ func call[T any](ctx context.Context, g *Guardian, s *Summary, f func() (T, erro
 		delay = min(2*delay, 5*time.Second)
 	}
 }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
