@@ -92,6 +92,31 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 		t.Fatalf("second up: exit %d %s\n%s", code, out, errs)
 	}
 
+	// keys add/revoke change the deployed config and the file deployed from.
+	out, errs, code = run("keys", "add", "--name", "pay", "--client", "billing", "--config", cfg, "-o", "json")
+	var added struct{ Key, Key_SHA256 string }
+	if code != 0 || json.Unmarshal([]byte(out), &added) != nil || !strings.HasPrefix(added.Key, "og_") {
+		t.Fatalf("keys add: exit %d %s\n%s", code, out, errs)
+	}
+	if b, _ := os.ReadFile(cfg); !strings.Contains(string(b), added.Key_SHA256) || !strings.Contains(string(b), hash) {
+		t.Errorf("the config file does not hold both keys:\n%s", b)
+	}
+	out, _, _ = run("keys", "list", "--name", "pay", "-o", "json")
+	var listed map[string][]string
+	if json.Unmarshal([]byte(out), &listed) != nil || len(listed["billing"]) != 2 {
+		t.Errorf("keys list after add: %s", out)
+	}
+	if out, errs, code := run("keys", "revoke", "--name", "pay", "--client", "billing", "--key-sha256", added.Key_SHA256, "--config", cfg); code != 0 {
+		t.Fatalf("keys revoke: %s %s", out, errs)
+	}
+	out, _, _ = run("keys", "list", "--name", "pay", "-o", "json")
+	if json.Unmarshal([]byte(out), &listed) != nil || len(listed["billing"]) != 1 || listed["billing"][0] != hash {
+		t.Errorf("keys list after revoke: %s", out)
+	}
+	if _, errs, code := run("keys", "revoke", "--name", "pay", "--client", "billing", "--key-sha256", hash); code == 0 || !strings.Contains(errs, "only this key") {
+		t.Errorf("revoking the last key: %s", errs)
+	}
+
 	// attach puts an existing function on the relay's subnets and security
 	// group (so it shares the relay's ENIs); detach puts it back.
 	fn := userFunction(t)

@@ -18,18 +18,30 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/lambdarelay"
 )
 
 func main() {
 	ctx := context.Background()
-	cfg, err := lambdarelay.LoadConfig(ctx, os.Getenv, func(ctx context.Context) (lambdarelay.SSM, error) {
+	var (
+		cfg     *config.Config
+		version string
+		reload  func(context.Context) (*config.Config, string, error)
+		err     error
+	)
+	if param := os.Getenv(lambdarelay.EnvConfigSSM); param != "" && os.Getenv(lambdarelay.EnvConfig) == "" {
 		ac, err := awsconfig.LoadDefaultConfig(ctx)
 		if err != nil {
-			return nil, err
+			fatal("config", err)
 		}
-		return ssm.NewFromConfig(ac), nil
-	})
+		// With the config in SSM, warm instances pick up changes (outgate
+		// keys add/revoke) within a minute.
+		reload = lambdarelay.SSMSource(ssm.NewFromConfig(ac), param)
+		cfg, version, err = reload(ctx)
+	} else {
+		cfg, err = lambdarelay.LoadConfig(ctx, os.Getenv, nil)
+	}
 	if err != nil {
 		fatal("config", err)
 	}
@@ -43,6 +55,8 @@ func main() {
 		Expected: expected,
 		Log:      os.Stdout,
 		Metrics:  os.Stdout,
+		Reload:   reload,
+		Version:  version,
 	})
 	if err != nil {
 		fatal("start", err)

@@ -441,3 +441,120 @@ func detachCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&poll, "poll", 3*time.Second, "how often to check the function's state")
 	return cmd
 }
+
+func keysAddCmd() *cobra.Command {
+	var (
+		af     awsFlags
+		k      deploy.KeyEdit
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "add --name N --client C [--config FILE]",
+		Short: "Give a client of a deployment a new key (old keys keep working until revoked)",
+		Long: `Make a new key for a client of a deployment and store its hash in the deployed config
+(SSM /outgate/N/config); running relays pick it up within a minute. With --config, the file
+you deploy from is edited too, so the next up keeps the key. The key is printed once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if k.Client == "" {
+				return usageError{errors.New("--client is required")}
+			}
+			c, err := af.forDeployment(cmd.Context(), k.Name)
+			if err != nil {
+				return err
+			}
+			key, hash, err := deploy.AddKey(cmd.Context(), c.SSM, k)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(cmd, map[string]string{"client": k.Client, "key": key, "key_sha256": hash})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "client:     %s\nkey:        %s\nkey_sha256: %s\n", k.Client, key, hash)
+			if k.File == "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "note: without --config your config file does not have this key; add key_sha256 there before the next up")
+			}
+			return nil
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&k.Name, "name", "", "deployment name")
+	cmd.Flags().StringVar(&k.Client, "client", "", "client name in the config")
+	cmd.Flags().StringVar(&k.File, "config", "", "the config file you deploy from (edited too)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func keysRevokeCmd() *cobra.Command {
+	var (
+		af   awsFlags
+		k    deploy.KeyEdit
+		hash string
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke --name N --client C --key-sha256 H [--config FILE]",
+		Short: "Remove a client's key from a deployment (relays stop accepting it within a minute)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if k.Client == "" || hash == "" {
+				return usageError{errors.New("--client and --key-sha256 are required")}
+			}
+			c, err := af.forDeployment(cmd.Context(), k.Name)
+			if err != nil {
+				return err
+			}
+			if err := deploy.RevokeKey(cmd.Context(), c.SSM, k, hash); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s... for %s\n", hash[:min(12, len(hash))], k.Client)
+			return nil
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&k.Name, "name", "", "deployment name")
+	cmd.Flags().StringVar(&k.Client, "client", "", "client name in the config")
+	cmd.Flags().StringVar(&hash, "key-sha256", "", "the key's SHA-256, as printed by keys add")
+	cmd.Flags().StringVar(&k.File, "config", "", "the config file you deploy from (edited too)")
+	return cmd
+}
+
+func keysListCmd() *cobra.Command {
+	var (
+		af           awsFlags
+		name, output string
+	)
+	cmd := &cobra.Command{
+		Use:   "list --name N",
+		Short: "List the clients of a deployment and the hashes of their keys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := af.forDeployment(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			data, err := deploy.DeployedConfig(cmd.Context(), c.SSM, name)
+			if err != nil {
+				return err
+			}
+			cfg, err := config.Parse(data, "ssm:"+deploy.ConfigParameter(name))
+			if err != nil {
+				return err
+			}
+			list := map[string][]string{}
+			for _, cl := range cfg.Clients {
+				list[cl.Name] = cl.KeySHA256
+			}
+			if output == "json" {
+				return printJSON(cmd, list)
+			}
+			for _, cl := range cfg.Clients {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\n", cl.Name, strings.Join(cl.KeySHA256, " "))
+			}
+			return nil
+		},
+	}
+	af.add(cmd)
+	cmd.Flags().StringVar(&name, "name", "", "deployment name")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}

@@ -100,7 +100,7 @@ Logs and audit lines are JSON on stderr, one audit line per request or tunnel.`,
 func keysCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Make client keys",
+		Short: "Make client keys, and add or revoke them on a deployment",
 	}
 	var output string
 	newCmd := &cobra.Command{
@@ -126,7 +126,7 @@ URL) and put only key_sha256 in the config: outgate never stores keys.`,
 		},
 	}
 	newCmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
-	cmd.AddCommand(newCmd)
+	cmd.AddCommand(newCmd, keysAddCmd(), keysRevokeCmd(), keysListCmd())
 	return cmd
 }
 

@@ -41,16 +41,26 @@ func LoadConfig(ctx context.Context, getenv func(string) string, newSSM func(con
 		if err != nil {
 			return nil, fmt.Errorf("SSM client: %w", err)
 		}
-		out, err := client.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(param), WithDecryption: aws.Bool(true)})
-		if err != nil {
-			return nil, fmt.Errorf("reading SSM parameter %s: %w", param, err)
-		}
-		if out.Parameter == nil || out.Parameter.Value == nil {
-			return nil, fmt.Errorf("SSM parameter %s has no value", param)
-		}
-		return config.Parse([]byte(*out.Parameter.Value), "ssm:"+param)
+		cfg, _, err := SSMSource(client, param)(ctx)
+		return cfg, err
 	}
 	return nil, errors.New("no config: set " + EnvConfig + " (the YAML) or " + EnvConfigSSM + " (an SSM parameter name)")
+}
+
+// SSMSource reads the config from an SSM parameter and reports its version,
+// so a warm relay can pick up a changed config (new keys) without a deploy.
+func SSMSource(client SSM, name string) func(context.Context) (*config.Config, string, error) {
+	return func(ctx context.Context) (*config.Config, string, error) {
+		out, err := client.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
+		if err != nil {
+			return nil, "", fmt.Errorf("reading SSM parameter %s: %w", name, err)
+		}
+		if out.Parameter == nil || out.Parameter.Value == nil {
+			return nil, "", fmt.Errorf("SSM parameter %s has no value", name)
+		}
+		cfg, err := config.Parse([]byte(*out.Parameter.Value), "ssm:"+name)
+		return cfg, fmt.Sprint(out.Parameter.Version), err
+	}
 }
 
 // ParseExpected reads OUTGATE_EXPECTED_IPS.

@@ -13,6 +13,9 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -35,12 +38,24 @@ type Options struct {
 	Expected []netip.Addr // OUTGATE_EXPECTED_IPS, for the keepalive check
 	Log      io.Writer    // audit and log lines (stdout on Lambda)
 	Metrics  io.Writer    // EMF lines (stdout on Lambda)
+	// Reload, if set, is asked for the config again at most every
+	// ReloadEvery (default 1m), on an invocation; a new version replaces
+	// the running config, a failure keeps it.
+	Reload      func(context.Context) (*config.Config, string, error)
+	Version     string // the version of Config, as Reload reports it
+	ReloadEvery time.Duration
 }
 
 // Handler answers Lambda invocations.
 type Handler struct {
-	core     *core.Core
+	core     atomic.Pointer[core.Core]
 	relay    *relay.Handler
+	reload   func(context.Context) (*config.Config, string, error)
+	every    time.Duration
+	mu       sync.Mutex // guards version and checked
+	version  string
+	checked  time.Time
+	now      func() time.Time
 	function string
 	expected []netip.Addr
 	emf      *emf.Writer
@@ -53,14 +68,55 @@ func New(o Options) (*Handler, error) {
 		o.Function = "outgate-relay"
 	}
 	logger := slog.New(slog.NewJSONHandler(o.Log, nil))
-	h := &Handler{function: o.Function, expected: o.Expected, emf: emf.New(o.Metrics), log: logger}
-	c, err := core.New(o.Config, core.Deps{Log: logger, Audit: logger, OnFinish: h.requestMetrics})
+	if o.ReloadEvery <= 0 {
+		o.ReloadEvery = time.Minute
+	}
+	h := &Handler{function: o.Function, expected: o.Expected, emf: emf.New(o.Metrics), log: logger,
+		reload: o.Reload, every: o.ReloadEvery, version: o.Version, now: time.Now}
+	h.checked = h.now()
+	c, err := h.build(o.Config)
 	if err != nil {
 		return nil, err
 	}
-	h.core = c
-	h.relay = &relay.Handler{Core: func() *core.Core { return c }}
+	h.core.Store(c)
+	h.relay = &relay.Handler{Core: h.core.Load}
 	return h, nil
+}
+
+func (h *Handler) build(cfg *config.Config) (*core.Core, error) {
+	l := h.log
+	return core.New(cfg, core.Deps{Log: l, Audit: l, OnFinish: h.requestMetrics})
+}
+
+// maybeReload asks for the config again when it is due. Lambda freezes the
+// process between invocations, so this runs on an invocation, not a timer.
+func (h *Handler) maybeReload(ctx context.Context) {
+	if h.reload == nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.now().Sub(h.checked) < h.every {
+		return
+	}
+	h.checked = h.now()
+	cfg, version, err := h.reload(ctx)
+	if err != nil {
+		h.log.Error("config reload failed; the running config stays", "error", err.Error())
+		return
+	}
+	if version == h.version {
+		return
+	}
+	c, err := h.build(cfg)
+	if err != nil {
+		h.log.Error("config reload failed; the running config stays", "error", err.Error())
+		return
+	}
+	old := h.core.Swap(c)
+	old.Close()
+	h.log.Info("config reloaded", "version", version, "previous", h.version)
+	h.version = version
 }
 
 // probe is just enough of any event to tell which kind it is.
@@ -79,6 +135,7 @@ type probe struct {
 
 // Handle is the function's entry point: lambda.Start(h.Handle).
 func (h *Handler) Handle(ctx context.Context, event json.RawMessage) (any, error) {
+	h.maybeReload(ctx)
 	var p probe
 	if err := json.Unmarshal(event, &p); err != nil {
 		return nil, fmt.Errorf("the event is not a JSON object: %w", err)
@@ -115,7 +172,7 @@ type KeepaliveResult struct {
 // the moment traffic leaves from anything else (or cannot leave at all).
 func (h *Handler) keepalive(ctx context.Context) KeepaliveResult {
 	rec := &audit.Record{}
-	ip, e := relay.EgressIP(ctx, h.core, rec)
+	ip, e := relay.EgressIP(ctx, h.core.Load(), rec)
 	var res KeepaliveResult
 	ok := false
 	if e != nil {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
@@ -304,5 +305,68 @@ func TestParseExpected(t *testing.T) {
 	}
 	if _, err := lambdarelay.ParseExpected("203.0.113.9,nope"); err == nil {
 		t.Error("accepted a bad IP")
+	}
+}
+
+// TestReloadFromSource: a warm relay picks up a new config version (a key
+// added with outgate keys) once ReloadEvery has passed, and keeps the old
+// config when the new one cannot be read.
+func TestReloadFromSource(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer up.Close()
+	k1, h1 := keys.New()
+	k2, h2 := keys.New()
+	yaml := func(hashes string) *config.Config {
+		c, err := config.Parse([]byte(fmt.Sprintf("upstreams: {p: {url: %q}}\nclients: [{name: fn, key_sha256: %s, upstreams: [p]}]\nnetwork: {allow_cidrs: [127.0.0.0/8]}\n", up.URL, hashes)), "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	var version = "1"
+	var fail error
+	src := func(context.Context) (*config.Config, string, error) {
+		if fail != nil {
+			return nil, "", fail
+		}
+		if version == "1" {
+			return yaml(h1), version, nil
+		}
+		return yaml("[" + h1 + ", " + h2 + "]"), version, nil
+	}
+	out := &bytes.Buffer{}
+	h, err := lambdarelay.New(lambdarelay.Options{Config: yaml(h1), Version: "1", Reload: src, ReloadEvery: time.Hour, Log: out, Metrics: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	lambdarelay.SetClock(h, func() time.Time { return clock })
+	call := func(key string) float64 {
+		ev := map[string]any{"version": "2.0", "rawPath": "/p/x", "headers": map[string]string{"outgate-key": key},
+			"requestContext": map[string]any{"http": map[string]any{"method": "GET"}}}
+		payload, _ := json.Marshal(ev)
+		res, err := lambda.NewHandler(h.Handle).Invoke(context.Background(), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.Unmarshal(res, &m)
+		return m["statusCode"].(float64)
+	}
+	if call(k1) != 200 || call(k2) != 401 {
+		t.Fatal("before the reload")
+	}
+	version = "2"
+	if call(k2) != 401 {
+		t.Fatal("the config was re-read before ReloadEvery passed")
+	}
+	clock = clock.Add(2 * time.Hour)
+	if call(k2) != 200 || call(k1) != 200 {
+		t.Fatal("the new key does not work after the reload")
+	}
+	fail = fmt.Errorf("SSM is down")
+	clock = clock.Add(2 * time.Hour)
+	if call(k2) != 200 || !strings.Contains(out.String(), "config reload failed; the running config stays") {
+		t.Fatalf("a failed reload must keep the running config:\n%s", out)
 	}
 }
