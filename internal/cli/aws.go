@@ -397,7 +397,7 @@ internet only through the static IP, and AWS services only over the internet.`,
 			if err != nil {
 				return err
 			}
-			st, err := deploy.DescribeStack(cmd.Context(), c.CloudFormation, name)
+			st, err := deploy.DescribeDeployed(cmd.Context(), c.CloudFormation, name)
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ type IP struct {
 	PublicIP     string `json:"public_ip"`
 	Subnet       string `json:"subnet,omitempty"`      // the subnet it serves (outgate:subnet)
 	AttachedTo   string `json:"attached_to,omitempty"` // ENI or instance, if associated
+	Association  string `json:"association_id,omitempty"`
 }
 
 // ListIPs returns the Elastic IPs tagged for the deployment.
@@ -30,7 +31,7 @@ func ListIPs(ctx context.Context, c EC2, name string) ([]IP, error) {
 	var ips []IP
 	for _, a := range out.Addresses {
 		ip := IP{AllocationID: aws.ToString(a.AllocationId), PublicIP: aws.ToString(a.PublicIp),
-			AttachedTo: aws.ToString(a.NetworkInterfaceId) + aws.ToString(a.InstanceId)}
+			AttachedTo: aws.ToString(a.NetworkInterfaceId) + aws.ToString(a.InstanceId), Association: aws.ToString(a.AssociationId)}
 		for _, t := range a.Tags {
 			if aws.ToString(t.Key) == guardian.TagSubnet {
 				ip.Subnet = aws.ToString(t.Value)

@@ -16,16 +16,18 @@ import (
 
 // Deployed is a deployed stack as the CLI reads it back.
 type Deployed struct {
-	Name      string
-	Status    string
-	Reason    string
-	Outputs   map[string]string
-	Resources map[string]string // logical id -> physical id
+	Name       string
+	Status     string
+	Reason     string
+	Outputs    map[string]string
+	Resources  map[string]string // logical id -> physical id
+	Parameters map[string]string // the stack's parameter values
+	Tags       map[string]string
 }
 
 // DescribeStack reads a stack's status, outputs and resources. Outputs a
 // stack does not report are filled from its resources where they can be.
-func DescribeStack(ctx context.Context, c CloudFormation, name string) (*Deployed, error) {
+func DescribeDeployed(ctx context.Context, c CloudFormation, name string) (*Deployed, error) {
 	out, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
 	if err != nil {
 		return nil, awsError("reading stack "+name+" (cloudformation:DescribeStacks)", err)
@@ -37,6 +39,13 @@ func DescribeStack(ctx context.Context, c CloudFormation, name string) (*Deploye
 	st := &Deployed{Name: name, Status: string(s.StackStatus), Reason: aws.ToString(s.StackStatusReason), Outputs: map[string]string{}, Resources: map[string]string{}}
 	for _, o := range s.Outputs {
 		st.Outputs[aws.ToString(o.OutputKey)] = aws.ToString(o.OutputValue)
+	}
+	st.Parameters, st.Tags = map[string]string{}, map[string]string{}
+	for _, p := range s.Parameters {
+		st.Parameters[aws.ToString(p.ParameterKey)] = aws.ToString(p.ParameterValue)
+	}
+	for _, t := range s.Tags {
+		st.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	res, err := c.DescribeStackResources(ctx, &cloudformation.DescribeStackResourcesInput{StackName: aws.String(name)})
 	if err != nil {

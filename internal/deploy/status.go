@@ -36,7 +36,7 @@ func ReadStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
-	st, err := DescribeStack(ctx, c.CloudFormation, name)
+	st, err := DescribeDeployed(ctx, c.CloudFormation, name)
 	if err != nil {
 		return nil, err
 	}

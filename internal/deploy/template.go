@@ -19,14 +19,14 @@ import (
 
 // TemplateOptions choose the shape of the stack.
 type TemplateOptions struct {
-	Mode      string   // "eni" (default) or "nat"
-	AZs       int      // 1-3, default 1
-	VPCID     string   // an existing VPC (eni mode) ...
-	SubnetIDs []string // ... and its public subnets, one per AZ
-	Endpoints []string // nat mode: VPC endpoints (s3, dynamodb: gateway; others: interface)
-	Front     string   // "url" (Function URL, default) or "apigw" (HTTP API)
-	SharedNAT bool     // nat mode: one NAT gateway for every AZ
-	Arch      string   // arm64 (default) or x86_64
+	Mode      string   `json:"m"`           // "eni" (default) or "nat"
+	AZs       int      `json:"z"`           // 1-3, default 1
+	VPCID     string   `json:"v,omitempty"` // an existing VPC (eni mode) ...
+	SubnetIDs []string `json:"s,omitempty"` // ... and its public subnets, one per AZ
+	Endpoints []string `json:"e,omitempty"` // nat mode: VPC endpoints (s3, dynamodb: gateway; others: interface)
+	Front     string   `json:"f"`           // "url" (Function URL, default) or "apigw" (HTTP API)
+	SharedNAT bool     `json:"n,omitempty"` // nat mode: one NAT gateway for every AZ
+	Arch      string   `json:"a"`           // arm64 (default) or x86_64
 }
 
 // Normalize fills defaults and rejects impossible combinations.
@@ -86,20 +86,21 @@ func validEndpoint(s string) bool {
 
 // Logical names shared with the CLI (status, outputs).
 const (
-	ParamCodeBucket   = "CodeBucket"
-	ParamRelayKey     = "RelayCodeKey"
-	ParamGuardianKey  = "GuardianCodeKey"
-	ParamConfig       = "ConfigParameterName"
-	ParamEIPs         = "EipAllocationIds"
-	ParamExpectedIPs  = "ExpectedIps"
-	ParamAllowAlloc   = "AllowAllocate"
-	OutputRelayURL    = "RelayUrl"
-	OutputRelayName   = "RelayFunctionName"
-	OutputGuardian    = "GuardianFunctionName"
-	OutputSecurityGrp = "SecurityGroupId"
-	OutputSubnets     = "SubnetIds"
-	condCreateEIPs    = "CreateEips"
-	vpcCIDR           = "10.42.0.0/16"
+	ParamCodeBucket    = "CodeBucket"
+	ParamRelayKey      = "RelayCodeKey"
+	ParamGuardianKey   = "GuardianCodeKey"
+	ParamConfig        = "ConfigParameterName"
+	ParamEIPs          = "EipAllocationIds"
+	ParamExpectedIPs   = "ExpectedIps"
+	ParamAllowAlloc    = "AllowAllocate"
+	ParamGuardianState = "GuardianState"
+	OutputRelayURL     = "RelayUrl"
+	OutputRelayName    = "RelayFunctionName"
+	OutputGuardian     = "GuardianFunctionName"
+	OutputSecurityGrp  = "SecurityGroupId"
+	OutputSubnets      = "SubnetIds"
+	condCreateEIPs     = "CreateEips"
+	vpcCIDR            = "10.42.0.0/16"
 )
 
 // Template builds the stack. It works on its own: with EipAllocationIds left
@@ -159,6 +160,8 @@ func (b *builder) parameters() {
 	b.conditions[condCreateEIPs] = map[string]any{"Fn::Equals": []any{map[string]any{"Fn::Join": []any{"", map[string]any{"Ref": ParamEIPs}}}, ""}}
 	if b.o.Mode == "eni" {
 		p[ParamGuardianKey] = cf.Parameter{Type: "String", Description: cf.String("S3 key of the guardian zip (bootstrap of cmd/outgate-guardian)")}
+		p[ParamGuardianState] = cf.Parameter{Type: "String", Default: "ENABLED", AllowedValues: []any{"ENABLED", "DISABLED"},
+			Description: cf.String("The guardian's schedule; DISABLED pauses it")}
 		p[ParamAllowAlloc] = cf.Parameter{Type: "String", Default: "false", AllowedValues: []any{"true", "false"},
 			Description: cf.String("Let the guardian allocate a new IP when the pool is too small (a new IP is on nobody's allowlist)")}
 	}
@@ -348,10 +351,10 @@ func (b *builder) relay() {
 	})
 	// Every 5 minutes: keeps the ENI in use and checks the egress IP
 	// (EgressIpExpected), so the alarm below fires within minutes.
-	b.schedule("RelayKeepalive", "Relay", "rate(5 minutes)", `{"outgate":"keepalive"}`)
+	b.schedule("RelayKeepalive", "Relay", "rate(5 minutes)", `{"outgate":"keepalive"}`, nil)
 }
 
-func (b *builder) schedule(name, target, expr, input string) {
+func (b *builder) schedule(name, target, expr, input string, state *string) {
 	b.add(name+"Role", &iam.Role{
 		AssumeRolePolicyDocument: assumeRole("scheduler.amazonaws.com"),
 		Policies: []iam.Role_Policy{{PolicyName: "invoke", PolicyDocument: policy(map[string]any{
@@ -363,6 +366,7 @@ func (b *builder) schedule(name, target, expr, input string) {
 		ScheduleExpression: expr,
 		FlexibleTimeWindow: &scheduler.Schedule_FlexibleTimeWindow{Mode: "OFF"},
 		Target:             &scheduler.Schedule_Target{Arn: cf.GetAtt(target, "Arn"), RoleArn: cf.GetAtt(name+"Role", "Arn"), Input: cf.String(input)},
+		State:              state,
 	})
 }
 
@@ -414,7 +418,9 @@ func (b *builder) guardian() {
 		}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
-	b.schedule("GuardianSchedule", "Guardian", "rate(1 minute)", "{}")
+	// DISABLED pauses the guardian, as `up` does while it hands the IPs
+	// from the Lambda ENIs to NAT gateways (eni -> nat).
+	b.schedule("GuardianSchedule", "Guardian", "rate(1 minute)", "{}", cf.RefPtr(ParamGuardianState))
 	b.t.Outputs[OutputGuardian] = cf.Output{Value: cf.Ref("Guardian")}
 }
 

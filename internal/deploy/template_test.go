@@ -105,6 +105,10 @@ func TestTemplateShape(t *testing.T) {
 
 	doc.Resources = nil
 	json.Unmarshal(render(t, TemplateOptions{Mode: "nat", AZs: 3, SharedNAT: true, Endpoints: []string{"s3", "sqs"}}, "json"), &doc)
+	natAlloc := fmt.Sprint(doc.Resources["NatGateway0"]["Properties"].(map[string]any)["AllocationId"])
+	if !strings.Contains(natAlloc, "EipAllocationIds") || !strings.Contains(natAlloc, "CreateEips") {
+		t.Errorf("the NAT gateway must take the deployment's own IP: %s", natAlloc)
+	}
 	if doc.Resources["NatGateway0"] == nil || doc.Resources["NatGateway1"] != nil || doc.Resources["Guardian"] != nil || doc.Resources["Eip1"] != nil {
 		t.Error("shared NAT: one NAT gateway, one IP, no guardian")
 	}

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -138,11 +140,14 @@ func Up(ctx context.Context, c Clients, o UpOptions) (*UpResult, error) {
 	kind := cftypes.ChangeSetTypeCreate
 	if exists {
 		kind = cftypes.ChangeSetTypeUpdate
+		if err := handOverIPs(ctx, c, o, say); err != nil {
+			return nil, err
+		}
 	}
 	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
 	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
 		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam},
-		Tags: []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}}}
+		Tags: stackTags(o)}
 	for _, k := range sortedKeys(params) {
 		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
 	}
@@ -182,7 +187,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (*UpResult, error) {
 			return nil, err
 		}
 	}
-	st, err := DescribeStack(ctx, c.CloudFormation, o.Name)
+	st, err := DescribeDeployed(ctx, c.CloudFormation, o.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +199,84 @@ func Up(ctx context.Context, c Clients, o UpOptions) (*UpResult, error) {
 		res.Attached = true // the NAT gateways hold the IPs
 	}
 	return res, nil
+}
+
+// TagTemplate on the stack records the options it was built with, so a
+// later run can rebuild the same template (to pause the guardian).
+const TagTemplate = "outgate:template"
+
+func stackTags(o UpOptions) []cftypes.Tag {
+	opts, _ := json.Marshal(o.Template)
+	return []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}, {Key: aws.String(TagTemplate), Value: aws.String(string(opts))}}
+}
+
+// handOverIPs prepares a switch from eni to nat mode. The NAT gateways the
+// update creates need the deployment's IPs, which sit on the relay's Lambda
+// ENIs and which the guardian would put back. So: pause the guardian (an
+// update of the running stack with GuardianState=DISABLED), then take the
+// IPs off the ENIs. Egress pauses until the NAT gateways are up (a few
+// minutes); the IPs themselves never change.
+func handOverIPs(ctx context.Context, c Clients, o UpOptions, say func(string, ...any)) error {
+	if o.Template.Mode != "nat" || o.DryRun {
+		return nil
+	}
+	st, err := DescribeDeployed(ctx, c.CloudFormation, o.Name)
+	if err != nil {
+		return err
+	}
+	if _, eni := st.Resources["Guardian"]; !eni {
+		return nil
+	}
+	var prev TemplateOptions
+	if err := json.Unmarshal([]byte(st.Tags[TagTemplate]), &prev); err != nil {
+		return fmt.Errorf("stack %s has no readable %s tag, so outgate cannot pause its guardian; run `outgate down` and `up --mode nat` (the IPs are kept)", o.Name, TagTemplate)
+	}
+	say("switching eni -> nat: pausing the guardian and moving the IPs to the NAT gateways; egress pauses until they are up")
+	stack, err := Template(prev)
+	if err != nil {
+		return err
+	}
+	body, err := Render(stack, "json")
+	if err != nil {
+		return err
+	}
+	csName := fmt.Sprintf("outgate-pause-%d", time.Now().Unix())
+	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: cftypes.ChangeSetTypeUpdate,
+		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam}, Tags: stackTags(UpOptions{Name: o.Name, Template: prev})}
+	params := st.Parameters
+	params[ParamGuardianState] = "DISABLED"
+	for _, k := range sortedKeys(params) {
+		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
+	}
+	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
+		return awsError("pausing the guardian (cloudformation:CreateChangeSet)", err)
+	}
+	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
+	if err != nil {
+		return err
+	}
+	if cs != nil {
+		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
+			return awsError("pausing the guardian (cloudformation:ExecuteChangeSet)", err)
+		}
+		if err := WaitStack(ctx, c.CloudFormation, o.Name, len(cs.Changes), o.Poll, o.Out); err != nil {
+			return err
+		}
+	}
+	ips, err := ListIPs(ctx, c.EC2, o.Name)
+	if err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		if ip.Association == "" {
+			continue
+		}
+		if _, err := c.EC2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: aws.String(ip.Association)}); err != nil {
+			return awsError("freeing "+ip.PublicIP+" for the NAT gateway (ec2:DisassociateAddress)", err)
+		}
+		say("  %s freed from %s", ip.PublicIP, ip.AttachedTo)
+	}
+	return nil
 }
 
 // attachNow runs guardian passes from the CLI itself (with the caller's
