@@ -12,6 +12,7 @@ import (
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -50,7 +51,8 @@ func (f *awsFlags) clients(ctx context.Context) (deploy.Clients, error) {
 	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL") != "" })
 	e := ec2.NewFromConfig(ac)
 	return deploy.Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac), S3: s3c, EC2: e, Releaser: e,
-		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac)}, nil
+		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
+		CloudWatch: cloudwatch.NewFromConfig(ac)}, nil
 }
 
 // forDeployment checks a deployment name, then makes the clients.
@@ -196,6 +198,9 @@ func statusCmd() *cobra.Command {
 					at = "not attached"
 				}
 				fmt.Fprintf(w, "  %-15s %s  subnet %s  %s\n", ip.PublicIP, ip.AllocationID, ip.Subnet, at)
+			}
+			if s.Guardian != nil {
+				fmt.Fprintf(w, "guardian: last run %s, %.0f ENI(s) without IP\n", s.Guardian.At.Format(time.RFC3339), s.Guardian.ENIsWithoutIP)
 			}
 			fmt.Fprintln(w, "ENIs:")
 			for _, e := range s.ENIs {

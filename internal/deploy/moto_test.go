@@ -3,12 +3,15 @@ package deploy
 import (
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -29,7 +32,8 @@ func motoClients(t *testing.T) (Clients, *ec2.Client) {
 	e := ec2.NewFromConfig(ac)
 	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
 		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = true }), EC2: e, Releaser: e,
-		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac)}, e
+		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
+		CloudWatch: cloudwatch.NewFromConfig(ac)}, e
 }
 
 // fakeZips stands in for the function code: moto stores it and never runs it.
@@ -87,4 +91,54 @@ func TestHandOverIPsAgainstMoto(t *testing.T) {
 	if err := handOverIPs(ctx, c, o, func(string, ...any) { t.Error("eni -> eni must not hand over") }); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestStatusReadsTheGuardiansLastRun: status reports the newest EnisWithoutIp
+// datapoint the guardian published, and asks for attention without one.
+func TestStatusReadsTheGuardiansLastRun(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	vpc, _ := api.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.6.0.0/16")})
+	sub, _ := api.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.6.1.0/24")})
+	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
+	if _, err := Up(ctx, c, UpOptions{Name: "st", Template: TemplateOptions{VPCID: aws.ToString(vpc.Vpc.VpcId), SubnetIDs: []string{aws.ToString(sub.Subnet.SubnetId)}},
+		ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadStatus(ctx, c, "st", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Guardian != nil || !containsText(s.NeedsAttention, "no guardian run") {
+		t.Errorf("without metrics: %+v", s)
+	}
+	// What the guardian's EMF line becomes in CloudWatch. moto cannot speak
+	// the protocol this CloudWatch client uses (RPC v2 CBOR), so CloudWatch
+	// is an in-memory fake behind the same narrow interface here.
+	c.CloudWatch = fakeCloudWatch{points: []cwtypes.Datapoint{
+		{Timestamp: aws.Time(time.Now().Add(-3 * time.Minute)), Maximum: aws.Float64(0)},
+		{Timestamp: aws.Time(time.Now().Add(-1 * time.Minute)), Maximum: aws.Float64(1)},
+	}}
+	s, _ = ReadStatus(ctx, c, "st", "")
+	if s.Guardian == nil || s.Guardian.ENIsWithoutIP != 1 || !containsText(s.NeedsAttention, "without a static IP") {
+		t.Errorf("with a run that found an ENI without IP: %+v", s)
+	}
+}
+
+type fakeCloudWatch struct{ points []cwtypes.Datapoint }
+
+func (f fakeCloudWatch) GetMetricStatistics(_ context.Context, in *cloudwatch.GetMetricStatisticsInput, _ ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricStatisticsOutput, error) {
+	if aws.ToString(in.Namespace) != "Outgate" || aws.ToString(in.MetricName) != "EnisWithoutIp" || aws.ToString(in.Dimensions[0].Value) != "st" {
+		return &cloudwatch.GetMetricStatisticsOutput{}, nil
+	}
+	return &cloudwatch.GetMetricStatisticsOutput{Datapoints: f.points}, nil
+}
+
+func containsText(list []string, sub string) bool {
+	for _, s := range list {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -13,14 +16,15 @@ import (
 
 // Status is what `outgate status` reports.
 type Status struct {
-	Name           string   `json:"name"`
-	StackStatus    string   `json:"stack_status"`
-	RelayURL       string   `json:"relay_url,omitempty"`
-	Relay          string   `json:"relay_function,omitempty"`
-	RelayState     string   `json:"relay_state,omitempty"` // Active, Inactive (Idle), ...
-	IPs            []IP     `json:"ips"`
-	ENIs           []ENI    `json:"enis"`
-	NeedsAttention []string `json:"needs_attention,omitempty"`
+	Name           string       `json:"name"`
+	StackStatus    string       `json:"stack_status"`
+	RelayURL       string       `json:"relay_url,omitempty"`
+	Relay          string       `json:"relay_function,omitempty"`
+	RelayState     string       `json:"relay_state,omitempty"` // Active, Inactive (Idle), ...
+	IPs            []IP         `json:"ips"`
+	ENIs           []ENI        `json:"enis"`
+	Guardian       *GuardianRun `json:"guardian_last_run,omitempty"`
+	NeedsAttention []string     `json:"needs_attention,omitempty"`
 }
 
 // ENI is one of the relay's network interfaces.
@@ -84,10 +88,50 @@ func ReadStatus(ctx context.Context, c Clients, name string, interfaceType strin
 			s.ENIs = append(s.ENIs, e)
 		}
 	}
+	if st.Outputs[OutputGuardian] != "" && c.CloudWatch != nil {
+		var err error
+		s.Guardian, err = lastGuardianRun(ctx, c.CloudWatch, name)
+		switch {
+		case err != nil:
+			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the guardian's metrics (cloudwatch:GetMetricStatistics)", err).Error())
+		case s.Guardian == nil:
+			s.NeedsAttention = append(s.NeedsAttention, "no guardian run in the last 15 minutes: check its schedule and its log")
+		case s.Guardian.ENIsWithoutIP > 0:
+			s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("the guardian's last run found %.0f ENI(s) without a static IP", s.Guardian.ENIsWithoutIP))
+		}
+	}
 	for _, ip := range s.IPs {
 		if ip.AttachedTo == "" && st.Outputs[OutputGuardian] != "" {
 			s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("IP %s is not attached (normal only in the minute after a deploy or while an ENI is being replaced)", ip.PublicIP))
 		}
 	}
 	return s, nil
+}
+
+// GuardianRun is what the guardian's last run reported (its EMF metrics).
+type GuardianRun struct {
+	At            time.Time `json:"at"`
+	ENIsWithoutIP float64   `json:"enis_without_ip"`
+}
+
+// lastGuardianRun reads the newest EnisWithoutIp datapoint of the last 15
+// minutes; nil means the guardian has not reported in that time.
+func lastGuardianRun(ctx context.Context, c CloudWatch, name string) (*GuardianRun, error) {
+	now := time.Now()
+	out, err := c.GetMetricStatistics(ctx, &cloudwatch.GetMetricStatisticsInput{
+		Namespace: aws.String("Outgate"), MetricName: aws.String("EnisWithoutIp"),
+		Dimensions: []cwtypes.Dimension{{Name: aws.String("Deployment"), Value: aws.String(name)}},
+		StartTime:  aws.Time(now.Add(-15 * time.Minute)), EndTime: aws.Time(now), Period: aws.Int32(60),
+		Statistics: []cwtypes.Statistic{cwtypes.StatisticMaximum},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var last *GuardianRun
+	for _, d := range out.Datapoints {
+		if last == nil || aws.ToTime(d.Timestamp).After(last.At) {
+			last = &GuardianRun{At: aws.ToTime(d.Timestamp), ENIsWithoutIP: aws.ToFloat64(d.Maximum)}
+		}
+	}
+	return last, nil
 }
