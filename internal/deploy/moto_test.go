@@ -105,6 +105,10 @@ func TestStatusReadsTheGuardiansLastRun(t *testing.T) {
 		ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}); err != nil {
 		t.Fatal(err)
 	}
+	// moto cannot speak the protocol this CloudWatch client uses (RPC v2
+	// CBOR), so CloudWatch is an in-memory fake behind the same narrow
+	// interface here; first with no datapoints at all.
+	c.CloudWatch = fakeCloudWatch{}
 	s, err := ReadStatus(ctx, c, "st", "")
 	if err != nil {
 		t.Fatal(err)
@@ -112,9 +116,7 @@ func TestStatusReadsTheGuardiansLastRun(t *testing.T) {
 	if s.Guardian != nil || !containsText(s.NeedsAttention, "no guardian run") {
 		t.Errorf("without metrics: %+v", s)
 	}
-	// What the guardian's EMF line becomes in CloudWatch. moto cannot speak
-	// the protocol this CloudWatch client uses (RPC v2 CBOR), so CloudWatch
-	// is an in-memory fake behind the same narrow interface here.
+	// What the guardian's EMF lines become in CloudWatch.
 	c.CloudWatch = fakeCloudWatch{points: []cwtypes.Datapoint{
 		{Timestamp: aws.Time(time.Now().Add(-3 * time.Minute)), Maximum: aws.Float64(0)},
 		{Timestamp: aws.Time(time.Now().Add(-1 * time.Minute)), Maximum: aws.Float64(1)},
