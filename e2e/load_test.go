@@ -1,0 +1,132 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outgate/outgate/internal/keys"
+)
+
+// TestReloadAndShutdownUnderLoad: SIGHUP every 100ms under steady load drops
+// nothing, a bad config on SIGHUP keeps the old one, and SIGTERM with
+// requests in flight lets every one of them finish.
+func TestReloadAndShutdownUnderLoad(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	key, hash := keys.New()
+	addr := "127.0.0.1:" + freePortNum(t)
+	good := fmt.Sprintf("listen: %s\nupstreams: {p: {url: %q}}\nclients: [{name: a, key_sha256: %s, upstreams: [p], limits: {requests_per_second: 100000, burst: 100000, max_concurrent: 10000}}]\nnetwork: {allow_cidrs: [127.0.0.0/8]}\nlimits: {shutdown_grace: 10s}\n", addr, up.URL, hash)
+	path := filepath.Join(t.TempDir(), "gw.yaml")
+	os.WriteFile(path, []byte(good), 0o600)
+	logs := &logSink{}
+	cmd := exec.Command(binary(t), "serve", "--config", path)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatal("outgate did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 10 * time.Second}
+	get := func(p string) error {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/p"+p, nil)
+		req.Header.Set("Outgate-Key", key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			return fmt.Errorf("%d %s", resp.StatusCode, b)
+		}
+		return nil
+	}
+
+	// Steady load for 2 seconds while the config is reloaded every 100ms,
+	// alternating a good and a broken file.
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				sent.Add(1)
+				if err := get("/x"); err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	for i := 0; time.Now().Before(stop); i++ {
+		body := good
+		if i%2 == 1 {
+			body = "listen: [broken\n"
+		}
+		os.WriteFile(path, []byte(body), 0o600)
+		cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(100 * time.Millisecond)
+	}
+	wg.Wait()
+	os.WriteFile(path, []byte(good), 0o600)
+	if failed.Load() != 0 || sent.Load() < 100 {
+		t.Fatalf("%d of %d requests failed during reloads (first: %v)", failed.Load(), sent.Load(), firstErr.Load())
+	}
+
+	// 40 slow requests in flight, then SIGTERM: every one finishes.
+	var inflight sync.WaitGroup
+	var lost atomic.Int64
+	for i := 0; i < 40; i++ {
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			if err := get("/slow"); err != nil {
+				lost.Add(1)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // all 40 are waiting on the partner
+	cmd.Process.Signal(syscall.SIGTERM)
+	inflight.Wait()
+	if lost.Load() != 0 {
+		t.Fatalf("%d of 40 in-flight requests were lost on SIGTERM", lost.Load())
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}

@@ -1,0 +1,81 @@
+package server_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+func openFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
+}
+
+// TestNoLeaksAfterABurst: 2,000 relay requests on fresh connections and 200
+// tunnels, then everything closed: goroutines and file descriptors come back
+// to where they were (within a small slack for the runtime's own).
+func TestNoLeaksAfterABurst(t *testing.T) {
+	up := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	e := echo(t)
+	c := newClient("burst")
+	g := start(t, relayConfig(up, c, fmt.Sprintf("    hosts: [%q]\n    limits: {requests_per_second: 100000, burst: 100000, max_concurrent: 10000, max_tunnels: 10000}\n", e),
+		"proxy_listen: 127.0.0.1:0\nlimits: {idle_timeout: 1s}\n"))
+	settle := func() (int, int) {
+		runtime.GC()
+		time.Sleep(200 * time.Millisecond)
+		return runtime.NumGoroutine(), openFDs()
+	}
+	// The warm-up runs at the same concurrency, so the gateway's keep-alive
+	// pool to the partner (up to 100 connections here, by design) is already
+	// full when the baseline is taken.
+	burst := func(n, tunnels int) {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 100)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				tr := &http.Transport{DisableKeepAlives: true}
+				req := relayReq(t, g, "GET", "/partner/x", c.key, nil)
+				resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}()
+		}
+		wg.Wait()
+		var conns []net.Conn
+		for i := 0; i < tunnels; i++ {
+			conn, _, resp, _ := rawProxy(t, g, "CONNECT "+e+" HTTP/1.1", "Host: "+e, "Proxy-Authorization: "+basic(c.name, c.key))
+			if resp.StatusCode != 200 {
+				t.Fatalf("tunnel %d: %d", i, resp.StatusCode)
+			}
+			conns = append(conns, conn)
+		}
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}
+	burst(500, 20)
+	g0, f0 := settle()
+	burst(2000, 200)
+	var g1, f1 int
+	for i := 0; i < 25; i++ { // idle keep-alive conns close after idle_timeout (1s)
+		if g1, f1 = settle(); g1 <= g0+10 && f1 <= f0+10 {
+			break
+		}
+	}
+	if g1 > g0+10 || f1 > f0+10 {
+		t.Fatalf("after the burst: %d goroutines (was %d), %d fds (was %d)", g1, g0, f1, f0)
+	}
+}
