@@ -42,6 +42,7 @@ func main() {
 	if *short {
 		s = settings{dur: 300 * time.Millisecond, conns: 4, bulkBytes: 4 << 20, idle: 50, maxTun: 100}
 	}
+	raiseNoFile()
 	work, err := os.MkdirTemp("", "outgate-bench")
 	if err != nil {
 		log.Fatal(err)

@@ -370,3 +370,32 @@ func TestReloadFromSource(t *testing.T) {
 		t.Fatalf("a failed reload must keep the running config:\n%s", out)
 	}
 }
+
+// TestKeepaliveWithABrokenEgressCheck: an egress check whose answer breaks
+// off is a failed check (EgressIpExpected 0), not a crashed invocation.
+func TestKeepaliveWithABrokenEgressCheck(t *testing.T) {
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "203.0")
+		conn, _, _ := http.NewResponseController(w).Hijack()
+		conn.Close()
+	}))
+	defer broken.Close()
+	_, hash := keys.New()
+	cfg, err := config.Parse([]byte(fmt.Sprintf("egress_check_url: %s\nclients: [{name: a, key_sha256: %s, hosts: [x.example]}]\nnetwork: {allow_cidrs: [127.0.0.0/8]}\n", broken.URL, hash)), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &bytes.Buffer{}
+	h, err := lambdarelay.New(lambdarelay.Options{Config: cfg, Expected: []netip.Addr{netip.MustParseAddr("203.0.113.9")}, Log: out, Metrics: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := lambda.NewHandler(h.Handle).Invoke(context.Background(), []byte(`{"outgate":"keepalive"}`))
+	if err != nil {
+		t.Fatalf("the keepalive crashed: %v", err)
+	}
+	if !strings.Contains(string(res), `"error":"bad_gateway"`) || !strings.Contains(out.String(), `"EgressIpExpected":0`) {
+		t.Errorf("result %s\nlog %s", res, out)
+	}
+}

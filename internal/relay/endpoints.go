@@ -58,7 +58,7 @@ func EgressIP(ctx context.Context, c *core.Core, rec *audit.Record) (netip.Addr,
 	req.Header.Set("User-Agent", "outgate")
 	rw := &captureWriter{header: http.Header{}}
 	sub := &audit.Record{}
-	if e := forward.Do(rw, req, c.Egress.Transport, c.Timeouts(0), sub); e != nil {
+	if e := doCaptured(rw, req, c, sub); e != nil {
 		rec.Detail, rec.Decision = sub.Detail, sub.Decision
 		return netip.Addr{}, e
 	}
@@ -72,6 +72,22 @@ func EgressIP(ctx context.Context, c *core.Core, rec *audit.Record) (netip.Addr,
 		return netip.Addr{}, apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check service did not return an IP address")
 	}
 	return ip, nil
+}
+
+// doCaptured runs forward.Do into rw. A body that breaks midway makes Do
+// abort the handler (right for a client's stream); here the answer is just
+// unusable, so it becomes an error instead of a panic in the caller.
+func doCaptured(rw *captureWriter, req *http.Request, c *core.Core, sub *audit.Record) (e *apierr.E) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			sub.Decision = audit.Error
+			e = apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check answer broke off")
+		}
+	}()
+	return forward.Do(rw, req, c.Egress.Transport, c.Timeouts(0), sub)
 }
 
 func parseIP(s string) (netip.Addr, bool) {
