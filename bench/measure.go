@@ -229,7 +229,7 @@ func rssKiB(pid int) float64 {
 // hold opens n tunnels to the echo server, checks each with a round trip,
 // and returns how many were held at once with no error, and the
 // proxy's RSS growth per tunnel.
-func hold(p *peer, echo string, n int) (held int, kibPerTunnel float64, err error) {
+func hold(p *peer, echoes []string, n int) (held int, kibPerTunnel float64, err error) {
 	pid := 0
 	if p.cmd != nil {
 		pid = p.cmd.Process.Pid
@@ -243,7 +243,7 @@ func hold(p *peer, echo string, n int) (held int, kibPerTunnel float64, err erro
 	}()
 	buf := make([]byte, 4)
 	for i := 0; i < n; i++ {
-		c, err := connect(p, echo)
+		c, err := connect(p, echoes[i%len(echoes)])
 		if err == nil {
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			if _, err = c.Write([]byte("ping")); err == nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // serveOrigin runs in a child process: a plain and a TLS HTTP server, and a
@@ -37,39 +38,48 @@ func serveOrigin(dir string) {
 	tlsSrv := httptest.NewUnstartedServer(mux)
 	tlsSrv.TLS = &tls.Config{}
 	tlsSrv.StartTLS()
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			// A plain loop, not io.Copy: TCP-to-TCP io.Copy splices through
-			// a pipe, two more descriptors per idle connection.
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 512)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
+	// Several echo ports: a proxy holding 10,000 tunnels opens 10,000
+	// connections to them, and the ephemeral ports towards one address:port
+	// run short once earlier phases leave sockets in TIME_WAIT.
+	var echoAddrs []string
+	for i := 0; i < 4; i++ {
+		echo, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
 		}
-	}()
+		echoAddrs = append(echoAddrs, echo.Addr().String())
+		go serveEcho(echo)
+	}
 	ca := pemCert(tlsSrv.Certificate().Raw)
 	os.WriteFile(filepath.Join(dir, "origin-ca.pem"), ca, 0o600)
-	addrs := plain.Listener.Addr().String() + " " + tlsSrv.Listener.Addr().String() + " " + echo.Addr().String()
+	addrs := plain.Listener.Addr().String() + " " + tlsSrv.Listener.Addr().String() + " " + strings.Join(echoAddrs, ",")
 	os.WriteFile(filepath.Join(dir, "origin.addrs.tmp"), []byte(addrs), 0o600)
 	os.Rename(filepath.Join(dir, "origin.addrs.tmp"), filepath.Join(dir, "origin.addrs"))
 	select {}
+}
+
+func serveEcho(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		// A plain loop, not io.Copy: TCP-to-TCP io.Copy splices through a
+		// pipe, two more descriptors per idle connection.
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 512)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
 }

@@ -98,12 +98,12 @@ func run(e *environment, s settings) *Results {
 		if errs > 0 {
 			fail("%d failed tunnels via %s", errs, p.name)
 		}
-		if _, kib, err := hold(p, e.echo, s.idle); err == nil {
+		if _, kib, err := hold(p, e.echoes, s.idle); err == nil {
 			r.IdleKiBPerTunnel[p.name] = kib
 		} else {
 			fail("idle tunnels via %s: %v", p.name, err)
 		}
-		held, _, err := hold(p, e.echo, s.maxTun)
+		held, _, err := hold(p, e.echoes, s.maxTun)
 		r.MaxTunnels[p.name] = held
 		if err != nil {
 			r.Notes = append(r.Notes, fmt.Sprintf("%s held %d concurrent tunnels before: %v", p.name, held, err))

@@ -33,6 +33,7 @@ type peer struct {
 type environment struct {
 	work                        string
 	originHTTP, originTLS, echo string
+	echoes                      []string // every echo port (echo is the first)
 	tlsConf                     *tls.Config
 	outgate                     *peer
 	relayAddr, relayKey         string
@@ -93,7 +94,8 @@ func setup(work string, s settings) *environment {
 	if len(addrs) != 3 {
 		log.Fatal("the origin did not start")
 	}
-	e.originHTTP, e.originTLS, e.echo = addrs[0], addrs[1], addrs[2]
+	e.originHTTP, e.originTLS, e.echoes = addrs[0], addrs[1], strings.Split(addrs[2], ",")
+	e.echo = e.echoes[0]
 	ca, _ := os.ReadFile(filepath.Join(work, "origin-ca.pem"))
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
@@ -120,7 +122,7 @@ clients:
 network: {allow_cidrs: [127.0.0.0/8]}
 limits: {requests_per_second: 1000000, burst: 1000000, max_concurrent: 1000000, max_tunnels: 1000000, tunnel_idle_timeout: 10m}
 log: {level: warn}
-`, e.relayAddr, proxy, e.originHTTP, hash, e.originHTTP, e.originTLS, e.echo)
+`, e.relayAddr, proxy, e.originHTTP, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`))
 	cfgPath := filepath.Join(work, "outgate.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	og := &peer{name: "outgate", proxyAddr: proxy, user: "bench", pass: key}
@@ -182,7 +184,7 @@ func startTinyproxy(e *environment, s settings) *peer {
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(e.work, "tinyproxy.conf")
 	var connectPorts []string
-	for _, a := range []string{e.originTLS, e.echo, e.originHTTP} {
+	for _, a := range append([]string{e.originTLS, e.originHTTP}, e.echoes...) {
 		_, p, _ := net.SplitHostPort(a)
 		connectPorts = append(connectPorts, "ConnectPort "+p)
 	}
