@@ -11,14 +11,6 @@ import (
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/spf13/cobra"
 
 	"github.com/outgate/outgate/internal/config"
@@ -47,12 +39,7 @@ func (f *awsFlags) clients(ctx context.Context) (deploy.Clients, error) {
 	if ac.Region == "" {
 		return deploy.Clients{}, usageError{errors.New("no AWS region: pass --region or set AWS_REGION")}
 	}
-	// S3 path-style keeps bucket names out of DNS, which emulators need too.
-	s3c := s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = os.Getenv("AWS_ENDPOINT_URL") != "" })
-	e := ec2.NewFromConfig(ac)
-	return deploy.Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac), S3: s3c, EC2: e, Releaser: e,
-		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
-		CloudWatch: cloudwatch.NewFromConfig(ac)}, nil
+	return deploy.NewClients(ac, os.Getenv("AWS_ENDPOINT_URL") != ""), nil
 }
 
 // forDeployment checks a deployment name, then makes the clients.

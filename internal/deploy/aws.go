@@ -3,9 +3,12 @@ package deploy
 import (
 	"context"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -85,4 +88,14 @@ type Clients struct {
 	STS            STS
 	IAM            RolePolicyAttacher
 	CloudWatch     CloudWatch
+}
+
+// NewClients makes the SDK clients of one account and region. pathStyleS3
+// keeps bucket names out of DNS, which emulators (moto) need.
+func NewClients(ac aws.Config, pathStyleS3 bool) Clients {
+	e := ec2.NewFromConfig(ac)
+	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
+		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }), EC2: e, Releaser: e,
+		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
+		CloudWatch: cloudwatch.NewFromConfig(ac)}
 }

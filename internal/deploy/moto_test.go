@@ -9,15 +9,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/testutil"
@@ -29,11 +23,8 @@ func motoClients(t *testing.T) (Clients, *ec2.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := ec2.NewFromConfig(ac)
-	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
-		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = true }), EC2: e, Releaser: e,
-		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
-		CloudWatch: cloudwatch.NewFromConfig(ac)}, e
+	c := NewClients(ac, true)
+	return c, c.EC2.(*ec2.Client)
 }
 
 // fakeZips stands in for the function code: moto stores it and never runs it.
