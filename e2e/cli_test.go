@@ -113,13 +113,7 @@ func TestServeSignals(t *testing.T) {
 	}
 	path := filepath.Join(dir, "outgate.yaml")
 	os.WriteFile(path, []byte(cfg("")), 0o600)
-	logs := &logSink{}
-	cmd := exec.Command(binary(t), "serve", "--config", path)
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, logs := serve(t, path)
 	whoamiStatus := func(k string) int {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/_outgate/whoami", nil)
 		req.Header.Set("Outgate-Key", k)
@@ -153,16 +147,7 @@ func TestServeSignals(t *testing.T) {
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("no exit within 30s of SIGTERM")
-	}
+	waitExit0(t, cmd, 30*time.Second, logs)
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no stop line in the log:\n%s", logs.String())
 	}

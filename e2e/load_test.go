@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -34,13 +33,7 @@ func TestReloadAndShutdownUnderLoad(t *testing.T) {
 	good := fmt.Sprintf("listen: %s\nupstreams: {p: {url: %q}}\nclients: [{name: a, key_sha256: %s, upstreams: [p], limits: {requests_per_second: 100000, burst: 100000, max_concurrent: 10000}}]\nnetwork: {allow_cidrs: [127.0.0.0/8]}\nlimits: {shutdown_grace: 10s}\n", addr, up.URL, hash)
 	path := filepath.Join(t.TempDir(), "gw.yaml")
 	os.WriteFile(path, []byte(good), 0o600)
-	logs := &logSink{}
-	cmd := exec.Command(binary(t), "serve", "--config", path)
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	cmd, logs := serve(t, path)
 	for i := 0; ; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
@@ -119,14 +112,5 @@ func TestReloadAndShutdownUnderLoad(t *testing.T) {
 	if lost.Load() != 0 {
 		t.Fatalf("%d of 40 in-flight requests were lost on SIGTERM", lost.Load())
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no exit after SIGTERM")
-	}
+	waitExit0(t, cmd, 15*time.Second, logs)
 }

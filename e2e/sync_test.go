@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"net"
+	"os/exec"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 )
 
 // logSink collects a child process's output for the test to read.
@@ -25,3 +28,31 @@ func (s *logSink) String() string {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// serve starts the built outgate on a config file and collects its log.
+func serve(t *testing.T, path string) (*exec.Cmd, *logSink) {
+	t.Helper()
+	logs := &logSink{}
+	cmd := exec.Command(binary(t), "serve", "--config", path)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, logs
+}
+
+// waitExit0 fails the test unless cmd exits with status 0 within d.
+func waitExit0(t *testing.T, cmd *exec.Cmd, d time.Duration, logs *logSink) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+		}
+	case <-time.After(d):
+		t.Fatalf("no exit within %v of SIGTERM", d)
+	}
+}

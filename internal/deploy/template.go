@@ -3,7 +3,6 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 
 	cf "github.com/awslabs/goformation/v7/cloudformation"
@@ -499,14 +498,4 @@ func Render(s *Stack, format string) ([]byte, error) {
 		return toYAML(doc)
 	}
 	return nil, fmt.Errorf("-o must be json or yaml, got %q", format)
-}
-
-// ResourceNames lists a template's logical ids, sorted (for status and tests).
-func ResourceNames(t *Stack) []string {
-	var names []string
-	for n := range t.Resources {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }

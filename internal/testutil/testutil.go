@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -66,16 +65,6 @@ func Resolver(addr string) *net.Resolver {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}}
-}
-
-// WriteFile writes content to name in a temp dir and returns the path.
-func WriteFile(t testing.TB, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(strings.TrimLeft(content, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // TLSConfig trusts only the CA in the PEM file at path.
