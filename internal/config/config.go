@@ -90,6 +90,7 @@ type Limits struct {
 	UpstreamIdleTimeout   string `yaml:"upstream_idle_timeout"`
 	TunnelIdleTimeout     string `yaml:"tunnel_idle_timeout"`
 	ShutdownGrace         string `yaml:"shutdown_grace"`
+	MaxConnections        *int   `yaml:"max_connections"`
 
 	RequestsPerSecond *float64 `yaml:"requests_per_second"`
 	Burst             *int     `yaml:"burst"`
@@ -112,7 +113,10 @@ type ResolvedLimits struct {
 	UpstreamIdleTimeout   time.Duration
 	TunnelIdleTimeout     time.Duration
 	ShutdownGrace         time.Duration
-	PerClient             PerClient
+	// MaxConnections bounds client connections across the relay and proxy
+	// listeners; 0 means "as many as the process's open-file limit allows".
+	MaxConnections int
+	PerClient      PerClient
 }
 
 // PerClient are the limits each client gets (globally, or its own override).

@@ -80,6 +80,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration word", base("limits:\n  idle_timeout: soon\n"), []string{`f.yaml:9:17: limits.idle_timeout: "soon" is not a duration`}},
 		{"negative duration", base("limits:\n  idle_timeout: -1s\n"), []string{`limits.idle_timeout: "-1s" must be more than zero`}},
 		{"bad size", base("limits:\n  max_body: 6 parsecs\n"), []string{`f.yaml:9:13: limits.max_body: "6 parsecs" has an unknown unit`}},
+		{"zero connections", base("limits:\n  max_connections: 0\n"), []string{`f.yaml:9:20: limits.max_connections: must be from 1 to 1000000`}},
 		{"zero size", base("limits:\n  max_body: 0\n"), []string{`limits.max_body: "0" must be more than zero`}},
 		{"bad cidr", base("network:\n  allow_cidrs: [127.0.0.1/8, 10.0.0.1, nope, 0.0.0.0/0]\n"), []string{
 			`f.yaml:9:17: network.allow_cidrs[0]: "127.0.0.1/8" has host bits set: did you mean 127.0.0.0/8?`,

@@ -322,6 +322,12 @@ func (v *validator) limits() {
 	v.duration("limits.upstream_idle_timeout", l.UpstreamIdleTimeout, &r.UpstreamIdleTimeout)
 	v.duration("limits.tunnel_idle_timeout", l.TunnelIdleTimeout, &r.TunnelIdleTimeout)
 	v.duration("limits.shutdown_grace", l.ShutdownGrace, &r.ShutdownGrace)
+	if p := l.MaxConnections; p != nil {
+		if *p < 1 || *p > 1_000_000 {
+			v.errf("limits.max_connections", "must be from 1 to 1000000")
+		}
+		r.MaxConnections = *p
+	}
 	v.perClient("limits", l.RequestsPerSecond, l.Burst, l.MaxConcurrent, l.MaxTunnels)
 	if p := l.RequestsPerSecond; p != nil {
 		r.PerClient.RequestsPerSecond = *p

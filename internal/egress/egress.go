@@ -59,7 +59,7 @@ func New(cfg *config.Config, self []netip.AddrPort) (*Egress, error) {
 		TLSClientConfig:        tlsConf,
 		TLSHandshakeTimeout:    lim.TLSHandshakeTimeout,
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           1024,
+		MaxIdleConns:           MaxIdleConns,
 		MaxIdleConnsPerHost:    256,
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
@@ -68,6 +68,9 @@ func New(cfg *config.Config, self []netip.AddrPort) (*Egress, error) {
 	}
 	return &Egress{Dialer: d, Transport: t}, nil
 }
+
+// MaxIdleConns bounds the upstream keep-alive pool across all upstreams.
+const MaxIdleConns = 1024
 
 // resolver returns nil (the system resolver) or one that asks only addrs.
 func resolver(addrs []netip.AddrPort, timeout time.Duration) netguard.Resolver {

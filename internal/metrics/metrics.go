@@ -22,9 +22,16 @@ type Metrics struct {
 	Reloads  *prometheus.CounterVec   // result
 }
 
-// New registers outgate's metrics and the Go/process collectors; tunnels
-// reports the CONNECT tunnels open now.
-func New(tunnels func() int) *Metrics {
+// Sources are the gauges read at scrape time.
+type Sources struct {
+	Tunnels   func() int   // CONNECT tunnels open now
+	ConnsOpen func() int   // client connections open now (relay + proxy)
+	ConnsMax  func() int   // limits.max_connections in force
+	ConnWaits func() int64 // Accepts that waited for a free connection slot
+}
+
+// New registers outgate's metrics and the Go/process collectors.
+func New(src Sources) *Metrics {
 	r := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: r,
@@ -46,11 +53,19 @@ func New(tunnels func() int) *Metrics {
 			Help: "Config reloads on SIGHUP, by result (ok, error).",
 		}, []string{"result"}),
 	}
-	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "outgate_tunnels_active",
-		Help: "CONNECT tunnels open now.",
-	}, func() float64 { return float64(tunnels()) })
-	r.MustRegister(m.Requests, m.Duration, m.Bytes, active, m.Reloads,
+	gauge := func(name, help string, f func() int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	r.MustRegister(
+		gauge("outgate_tunnels_active", "CONNECT tunnels open now.", src.Tunnels),
+		gauge("outgate_connections_open", "Client connections open now on the relay and proxy listeners.", src.ConnsOpen),
+		gauge("outgate_connections_max", "limits.max_connections in force.", src.ConnsMax),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outgate_connection_waits_total",
+			Help: "Times a new connection waited in the listen backlog because max_connections were open.",
+		}, func() float64 { return float64(src.ConnWaits()) }),
+	)
+	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.Reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -16,11 +16,14 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/core"
+	"github.com/outgate/outgate/internal/egress"
+	"github.com/outgate/outgate/internal/limits"
 	"github.com/outgate/outgate/internal/metrics"
 	"github.com/outgate/outgate/internal/proxy"
 	"github.com/outgate/outgate/internal/relay"
@@ -50,6 +53,43 @@ type gateway struct {
 	core    atomic.Pointer[core.Core]
 	ready   atomic.Bool
 	tunnels proxy.Tunnels
+	conns   *limits.Conns
+}
+
+// adminMaxConns bounds the admin listener on its own, so metrics can be
+// scraped while the client listeners are full.
+const adminMaxConns = 64
+
+// fdReserve is what the connection limit leaves of the open-file limit:
+// the upstream keep-alive pool (egress.MaxIdleConns) plus listeners, logs
+// and DNS.
+const fdReserve = egress.MaxIdleConns + 64
+
+// maxConns is limits.max_connections, or what the open-file limit allows
+// when it is not set. A configured value that does not fit is kept (the
+// operator may know better) but logged, since running out of descriptors
+// fails every accept and every upstream dial.
+func (g *gateway) maxConns(configured int) int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		rl.Cur = 1024
+	}
+	fits := limits.DefaultConns(rl.Cur, fdReserve)
+	if configured == 0 {
+		return fits
+	}
+	if configured > fits {
+		g.log.Warn("limits.max_connections is more than the open-file limit allows; raise it (systemd LimitNOFILE=, docker --ulimit nofile=)",
+			"max_connections", configured, "open_file_limit", rl.Cur, "fits", fits)
+	}
+	return configured
+}
+
+func limitListener(c *limits.Conns, l net.Listener) net.Listener {
+	if l == nil {
+		return nil
+	}
+	return c.Listener(l)
 }
 
 // Run serves until ctx is cancelled, then shuts down within the configured
@@ -75,7 +115,9 @@ func Run(ctx context.Context, o Options) error {
 		audit: slog.New(slog.NewJSONHandler(out, nil)),
 		level: level,
 	}
-	g.metrics = metrics.New(g.tunnels.Count)
+	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
+	g.metrics = metrics.New(metrics.Sources{Tunnels: g.tunnels.Count, ConnsOpen: g.conns.Open, ConnsMax: g.conns.Max, ConnWaits: g.conns.Waits})
+	adminConns := limits.NewConns(adminMaxConns)
 
 	var lns []net.Listener
 	closeAll := func() {
@@ -111,6 +153,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Bound connections before TLS, so a handshake holds a slot too.
+	relayLn, proxyLn = limitListener(g.conns, relayLn), limitListener(g.conns, proxyLn)
+	adminLn = limitListener(adminConns, adminLn)
 	c, err := g.build(cfg)
 	if err != nil {
 		closeAll()
@@ -225,6 +270,7 @@ func (g *gateway) reload() {
 		return
 	}
 	g.core.Store(c)
+	g.conns.SetMax(g.maxConns(cfg.Limits.Resolved.MaxConnections))
 	g.level.Set(parseLevel(cfg.Log.Level))
 	old.Close()
 	g.metrics.Reloads.WithLabelValues("ok").Inc()

@@ -1,0 +1,146 @@
+package limits
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// acceptAsync runs one Accept on l and delivers its result.
+func acceptAsync(l net.Listener) <-chan net.Conn {
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(ch)
+			return
+		}
+		ch <- c
+	}()
+	return ch
+}
+
+func dial(t *testing.T, l net.Listener) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func expectAccepted(t *testing.T, ch <-chan net.Conn, what string) net.Conn {
+	t.Helper()
+	select {
+	case c, ok := <-ch:
+		if !ok {
+			t.Fatalf("%s: Accept failed", what)
+		}
+		return c
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: Accept still waiting", what)
+	}
+	return nil
+}
+
+func expectWaiting(t *testing.T, ch <-chan net.Conn, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+		t.Fatalf("%s: Accept returned while the limit was full", what)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// A full limit makes Accept wait (the client's connect still succeeds in
+// the backlog) and a close lets the waiting connection in, across two
+// listeners sharing one limit.
+func TestConnsSharedAcrossListenersAndWaits(t *testing.T) {
+	c := NewConns(2)
+	a := c.Listener(mustListen(t))
+	b := c.Listener(mustListen(t))
+	defer a.Close()
+	defer b.Close()
+
+	dial(t, a)
+	first := expectAccepted(t, acceptAsync(a), "first")
+	dial(t, b)
+	expectAccepted(t, acceptAsync(b), "second")
+	if c.Open() != 2 {
+		t.Fatalf("open = %d, want 2", c.Open())
+	}
+
+	dial(t, a) // queued in the backlog
+	third := acceptAsync(a)
+	expectWaiting(t, third, "third")
+	if c.Waits() != 1 {
+		t.Errorf("waits = %d, want 1", c.Waits())
+	}
+	first.Close()
+	first.Close() // a second Close must not free a second slot
+	expectAccepted(t, third, "third after a close")
+	if c.Open() != 2 {
+		t.Fatalf("open = %d after close and accept, want 2", c.Open())
+	}
+}
+
+func TestConnsRaisedLimitWakesWaiters(t *testing.T) {
+	c := NewConns(1)
+	l := c.Listener(mustListen(t))
+	defer l.Close()
+	dial(t, l)
+	expectAccepted(t, acceptAsync(l), "first")
+	dial(t, l)
+	second := acceptAsync(l)
+	expectWaiting(t, second, "second")
+	c.SetMax(2)
+	expectAccepted(t, second, "second after SetMax(2)")
+}
+
+// Closing a listener must end an Accept that waits for a slot, or
+// shutdown would hang on a full gateway.
+func TestConnsCloseEndsWaitingAccept(t *testing.T) {
+	c := NewConns(1)
+	l := c.Listener(mustListen(t))
+	dial(t, l)
+	expectAccepted(t, acceptAsync(l), "first")
+	errc := make(chan error, 1)
+	go func() { _, err := l.Accept(); errc <- err }()
+	time.Sleep(50 * time.Millisecond)
+	l.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Accept after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still waiting after the listener was closed")
+	}
+}
+
+func TestDefaultConns(t *testing.T) {
+	for _, tc := range []struct {
+		nofile  uint64
+		reserve int
+		want    int
+	}{
+		{20000, 1088, 9456},
+		{1024, 1088, 1},
+		{1 << 40, 1088, 1 << 20},
+	} {
+		if got := DefaultConns(tc.nofile, tc.reserve); got != tc.want {
+			t.Errorf("DefaultConns(%d, %d) = %d, want %d", tc.nofile, tc.reserve, got, tc.want)
+		}
+	}
+}
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
