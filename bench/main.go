@@ -5,6 +5,7 @@
 //
 //	go run ./bench            # full run; prints a table, writes bench/results/*.json
 //	go run ./bench -short     # every path once, briefly (CI), no thresholds
+//	go run ./bench -soak 10m  # outgate alone at 80% of saturation: errors, memory, descriptors
 //
 // squid and tinyproxy are started in the foreground when installed
 // (apt-get install squid tinyproxy) and skipped, with a note, when not.
@@ -28,10 +29,12 @@ type settings struct {
 	bulkBytes int64
 	idle      int // idle tunnels for the RSS figure
 	maxTun    int // concurrent tunnels to hold
+	noPeers   bool
 }
 
 func main() {
 	short := flag.Bool("short", false, "run every path briefly (CI)")
+	soakFor := flag.Duration("soak", 0, "instead of the comparison, run outgate alone at 80% of its saturation for this long")
 	origin := flag.String("serve-origin", "", "internal: run the origin server on this directory")
 	flag.Parse()
 	if *origin != "" {
@@ -42,6 +45,7 @@ func main() {
 	if *short {
 		s = settings{dur: 300 * time.Millisecond, conns: 4, bulkBytes: 4 << 20, idle: 50, maxTun: 100}
 	}
+	s.noPeers = *soakFor > 0
 	raiseNoFile()
 	work, err := os.MkdirTemp("", "outgate-bench")
 	if err != nil {
@@ -51,22 +55,43 @@ func main() {
 	env := setup(work, s)
 	defer env.stop()
 
-	r := run(env, s)
-	r.Machine = fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-	r.Command = "go run ./bench" + map[bool]string{true: " -short", false: ""}[*short]
-	r.Time = time.Now().UTC().Format(time.RFC3339)
-	table := r.markdown()
-	fmt.Print(table)
-	if !*short {
-		name := filepath.Join("bench", "results", time.Now().UTC().Format("20060102-150405")+".json")
-		data, _ := json.MarshalIndent(r, "", "  ")
-		if err := os.WriteFile(name, data, 0o644); err != nil {
-			log.Printf("writing %s: %v", name, err)
-		} else {
-			fmt.Println("\nwrote", name)
+	machine := fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	now := time.Now().UTC()
+	if *soakFor > 0 {
+		r := soak(env, s, *soakFor, max(*soakFor/20, time.Second))
+		r.Machine, r.Time, r.Command = machine, now.Format(time.RFC3339), "go run ./bench -soak "+soakFor.String()
+		fmt.Print(r.markdown())
+		save(r, "soak-"+now.Format("20060102-150405"))
+		if r.Errors > 0 {
+			os.Exit(1)
 		}
+		return
+	}
+	r := run(env, s)
+	r.Machine, r.Time = machine, now.Format(time.RFC3339)
+	r.Command = "go run ./bench" + map[bool]string{true: " -short", false: ""}[*short]
+	fmt.Print(r.markdown())
+	if *short {
+		// The soak's code path too, so it cannot rot.
+		sk := soak(env, s, 2*time.Second, time.Second)
+		fmt.Printf("\nsoak (short): %d requests, %d errors\n", sk.Requests, sk.Errors)
+		if sk.Errors > 0 {
+			r.Errors = append(r.Errors, fmt.Sprintf("soak: %d errors", sk.Errors))
+		}
+	} else {
+		save(r, now.Format("20060102-150405"))
 	}
 	if len(r.Errors) > 0 {
 		fmt.Println("\nerrors:\n  " + strings.Join(r.Errors, "\n  "))
 	}
+}
+
+func save(v any, base string) {
+	name := filepath.Join("bench", "results", base+".json")
+	data, _ := json.MarshalIndent(v, "", "  ")
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		log.Printf("writing %s: %v", name, err)
+		return
+	}
+	fmt.Println("\nwrote", name)
 }

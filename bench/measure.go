@@ -42,6 +42,7 @@ type Results struct {
 type target struct {
 	client *httpClient
 	req    func() *http.Request
+	do     func() error // if set, one request of a mix (see mixTarget)
 }
 
 func transport(conns int, proxy *peer, e *environment) *http.Transport {
@@ -68,6 +69,9 @@ func get(u string, header ...string) func() *http.Request {
 }
 
 func once(t target) error {
+	if t.do != nil {
+		return t.do()
+	}
 	resp, err := t.client.Do(t.req())
 	if err != nil {
 		return err

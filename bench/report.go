@@ -32,24 +32,24 @@ func run(e *environment, s settings) *Results {
 		path, peer string
 		t          target
 	}{
-		{"direct", "", target{clientFor(e, nil, s), get("http://" + e.originHTTP + "/ping")}},
-		{"relay", "outgate", target{clientFor(e, nil, s), get("http://"+e.relayAddr+"/origin/ping", "Outgate-Key", e.relayKey)}},
+		{"direct", "", target{client: clientFor(e, nil, s), req: get("http://" + e.originHTTP + "/ping")}},
+		{"relay", "outgate", target{client: clientFor(e, nil, s), req: get("http://"+e.relayAddr+"/origin/ping", "Outgate-Key", e.relayKey)}},
 	}
 	for _, p := range e.peers {
 		paths = append(paths, struct {
 			path, peer string
 			t          target
-		}{"proxy-http", p.name, target{clientFor(e, p, s), get("http://" + e.originHTTP + "/ping")}})
+		}{"proxy-http", p.name, target{client: clientFor(e, p, s), req: get("http://" + e.originHTTP + "/ping")}})
 	}
 	paths = append(paths, struct {
 		path, peer string
 		t          target
-	}{"direct-tls", "", target{clientFor(e, nil, s), get("https://" + e.originTLS + "/ping")}})
+	}{"direct-tls", "", target{client: clientFor(e, nil, s), req: get("https://" + e.originTLS + "/ping")}})
 	for _, p := range e.peers {
 		paths = append(paths, struct {
 			path, peer string
 			t          target
-		}{"connect", p.name, target{clientFor(e, p, s), get("https://" + e.originTLS + "/ping")}})
+		}{"connect", p.name, target{client: clientFor(e, p, s), req: get("https://" + e.originTLS + "/ping")}})
 	}
 	outgateRate := map[string]float64{}
 	var rows []Row
@@ -82,13 +82,13 @@ func run(e *environment, s settings) *Results {
 	r.Rows = rows
 
 	bulkURL := fmt.Sprintf("https://%s/bulk?n=%d", e.originTLS, s.bulkBytes)
-	if v, err := bulk(target{clientFor(e, nil, s), get(bulkURL)}); err == nil {
+	if v, err := bulk(target{client: clientFor(e, nil, s), req: get(bulkURL)}); err == nil {
 		r.BulkMBps["direct"] = v
 	} else {
 		fail("bulk direct: %v", err)
 	}
 	for _, p := range e.peers {
-		if v, err := bulk(target{clientFor(e, p, s), get(bulkURL)}); err == nil {
+		if v, err := bulk(target{client: clientFor(e, p, s), req: get(bulkURL)}); err == nil {
 			r.BulkMBps[p.name] = v
 		} else {
 			fail("bulk via %s: %v", p.name, err)

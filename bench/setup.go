@@ -37,6 +37,7 @@ type environment struct {
 	tlsConf                     *tls.Config
 	outgate                     *peer
 	relayAddr, relayKey         string
+	adminAddr                   string  // outgate's /metrics
 	peers                       []*peer // outgate first, then squid, tinyproxy when installed
 	notes                       []string
 	procs                       []*exec.Cmd
@@ -110,9 +111,11 @@ func setup(work string, s settings) *environment {
 	e.relayKey = key
 	e.relayAddr = freeAddr()
 	proxy := freeAddr()
+	e.adminAddr = freeAddr()
 	cfg := fmt.Sprintf(`
 listen: %s
 proxy_listen: %s
+admin_listen: %s
 upstreams: {origin: {url: "http://%s"}}
 clients:
   - name: bench
@@ -122,7 +125,7 @@ clients:
 network: {allow_cidrs: [127.0.0.0/8]}
 limits: {requests_per_second: 1000000, burst: 1000000, max_concurrent: 1000000, max_tunnels: 1000000, tunnel_idle_timeout: 10m}
 log: {level: warn}
-`, e.relayAddr, proxy, e.originHTTP, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`))
+`, e.relayAddr, proxy, e.adminAddr, e.originHTTP, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`))
 	cfgPath := filepath.Join(work, "outgate.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	og := &peer{name: "outgate", proxyAddr: proxy, user: "bench", pass: key}
@@ -131,6 +134,9 @@ log: {level: warn}
 	waitListen(e.relayAddr)
 	e.outgate = og
 	e.peers = append(e.peers, og)
+	if s.noPeers {
+		return e
+	}
 
 	if p := startSquid(e, s); p != nil {
 		e.peers = append(e.peers, p)
