@@ -217,23 +217,10 @@ type deployIP struct {
 
 func existingVPC(t *testing.T) (string, string) {
 	t.Helper()
-	ctx := context.Background()
-	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	ac, err := awsconfig.LoadDefaultConfig(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := ec2.NewFromConfig(ac)
-	v, err := api.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.9.0.0/16")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, c := range []string{"10.9.1.0/24", "10.9.2.0/24"} {
-		s, err := api.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: v.Vpc.VpcId, CidrBlock: aws.String(c)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, aws.ToString(s.Subnet.SubnetId))
-	}
-	return aws.ToString(v.Vpc.VpcId), strings.Join(ids, ",")
+	vpc, subnets := testutil.PublicSubnets(t, ec2.NewFromConfig(ac), "10.9.0.0/16", 2)
+	return vpc, strings.Join(subnets, ",")
 }

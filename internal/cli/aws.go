@@ -77,6 +77,12 @@ func upCmd() *cobra.Command {
   3. create and run a change set (--dry-run prints it and stops), showing progress
   4. in eni mode, run guardian passes until the IPs sit on the relay's ENIs (--wait)
 
+With --vpc-id, --subnet-ids name public subnets of that VPC (a default route to an internet
+gateway; checked first), one per AZ. In eni mode the relay runs in them. In nat mode the NAT
+gateways go there and outgate adds private subnets for the relay, with route tables of its
+own, so your subnets' routes are never touched: blocks from the top of the VPC's range, or
+--private-cidrs. Switching modes (up --mode nat on an eni deployment, and back) keeps the IPs.
+
 The function code travels with the CLI: release builds embed it; from a checkout it is built
 with the Go toolchain.`,
 		Args: cobra.NoArgs,
@@ -140,8 +146,9 @@ with the Go toolchain.`,
 	f.StringVar(&cfgPath, "config", "", "gateway config file to deploy")
 	f.StringVar(&o.Template.Mode, "mode", "eni", "eni or nat (switching keeps the same IPs)")
 	f.IntVar(&o.Template.AZs, "azs", 0, "availability zones, 1-3 (default 1)")
-	f.StringVar(&o.Template.VPCID, "vpc-id", "", "use an existing VPC (eni mode)")
-	f.StringVar(&subnets, "subnet-ids", "", "public subnets of --vpc-id, one per AZ")
+	f.StringVar(&o.Template.VPCID, "vpc-id", "", "use an existing VPC instead of creating one")
+	f.StringVar(&subnets, "subnet-ids", "", "public subnets of --vpc-id, one per AZ, comma-separated")
+	f.StringSliceVar(&o.PrivateCIDRs, "private-cidrs", nil, "nat mode with --vpc-id: blocks for the relay's private subnets, one per AZ (default: free /24s)")
 	f.StringVar(&eps, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
 	f.StringVar(&o.Template.Front, "front", "url", "url (Function URL) or apigw (API Gateway HTTP API)")
 	f.BoolVar(&o.Template.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")

@@ -46,6 +46,7 @@ type S3 interface {
 // has no ReleaseAddress: only IPReleaser does, used by `outgate ips release`.
 type EC2 interface {
 	guardian.EC2
+	VPCReader
 }
 
 // IPReleaser is the one destructive IP call, kept apart on purpose.
@@ -64,6 +65,9 @@ type Lambda interface {
 	guardian.Lambda
 	FunctionEditor
 	GetFunctionUrlConfig(ctx context.Context, in *lambda.GetFunctionUrlConfigInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionUrlConfigOutput, error)
+	// Stopping and restarting the guardian around an eni -> nat switch.
+	PutFunctionConcurrency(ctx context.Context, in *lambda.PutFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.PutFunctionConcurrencyOutput, error)
+	DeleteFunctionConcurrency(ctx context.Context, in *lambda.DeleteFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.DeleteFunctionConcurrencyOutput, error)
 }
 
 // CloudWatch reads the guardian's metrics for status.

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/testutil"
@@ -32,56 +33,109 @@ func fakeZips(context.Context, string) (Zip, Zip, error) {
 	return Zip{"outgate-relay", zipBootstrap([]byte("relay"))}, Zip{"outgate-guardian", zipBootstrap([]byte("guardian"))}, nil
 }
 
-// TestHandOverIPsAgainstMoto: switching a running eni deployment to nat
-// first pauses its guardian (the stack's GuardianState becomes DISABLED)
-// and takes the IPs off the relay's ENIs, so the NAT gateways can take them.
-// The nat update itself is not run here: after the pause update moto fails
-// to remove the IAM role it replaced ("NoSuchEntity"); that the NAT gateways
-// get the deployment's allocation ids is checked on the template
-// (TestTemplateShape).
-func TestHandOverIPsAgainstMoto(t *testing.T) {
+// TestSwitchModesKeepsTheIPs: eni -> nat -> eni on one deployment in an
+// existing VPC. Going to nat first stops the guardian (reserved concurrency
+// 0) and takes the IP off the relay's ENI, then the NAT gateway gets
+// that same allocation and the relay moves into a private subnet outgate
+// adds (a free block, in the public subnet's AZ, routed to the NAT
+// gateway). Going back removes the NAT gateway and the private subnet;
+// the IP is free for the guardian again. moto has no Lambda ENIs, so one
+// created by hand stands in for the relay's.
+func TestSwitchModesKeepsTheIPs(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
-	vpc, _ := api.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.7.0.0/16")})
-	sub, _ := api.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.7.1.0/24")})
-	subnet := aws.ToString(sub.Subnet.SubnetId)
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.7.0.0/16", 1)
+	defer func(d time.Duration) { guardianRunMax = d }(guardianRunMax)
+	guardianRunMax = 10 * time.Millisecond // no guardian runs in moto
 	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
-	o := UpOptions{Name: "handover", Template: TemplateOptions{VPCID: aws.ToString(vpc.Vpc.VpcId), SubnetIDs: []string{subnet}},
+	o := UpOptions{Name: "switch", Template: TemplateOptions{VPCID: vpcID, SubnetIDs: pub},
 		ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}
 	res, err := Up(ctx, c, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Stand in for the guardian: the IP sits on an ENI in the deployment's subnet.
-	eni, err := api.CreateNetworkInterface(ctx, &ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(subnet)})
+	alloc := res.IPs[0].AllocationID
+	eni, err := api.CreateNetworkInterface(ctx, &ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(pub[0])})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(res.IPs[0].AllocationID),
+	if _, err := api.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc),
 		NetworkInterfaceId: eni.NetworkInterface.NetworkInterfaceId}); err != nil {
 		t.Fatal(err)
 	}
 
 	o.Template.Mode = "nat"
-	if err := handOverIPs(ctx, c, o, func(string, ...any) {}); err != nil {
-		t.Fatal(err)
+	if _, err := Up(ctx, c, o); err != nil {
+		t.Fatalf("eni -> nat: %v", err)
 	}
-	st, err := DescribeDeployed(ctx, c.CloudFormation, "handover")
+	st, err := DescribeDeployed(ctx, c.CloudFormation, "switch")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Parameters[ParamGuardianState] != "DISABLED" {
-		t.Errorf("GuardianState = %q, want DISABLED", st.Parameters[ParamGuardianState])
+	if _, ok := st.Resources["Guardian"]; ok {
+		t.Error("the guardian is still deployed in nat mode")
 	}
-	ips, _ := ListIPs(ctx, c.EC2, "handover")
-	if len(ips) != 1 || ips[0].AttachedTo != "" || ips[0].AllocationID != res.IPs[0].AllocationID {
-		t.Errorf("after the hand-over the IP must be free and the same: %+v", ips)
-	}
-	// A nat -> nat (or eni -> eni) run has nothing to hand over.
-	o.Template.Mode = "eni"
-	if err := handOverIPs(ctx, c, o, func(string, ...any) { t.Error("eni -> eni must not hand over") }); err != nil {
+	nats, err := api.DescribeNatGateways(ctx, &ec2.DescribeNatGatewaysInput{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	var natAlloc, natSubnet string
+	for _, n := range nats.NatGateways {
+		if n.State == "deleted" || len(n.NatGatewayAddresses) == 0 {
+			continue
+		}
+		natAlloc, natSubnet = aws.ToString(n.NatGatewayAddresses[0].AllocationId), aws.ToString(n.SubnetId)
+	}
+	if natAlloc != alloc || natSubnet != pub[0] {
+		t.Fatalf("NAT gateway holds %q in %q; want the deployment's %s in %s", natAlloc, natSubnet, alloc, pub[0])
+	}
+	privID := st.Resources["PrivateSubnet0"]
+	subs, err := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{privID}})
+	if err != nil || len(subs.Subnets) != 1 {
+		t.Fatalf("private subnet %q: %v", privID, err)
+	}
+	if p := subs.Subnets[0]; aws.ToString(p.CidrBlock) != "10.7.255.0/24" || aws.ToString(p.AvailabilityZone) != "us-east-1a" {
+		t.Errorf("private subnet %s in %s, want the VPC's last free /24 in the public subnet's AZ", aws.ToString(p.CidrBlock), aws.ToString(p.AvailabilityZone))
+	}
+	// moto records no association for a SubnetRouteTableAssociation made by
+	// CloudFormation, so the route is checked on the stack's route table and
+	// the association on the template (TestTemplateShape).
+	rts, _ := api.DescribeRouteTables(ctx, &ec2.DescribeRouteTablesInput{RouteTableIds: []string{st.Resources["PrivateRouteTable0"]}})
+	if len(rts.RouteTables) != 1 || !routesTo(rts.RouteTables[0], "nat-") {
+		t.Errorf("the private route table's default route does not go to the NAT gateway: %+v", rts.RouteTables)
+	}
+	// Up again in nat mode keeps the private subnet where it is.
+	if _, err := Up(ctx, c, o); err != nil {
+		t.Fatalf("nat again: %v", err)
+	}
+	if again, _ := DescribeDeployed(ctx, c.CloudFormation, "switch"); again.Resources["PrivateSubnet0"] != privID {
+		t.Errorf("a second nat up replaced the private subnet %s with %s", privID, again.Resources["PrivateSubnet0"])
+	}
+
+	o.Template.Mode = "eni"
+	if _, err := Up(ctx, c, o); err != nil {
+		t.Fatalf("nat -> eni: %v", err)
+	}
+	st, _ = DescribeDeployed(ctx, c.CloudFormation, "switch")
+	if _, ok := st.Resources["Guardian"]; !ok {
+		t.Error("no guardian after switching back to eni")
+	}
+	if _, ok := st.Resources["NatGateway0"]; ok {
+		t.Error("the NAT gateway is still in the stack after switching back to eni")
+	}
+	ips, _ := ListIPs(ctx, c.EC2, "switch")
+	if len(ips) != 1 || ips[0].AllocationID != alloc {
+		t.Errorf("after eni -> nat -> eni the deployment's IPs are %+v, want just %s", ips, alloc)
+	}
+}
+
+func routesTo(rt ec2types.RouteTable, prefix string) bool {
+	for _, r := range rt.Routes {
+		if aws.ToString(r.DestinationCidrBlock) == "0.0.0.0/0" && strings.HasPrefix(aws.ToString(r.NatGatewayId), prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestStatusReadsTheGuardiansLastRun: status reports the newest EnisWithoutIp
@@ -89,10 +143,9 @@ func TestHandOverIPsAgainstMoto(t *testing.T) {
 func TestStatusReadsTheGuardiansLastRun(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
-	vpc, _ := api.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.6.0.0/16")})
-	sub, _ := api.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId, CidrBlock: aws.String("10.6.1.0/24")})
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.6.0.0/16", 1)
 	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
-	if _, err := Up(ctx, c, UpOptions{Name: "st", Template: TemplateOptions{VPCID: aws.ToString(vpc.Vpc.VpcId), SubnetIDs: []string{aws.ToString(sub.Subnet.SubnetId)}},
+	if _, err := Up(ctx, c, UpOptions{Name: "st", Template: TemplateOptions{VPCID: vpcID, SubnetIDs: pub},
 		ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}); err != nil {
 		t.Fatal(err)
 	}

@@ -20,8 +20,8 @@ import (
 type TemplateOptions struct {
 	Mode      string   `json:"m"`           // "eni" (default) or "nat"
 	AZs       int      `json:"z"`           // 1-3, default 1
-	VPCID     string   `json:"v,omitempty"` // an existing VPC (eni mode) ...
-	SubnetIDs []string `json:"s,omitempty"` // ... and its public subnets, one per AZ
+	VPCID     string   `json:"v,omitempty"` // an existing VPC ...
+	SubnetIDs []string `json:"s,omitempty"` // ... and its public subnets, one per AZ (the relay's in eni mode, the NAT gateways' in nat mode)
 	Endpoints []string `json:"e,omitempty"` // nat mode: VPC endpoints (s3, dynamodb: gateway; others: interface)
 	Front     string   `json:"f"`           // "url" (Function URL, default) or "apigw" (HTTP API)
 	SharedNAT bool     `json:"n,omitempty"` // nat mode: one NAT gateway for every AZ
@@ -58,8 +58,6 @@ func (o *TemplateOptions) Normalize() error {
 		return fmt.Errorf("--vpc-id and --subnet-ids go together")
 	case o.VPCID != "" && len(o.SubnetIDs) != o.AZs:
 		return fmt.Errorf("--azs %d but %d subnet ids", o.AZs, len(o.SubnetIDs))
-	case o.VPCID != "" && o.Mode == "nat":
-		return fmt.Errorf("--mode nat with an existing VPC is not supported yet: use --mode eni, or let outgate create the VPC")
 	case o.Mode == "eni" && len(o.Endpoints) > 0:
 		return fmt.Errorf("--endpoints apply to --mode nat (in eni mode the relay's subnets are public)")
 	}
@@ -93,6 +91,9 @@ const (
 	ParamExpectedIPs   = "ExpectedIps"
 	ParamAllowAlloc    = "AllowAllocate"
 	ParamGuardianState = "GuardianState"
+	ParamPrivateCIDRs  = "PrivateSubnetCidrs" // nat mode in an existing VPC
+	ParamPublicAZs     = "PublicSubnetAzs"    // ditto: the AZs of SubnetIDs
+	ParamVPCCIDR       = "VpcCidr"            // ditto, with interface endpoints
 	OutputRelayURL     = "RelayUrl"
 	OutputRelayName    = "RelayFunctionName"
 	OutputGuardian     = "GuardianFunctionName"
@@ -157,6 +158,15 @@ func (b *builder) parameters() {
 		Description: cf.String(fmt.Sprintf("Elastic IP allocation ids to use, one per AZ (%d), tagged outgate:deployment=<stack name>; empty creates them, retained on delete", b.o.AZs))}
 	p[ParamExpectedIPs] = cf.Parameter{Type: "String", Default: "", Description: cf.String("The public IPs of EipAllocationIds, comma-separated (for the egress check); ignored when the stack creates the IPs")}
 	b.conditions[condCreateEIPs] = map[string]any{"Fn::Equals": []any{map[string]any{"Fn::Join": []any{"", map[string]any{"Ref": ParamEIPs}}}, ""}}
+	if b.o.Mode == "nat" && b.o.VPCID != "" {
+		p[ParamPrivateCIDRs] = cf.Parameter{Type: "CommaDelimitedList",
+			Description: cf.String(fmt.Sprintf("CIDR blocks for the relay's private subnets, one per AZ (%d), unused in the VPC", b.o.AZs))}
+		p[ParamPublicAZs] = cf.Parameter{Type: "List<AWS::EC2::AvailabilityZone::Name>",
+			Description: cf.String("The availability zones of the public subnets, in the same order (each private subnet goes in its NAT gateway's AZ)")}
+		if b.interfaceEndpoints() {
+			p[ParamVPCCIDR] = cf.Parameter{Type: "String", Description: cf.String("The VPC's CIDR block: interface endpoints admit HTTPS from all of it")}
+		}
+	}
 	if b.o.Mode == "eni" {
 		p[ParamGuardianKey] = cf.Parameter{Type: "String", Description: cf.String("S3 key of the guardian zip (bootstrap of cmd/outgate-guardian)")}
 		p[ParamGuardianState] = cf.Parameter{Type: "String", Default: "ENABLED", AllowedValues: []any{"ENABLED", "DISABLED"},
@@ -171,8 +181,18 @@ func azName(i int) string { return cf.Select(i, cf.GetAZs("")) }
 func (b *builder) network() {
 	if b.o.VPCID != "" {
 		b.vpc = b.o.VPCID
-		b.relayIn = b.o.SubnetIDs
+		if b.o.Mode == "eni" {
+			b.relayIn = b.o.SubnetIDs
+			b.securityGroup()
+			return
+		}
+		// nat mode: outgate adds private subnets with route tables of its
+		// own, so the routes of the user's existing subnets are untouched.
+		for i := 0; i < b.o.AZs; i++ {
+			b.privateSubnet(i, cf.Select(i, cf.Ref(ParamPrivateCIDRs)), cf.Select(i, cf.Ref(ParamPublicAZs)), b.o.SubnetIDs[i], nil)
+		}
 		b.securityGroup()
+		b.endpoints()
 		return
 	}
 	b.vpc = cf.Ref("Vpc")
@@ -192,26 +212,42 @@ func (b *builder) network() {
 			b.relayIn = append(b.relayIn, cf.Ref(pub))
 			continue
 		}
-		priv := fmt.Sprintf("PrivateSubnet%d", i)
-		rt := fmt.Sprintf("PrivateRouteTable%d", i)
-		b.add(priv, &ec2.Subnet{VpcId: b.vpc, CidrBlock: cf.String(fmt.Sprintf("10.42.%d.0/24", 10+i)), AvailabilityZone: cf.String(azName(i)),
-			Tags: []tags.Tag{deploymentTag()}})
-		b.add(rt, &ec2.RouteTable{VpcId: b.vpc, Tags: []tags.Tag{deploymentTag()}})
-		b.add(priv+"Routes", &ec2.SubnetRouteTableAssociation{SubnetId: cf.Ref(priv), RouteTableId: cf.Ref(rt)})
-		nat := fmt.Sprintf("NatGateway%d", i)
-		if b.o.SharedNAT {
-			nat = "NatGateway0"
-		}
-		b.add(fmt.Sprintf("PrivateDefaultRoute%d", i), &ec2.Route{RouteTableId: cf.Ref(rt), DestinationCidrBlock: cf.String("0.0.0.0/0"),
-			NatGatewayId: cf.String(cf.Ref(nat))})
-		if i == 0 || !b.o.SharedNAT {
-			b.add(nat, &ec2.NatGateway{SubnetId: cf.Ref(pub), AllocationId: cf.String(b.allocationID(i)), Tags: []tags.Tag{deploymentTag()},
-				AWSCloudFormationDependsOn: []string{"GatewayAttachment"}})
-		}
-		b.relayIn = append(b.relayIn, cf.Ref(priv))
+		b.privateSubnet(i, fmt.Sprintf("10.42.%d.0/24", 10+i), azName(i), cf.Ref(pub), []string{"GatewayAttachment"})
 	}
 	b.securityGroup()
 	b.endpoints()
+}
+
+// privateSubnet adds the i-th private subnet for the relay, its route table
+// and its way out: a NAT gateway in the public subnet pub holding the i-th
+// IP (or the first one, shared).
+func (b *builder) privateSubnet(i int, cidr, az, pub string, natDependsOn []string) {
+	priv := fmt.Sprintf("PrivateSubnet%d", i)
+	rt := fmt.Sprintf("PrivateRouteTable%d", i)
+	b.add(priv, &ec2.Subnet{VpcId: b.vpc, CidrBlock: cf.String(cidr), AvailabilityZone: cf.String(az),
+		Tags: []tags.Tag{deploymentTag(), {Key: "Name", Value: cf.Sub(fmt.Sprintf("${AWS::StackName}-private-%d", i))}}})
+	b.add(rt, &ec2.RouteTable{VpcId: b.vpc, Tags: []tags.Tag{deploymentTag()}})
+	b.add(priv+"Routes", &ec2.SubnetRouteTableAssociation{SubnetId: cf.Ref(priv), RouteTableId: cf.Ref(rt)})
+	nat := fmt.Sprintf("NatGateway%d", i)
+	if b.o.SharedNAT {
+		nat = "NatGateway0"
+	}
+	b.add(fmt.Sprintf("PrivateDefaultRoute%d", i), &ec2.Route{RouteTableId: cf.Ref(rt), DestinationCidrBlock: cf.String("0.0.0.0/0"),
+		NatGatewayId: cf.String(cf.Ref(nat))})
+	if i == 0 || !b.o.SharedNAT {
+		b.add(nat, &ec2.NatGateway{SubnetId: pub, AllocationId: cf.String(b.allocationID(i)), Tags: []tags.Tag{deploymentTag()},
+			AWSCloudFormationDependsOn: natDependsOn})
+	}
+	b.relayIn = append(b.relayIn, cf.Ref(priv))
+}
+
+func (b *builder) interfaceEndpoints() bool {
+	for _, e := range b.o.Endpoints {
+		if !gatewayEndpoints[e] {
+			return true
+		}
+	}
+	return false
 }
 
 // securityGroup is egress-only: nothing may connect to the relay's ENIs.
@@ -252,9 +288,13 @@ func (b *builder) endpoints() {
 			SubnetIds: b.relayIn, SecurityGroupIds: []string{cf.Ref("EndpointSecurityGroup")}, PrivateDnsEnabled: cf.Bool(true)})
 	}
 	if needSG {
+		cidr := vpcCIDR
+		if b.o.VPCID != "" {
+			cidr = cf.Ref(ParamVPCCIDR)
+		}
 		b.add("EndpointSecurityGroup", &ec2.SecurityGroup{GroupDescription: "outgate interface endpoints: HTTPS from the whole VPC",
 			VpcId:                cf.String(b.vpc),
-			SecurityGroupIngress: []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(vpcCIDR)}},
+			SecurityGroupIngress: []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(cidr)}},
 			Tags:                 []tags.Tag{deploymentTag()}})
 	}
 }

@@ -21,6 +21,8 @@ func variants() map[string]TemplateOptions {
 		"nat-1az":           {Mode: "nat"},
 		"nat-3az-endpoints": {Mode: "nat", AZs: 3, Endpoints: []string{"s3", "dynamodb", "sqs", "secretsmanager"}},
 		"nat-2az-shared":    {Mode: "nat", AZs: 2, SharedNAT: true, Front: "apigw"},
+		"nat-existing-vpc": {Mode: "nat", VPCID: "vpc-0123456789abcdef0", SubnetIDs: []string{"subnet-0123456789abcdef0", "subnet-0123456789abcdef1"},
+			Endpoints: []string{"s3", "sqs"}},
 	}
 }
 
@@ -127,7 +129,7 @@ func TestTemplateShape(t *testing.T) {
 func TestTemplateOptionErrors(t *testing.T) {
 	for _, o := range []TemplateOptions{
 		{Mode: "vpn"}, {AZs: 4}, {Front: "alb"}, {Arch: "mips"}, {VPCID: "vpc-1"},
-		{VPCID: "vpc-1", SubnetIDs: []string{"a"}, AZs: 2}, {Mode: "nat", VPCID: "vpc-1", SubnetIDs: []string{"a"}},
+		{VPCID: "vpc-1", SubnetIDs: []string{"a"}, AZs: 2},
 		{Endpoints: []string{"s3"}}, {Mode: "nat", Endpoints: []string{"S3!"}},
 	} {
 		if _, err := Template(o); err == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -31,11 +32,14 @@ type UpOptions struct {
 	Template   TemplateOptions
 	ConfigYAML []byte   // the gateway config, validated by the caller
 	AdoptEIPs  []string // allocation ids to reuse
-	DryRun     bool
-	Wait       time.Duration // how long to wait for the IPs to be attached (0: don't)
-	Poll       time.Duration // how often to poll CloudFormation (default 5s)
-	Out        io.Writer     // progress
-	Zips       func(ctx context.Context, arch string) (relay, guardian Zip, err error)
+	// PrivateCIDRs are the blocks of the relay's private subnets in nat mode
+	// with an existing VPC; empty keeps the deployment's, or picks free ones.
+	PrivateCIDRs []string
+	DryRun       bool
+	Wait         time.Duration // how long to wait for the IPs to be attached (0: don't)
+	Poll         time.Duration // how often to poll CloudFormation (default 5s)
+	Out          io.Writer     // progress
+	Zips         func(ctx context.Context, arch string) (relay, guardian Zip, err error)
 }
 
 // UpResult is what `up` ends with.
@@ -52,7 +56,7 @@ type UpResult struct {
 func ConfigParameter(name string) string { return "/outgate/" + name + "/config" }
 
 // Up deploys or updates a deployment through a change set.
-func Up(ctx context.Context, c Clients, o UpOptions) (*UpResult, error) {
+func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error) {
 	if err := ValidName(o.Name); err != nil {
 		return nil, err
 	}
@@ -69,6 +73,20 @@ func Up(ctx context.Context, c Clients, o UpOptions) (*UpResult, error) {
 	}
 	account := aws.ToString(id.Account)
 	say("account %s, region %s, deployment %s (mode %s, %d AZ)", account, c.Region, o.Name, o.Template.Mode, o.Template.AZs)
+	exists, err := stackExists(ctx, c.CloudFormation, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	var prev *Deployed
+	if exists {
+		if prev, err = DescribeDeployed(ctx, c.CloudFormation, o.Name); err != nil {
+			return nil, err
+		}
+	}
+	vpcParams, err := vpcParameters(ctx, c, o, prev, say)
+	if err != nil {
+		return nil, err
+	}
 
 	// Build the code before anything is allocated, so a failed build costs nothing.
 	relayZip, guardianZip, err := o.Zips(ctx, o.Template.Arch)
@@ -133,14 +151,19 @@ func Up(ctx context.Context, c Clients, o UpOptions) (*UpResult, error) {
 	if o.Template.Mode == "eni" {
 		params[ParamGuardianKey] = guardianZip.Key(o.Name)
 	}
-	exists, err := stackExists(ctx, c.CloudFormation, o.Name)
-	if err != nil {
-		return nil, err
+	for k, v := range vpcParams {
+		params[k] = v
 	}
 	kind := cftypes.ChangeSetTypeCreate
 	if exists {
 		kind = cftypes.ChangeSetTypeUpdate
-		if err := handOverIPs(ctx, c, o, say); err != nil {
+		paused, err := handOverIPs(ctx, c, o, say)
+		defer func() {
+			if retErr != nil {
+				resumeGuardian(context.WithoutCancel(ctx), c, paused, say)
+			}
+		}()
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -201,6 +224,95 @@ func Up(ctx context.Context, c Clients, o UpOptions) (*UpResult, error) {
 	return res, nil
 }
 
+// vpcParameters checks an existing VPC and, in nat mode, chooses the
+// blocks of outgate's private subnets: those the deployment already has
+// (moving them would replace the relay's subnets), the ones given, or free
+// ones.
+func vpcParameters(ctx context.Context, c Clients, o UpOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
+	if o.Template.VPCID == "" {
+		if len(o.PrivateCIDRs) > 0 {
+			return nil, fmt.Errorf("--private-cidrs apply to --mode nat with --vpc-id (outgate picks the blocks of a VPC it creates)")
+		}
+		return nil, nil
+	}
+	v, err := inspectVPC(ctx, c.EC2, o.Template.VPCID, o.Template.SubnetIDs)
+	if err != nil {
+		return nil, err
+	}
+	if o.Template.Mode != "nat" {
+		if len(o.PrivateCIDRs) > 0 {
+			return nil, fmt.Errorf("--private-cidrs apply to --mode nat (in eni mode the relay runs in the public subnets given)")
+		}
+		return nil, nil
+	}
+	current, err := deployedPrivateCIDRs(ctx, c.EC2, prev)
+	if err != nil {
+		return nil, err
+	}
+	cidrs := o.PrivateCIDRs
+	switch {
+	case len(cidrs) == 0 && current != "":
+		cidrs = strings.Split(current, ",")
+		if n := o.Template.AZs; len(cidrs) > n {
+			cidrs = cidrs[:n]
+		} else if len(cidrs) < n {
+			more, err := freeBlocks(v.CIDR, v.used, n-len(cidrs))
+			if err != nil {
+				return nil, err
+			}
+			cidrs = append(cidrs, more...)
+		}
+	case len(cidrs) == 0:
+		if cidrs, err = freeBlocks(v.CIDR, v.used, o.Template.AZs); err != nil {
+			return nil, err
+		}
+		say("private subnets for the relay: %s (free blocks of %s; --private-cidrs to choose)", strings.Join(cidrs, ", "), v.CIDR)
+	case strings.Join(cidrs, ",") != current:
+		if err := checkPrivateCIDRs(v, cidrs, o.Template.AZs); err != nil {
+			return nil, err
+		}
+	}
+	p := map[string]string{ParamPrivateCIDRs: strings.Join(cidrs, ","), ParamPublicAZs: strings.Join(v.AZs, ",")}
+	tpl := builder{o: o.Template}
+	if tpl.interfaceEndpoints() {
+		p[ParamVPCCIDR] = v.CIDR
+	}
+	return p, nil
+}
+
+// deployedPrivateCIDRs reads the blocks of the private subnets a nat
+// deployment in an existing VPC already has, from the subnets themselves.
+func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (string, error) {
+	if prev == nil {
+		return "", nil
+	}
+	if _, ok := prev.Parameters[ParamPrivateCIDRs]; !ok {
+		return "", nil // a stack of its own VPC, or in eni mode
+	}
+	var ids []string
+	for i := 0; i < 3; i++ {
+		if id := prev.Resources[fmt.Sprintf("PrivateSubnet%d", i)]; id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	out, err := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: ids})
+	if err != nil {
+		return "", awsError("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
+	}
+	cidr := map[string]string{}
+	for _, s := range out.Subnets {
+		cidr[aws.ToString(s.SubnetId)] = aws.ToString(s.CidrBlock)
+	}
+	var blocks []string
+	for _, id := range ids {
+		blocks = append(blocks, cidr[id])
+	}
+	return strings.Join(blocks, ","), nil
+}
+
 // TagTemplate on the stack records the options it was built with, so a
 // later run can rebuild the same template (to pause the guardian).
 const TagTemplate = "outgate:template"
@@ -210,73 +322,67 @@ func stackTags(o UpOptions) []cftypes.Tag {
 	return []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}, {Key: aws.String(TagTemplate), Value: aws.String(string(opts))}}
 }
 
+// guardianRunMax is how long a guardian run may take (its Lambda Timeout,
+// plus a margin): after throttling it, a run already in flight could still
+// put an IP back for this long.
+var guardianRunMax = 55 * time.Second
+
 // handOverIPs prepares a switch from eni to nat mode. The NAT gateways the
 // update creates need the deployment's IPs, which sit on the relay's Lambda
-// ENIs and which the guardian would put back. So: pause the guardian (an
-// update of the running stack with GuardianState=DISABLED), then take the
-// IPs off the ENIs. Egress pauses until the NAT gateways are up (a few
-// minutes); the IPs themselves never change.
-func handOverIPs(ctx context.Context, c Clients, o UpOptions, say func(string, ...any)) error {
+// ENIs and which the guardian would put back. So: stop the guardian
+// (reserved concurrency 0 throttles every invocation at once, with no stack
+// update), let a run in flight end, then take the IPs off the ENIs. Egress
+// pauses until the NAT gateways are up (a few minutes); the IPs never
+// change. It returns the paused guardian's name ("" if none was paused),
+// for resumeGuardian should the update fail.
+func handOverIPs(ctx context.Context, c Clients, o UpOptions, say func(string, ...any)) (string, error) {
 	if o.Template.Mode != "nat" || o.DryRun {
-		return nil
+		return "", nil
 	}
 	st, err := DescribeDeployed(ctx, c.CloudFormation, o.Name)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if _, eni := st.Resources["Guardian"]; !eni {
-		return nil
+	fn, eni := st.Resources["Guardian"]
+	if !eni {
+		return "", nil
 	}
-	var prev TemplateOptions
-	if err := json.Unmarshal([]byte(st.Tags[TagTemplate]), &prev); err != nil {
-		return fmt.Errorf("stack %s has no readable %s tag, so outgate cannot pause its guardian; run `outgate down` and `up --mode nat` (the IPs are kept)", o.Name, TagTemplate)
+	say("switching eni -> nat: stopping the guardian and moving the IPs to the NAT gateways; egress pauses until they are up")
+	if _, err := c.Lambda.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String(fn),
+		ReservedConcurrentExecutions: aws.Int32(0)}); err != nil {
+		return "", awsError("stopping the guardian (lambda:PutFunctionConcurrency)", err)
 	}
-	say("switching eni -> nat: pausing the guardian and moving the IPs to the NAT gateways; egress pauses until they are up")
-	stack, err := Template(prev)
-	if err != nil {
-		return err
-	}
-	body, err := Render(stack, "json")
-	if err != nil {
-		return err
-	}
-	csName := fmt.Sprintf("outgate-pause-%d", time.Now().Unix())
-	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: cftypes.ChangeSetTypeUpdate,
-		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam}, Tags: stackTags(UpOptions{Name: o.Name, Template: prev})}
-	params := st.Parameters
-	params[ParamGuardianState] = "DISABLED"
-	for _, k := range sortedKeys(params) {
-		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
-	}
-	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
-		return awsError("pausing the guardian (cloudformation:CreateChangeSet)", err)
-	}
-	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
-	if err != nil {
-		return err
-	}
-	if cs != nil {
-		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
-			return awsError("pausing the guardian (cloudformation:ExecuteChangeSet)", err)
-		}
-		if err := WaitStack(ctx, c.CloudFormation, o.Name, len(cs.Changes), o.Poll, o.Out); err != nil {
-			return err
-		}
+	say("  waiting %s for a guardian run in flight to end", guardianRunMax)
+	if err := ctxutil.Sleep(ctx, guardianRunMax); err != nil {
+		return fn, err
 	}
 	ips, err := ListIPs(ctx, c.EC2, o.Name)
 	if err != nil {
-		return err
+		return fn, err
 	}
 	for _, ip := range ips {
 		if ip.Association == "" {
 			continue
 		}
 		if _, err := c.EC2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: aws.String(ip.Association)}); err != nil {
-			return awsError("freeing "+ip.PublicIP+" for the NAT gateway (ec2:DisassociateAddress)", err)
+			return fn, awsError("freeing "+ip.PublicIP+" for the NAT gateway (ec2:DisassociateAddress)", err)
 		}
 		say("  %s freed from %s", ip.PublicIP, ip.AttachedTo)
 	}
-	return nil
+	return fn, nil
+}
+
+// resumeGuardian undoes handOverIPs after a failed switch: the stack rolled
+// back to eni mode, and the guardian puts the IPs back within a minute.
+func resumeGuardian(ctx context.Context, c Clients, fn string, say func(string, ...any)) {
+	if fn == "" {
+		return
+	}
+	if _, err := c.Lambda.DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String(fn)}); err != nil {
+		say("the switch failed and the guardian %s could not be restarted (%v): run `aws lambda delete-function-concurrency --function-name %s`, or the IPs stay off the relay", fn, err, fn)
+		return
+	}
+	say("the switch failed: the guardian runs again and puts the IPs back on the relay's ENIs within a minute")
 }
 
 // attachNow runs guardian passes from the CLI itself (with the caller's
