@@ -4,12 +4,14 @@
 package audit
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"log/slog"
+	"io"
 	"math/rand/v2"
+	"strconv"
+	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Record is filled in while a request is handled and logged once at the end.
@@ -52,40 +54,123 @@ func NewRequestID() string {
 // Millis is d in milliseconds with microsecond precision.
 func Millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// Logger writes records through slog.
-type Logger struct{ L *slog.Logger }
+// Logger writes records as JSON lines, in the shape of log/slog's JSON
+// handler (time, level, msg, then the fields), so audit and process log
+// lines read alike. It encodes by hand: through slog the audit line was
+// 6% of a relayed request's CPU (attribute boxing, reflection for floats).
+type Logger struct {
+	W io.Writer // nil: no audit lines
+}
 
-// Log writes r as one line with the message "request".
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// Log writes r as one line with the message "request", in a single Write.
 func (l Logger) Log(r *Record) {
-	if l.L == nil {
+	if l.W == nil {
 		return
 	}
-	attrs := []slog.Attr{
-		slog.String("request_id", r.RequestID),
-		slog.String("mode", r.Mode),
-		slog.String("client", r.Client),
+	bp := lineBufs.Get().(*[]byte)
+	b := AppendLine((*bp)[:0], time.Now(), r)
+	l.W.Write(b)
+	if cap(b) <= 16<<10 {
+		*bp = b
+		lineBufs.Put(bp)
 	}
+}
+
+// AppendLine appends r's JSON line, newline included, stamped now.
+func AppendLine(b []byte, now time.Time, r *Record) []byte {
+	b = append(b, `{"time":"`...)
+	b = now.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":"INFO","msg":"request"`...)
+	b = appendField(b, "request_id", r.RequestID)
+	b = appendField(b, "mode", r.Mode)
+	b = appendField(b, "client", r.Client)
 	if r.Route != "" {
-		attrs = append(attrs, slog.String("route", r.Route))
+		b = appendField(b, "route", r.Route)
 	}
 	if r.Target != "" {
-		attrs = append(attrs, slog.String("target", r.Target))
+		b = appendField(b, "target", r.Target)
 	}
-	attrs = append(attrs,
-		slog.String("method", r.Method),
-		slog.String("path", r.Path),
-		slog.Int("status", r.Status),
-		slog.Int64("bytes_in", r.BytesIn),
-		slog.Int64("bytes_out", r.BytesOut),
-		slog.Float64("duration_ms", Millis(time.Since(r.Start))),
-		slog.Float64("upstream_ms", Millis(r.Upstream)),
-		slog.String("decision", r.Decision),
-	)
+	b = appendField(b, "method", r.Method)
+	b = appendField(b, "path", r.Path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(r.Status), 10)
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendInt(b, r.BytesIn, 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, r.BytesOut, 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, Millis(now.Sub(r.Start)), 'f', -1, 64)
+	b = append(b, `,"upstream_ms":`...)
+	b = strconv.AppendFloat(b, Millis(r.Upstream), 'f', -1, 64)
+	b = appendField(b, "decision", r.Decision)
 	if r.Reason != "" {
-		attrs = append(attrs, slog.String("reason", r.Reason))
+		b = appendField(b, "reason", r.Reason)
 	}
 	if r.Detail != "" {
-		attrs = append(attrs, slog.String("detail", r.Detail))
+		b = appendField(b, "detail", r.Detail)
 	}
-	l.L.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs...)
+	return append(b, "}\n"...)
+}
+
+func appendField(b []byte, key, val string) []byte {
+	b = append(b, ',', '"')
+	b = append(b, key...)
+	b = append(b, '"', ':')
+	return appendString(b, val)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString quotes s as JSON the way slog does (encoding/json's rules
+// without HTML escaping): invalid UTF-8 becomes U+FFFD, control characters
+// and U+2028/U+2029 are escaped, so a line can never be split or forged by
+// a client-chosen path or host.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

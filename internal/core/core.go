@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -49,7 +50,7 @@ type Core struct {
 // Deps are the parts that outlive one config.
 type Deps struct {
 	Log   *slog.Logger     // process log, at the configured level
-	Audit *slog.Logger     // audit lines, always written
+	Audit io.Writer        // audit lines, always written (one Write per line)
 	Self  []netip.AddrPort // the gateway's own listeners
 	// OnFinish, if set, sees every finished request: Prometheus counters in
 	// outgate serve, CloudWatch EMF lines in the Lambda relay. A hook keeps
@@ -71,7 +72,7 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 		Config:   cfg,
 		Egress:   eg,
 		Log:      log,
-		Audit:    audit.Logger{L: deps.Audit},
+		Audit:    audit.Logger{W: deps.Audit},
 		onFinish: deps.OnFinish,
 		byName:   map[string]*Client{},
 		byHash:   map[[32]byte]*Client{},

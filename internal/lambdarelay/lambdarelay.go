@@ -60,6 +60,7 @@ type Handler struct {
 	expected []netip.Addr
 	emf      *emf.Writer
 	log      *slog.Logger
+	out      io.Writer // audit lines
 }
 
 // New builds the handler. Listener settings in the config are ignored.
@@ -71,7 +72,7 @@ func New(o Options) (*Handler, error) {
 	if o.ReloadEvery <= 0 {
 		o.ReloadEvery = time.Minute
 	}
-	h := &Handler{function: o.Function, expected: o.Expected, emf: emf.New(o.Metrics), log: logger,
+	h := &Handler{function: o.Function, expected: o.Expected, emf: emf.New(o.Metrics), log: logger, out: o.Log,
 		reload: o.Reload, every: o.ReloadEvery, version: o.Version, now: time.Now}
 	h.checked = h.now()
 	c, err := h.build(o.Config)
@@ -84,8 +85,7 @@ func New(o Options) (*Handler, error) {
 }
 
 func (h *Handler) build(cfg *config.Config) (*core.Core, error) {
-	l := h.log
-	return core.New(cfg, core.Deps{Log: l, Audit: l, OnFinish: h.requestMetrics})
+	return core.New(cfg, core.Deps{Log: h.log, Audit: h.out, OnFinish: h.requestMetrics})
 }
 
 // maybeReload asks for the config again when it is due. Lambda freezes the

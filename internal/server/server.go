@@ -46,7 +46,7 @@ type Addrs struct{ Relay, Proxy, Admin string }
 type gateway struct {
 	path    string
 	log     *slog.Logger
-	audit   *slog.Logger
+	audit   io.Writer
 	level   *slog.LevelVar
 	metrics *metrics.Metrics
 	self    []netip.AddrPort
@@ -112,7 +112,7 @@ func Run(ctx context.Context, o Options) error {
 	g := &gateway{
 		path:  o.ConfigPath,
 		log:   slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})),
-		audit: slog.New(slog.NewJSONHandler(out, nil)),
+		audit: out,
 		level: level,
 	}
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
