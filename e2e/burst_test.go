@@ -95,55 +95,47 @@ log: {level: error}
 		failed.Add(1)
 		firstErr.CompareAndSwap(nil, fmt.Sprintf("connection %d: %v", i, err))
 	}
-	const workers = 100
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < total; i += workers {
-				c, err := one(i)
-				if err != nil {
-					fail(i, err)
-					continue
+	// Each phase runs from a bounded pool of workers over all connections.
+	phase := func(f func(i int)) {
+		const workers = 100
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < total; i += workers {
+					f(i)
 				}
-				conns[i] = c
-			}
-		}()
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < total; i += workers {
-				if conns[i] == nil {
-					continue
-				}
-				if err := send(i, conns[i]); err != nil {
-					fail(i, err)
-					conns[i].Close()
-					conns[i] = nil
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < total; i += workers {
-				if conns[i] == nil {
-					continue
-				}
-				if err := readOK(conns[i]); err != nil {
-					fail(i, err)
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	phase(func(i int) {
+		c, err := one(i)
+		if err != nil {
+			fail(i, err)
+			return
+		}
+		conns[i] = c
+	})
+	phase(func(i int) {
+		if conns[i] == nil {
+			return
+		}
+		if err := send(i, conns[i]); err != nil {
+			fail(i, err)
+			conns[i].Close()
+			conns[i] = nil
+		}
+	})
+	phase(func(i int) {
+		if conns[i] == nil {
+			return
+		}
+		if err := readOK(conns[i]); err != nil {
+			fail(i, err)
+		}
+	})
 	if n := failed.Load(); n != 0 {
 		t.Fatalf("%d of %d connections failed; first: %v\n%s", n, total, firstErr.Load(), tail(logs.String(), 2000))
 	}
