@@ -5,7 +5,6 @@
 package core
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -111,8 +110,9 @@ func (c *Core) ByKey(key string) *Client {
 	if key == "" {
 		return nil
 	}
-	cl := c.byHash[sha256.Sum256([]byte(key))]
-	if cl == nil || !keys.Matches(key, cl.KeyHashes) {
+	sum := keys.Sum(key)
+	cl := c.byHash[sum]
+	if cl == nil || !keys.MatchesSum(sum, cl.KeyHashes) {
 		return nil
 	}
 	return cl

@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"unsafe"
 )
 
 // Prefix marks outgate keys, so secret scanners and people recognise them.
@@ -29,10 +30,20 @@ func Hash(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// Sum is the SHA-256 of key. The key's bytes are hashed in place: a
+// []byte(key) copy would be an allocation on every authenticated request.
+func Sum(key string) [32]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
+}
+
 // Matches reports in constant time whether key hashes to any of hashes.
 // Every hash is compared, so timing does not tell which one matched.
 func Matches(key string, hashes [][32]byte) bool {
-	sum := sha256.Sum256([]byte(key))
+	return MatchesSum(Sum(key), hashes)
+}
+
+// MatchesSum is Matches for a key already hashed with Sum.
+func MatchesSum(sum [32]byte, hashes [][32]byte) bool {
 	ok := 0
 	for i := range hashes {
 		ok |= subtle.ConstantTimeCompare(sum[:], hashes[i][:])

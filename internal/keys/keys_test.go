@@ -29,3 +29,18 @@ func TestNew(t *testing.T) {
 		t.Error("a key matched a hash that is not its own")
 	}
 }
+
+// Authentication runs on every request: it must not allocate.
+func TestMatchesDoesNotAllocate(t *testing.T) {
+	key, hash := New()
+	var h [32]byte
+	hex.Decode(h[:], []byte(hash))
+	hashes := [][32]byte{h}
+	if n := testing.AllocsPerRun(100, func() {
+		if !Matches(key, hashes) {
+			t.Fatal("the key does not match its own hash")
+		}
+	}); n != 0 {
+		t.Errorf("Matches allocates %v times per call", n)
+	}
+}
