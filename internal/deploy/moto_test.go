@@ -104,6 +104,22 @@ func TestSwitchModesKeepsTheIPs(t *testing.T) {
 	if len(rts.RouteTables) != 1 || !routesTo(rts.RouteTables[0], "nat-") {
 		t.Errorf("the private route table's default route does not go to the NAT gateway: %+v", rts.RouteTables)
 	}
+	// status in nat mode: a relay ENI in the private subnet has no public IP
+	// and that is right; the IP is on the NAT gateway. (moto makes no Lambda
+	// ENIs: a plain one with the relay's security group stands in.)
+	relayENI, err := api.CreateNetworkInterface(ctx, &ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(privID),
+		Groups: []string{st.Resources["RelaySecurityGroup"]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inUse(t, api, privID, aws.ToString(relayENI.NetworkInterface.NetworkInterfaceId))
+	s, err := ReadStatus(ctx, c, "switch", "interface")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.NeedsAttention) != 0 || len(s.ENIs) != 1 || len(s.IPs) != 1 || s.IPs[0].AttachedTo == "" {
+		t.Errorf("status in nat mode: %+v", s)
+	}
 	// Up again in nat mode keeps the private subnet where it is.
 	if _, err := Up(ctx, c, o); err != nil {
 		t.Fatalf("nat again: %v", err)
@@ -126,6 +142,26 @@ func TestSwitchModesKeepsTheIPs(t *testing.T) {
 	ips, _ := ListIPs(ctx, c.EC2, "switch")
 	if len(ips) != 1 || ips[0].AllocationID != alloc {
 		t.Errorf("after eni -> nat -> eni the deployment's IPs are %+v, want just %s", ips, alloc)
+	}
+}
+
+// inUse attaches an ENI to an instance so its status is in-use, as a
+// Lambda ENI's is.
+func inUse(t *testing.T, api *ec2.Client, subnet, eni string) {
+	t.Helper()
+	ctx := context.Background()
+	images, err := api.DescribeImages(ctx, &ec2.DescribeImagesInput{})
+	if err != nil || len(images.Images) == 0 {
+		t.Fatalf("moto has no image to start an instance from: %v", err)
+	}
+	run, err := api.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: images.Images[0].ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+		SubnetId: aws.String(subnet)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.AttachNetworkInterface(ctx, &ec2.AttachNetworkInterfaceInput{NetworkInterfaceId: aws.String(eni),
+		InstanceId: run.Instances[0].InstanceId, DeviceIndex: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
 	}
 }
 

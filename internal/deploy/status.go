@@ -68,6 +68,9 @@ func ReadStatus(ctx context.Context, c Clients, name string, interfaceType strin
 			}
 		}
 	}
+	// In eni mode every relay ENI should carry a static IP; in nat mode they
+	// sit in private subnets without one and the NAT gateways hold the IPs.
+	eniMode := st.Outputs[OutputGuardian] != ""
 	if sg := st.Outputs[OutputSecurityGrp]; sg != "" {
 		if interfaceType == "" {
 			interfaceType = "lambda"
@@ -82,13 +85,13 @@ func ReadStatus(ctx context.Context, c Clients, name string, interfaceType strin
 			if n.Association != nil {
 				e.PublicIP = aws.ToString(n.Association.PublicIp)
 			}
-			if e.Status == "in-use" && e.PublicIP == "" {
+			if eniMode && e.Status == "in-use" && e.PublicIP == "" {
 				s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("ENI %s in %s has no static IP: calls through it fail or leave from no allowlisted address", e.ID, e.Subnet))
 			}
 			s.ENIs = append(s.ENIs, e)
 		}
 	}
-	if st.Outputs[OutputGuardian] != "" && c.CloudWatch != nil {
+	if eniMode && c.CloudWatch != nil {
 		var err error
 		s.Guardian, err = lastGuardianRun(ctx, c.CloudWatch, name)
 		switch {
@@ -101,8 +104,12 @@ func ReadStatus(ctx context.Context, c Clients, name string, interfaceType strin
 		}
 	}
 	for _, ip := range s.IPs {
-		if ip.AttachedTo == "" && st.Outputs[OutputGuardian] != "" {
+		switch {
+		case ip.AttachedTo != "":
+		case eniMode:
 			s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("IP %s is not attached (normal only in the minute after a deploy or while an ENI is being replaced)", ip.PublicIP))
+		case strings.HasSuffix(st.Status, "_COMPLETE"):
+			s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("IP %s is on no NAT gateway: calls from its AZ cannot leave (check the NAT gateway in the stack's events)", ip.PublicIP))
 		}
 	}
 	return s, nil

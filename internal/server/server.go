@@ -217,7 +217,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	g.ready.Store(true)
 	g.log.Info("outgate serving", "listen", addrs.Relay, "proxy_listen", addrs.Proxy, "admin_listen", addrs.Admin,
-		"config", o.ConfigPath, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams))
+		"config", o.ConfigPath, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams), "max_connections", g.conns.Max())
 	if o.Ready != nil {
 		o.Ready(addrs)
 	}
