@@ -25,6 +25,7 @@ type Row struct {
 	P50    float64 `json:"p50_ms"` // latency at Rate
 	P99    float64 `json:"p99_ms"`
 	P999   float64 `json:"p999_ms"`
+	CPUus  float64 `json:"cpu_us_per_req"` // the proxy's (or, direct, the origin's) CPU time per request at saturation
 	Errors int64   `json:"errors"`
 }
 
@@ -213,6 +214,27 @@ func tunnelRate(p *peer, echo string, dur time.Duration) (float64, int64) {
 	wg.Wait()
 	return float64(n.Load()) / dur.Seconds(), errs.Load()
 }
+
+// cpuSeconds reads a process's user plus system CPU time. Unlike
+// requests/s, CPU per request hardly depends on what else shares the cores,
+// and it compares a one-process proxy (squid) with a multi-threaded one fairly.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times: 100 on Linux.
+const clockTicks = 100
 
 // rssKiB reads a process's resident memory.
 func rssKiB(pid int) float64 {

@@ -28,28 +28,24 @@ func run(e *environment, s settings) *Results {
 	r := &Results{BulkMBps: map[string]float64{}, TunnelsPerSec: map[string]float64{}, IdleKiBPerTunnel: map[string]float64{}, MaxTunnels: map[string]int{}, Notes: e.notes}
 	fail := func(format string, a ...any) { r.Errors = append(r.Errors, fmt.Sprintf(format, a...)) }
 
-	paths := []struct {
+	// pid is the process whose CPU time a request costs: the proxy, or
+	// for direct the origin.
+	type path struct {
 		path, peer string
 		t          target
-	}{
-		{"direct", "", target{client: clientFor(e, nil, s), req: get("http://" + e.originHTTP + "/ping")}},
-		{"relay", "outgate", target{client: clientFor(e, nil, s), req: get("http://"+e.relayAddr+"/origin/ping", "Outgate-Key", e.relayKey)}},
+		pid        int
+	}
+	origin := e.procs[0].Process.Pid
+	paths := []path{
+		{"direct", "", target{client: clientFor(e, nil, s), req: get("http://" + e.originHTTP + "/ping")}, origin},
+		{"relay", "outgate", target{client: clientFor(e, nil, s), req: get("http://"+e.relayAddr+"/origin/ping", "Outgate-Key", e.relayKey)}, e.outgate.cmd.Process.Pid},
 	}
 	for _, p := range e.peers {
-		paths = append(paths, struct {
-			path, peer string
-			t          target
-		}{"proxy-http", p.name, target{client: clientFor(e, p, s), req: get("http://" + e.originHTTP + "/ping")}})
+		paths = append(paths, path{"proxy-http", p.name, target{client: clientFor(e, p, s), req: get("http://" + e.originHTTP + "/ping")}, p.cmd.Process.Pid})
 	}
-	paths = append(paths, struct {
-		path, peer string
-		t          target
-	}{"direct-tls", "", target{client: clientFor(e, nil, s), req: get("https://" + e.originTLS + "/ping")}})
+	paths = append(paths, path{"direct-tls", "", target{client: clientFor(e, nil, s), req: get("https://" + e.originTLS + "/ping")}, origin})
 	for _, p := range e.peers {
-		paths = append(paths, struct {
-			path, peer string
-			t          target
-		}{"connect", p.name, target{client: clientFor(e, p, s), req: get("https://" + e.originTLS + "/ping")}})
+		paths = append(paths, path{"connect", p.name, target{client: clientFor(e, p, s), req: get("https://" + e.originTLS + "/ping")}, p.cmd.Process.Pid})
 	}
 	outgateRate := map[string]float64{}
 	var rows []Row
@@ -58,11 +54,17 @@ func run(e *environment, s settings) *Results {
 			fail("%s via %s: %v", p.path, p.peer, err)
 			continue
 		}
+		cpu0 := cpuSeconds(p.pid)
 		rps, errs := saturate(p.t, s.conns, s.dur)
+		cpu := cpuSeconds(p.pid) - cpu0
 		if p.peer == "outgate" {
 			outgateRate[p.path] = rps
 		}
-		rows = append(rows, Row{Path: p.path, Peer: p.peer, RPS: rps, Errors: errs})
+		row := Row{Path: p.path, Peer: p.peer, RPS: rps, Errors: errs}
+		if n := rps * s.dur.Seconds(); n > 0 {
+			row.CPUus = cpu / n * 1e6
+		}
+		rows = append(rows, row)
 	}
 	// Latency at half of outgate's saturation rate for the same kind of path,
 	// for every peer and for direct, so added latency compares like with like.
@@ -119,14 +121,14 @@ func clientFor(e *environment, p *peer, s settings) *httpClient {
 func (r *Results) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# outgate benchmark\n\n%s; %s; `%s`\n\n", r.Time, r.Machine, r.Command)
-	fmt.Fprintln(&b, "| path | via | req/s (keep-alive, saturated) | rate for latency | p50 ms | p99 ms | p99.9 ms | errors |")
-	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(&b, "| path | via | req/s (keep-alive, saturated) | CPU us/req | rate for latency | p50 ms | p99 ms | p99.9 ms | errors |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|---|---|")
 	for _, row := range r.Rows {
 		via := row.Peer
 		if via == "" {
 			via = "-"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %.3f | %.3f | %.3f | %d |\n", row.Path, via, row.RPS, row.Rate, row.P50, row.P99, row.P999, row.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.1f | %.0f | %.3f | %.3f | %.3f | %d |\n", row.Path, via, row.RPS, row.CPUus, row.Rate, row.P50, row.P99, row.P999, row.Errors)
 	}
 	fmt.Fprintln(&b, "\n| via | CONNECT bulk MB/s | new tunnels/s | KiB RSS per idle tunnel | concurrent tunnels held |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|")
@@ -158,6 +160,16 @@ func (r *Results) markdown() string {
 		ratio(find("proxy-http", "outgate"), find("proxy-http", "squid")), ratio(find("proxy-http", "outgate"), find("proxy-http", "tinyproxy")),
 		ratio(find("connect", "outgate"), find("connect", "squid")), ratio(find("connect", "outgate"), find("connect", "tinyproxy")))
 	fmt.Fprintf(&b, "- CONNECT bulk vs direct: %s\n", ratio(r.BulkMBps["outgate"], r.BulkMBps["direct"]))
+	cpu := func(path, peer string) float64 {
+		for _, row := range r.Rows {
+			if row.Path == path && row.Peer == peer {
+				return row.CPUus
+			}
+		}
+		return 0
+	}
+	fmt.Fprintf(&b, "- CPU per forward-proxy request, squid vs outgate: %s; tinyproxy vs outgate: %s (above 1x: outgate spends less)\n",
+		ratio(cpu("proxy-http", "squid"), cpu("proxy-http", "outgate")), ratio(cpu("proxy-http", "tinyproxy"), cpu("proxy-http", "outgate")))
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "- note: %s\n", n)
 	}
