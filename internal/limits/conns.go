@@ -134,7 +134,10 @@ func (c *limitedConn) Unwrap() net.Conn { return c.Conn }
 // DefaultConns is the connection limit that fits a process allowed nofile
 // open files: each client connection may hold one upstream connection, and
 // reserve more are kept for idle upstream connections, listeners and logs.
+// Under a small open-file limit the reserve shrinks to a quarter of it, so
+// the gateway still takes hundreds of connections rather than one.
 func DefaultConns(nofile uint64, reserve int) int {
+	reserve = int(min(int64(reserve), int64(nofile/4)))
 	n := (int64(nofile) - int64(reserve)) / 2
 	if n < 1 {
 		return 1

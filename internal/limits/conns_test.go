@@ -127,7 +127,9 @@ func TestDefaultConns(t *testing.T) {
 		want    int
 	}{
 		{20000, 1088, 9456},
-		{1024, 1088, 1},
+		{1024, 1088, 384},
+		{16, 1088, 6},
+		{1, 1088, 1},
 		{1 << 40, 1088, 1 << 20},
 	} {
 		if got := DefaultConns(tc.nofile, tc.reserve); got != tc.want {

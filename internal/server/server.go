@@ -75,6 +75,14 @@ func (g *gateway) maxConns(configured int) int {
 		rl.Cur = 1024
 	}
 	fits := limits.DefaultConns(rl.Cur, fdReserve)
+	eff := fits
+	if configured != 0 {
+		eff = configured
+	}
+	if rl.Cur < 4096 {
+		g.log.Warn("the open-file limit is low for a gateway: each connection needs two descriptors; raise it (systemd LimitNOFILE=, docker --ulimit nofile=)",
+			"open_file_limit", rl.Cur, "max_connections", eff)
+	}
 	if configured == 0 {
 		return fits
 	}
