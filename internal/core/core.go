@@ -28,6 +28,10 @@ type Client struct {
 	Rate     *limits.Bucket
 	Requests *limits.Gate
 	Tunnels  *limits.Gate
+
+	// The release funcs Admit hands out, made once: a method value made per
+	// request would be an allocation per request.
+	leaveRequest, leaveTunnel func()
 }
 
 // Core is everything a request handler needs, for one config.
@@ -92,6 +96,7 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 			Requests: limits.NewGate(p.MaxConcurrent),
 			Tunnels:  limits.NewGate(p.MaxTunnels),
 		}
+		cl.leaveRequest, cl.leaveTunnel = cl.Requests.Leave, cl.Tunnels.Leave
 		c.byName[cc.Name] = cl
 		for _, h := range cc.KeyHashes {
 			c.byHash[h] = cl
@@ -155,15 +160,15 @@ func (cl *Client) MayReach(host string, port uint16) bool {
 // Admit charges one request to the client's rate and concurrency budgets.
 // On success the caller must call the returned release when done.
 func (cl *Client) Admit() (release func(), e *apierr.E) {
-	return cl.admit(cl.Requests, "too many requests in flight for this client")
+	return cl.admit(cl.Requests, cl.leaveRequest, "too many requests in flight for this client")
 }
 
 // AdmitTunnel charges one tunnel to the client's rate and tunnel budgets.
 func (cl *Client) AdmitTunnel() (release func(), e *apierr.E) {
-	return cl.admit(cl.Tunnels, "too many open tunnels for this client")
+	return cl.admit(cl.Tunnels, cl.leaveTunnel, "too many open tunnels for this client")
 }
 
-func (cl *Client) admit(g *limits.Gate, full string) (release func(), e *apierr.E) {
+func (cl *Client) admit(g *limits.Gate, leave func(), full string) (release func(), e *apierr.E) {
 	if ok, wait := cl.Rate.Take(); !ok {
 		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeRateLimited,
 			Message: "request rate limit reached for this client", RetryAfter: wait}
@@ -172,7 +177,7 @@ func (cl *Client) admit(g *limits.Gate, full string) (release func(), e *apierr.
 		return nil, &apierr.E{Status: http.StatusTooManyRequests, Code: apierr.CodeConcurrencyLimited,
 			Message: full, RetryAfter: time.Second}
 	}
-	return g.Leave, nil
+	return leave, nil
 }
 
 // Timeouts are the upstream timeouts for a request; header overrides the
