@@ -32,6 +32,7 @@ type Client struct {
 	// The release funcs Admit hands out, made once: a method value made per
 	// request would be an allocation per request.
 	leaveRequest, leaveTunnel func()
+	limits                    config.PerClient // what the budgets were made from
 }
 
 // Core is everything a request handler needs, for one config.
@@ -96,13 +97,31 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 			Requests: limits.NewGate(p.MaxConcurrent),
 			Tunnels:  limits.NewGate(p.MaxTunnels),
 		}
-		cl.leaveRequest, cl.leaveTunnel = cl.Requests.Leave, cl.Tunnels.Leave
+		cl.leaveRequest, cl.leaveTunnel, cl.limits = cl.Requests.Leave, cl.Tunnels.Leave, p
 		c.byName[cc.Name] = cl
 		for _, h := range cc.KeyHashes {
 			c.byHash[h] = cl
 		}
 	}
 	return c, nil
+}
+
+// Inherit takes over the budgets of old's clients whose limits did not
+// change, so a reload neither refills a client's rate bucket nor lets it
+// run a second max_concurrent (or max_tunnels) beside the requests still in
+// flight on the old config. Clients with new limits start afresh.
+func (c *Core) Inherit(old *Core) {
+	if old == nil {
+		return
+	}
+	for name, cl := range c.byName {
+		prev := old.byName[name]
+		if prev == nil || prev.limits != cl.limits {
+			continue
+		}
+		cl.Rate, cl.Requests, cl.Tunnels = prev.Rate, prev.Requests, prev.Tunnels
+		cl.leaveRequest, cl.leaveTunnel = prev.leaveRequest, prev.leaveTunnel
+	}
 }
 
 // Close releases idle upstream connections of a Core that was replaced.

@@ -50,3 +50,49 @@ clients:
 		t.Errorf("the policy check allocates %v times per request", n)
 	}
 }
+
+// A reload keeps the budgets of a client whose limits did not change: an
+// emptied rate bucket stays empty and requests in flight still count; a
+// client with new limits starts afresh.
+func TestInheritKeepsUnchangedBudgets(t *testing.T) {
+	_, hashA := keys.New()
+	_, hashB := keys.New()
+	build := func(rpsB string) *Core {
+		cfg, err := config.Parse([]byte(`
+clients:
+  - {name: a, key_sha256: `+hashA+`, hosts: [a.example], limits: {requests_per_second: 1, burst: 1, max_concurrent: 1}}
+  - {name: b, key_sha256: `+hashB+`, hosts: [b.example], limits: {requests_per_second: `+rpsB+`, burst: 1}}
+`), "test.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(cfg, Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	old := build("1")
+	release, e := old.byName["a"].Admit() // a's one token and one slot are in use
+	if e != nil {
+		t.Fatal(e)
+	}
+	if _, e := old.byName["b"].Admit(); e != nil {
+		t.Fatal(e)
+	}
+	next := build("2") // b's rate changes, a's limits do not
+	next.Inherit(old)
+	if _, e := next.byName["a"].Admit(); e == nil || e.Code != "rate_limited" {
+		t.Errorf("a after the reload: %v, want rate_limited (the bucket must not refill)", e)
+	}
+	if next.byName["a"].Requests.InUse() != 1 {
+		t.Errorf("a's request in flight no longer counts after the reload")
+	}
+	release()
+	if next.byName["a"].Requests.InUse() != 0 {
+		t.Errorf("releasing on the old config does not free the slot on the new one")
+	}
+	if _, e := next.byName["b"].Admit(); e != nil {
+		t.Errorf("b has new limits and must start with a full bucket: %v", e)
+	}
+}

@@ -113,6 +113,7 @@ func (h *Handler) maybeReload(ctx context.Context) {
 		h.log.Error("config reload failed; the running config stays", "error", err.Error())
 		return
 	}
+	c.Inherit(h.core.Load())
 	old := h.core.Swap(c)
 	old.Close()
 	h.log.Info("config reloaded", "version", version, "previous", h.version)

@@ -277,6 +277,7 @@ func (g *gateway) reload() {
 		fail(err)
 		return
 	}
+	c.Inherit(old)
 	g.core.Store(c)
 	g.conns.SetMax(g.maxConns(cfg.Limits.Resolved.MaxConnections))
 	g.level.Set(parseLevel(cfg.Log.Level))
