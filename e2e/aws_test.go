@@ -56,6 +56,11 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 	if code != 0 || !strings.Contains(errs, "dry run: nothing was changed") || !strings.Contains(errs, "Add      Relay") {
 		t.Fatalf("dry run: exit %d\n%s\n%s", code, out, errs)
 	}
+	// Flags that cannot go together are refused before anything is made.
+	out, errs, code = run("up", "--name", "pay", "--config", cfg, "--vpc-id", vpc, "--subnet-ids", subnets, "--private-cidrs", "10.9.200.0/24,10.9.201.0/24")
+	if code != 1 || !strings.Contains(errs, "--private-cidrs apply to --mode nat") {
+		t.Fatalf("--private-cidrs in eni mode: exit %d\n%s\n%s", code, out, errs)
+	}
 	out, errs, code = run("up", "--name", "pay", "--config", cfg, "--vpc-id", vpc, "--subnet-ids", subnets, "--poll", "100ms", "--wait", "0", "-o", "json")
 	if code != 0 {
 		t.Fatalf("up: exit %d\n%s\n%s", code, out, errs)
