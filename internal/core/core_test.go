@@ -11,7 +11,7 @@ import (
 // rights, rate and concurrency budgets. It must not allocate.
 func TestPolicyCheckDoesNotAllocate(t *testing.T) {
 	key, hash := keys.New()
-	cfg, err := config.Parse([]byte(`
+	c := compile(t, `
 upstreams: {pay: {url: "https://api.partner.example"}}
 clients:
   - name: billing
@@ -19,14 +19,7 @@ clients:
     upstreams: [pay]
     hosts: ["api.partner.example:443", "*.pay.example"]
     limits: {requests_per_second: 1000000, burst: 1000000}
-`), "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	n := testing.AllocsPerRun(1000, func() {
 		cl := c.ByKey(key)
 		if cl == nil || !cl.MayUseUpstream("pay") || !cl.MayReach("eu.pay.example", 443) || cl.MayReach("evil.example", 443) {
@@ -58,19 +51,11 @@ func TestInheritKeepsUnchangedBudgets(t *testing.T) {
 	_, hashA := keys.New()
 	_, hashB := keys.New()
 	build := func(rpsB string) *Core {
-		cfg, err := config.Parse([]byte(`
+		return compile(t, `
 clients:
   - {name: a, key_sha256: `+hashA+`, hosts: [a.example], limits: {requests_per_second: 1, burst: 1, max_concurrent: 1}}
   - {name: b, key_sha256: `+hashB+`, hosts: [b.example], limits: {requests_per_second: `+rpsB+`, burst: 1}}
-`), "test.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := New(cfg, Deps{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+`)
 	}
 	old := build("1")
 	release, e := old.byName["a"].Admit() // a's one token and one slot are in use
@@ -95,4 +80,18 @@ clients:
 	if _, e := next.byName["b"].Admit(); e != nil {
 		t.Errorf("b has new limits and must start with a full bucket: %v", e)
 	}
+}
+
+// compile parses a config and builds its Core.
+func compile(t *testing.T, yaml string) *Core {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
