@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/testutil"
@@ -223,4 +225,42 @@ func containsText(list []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestFailedSwitchRestartsTheGuardian: when an eni -> nat switch fails with
+// the stack back in eni mode, the guardian stopped for the hand-over runs
+// again (its reserved concurrency is removed), so it puts the IPs back.
+func TestFailedSwitchRestartsTheGuardian(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.8.0.0/16", 1)
+	defer func(d time.Duration) { guardianRunMax = d }(guardianRunMax)
+	guardianRunMax = 10 * time.Millisecond
+	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
+	o := UpOptions{Name: "resume", Template: TemplateOptions{VPCID: vpcID, SubnetIDs: pub},
+		ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}
+	if _, err := Up(ctx, c, o); err != nil {
+		t.Fatal(err)
+	}
+	o.Template.Mode = "nat"
+	fn, err := handOverIPs(ctx, c, o, func(string, ...any) {})
+	if err != nil || fn == "" {
+		t.Fatalf("hand-over: %q, %v", fn, err)
+	}
+	lc := c.Lambda.(*lambda.Client)
+	reserved := func() *int32 {
+		out, err := lc.GetFunctionConcurrency(ctx, &lambda.GetFunctionConcurrencyInput{FunctionName: aws.String(fn)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.ReservedConcurrentExecutions
+	}
+	if r := reserved(); r == nil || *r != 0 {
+		t.Fatalf("the guardian is not stopped during the hand-over: reserved concurrency %v", r)
+	}
+	var said []string
+	resumeGuardian(ctx, c, "resume", fn, func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) })
+	if r := reserved(); r != nil {
+		t.Errorf("after a failed switch the guardian is still throttled (reserved concurrency %d): %v", *r, said)
+	}
 }

@@ -160,7 +160,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		paused, err := handOverIPs(ctx, c, o, say)
 		defer func() {
 			if retErr != nil {
-				resumeGuardian(context.WithoutCancel(ctx), c, paused, say)
+				resumeGuardian(context.WithoutCancel(ctx), c, o.Name, paused, say)
 			}
 		}()
 		if err != nil {
@@ -372,14 +372,23 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, say func(string, .
 	return fn, nil
 }
 
-// resumeGuardian undoes handOverIPs after a failed switch: the stack rolled
-// back to eni mode, and the guardian puts the IPs back within a minute.
-func resumeGuardian(ctx context.Context, c Clients, fn string, say func(string, ...any)) {
+// resumeGuardian undoes handOverIPs after a failed switch, once the stack
+// is back in eni mode and at rest: then the guardian puts the IPs back
+// within a minute. While CloudFormation is still working (up gave up
+// waiting), restarting it could take the IPs from the NAT gateways being
+// made, so it only says how to restart it later.
+func resumeGuardian(ctx context.Context, c Clients, stack, fn string, say func(string, ...any)) {
 	if fn == "" {
 		return
 	}
+	manual := fmt.Sprintf("aws lambda delete-function-concurrency --function-name %s", fn)
+	st, err := DescribeDeployed(ctx, c.CloudFormation, stack)
+	if err != nil || strings.HasSuffix(st.Status, "_IN_PROGRESS") || st.Resources["Guardian"] != fn {
+		say("the switch did not finish; once the stack is back in eni mode, restart the guardian with `%s` (it is stopped, so the IPs stay off the relay)", manual)
+		return
+	}
 	if _, err := c.Lambda.DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String(fn)}); err != nil {
-		say("the switch failed and the guardian %s could not be restarted (%v): run `aws lambda delete-function-concurrency --function-name %s`, or the IPs stay off the relay", fn, err, fn)
+		say("the switch failed and the guardian %s could not be restarted (%v): run `%s`, or the IPs stay off the relay", fn, err, manual)
 		return
 	}
 	say("the switch failed: the guardian runs again and puts the IPs back on the relay's ENIs within a minute")
