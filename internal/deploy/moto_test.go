@@ -243,7 +243,11 @@ func TestFailedSwitchRestartsTheGuardian(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Template.Mode = "nat"
-	fn, err := handOverIPs(ctx, c, o, func(string, ...any) {})
+	st, err := DescribeDeployed(ctx, c.CloudFormation, "resume")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := handOverIPs(ctx, c, o, st, func(string, ...any) {})
 	if err != nil || fn == "" {
 		t.Fatalf("hand-over: %q, %v", fn, err)
 	}

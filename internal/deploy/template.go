@@ -163,7 +163,7 @@ func (b *builder) parameters() {
 			Description: cf.String(fmt.Sprintf("CIDR blocks for the relay's private subnets, one per AZ (%d), unused in the VPC", b.o.AZs))}
 		p[ParamPublicAZs] = cf.Parameter{Type: "List<AWS::EC2::AvailabilityZone::Name>",
 			Description: cf.String("The availability zones of the public subnets, in the same order (each private subnet goes in its NAT gateway's AZ)")}
-		if b.interfaceEndpoints() {
+		if b.o.interfaceEndpoints() {
 			p[ParamVPCCIDR] = cf.Parameter{Type: "String", Description: cf.String("The VPC's CIDR block: interface endpoints admit HTTPS from all of it")}
 		}
 	}
@@ -241,8 +241,10 @@ func (b *builder) privateSubnet(i int, cidr, az, pub string, natDependsOn []stri
 	b.relayIn = append(b.relayIn, cf.Ref(priv))
 }
 
-func (b *builder) interfaceEndpoints() bool {
-	for _, e := range b.o.Endpoints {
+// interfaceEndpoints reports whether any endpoint is an interface one
+// (those need a security group and, in an existing VPC, its CIDR).
+func (o TemplateOptions) interfaceEndpoints() bool {
+	for _, e := range o.Endpoints {
 		if !gatewayEndpoints[e] {
 			return true
 		}
@@ -275,7 +277,6 @@ func (b *builder) endpoints() {
 	for i := 0; i < b.o.AZs; i++ {
 		routeTables = append(routeTables, cf.Ref(fmt.Sprintf("PrivateRouteTable%d", i)))
 	}
-	needSG := false
 	for _, e := range b.o.Endpoints {
 		name := "Endpoint" + logical(e)
 		svc := cf.Sub("com.amazonaws.${AWS::Region}." + e)
@@ -283,11 +284,10 @@ func (b *builder) endpoints() {
 			b.add(name, &ec2.VPCEndpoint{VpcId: b.vpc, ServiceName: svc, VpcEndpointType: cf.String("Gateway"), RouteTableIds: routeTables})
 			continue
 		}
-		needSG = true
 		b.add(name, &ec2.VPCEndpoint{VpcId: b.vpc, ServiceName: svc, VpcEndpointType: cf.String("Interface"),
 			SubnetIds: b.relayIn, SecurityGroupIds: []string{cf.Ref("EndpointSecurityGroup")}, PrivateDnsEnabled: cf.Bool(true)})
 	}
-	if needSG {
+	if b.o.interfaceEndpoints() {
 		cidr := vpcCIDR
 		if b.o.VPCID != "" {
 			cidr = cf.Ref(ParamVPCCIDR)

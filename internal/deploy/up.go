@@ -157,7 +157,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	kind := cftypes.ChangeSetTypeCreate
 	if exists {
 		kind = cftypes.ChangeSetTypeUpdate
-		paused, err := handOverIPs(ctx, c, o, say)
+		paused, err := handOverIPs(ctx, c, o, prev, say)
 		defer func() {
 			if retErr != nil {
 				resumeGuardian(context.WithoutCancel(ctx), c, o.Name, paused, say)
@@ -273,8 +273,7 @@ func vpcParameters(ctx context.Context, c Clients, o UpOptions, prev *Deployed, 
 		}
 	}
 	p := map[string]string{ParamPrivateCIDRs: strings.Join(cidrs, ","), ParamPublicAZs: strings.Join(v.AZs, ",")}
-	tpl := builder{o: o.Template}
-	if tpl.interfaceEndpoints() {
+	if o.Template.interfaceEndpoints() {
 		p[ParamVPCCIDR] = v.CIDR
 	}
 	return p, nil
@@ -333,15 +332,11 @@ var guardianRunMax = 55 * time.Second
 // (reserved concurrency 0 throttles every invocation at once, with no stack
 // update), let a run in flight end, then take the IPs off the ENIs. Egress
 // pauses until the NAT gateways are up (a few minutes); the IPs never
-// change. It returns the paused guardian's name ("" if none was paused),
-// for resumeGuardian should the update fail.
-func handOverIPs(ctx context.Context, c Clients, o UpOptions, say func(string, ...any)) (string, error) {
+// change. st is the running stack. It returns the paused guardian's name
+// ("" if none was paused), for resumeGuardian should the update fail.
+func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say func(string, ...any)) (string, error) {
 	if o.Template.Mode != "nat" || o.DryRun {
 		return "", nil
-	}
-	st, err := DescribeDeployed(ctx, c.CloudFormation, o.Name)
-	if err != nil {
-		return "", err
 	}
 	fn, eni := st.Resources["Guardian"]
 	if !eni {
