@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 )
 
 // Down deletes the stack and keeps the Elastic IPs (they live outside it),
@@ -33,13 +34,23 @@ func Down(ctx context.Context, c Clients, name string, poll time.Duration, out i
 	return ListIPs(ctx, c.EC2, name)
 }
 
-func stackExistsAny(ctx context.Context, c CloudFormation, name string) (bool, error) {
+// lookupStack returns the stack, or nil when there is none by that name.
+func lookupStack(ctx context.Context, c CloudFormation, name string) (*cftypes.Stack, error) {
 	out, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
 	if err != nil {
 		if isNotExist(err) {
-			return false, nil
+			return nil, nil
 		}
-		return false, awsError("looking up the stack (cloudformation:DescribeStacks)", err)
+		return nil, awsError("looking up the stack (cloudformation:DescribeStacks)", err)
 	}
-	return len(out.Stacks) > 0, nil
+	if len(out.Stacks) == 0 {
+		return nil, nil
+	}
+	return &out.Stacks[0], nil
+}
+
+// stackExistsAny reports whether a stack by that name exists, in any state.
+func stackExistsAny(ctx context.Context, c CloudFormation, name string) (bool, error) {
+	st, err := lookupStack(ctx, c, name)
+	return st != nil, err
 }

@@ -474,18 +474,14 @@ func stageBucket(ctx context.Context, c S3, bucket, region string) error {
 	return nil
 }
 
+// stackExists reports whether up should update the stack rather than
+// create it.
 func stackExists(ctx context.Context, c CloudFormation, name string) (bool, error) {
-	out, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
-	if err != nil {
-		if isNotExist(err) {
-			return false, nil
-		}
-		return false, awsError("looking up the stack (cloudformation:DescribeStacks)", err)
+	st, err := lookupStack(ctx, c, name)
+	if st == nil || err != nil {
+		return false, err
 	}
-	if len(out.Stacks) == 0 {
-		return false, nil
-	}
-	switch out.Stacks[0].StackStatus {
+	switch st.StackStatus {
 	case cftypes.StackStatusReviewInProgress:
 		return false, nil // a change set was made but never run
 	case cftypes.StackStatusRollbackComplete:
