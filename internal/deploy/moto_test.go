@@ -30,6 +30,21 @@ func motoClients(t *testing.T) (Clients, *ec2.Client) {
 	return c, c.EC2.(*ec2.Client)
 }
 
+// motoUp is up's options for a test deployment: a one-client config, fast
+// polling, the fake zips.
+func motoUp(name string, tpl TemplateOptions) UpOptions {
+	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
+	return UpOptions{Name: name, Template: tpl, ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}
+}
+
+// noGuardianRuns drops the wait for a guardian run in flight: moto runs no
+// function code.
+func noGuardianRuns(t *testing.T) {
+	d := guardianRunMax
+	guardianRunMax = 10 * time.Millisecond
+	t.Cleanup(func() { guardianRunMax = d })
+}
+
 // fakeZips stands in for the function code: moto stores it and never runs it.
 func fakeZips(context.Context, string) (Zip, Zip, error) {
 	return Zip{"outgate-relay", zipBootstrap([]byte("relay"))}, Zip{"outgate-guardian", zipBootstrap([]byte("guardian"))}, nil
@@ -47,11 +62,8 @@ func TestSwitchModesKeepsTheIPs(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.7.0.0/16", 1)
-	defer func(d time.Duration) { guardianRunMax = d }(guardianRunMax)
-	guardianRunMax = 10 * time.Millisecond // no guardian runs in moto
-	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
-	o := UpOptions{Name: "switch", Template: TemplateOptions{VPCID: vpcID, SubnetIDs: pub},
-		ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}
+	noGuardianRuns(t)
+	o := motoUp("switch", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
 	res, err := Up(ctx, c, o)
 	if err != nil {
 		t.Fatal(err)
@@ -182,9 +194,7 @@ func TestStatusReadsTheGuardiansLastRun(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.6.0.0/16", 1)
-	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
-	if _, err := Up(ctx, c, UpOptions{Name: "st", Template: TemplateOptions{VPCID: vpcID, SubnetIDs: pub},
-		ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}); err != nil {
+	if _, err := Up(ctx, c, motoUp("st", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
 		t.Fatal(err)
 	}
 	// moto cannot speak the protocol this CloudWatch client uses (RPC v2
@@ -234,11 +244,8 @@ func TestFailedSwitchRestartsTheGuardian(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.8.0.0/16", 1)
-	defer func(d time.Duration) { guardianRunMax = d }(guardianRunMax)
-	guardianRunMax = 10 * time.Millisecond
-	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
-	o := UpOptions{Name: "resume", Template: TemplateOptions{VPCID: vpcID, SubnetIDs: pub},
-		ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}
+	noGuardianRuns(t)
+	o := motoUp("resume", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
 	if _, err := Up(ctx, c, o); err != nil {
 		t.Fatal(err)
 	}

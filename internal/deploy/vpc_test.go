@@ -2,18 +2,15 @@ package deploy
 
 import (
 	"context"
-	"io"
 	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -87,7 +84,6 @@ func TestUpChecksTheExistingVPC(t *testing.T) {
 	sameAZ, _ := api.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: aws.String(vpcID), CidrBlock: aws.String("10.5.8.0/24"), AvailabilityZone: aws.String("us-east-1a")})
 	other, _ := testutil.PublicSubnets(t, api, "10.4.0.0/16", 1)
 	otherSubs, _ := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{other}}}})
-	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
 	for _, tc := range []struct {
 		name string
 		o    TemplateOptions
@@ -101,8 +97,9 @@ func TestUpChecksTheExistingVPC(t *testing.T) {
 		{"cidrs in eni mode", TemplateOptions{VPCID: vpcID, SubnetIDs: pub[:1]}, []string{"10.5.200.0/24"}, "apply to --mode nat"},
 		{"overlapping cidr", TemplateOptions{Mode: "nat", VPCID: vpcID, SubnetIDs: pub[:1]}, []string{"10.5.0.0/24"}, "overlaps"},
 	} {
-		_, err := Up(ctx, c, UpOptions{Name: "check", Template: tc.o, PrivateCIDRs: tc.cidr, ConfigYAML: cfg,
-			Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips})
+		o := motoUp("check", tc.o)
+		o.PrivateCIDRs = tc.cidr
+		_, err := Up(ctx, c, o)
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.err)
 		}
