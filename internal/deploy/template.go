@@ -52,7 +52,7 @@ func (o *TemplateOptions) Normalize() error {
 		return fmt.Errorf("--front must be url or apigw, got %q", o.Front)
 	case o.Arch != "arm64" && o.Arch != "x86_64":
 		return fmt.Errorf("--arch must be arm64 or x86_64, got %q", o.Arch)
-	case o.AZs < 1 || o.AZs > 3:
+	case o.AZs < 1 || o.AZs > maxAZs:
 		return fmt.Errorf("--azs must be 1, 2 or 3, got %d", o.AZs)
 	case (o.VPCID == "") != (len(o.SubnetIDs) == 0):
 		return fmt.Errorf("--vpc-id and --subnet-ids go together")
@@ -100,6 +100,7 @@ const (
 	OutputSecurityGrp  = "SecurityGroupId"
 	OutputSubnets      = "SubnetIds"
 	condCreateEIPs     = "CreateEips"
+	maxAZs             = 3
 	vpcCIDR            = "10.42.0.0/16"
 )
 

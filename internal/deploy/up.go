@@ -289,7 +289,7 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 		return "", nil // a stack of its own VPC, or in eni mode
 	}
 	var ids []string
-	for i := 0; i < 3; i++ {
+	for i := 0; i < maxAZs; i++ {
 		if id := prev.Resources[fmt.Sprintf("PrivateSubnet%d", i)]; id != "" {
 			ids = append(ids, id)
 		}
