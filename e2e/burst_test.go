@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 // TestBurstOf10000Connections opens 10,000 client connections to the built
@@ -83,8 +83,8 @@ log: {level: error}
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	fdsBefore, gorBefore := countFDs(t, cmd.Process.Pid), metricValue(t, adminAddr, "go_goroutines")
-	limit := metricValue(t, adminAddr, "outgate_connections_max")
+	fdsBefore, gorBefore := countFDs(t, cmd.Process.Pid), testutil.Metric(t, adminAddr, "go_goroutines")
+	limit := testutil.Metric(t, adminAddr, "outgate_connections_max")
 
 	// Open every connection before sending any request, so all 10,000 are
 	// open at the same time, then send every request, then read.
@@ -139,7 +139,7 @@ log: {level: error}
 	if n := failed.Load(); n != 0 {
 		t.Fatalf("%d of %d connections failed; first: %v\n%s", n, total, firstErr.Load(), tail(logs.String(), 2000))
 	}
-	if waits := metricValue(t, adminAddr, "outgate_connection_waits_total"); limit < total && waits == 0 {
+	if waits := testutil.Metric(t, adminAddr, "outgate_connection_waits_total"); limit < total && waits == 0 {
 		t.Errorf("the limit is %v connections but no connection waited for a slot", limit)
 	}
 
@@ -148,8 +148,8 @@ log: {level: error}
 	const pool = 256
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		open := metricValue(t, adminAddr, "outgate_connections_open")
-		fds, gor := countFDs(t, cmd.Process.Pid), metricValue(t, adminAddr, "go_goroutines")
+		open := testutil.Metric(t, adminAddr, "outgate_connections_open")
+		fds, gor := countFDs(t, cmd.Process.Pid), testutil.Metric(t, adminAddr, "go_goroutines")
 		if open == 0 && fds <= fdsBefore+pool+8 && gor <= gorBefore+2*pool+16 {
 			break
 		}
@@ -225,29 +225,6 @@ func countFDs(t *testing.T, pid int) int {
 		t.Fatal(err)
 	}
 	return len(ents)
-}
-
-// metricValue scrapes one unlabelled metric from the admin listener.
-func metricValue(t *testing.T, admin, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 func tail(s string, n int) string {

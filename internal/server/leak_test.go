@@ -7,10 +7,11 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 func openFDs() int {
@@ -29,15 +30,6 @@ func TestNoLeaksAfterABurst(t *testing.T) {
 	c := newClient("burst")
 	g := start(t, relayConfig(up, c, fmt.Sprintf("    hosts: [%q]\n    limits: {requests_per_second: 100000, burst: 100000, max_concurrent: 10000, max_tunnels: 10000}\n", e),
 		"proxy_listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nlimits: {idle_timeout: 1s, max_connections: 250}\n"))
-	open := func() string {
-		_, body := do(t, nil, mustReq(t, "GET", "http://"+g.Admin+"/metrics"))
-		for _, l := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(l, "outgate_connections_open "); ok {
-				return v
-			}
-		}
-		return "missing"
-	}
 	settle := func() (int, int) {
 		runtime.GC()
 		time.Sleep(200 * time.Millisecond)
@@ -90,7 +82,7 @@ func TestNoLeaksAfterABurst(t *testing.T) {
 	if g1 > g0+10 || f1 > f0+10 {
 		t.Fatalf("after the burst: %d goroutines (was %d), %d fds (was %d)", g1, g0, f1, f0)
 	}
-	if n := open(); n != "0" {
-		t.Errorf("after the burst %s client connections count as open", n)
+	if n := testutil.Metric(t, g.Admin, "outgate_connections_open"); n != 0 {
+		t.Errorf("after the burst %v client connections count as open", n)
 	}
 }
