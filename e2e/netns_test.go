@@ -153,7 +153,7 @@ network:
 `, gatewayIP, partnerIP, hash)
 	cfgPath := filepath.Join(t.TempDir(), "outgate.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
-	logs := &logSink{}
+	logs := &testutil.SafeBuffer{}
 	gw := exec.Command(testutil.Tool(t, "ip"), "netns", "exec", ns["gateway"], bin, "serve", "--config", cfgPath)
 	gw.Stderr = logs
 	if err := gw.Start(); err != nil {

@@ -3,36 +3,18 @@ package e2e
 import (
 	"net"
 	"os/exec"
-	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/outgate/outgate/internal/testutil"
 )
-
-// logSink collects a child process's output for the test to read.
-type logSink struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 
 // serve starts the built outgate on a config file and collects its log.
-func serve(t *testing.T, path string) (*exec.Cmd, *logSink) {
+func serve(t *testing.T, path string) (*exec.Cmd, *testutil.SafeBuffer) {
 	t.Helper()
-	logs := &logSink{}
+	logs := &testutil.SafeBuffer{}
 	cmd := exec.Command(binary(t), "serve", "--config", path)
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
@@ -43,7 +25,7 @@ func serve(t *testing.T, path string) (*exec.Cmd, *logSink) {
 }
 
 // waitExit0 fails the test unless cmd exits with status 0 within d.
-func waitExit0(t *testing.T, cmd *exec.Cmd, d time.Duration, logs *logSink) {
+func waitExit0(t *testing.T, cmd *exec.Cmd, d time.Duration, logs *testutil.SafeBuffer) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -11,31 +11,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/server"
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 // logBuf collects the gateway's JSON log lines.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuf struct{ testutil.SafeBuffer }
 
 // lines returns the log lines with the given msg, decoded.
 func (l *logBuf) lines(msg string) []map[string]any {
