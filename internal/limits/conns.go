@@ -54,7 +54,8 @@ func (c *Conns) broadcastLocked() {
 }
 
 // acquire takes a slot before Accept (so a full limit leaves connections
-// in the backlog rather than accepting and closing them), waiting until one is free or done is closed.
+// in the backlog rather than accepting and closing them), waiting until one
+// is free or done is closed.
 func (c *Conns) acquire(done <-chan struct{}) bool {
 	waited := false
 	for {
@@ -126,10 +127,6 @@ func (c *limitedConn) Close() error {
 	c.once.Do(c.release)
 	return err
 }
-
-// Unwrap gives splice(2) and friends the real connection: io.Copy between
-// two *net.TCPConn moves bytes in the kernel, which a wrapper would stop.
-func (c *limitedConn) Unwrap() net.Conn { return c.Conn }
 
 // DefaultConns is the connection limit that fits a process allowed nofile
 // open files: each client connection may hold one upstream connection, and
