@@ -137,9 +137,20 @@ func latencyAt(t target, rate float64, dur time.Duration) (p50, p99, p999 float6
 		}()
 	}
 	wg.Wait()
-	sort.Float64s(lat)
-	q := func(f float64) float64 { return lat[int(f*float64(len(lat)-1))] }
+	q := quantiles(lat)
 	return q(0.5), q(0.99), q(0.999), e.Load()
+}
+
+// quantiles sorts lat and returns a function giving its f-quantile (0 for
+// no samples).
+func quantiles(lat []float64) func(f float64) float64 {
+	sort.Float64s(lat)
+	return func(f float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[int(f*float64(len(lat)-1))]
+	}
 }
 
 // bulk downloads n bytes and returns MB/s.

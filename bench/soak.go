@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,18 +65,23 @@ func soak(e *environment, s settings, d, window time.Duration) *Soak {
 	start := time.Now()
 	next := start.Add(window)
 	pid := e.outgate.cmd.Process.Pid
+	// take closes a window: requests still in flight count in the next one,
+	// and outgate is sampled outside the lock the requests record under.
+	take := func() {
+		mu.Lock()
+		wl, wr, we := lat, reqs, errs
+		lat, reqs, errs = nil, 0, 0
+		mu.Unlock()
+		r.Samples = append(r.Samples, sampleOf(time.Since(start), wl, wr, we, pid, e.adminAddr))
+		r.Requests, r.Errors = r.Requests+wr, r.Errors+we
+	}
 	for i := 0; ; i++ {
 		at := start.Add(time.Duration(i) * interval)
 		if at.Sub(start) >= d {
 			break
 		}
 		if at.After(next) {
-			// Requests still in flight count in the next window.
-			mu.Lock()
-			r.Samples = append(r.Samples, sampleOf(time.Since(start), lat, reqs, errs, pid, e.adminAddr))
-			r.Requests, r.Errors = r.Requests+reqs, r.Errors+errs
-			lat, reqs, errs = lat[:0], 0, 0
-			mu.Unlock()
+			take()
 			next = next.Add(window)
 		}
 		time.Sleep(time.Until(at))
@@ -97,8 +101,7 @@ func soak(e *environment, s settings, d, window time.Duration) *Soak {
 		}()
 	}
 	wg.Wait()
-	r.Samples = append(r.Samples, sampleOf(time.Since(start), lat, reqs, errs, pid, e.adminAddr))
-	r.Requests, r.Errors = r.Requests+reqs, r.Errors+errs
+	take()
 	if n := len(r.Samples); n >= 2 {
 		base := r.Samples[max(0, n/5-1)].RSSKiB
 		r.RSSGrowth = (r.Samples[n-1].RSSKiB - base) / base
@@ -107,13 +110,7 @@ func soak(e *environment, s settings, d, window time.Duration) *Soak {
 }
 
 func sampleOf(at time.Duration, lat []float64, reqs, errs int64, pid int, admin string) Sample {
-	sort.Float64s(lat)
-	q := func(f float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[int(f*float64(len(lat)-1))]
-	}
+	q := quantiles(lat)
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	return Sample{AtSeconds: at.Round(time.Second).Seconds(), Requests: reqs, Errors: errs, P50: q(0.5), P99: q(0.99),
 		RSSKiB: rssKiB(pid), FDs: len(fds), Goroutines: int(scrape(admin, "go_goroutines"))}
