@@ -54,6 +54,10 @@ func inspectVPC(ctx context.Context, api VPCReader, vpcID string, subnetIDs []st
 			v.used = append(v.used, p)
 		}
 	}
+	tables, err := routeTables(ctx, api, vpcID)
+	if err != nil {
+		return nil, err
+	}
 	seenAZ := map[string]string{}
 	for _, id := range subnetIDs {
 		s, ok := byID[id]
@@ -66,11 +70,7 @@ func inspectVPC(ctx context.Context, api VPCReader, vpcID string, subnetIDs []st
 		}
 		seenAZ[az] = id
 		v.AZs = append(v.AZs, az)
-		igw, err := internetRoute(ctx, api, vpcID, id)
-		if err != nil {
-			return nil, err
-		}
-		if igw == "" {
+		if internetRoute(tables, id) == "" {
 			return nil, fmt.Errorf("--subnet-ids: %s is not public: its route table sends 0.0.0.0/0 to no internet gateway, so traffic from it could not reach a partner; give public subnets (outgate adds private ones in nat mode)", id)
 		}
 	}
@@ -93,29 +93,49 @@ func allSubnets(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.Su
 	}
 }
 
-// internetRoute returns the internet gateway the subnet's default route
-// goes to: through its own route table, or the VPC's main one.
-func internetRoute(ctx context.Context, api VPCReader, vpcID, subnetID string) (string, error) {
-	for _, f := range []ec2types.Filter{
-		{Name: aws.String("association.subnet-id"), Values: []string{subnetID}},
-		{Name: aws.String("association.main"), Values: []string{"true"}},
-	} {
-		out, err := api.DescribeRouteTables(ctx, &ec2.DescribeRouteTablesInput{Filters: []ec2types.Filter{
-			{Name: aws.String("vpc-id"), Values: []string{vpcID}}, f}})
+// routeTables reads the VPC's route tables once, for every subnet's check.
+func routeTables(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.RouteTable, error) {
+	var out []ec2types.RouteTable
+	in := &ec2.DescribeRouteTablesInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpcID}}}}
+	for {
+		page, err := api.DescribeRouteTables(ctx, in)
 		if err != nil {
-			return "", awsError("reading the routes of "+subnetID+" (ec2:DescribeRouteTables)", err)
+			return nil, awsError("reading the route tables of "+vpcID+" (ec2:DescribeRouteTables)", err)
 		}
-		if len(out.RouteTables) == 0 {
-			continue // no table of its own: the main one applies
+		out = append(out, page.RouteTables...)
+		if aws.ToString(page.NextToken) == "" {
+			return out, nil
 		}
-		for _, r := range out.RouteTables[0].Routes {
-			if aws.ToString(r.DestinationCidrBlock) == "0.0.0.0/0" && strings.HasPrefix(aws.ToString(r.GatewayId), "igw-") {
-				return aws.ToString(r.GatewayId), nil
+		in.NextToken = page.NextToken
+	}
+}
+
+// internetRoute returns the internet gateway the subnet's default route
+// goes to: through its own route table, or else the VPC's main one.
+func internetRoute(tables []ec2types.RouteTable, subnetID string) string {
+	var own, main *ec2types.RouteTable
+	for i := range tables {
+		for _, a := range tables[i].Associations {
+			switch {
+			case aws.ToString(a.SubnetId) == subnetID:
+				own = &tables[i]
+			case aws.ToBool(a.Main):
+				main = &tables[i]
 			}
 		}
-		return "", nil
 	}
-	return "", nil
+	if own == nil {
+		own = main
+	}
+	if own == nil {
+		return ""
+	}
+	for _, r := range own.Routes {
+		if aws.ToString(r.DestinationCidrBlock) == "0.0.0.0/0" && strings.HasPrefix(aws.ToString(r.GatewayId), "igw-") {
+			return aws.ToString(r.GatewayId)
+		}
+	}
+	return ""
 }
 
 // freeBlocks picks n unused blocks for outgate's private subnets, from the
