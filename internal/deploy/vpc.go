@@ -79,35 +79,29 @@ func inspectVPC(ctx context.Context, api VPCReader, vpcID string, subnetIDs []st
 
 func allSubnets(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.Subnet, error) {
 	var out []ec2types.Subnet
-	in := &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpcID}}}}
-	for {
-		page, err := api.DescribeSubnets(ctx, in)
+	pages := ec2.NewDescribeSubnetsPaginator(api, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpcID}}}})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, awsError("listing the subnets of "+vpcID+" (ec2:DescribeSubnets)", err)
 		}
 		out = append(out, page.Subnets...)
-		if aws.ToString(page.NextToken) == "" {
-			return out, nil
-		}
-		in.NextToken = page.NextToken
 	}
+	return out, nil
 }
 
 // routeTables reads the VPC's route tables once, for every subnet's check.
 func routeTables(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.RouteTable, error) {
 	var out []ec2types.RouteTable
-	in := &ec2.DescribeRouteTablesInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpcID}}}}
-	for {
-		page, err := api.DescribeRouteTables(ctx, in)
+	pages := ec2.NewDescribeRouteTablesPaginator(api, &ec2.DescribeRouteTablesInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpcID}}}})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, awsError("reading the route tables of "+vpcID+" (ec2:DescribeRouteTables)", err)
 		}
 		out = append(out, page.RouteTables...)
-		if aws.ToString(page.NextToken) == "" {
-			return out, nil
-		}
-		in.NextToken = page.NextToken
 	}
+	return out, nil
 }
 
 // internetRoute returns the internet gateway the subnet's default route
