@@ -125,7 +125,7 @@ func (c *Core) Inherit(old *Core) {
 }
 
 // Close releases idle upstream connections of a Core that was replaced.
-func (c *Core) Close() { c.Egress.Transport.CloseIdleConnections() }
+func (c *Core) Close() { c.Egress.CloseIdleConnections() }
 
 // ByKey authenticates a relay key. The map is keyed by the key's SHA-256, so
 // looking it up reveals nothing about stored keys; the constant-time compare

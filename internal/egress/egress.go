@@ -1,6 +1,12 @@
-// Package egress builds the one way out of the gateway: an http.Transport and
+// Package egress builds the one way out of the gateway: two HTTP clients and
 // a dialer whose every connection passes the address policy, verifies TLS
 // and is bounded in time. Relay, proxy and whoami all leave through it.
+//
+// Requests go to the lean HTTP/1.1 client (internal/h1) when it can carry
+// them: plain http upstreams, and https upstreams that answered over
+// HTTP/1.1 when offered HTTP/2. Everything else (HTTP/2 partners, an https
+// upstream's first request, streamed or large bodies) goes through
+// http.Transport.
 package egress
 
 import (
@@ -12,10 +18,12 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/h1"
 	"github.com/outgate/outgate/internal/netguard"
 )
 
@@ -23,6 +31,10 @@ import (
 type Egress struct {
 	Dialer    *netguard.Dialer
 	Transport *http.Transport
+	H1        *h1.Client
+
+	mu sync.Mutex
+	h1 map[string]bool // https host:ports that answered over HTTP/1.1
 }
 
 // New builds the dialer and transport. self lists the gateway's own
@@ -59,18 +71,70 @@ func New(cfg *config.Config, self []netip.AddrPort) (*Egress, error) {
 		TLSClientConfig:        tlsConf,
 		TLSHandshakeTimeout:    lim.TLSHandshakeTimeout,
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           MaxIdleConns,
+		MaxIdleConns:           MaxIdleConns / 4,
 		MaxIdleConnsPerHost:    256,
 		IdleConnTimeout:        90 * time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 		// Bodies pass through as the partner sent them: no transparent gzip.
 		DisableCompression: true,
 	}
-	return &Egress{Dialer: d, Transport: t}, nil
+	c := &h1.Client{
+		Dial:                d.DialContext,
+		TLS:                 tlsConf,
+		TLSHandshakeTimeout: lim.TLSHandshakeTimeout,
+		MaxIdle:             MaxIdleConns - t.MaxIdleConns,
+		MaxIdlePerHost:      t.MaxIdleConnsPerHost,
+		IdleTimeout:         t.IdleConnTimeout,
+		MaxHeaderBytes:      t.MaxResponseHeaderBytes,
+	}
+	return &Egress{Dialer: d, Transport: t, H1: c}, nil
 }
 
-// MaxIdleConns bounds the upstream keep-alive pool across all upstreams.
+// MaxIdleConns bounds the upstream keep-alive pools across all upstreams:
+// a quarter for http.Transport (HTTP/2 needs few connections), the rest for
+// the HTTP/1.1 client.
 const MaxIdleConns = 1024
+
+// maxLearned bounds the memory of which https upstreams speak HTTP/1.1;
+// past it, new ones stay on http.Transport.
+const maxLearned = 4096
+
+// RoundTrip sends req through the HTTP/1.1 client when it can carry it,
+// else through http.Transport. Neither follows redirects.
+func (e *Egress) RoundTrip(req *http.Request) (*http.Response, error) {
+	if h1.Eligible(req) && (req.URL.Scheme == "http" || e.speaksH1(req.URL.Host)) {
+		return e.H1.RoundTrip(req)
+	}
+	resp, err := e.Transport.RoundTrip(req)
+	if err == nil && req.URL.Scheme == "https" && resp.ProtoMajor == 1 {
+		e.learnH1(req.URL.Host)
+	}
+	return resp, err
+}
+
+func (e *Egress) speaksH1(host string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.h1[host]
+}
+
+func (e *Egress) learnH1(host string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.h1 == nil {
+		e.h1 = map[string]bool{}
+	}
+	if len(e.h1) < maxLearned {
+		e.h1[host] = true
+	}
+}
+
+// CloseIdleConnections closes both pools' idle connections (a replaced
+// config's egress winds down).
+func (e *Egress) CloseIdleConnections() {
+	e.Transport.CloseIdleConnections()
+	e.H1.CloseIdleConnections()
+}
 
 // resolver returns nil (the system resolver) or one that asks only addrs.
 func resolver(addrs []netip.AddrPort, timeout time.Duration) netguard.Resolver {

@@ -141,7 +141,7 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	return forward.Do(w, out, c.Egress.Transport, c.Timeouts(0), rec)
+	return forward.Do(w, out, c.Egress, c.Timeouts(0), rec)
 }
 
 func bracket(host string) string {

@@ -87,7 +87,7 @@ func doCaptured(rw *captureWriter, req *http.Request, c *core.Core, sub *audit.R
 			e = apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check answer broke off")
 		}
 	}()
-	return forward.Do(rw, req, c.Egress.Transport, c.Timeouts(0), sub)
+	return forward.Do(rw, req, c.Egress, c.Timeouts(0), sub)
 }
 
 func parseIP(s string) (netip.Addr, bool) {

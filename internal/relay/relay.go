@@ -108,7 +108,7 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	return forward.Do(w, out, c.Egress.Transport, c.Timeouts(up.HeaderTimeout), rec)
+	return forward.Do(w, out, c.Egress, c.Timeouts(up.HeaderTimeout), rec)
 }
 
 func quote(s string) string { return "\"" + s + "\"" }
