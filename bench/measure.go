@@ -60,8 +60,15 @@ func transport(conns int, proxy *peer, e *environment) *http.Transport {
 }
 
 func get(u string, header ...string) func() *http.Request {
+	return send("GET", u, "", header...)
+}
+
+// paymentBody is the size of a typical payment API call's JSON.
+const paymentBody = `{"amount":1000,"currency":"eur","source":"tok_visa","description":"order 4711","metadata":{"order_id":"4711","customer":"c_8f2a"},"idempotency":"b1b0712-4711"}`
+
+func send(method, u, body string, header ...string) func() *http.Request {
 	return func() *http.Request {
-		r, _ := http.NewRequest("GET", u, nil)
+		r, _ := http.NewRequest(method, u, strings.NewReader(body))
 		for i := 0; i+1 < len(header); i += 2 {
 			r.Header.Set(header[i], header[i+1])
 		}

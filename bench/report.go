@@ -39,6 +39,9 @@ func run(e *environment, s settings) *Results {
 	paths := []path{
 		{"direct", "", target{client: clientFor(e, nil, s), req: get("http://" + e.originHTTP + "/ping")}, origin},
 		{"relay", "outgate", target{client: clientFor(e, nil, s), req: get("http://"+e.relayAddr+"/origin/ping", "Outgate-Key", e.relayKey)}, e.outgate.cmd.Process.Pid},
+		// What a payment call looks like: a JSON POST, to a partner on HTTPS.
+		{"relay-post", "outgate", target{client: clientFor(e, nil, s), req: send("POST", "http://"+e.relayAddr+"/origin/ping", paymentBody, "Outgate-Key", e.relayKey, "Content-Type", "application/json")}, e.outgate.cmd.Process.Pid},
+		{"relay-https", "outgate", target{client: clientFor(e, nil, s), req: send("POST", "http://"+e.relayAddr+"/origin-tls/ping", paymentBody, "Outgate-Key", e.relayKey, "Content-Type", "application/json")}, e.outgate.cmd.Process.Pid},
 	}
 	for _, p := range e.peers {
 		paths = append(paths, path{"proxy-http", p.name, target{client: clientFor(e, p, s), req: get("http://" + e.originHTTP + "/ping")}, p.cmd.Process.Pid})
@@ -69,6 +72,7 @@ func run(e *environment, s settings) *Results {
 	// Latency at half of outgate's saturation rate for the same kind of path,
 	// for every peer and for direct, so added latency compares like with like.
 	rateFor := map[string]float64{"direct": outgateRate["relay"] / 2, "relay": outgateRate["relay"] / 2, "proxy-http": outgateRate["proxy-http"] / 2,
+		"relay-post": outgateRate["relay-post"] / 2, "relay-https": outgateRate["relay-https"] / 2,
 		"direct-tls": outgateRate["connect"] / 2, "connect": outgateRate["connect"] / 2}
 	for i := range rows {
 		row := &rows[i]

@@ -116,16 +116,16 @@ func setup(work string, s settings) *environment {
 listen: %s
 proxy_listen: %s
 admin_listen: %s
-upstreams: {origin: {url: "http://%s"}}
+upstreams: {origin: {url: "http://%s"}, origin-tls: {url: "https://%s"}}
 clients:
   - name: bench
     key_sha256: %s
-    upstreams: [origin]
+    upstreams: [origin, origin-tls]
     hosts: ["%s", "%s", "%s"]
-network: {allow_cidrs: [127.0.0.0/8]}
+network: {allow_cidrs: [127.0.0.0/8], ca_files: [%s]}
 limits: {requests_per_second: 1000000, burst: 1000000, max_concurrent: 1000000, max_tunnels: 1000000, tunnel_idle_timeout: 10m}
 log: {level: warn}
-`, e.relayAddr, proxy, e.adminAddr, e.originHTTP, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`))
+`, e.relayAddr, proxy, e.adminAddr, e.originHTTP, e.originTLS, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`), filepath.Join(work, "origin-ca.pem"))
 	cfgPath := filepath.Join(work, "outgate.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	og := &peer{name: "outgate", proxyAddr: proxy, user: "bench", pass: key}
