@@ -30,12 +30,20 @@ type settings struct {
 	idle      int // idle tunnels for the RSS figure
 	maxTun    int // concurrent tunnels to hold
 	noPeers   bool
+	only      map[string]bool // paths to run (and "tunnels"); empty: all
+	ogEnv     []string        // extra environment for the outgate process
 }
+
+// wants reports whether the run includes name.
+func (s settings) wants(name string) bool { return len(s.only) == 0 || s.only[name] }
 
 func main() {
 	short := flag.Bool("short", false, "run every path briefly (CI)")
 	soakFor := flag.Duration("soak", 0, "instead of the comparison, run outgate alone at 80% of its saturation for this long")
 	origin := flag.String("serve-origin", "", "internal: run the origin server on this directory")
+	only := flag.String("only", "", "for experiments: run only these comma-separated paths (direct, relay, relay-post, relay-https, proxy-http, direct-tls, connect, tunnels)")
+	var ogEnv envList
+	flag.Var(&ogEnv, "outgate-env", "for experiments: KEY=VALUE added to outgate's environment (repeatable), e.g. GOGC=400")
 	flag.Parse()
 	if *origin != "" {
 		serveOrigin(*origin)
@@ -46,6 +54,13 @@ func main() {
 		s = settings{dur: 300 * time.Millisecond, conns: 4, bulkBytes: 4 << 20, idle: 50, maxTun: 100}
 	}
 	s.noPeers = *soakFor > 0
+	s.ogEnv = ogEnv
+	if *only != "" {
+		s.only = map[string]bool{}
+		for _, p := range strings.Split(*only, ",") {
+			s.only[strings.TrimSpace(p)] = true
+		}
+	}
 	raiseNoFile()
 	work, err := os.MkdirTemp("", "outgate-bench")
 	if err != nil {
@@ -70,6 +85,12 @@ func main() {
 	r := run(env, s)
 	r.Machine, r.Time = machine, now.Format(time.RFC3339)
 	r.Command = "go run ./bench" + map[bool]string{true: " -short", false: ""}[*short]
+	if *only != "" {
+		r.Command += " -only " + *only
+	}
+	for _, v := range ogEnv {
+		r.Command += " -outgate-env " + v
+	}
 	fmt.Print(r.markdown())
 	if *short {
 		// The soak's code path too, so it cannot rot.
@@ -84,6 +105,17 @@ func main() {
 	if len(r.Errors) > 0 {
 		fmt.Println("\nerrors:\n  " + strings.Join(r.Errors, "\n  "))
 	}
+}
+
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+func (e *envList) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 func save(v any, base string) {

@@ -50,6 +50,13 @@ func run(e *environment, s settings) *Results {
 	for _, p := range e.peers {
 		paths = append(paths, path{"connect", p.name, target{client: clientFor(e, p, s), req: get("https://" + e.originTLS + "/ping")}, p.cmd.Process.Pid})
 	}
+	kept := paths[:0]
+	for _, p := range paths {
+		if s.wants(p.path) {
+			kept = append(kept, p)
+		}
+	}
+	paths = kept
 	outgateRate := map[string]float64{}
 	var rows []Row
 	for _, p := range paths {
@@ -79,6 +86,9 @@ func run(e *environment, s settings) *Results {
 		for _, p := range paths {
 			if p.path == row.Path && p.peer == row.Peer {
 				row.Rate = rateFor[row.Path]
+				if row.Rate == 0 { // -only left out the outgate path that sets it
+					continue
+				}
 				var errs int64
 				row.P50, row.P99, row.P999, errs = latencyAt(p.t, row.Rate, s.dur)
 				row.Errors += errs
@@ -87,6 +97,9 @@ func run(e *environment, s settings) *Results {
 	}
 	r.Rows = rows
 
+	if !s.wants("tunnels") {
+		return r
+	}
 	bulkURL := fmt.Sprintf("https://%s/bulk?n=%d", e.originTLS, s.bulkBytes)
 	if v, err := bulk(target{client: clientFor(e, nil, s), req: get(bulkURL)}); err == nil {
 		r.BulkMBps["direct"] = v

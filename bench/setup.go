@@ -70,8 +70,11 @@ func waitListen(addr string) {
 	log.Fatalf("nothing listens on %s", addr)
 }
 
-func start(e *environment, name string, args []string, out io.Writer) *exec.Cmd {
+func start(e *environment, name string, args []string, out io.Writer, env ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		log.Fatalf("starting %s: %v", name, err)
@@ -129,7 +132,7 @@ log: {level: warn}
 	cfgPath := filepath.Join(work, "outgate.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	og := &peer{name: "outgate", proxyAddr: proxy, user: "bench", pass: key}
-	og.cmd = start(e, bin, []string{"serve", "--config", cfgPath}, nil) // /dev/null, as squid logs nowhere
+	og.cmd = start(e, bin, []string{"serve", "--config", cfgPath}, nil, s.ogEnv...) // /dev/null, as squid logs nowhere
 	waitListen(proxy)
 	waitListen(e.relayAddr)
 	e.outgate = og
