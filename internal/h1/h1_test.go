@@ -466,6 +466,25 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	}
 }
 
+// parallel has n requests to url in flight at once (each holds its own
+// connection), then reads and closes them all.
+func parallel(t *testing.T, c *Client, url string, n int) {
+	t.Helper()
+	var resps []*http.Response
+	for range n {
+		req, _ := http.NewRequest("GET", url, nil)
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resps = append(resps, resp)
+	}
+	for _, r := range resps {
+		io.ReadAll(r.Body)
+		r.Body.Close()
+	}
+}
+
 // TestPoolBounds: idle connections are capped per upstream and overall (the
 // oldest goes first), expire, and all go on CloseIdleConnections.
 func TestPoolBounds(t *testing.T) {
@@ -476,36 +495,12 @@ func TestPoolBounds(t *testing.T) {
 	c.MaxIdlePerHost, c.MaxIdle = 2, 3
 	c.IdleTimeout = 300 * time.Millisecond
 	// Four requests in flight at once to a: four connections, two kept.
-	var resps []*http.Response
-	for range 4 {
-		req, _ := http.NewRequest("GET", "http://"+a.addr+"/", nil)
-		resp, err := c.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resps = append(resps, resp)
-	}
-	for _, r := range resps {
-		io.ReadAll(r.Body)
-		r.Body.Close()
-	}
+	parallel(t, c, "http://"+a.addr+"/", 4)
 	if n := c.Idle(); n != 2 {
 		t.Fatalf("idle after 4 parallel requests = %d, want 2", n)
 	}
 	// Two to b: the pool is full at 3, so a's oldest makes room.
-	resps = resps[:0]
-	for range 2 {
-		req, _ := http.NewRequest("GET", "http://"+b.addr+"/", nil)
-		resp, err := c.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resps = append(resps, resp)
-	}
-	for _, r := range resps {
-		io.ReadAll(r.Body)
-		r.Body.Close()
-	}
+	parallel(t, c, "http://"+b.addr+"/", 2)
 	if n := c.Idle(); n != 3 {
 		t.Fatalf("idle = %d, want 3", n)
 	}
