@@ -2,6 +2,7 @@ package hop
 
 import (
 	"net/http"
+	"net/textproto"
 	"testing"
 )
 
@@ -34,6 +35,16 @@ func TestStripRequest(t *testing.T) {
 	for _, kept := range []string{"Authorization", "Idempotency-Key", "Content-Type"} {
 		if h.Get(kept) == "" {
 			t.Errorf("end-to-end header %s was removed", kept)
+		}
+	}
+}
+
+// TestNamesAreCanonical: Strip deletes these names from the map directly,
+// which finds them only in net/http's canonical spelling.
+func TestNamesAreCanonical(t *testing.T) {
+	for _, name := range append(byHop, KeyHeader, RequestIDHeader) {
+		if c := textproto.CanonicalMIMEHeaderKey(name); c != name {
+			t.Errorf("%q is not canonical (%q)", name, c)
 		}
 	}
 }
