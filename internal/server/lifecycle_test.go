@@ -42,7 +42,8 @@ func TestReload(t *testing.T) {
 	resp, body := do(t, nil, mustReq(t, "GET", "http://"+g.Admin+"/metrics"))
 	for _, want := range []string{`outgate_config_reloads_total{result="ok"} 1`, `outgate_config_reloads_total{result="error"} 2`,
 		`outgate_requests_total{client="b",code="",decision="allow",mode="relay"} 2`,
-		`outgate_requests_total{client="",code="unauthorized",decision="deny",mode="relay"} 1`} {
+		`outgate_requests_total{client="",code="unauthorized",decision="deny",mode="relay"} 1`,
+		`outgate_bytes_total{direction="in"} 0`, `outgate_bytes_total{direction="out"} 4`} { // two "ok" bodies
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
