@@ -60,11 +60,14 @@ type Deps struct {
 	// outgate serve, CloudWatch EMF lines in the Lambda relay. A hook keeps
 	// either metrics library out of the other binary.
 	OnFinish func(*audit.Record)
+	// OnConnect, if set, sees every upstream connection opened (relay,
+	// proxy and tunnels): against requests, how well keep-alive works.
+	OnConnect func()
 }
 
 // New compiles a validated config.
 func New(cfg *config.Config, deps Deps) (*Core, error) {
-	eg, err := egress.New(cfg, deps.Self)
+	eg, err := egress.New(cfg, deps.Self, deps.OnConnect)
 	if err != nil {
 		return nil, err
 	}

@@ -38,14 +38,16 @@ type Egress struct {
 }
 
 // New builds the dialer and transport. self lists the gateway's own
-// listeners, which are never a valid destination.
-func New(cfg *config.Config, self []netip.AddrPort) (*Egress, error) {
+// listeners, which are never a valid destination; onConnect (may be nil)
+// sees every upstream connection opened.
+func New(cfg *config.Config, self []netip.AddrPort, onConnect func()) (*Egress, error) {
 	lim := cfg.Limits.Resolved
 	d := &netguard.Dialer{
 		Policy:    &netguard.Policy{Allow: cfg.Network.Allow, Self: self},
 		Resolver:  resolver(cfg.Network.ResolverAddrs, lim.DialTimeout),
 		Timeout:   lim.DialTimeout,
 		KeepAlive: 30 * time.Second,
+		OnConnect: onConnect,
 	}
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if len(cfg.Network.CAFiles) > 0 {

@@ -25,7 +25,7 @@ network: %s
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(cfg, nil)
+	e, err := New(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ type Sources struct {
 	ConnsOpen func() int   // client connections open now (relay + proxy)
 	ConnsMax  func() int   // limits.max_connections in force
 	ConnWaits func() int64 // Accepts that waited for a free connection slot
+	Dials     func() int64 // upstream connections opened
 }
 
 // New registers outgate's metrics and the Go/process collectors.
@@ -67,6 +68,10 @@ func New(src Sources) *Metrics {
 			Name: "outgate_connection_waits_total",
 			Help: "Times a new connection waited in the listen backlog because max_connections were open.",
 		}, func() float64 { return float64(src.ConnWaits()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "outgate_upstream_connections_opened_total",
+			Help: "Connections opened to upstreams (relay, proxy, tunnels). Far below requests means keep-alive works; close to it, each request pays a new connection (and TLS handshake).",
+		}, func() float64 { return float64(src.Dials()) }),
 	)
 	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.Reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -70,6 +70,8 @@ type Dialer struct {
 	Timeout  time.Duration // per connection attempt and overall; 0 means 10s
 	// KeepAlive for outgoing TCP connections; 0 means the net package default.
 	KeepAlive time.Duration
+	// OnConnect, if set, is called for every connection established.
+	OnConnect func()
 }
 
 // DialContext has the signature http.Transport expects.
@@ -122,6 +124,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	for _, a := range addrs {
 		conn, err := nd.DialContext(ctx, network, netip.AddrPortFrom(a, uint16(port)).String())
 		if err == nil {
+			if d.OnConnect != nil {
+				d.OnConnect()
+			}
 			return conn, nil
 		}
 		var be *BlockedError

@@ -406,3 +406,22 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	resp, body = do(t, nil, relayReq(t, g, "GET", "/_outgate/whoami", c.key, nil))
 	wantError(t, resp, body, 502, "bad_gateway")
 }
+
+// TestUpstreamConnectionsAreReused: sequential requests to a partner share
+// its connections, and /metrics shows how many were opened.
+func TestUpstreamConnectionsAreReused(t *testing.T) {
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	c := newClient("billing")
+	g := start(t, relayConfig(p, c, "", "admin_listen: 127.0.0.1:0\n"))
+	for i := range 10 {
+		if resp, body := do(t, nil, relayReq(t, g, "POST", "/partner/charge", c.key, strings.NewReader(`{"amount":1}`))); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	// The first request goes through http.Transport, offering HTTP/2; the
+	// partner answers in HTTP/1.1, so the other nine take the HTTP/1.1
+	// client, on one connection of its own: two in all, not ten.
+	if n := testutil.Metric(t, g.Admin, "outgate_upstream_connections_opened_total"); n != 2 {
+		t.Errorf("%v upstream connections for 10 sequential requests, want 2", n)
+	}
+}

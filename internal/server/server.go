@@ -54,6 +54,7 @@ type gateway struct {
 	ready   atomic.Bool
 	tunnels proxy.Tunnels
 	conns   *limits.Conns
+	dials   atomic.Int64 // upstream connections opened, across reloads
 }
 
 // adminMaxConns bounds the admin listener on its own, so metrics can be
@@ -124,7 +125,7 @@ func Run(ctx context.Context, o Options) error {
 		level: level,
 	}
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
-	g.metrics = metrics.New(metrics.Sources{Tunnels: g.tunnels.Count, ConnsOpen: g.conns.Open, ConnsMax: g.conns.Max, ConnWaits: g.conns.Waits})
+	g.metrics = metrics.New(metrics.Sources{Tunnels: g.tunnels.Count, ConnsOpen: g.conns.Open, ConnsMax: g.conns.Max, ConnWaits: g.conns.Waits, Dials: g.dials.Load})
 	adminConns := limits.NewConns(adminMaxConns)
 
 	var lns []net.Listener
@@ -245,7 +246,7 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self})
+	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }})
 }
 
 // reload reads the config again. A config that fails validation, or changes
