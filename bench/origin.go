@@ -36,7 +36,12 @@ func serveOrigin(dir string) {
 	plain := httptest.NewUnstartedServer(mux)
 	plain.Start()
 	tlsSrv := httptest.NewUnstartedServer(mux)
-	tlsSrv.TLS = &tls.Config{}
+	certPEM, keyPEM := selfSigned()
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tlsSrv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	tlsSrv.StartTLS()
 	// Several echo ports: a proxy holding 10,000 tunnels opens 10,000
 	// connections to them, and the ephemeral ports towards one address:port
@@ -50,8 +55,7 @@ func serveOrigin(dir string) {
 		echoAddrs = append(echoAddrs, echo.Addr().String())
 		go serveEcho(echo)
 	}
-	ca := pemCert(tlsSrv.Certificate().Raw)
-	os.WriteFile(filepath.Join(dir, "origin-ca.pem"), ca, 0o600)
+	os.WriteFile(filepath.Join(dir, "origin-ca.pem"), certPEM, 0o600)
 	addrs := plain.Listener.Addr().String() + " " + tlsSrv.Listener.Addr().String() + " " + strings.Join(echoAddrs, ",")
 	os.WriteFile(filepath.Join(dir, "origin.addrs.tmp"), []byte(addrs), 0o600)
 	os.Rename(filepath.Join(dir, "origin.addrs.tmp"), filepath.Join(dir, "origin.addrs"))

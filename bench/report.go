@@ -47,6 +47,19 @@ func run(e *environment, s settings) *Results {
 		paths = append(paths, path{"proxy-http", p.name, target{client: clientFor(e, p, s), req: get("http://" + e.originHTTP + "/ping")}, p.cmd.Process.Pid})
 	}
 	paths = append(paths, path{"direct-tls", "", target{client: clientFor(e, nil, s), req: get("https://" + e.originTLS + "/ping")}, origin})
+	if e.outgateTLS != nil {
+		// The path of a function calling outgate on a VM across the
+		// Internet: TLS to outgate, TLS to the partner. "-new" opens a new
+		// connection (a TLS handshake) per request, as a function that
+		// keeps nothing between invocations does; direct-tls-new is the
+		// same without outgate.
+		pid := e.outgateTLS.Process.Pid
+		pay := send("POST", "https://"+e.relayTLSAddr+"/origin-tls/ping", paymentBody, "Outgate-Key", e.relayKey, "Content-Type", "application/json")
+		paths = append(paths,
+			path{"relay-tls", "outgate", target{client: clientFor(e, nil, s), req: pay}, pid},
+			path{"relay-tls-new", "outgate", target{client: newConnClient(e, s), req: pay}, pid},
+			path{"direct-tls-new", "", target{client: newConnClient(e, s), req: send("POST", "https://"+e.originTLS+"/ping", paymentBody, "Content-Type", "application/json")}, origin})
+	}
 	for _, p := range e.peers {
 		paths = append(paths, path{"connect", p.name, target{client: clientFor(e, p, s), req: get("https://" + e.originTLS + "/ping")}, p.cmd.Process.Pid})
 	}
@@ -80,6 +93,7 @@ func run(e *environment, s settings) *Results {
 	// for every peer and for direct, so added latency compares like with like.
 	rateFor := map[string]float64{"direct": outgateRate["relay"] / 2, "relay": outgateRate["relay"] / 2, "proxy-http": outgateRate["proxy-http"] / 2,
 		"relay-post": outgateRate["relay-post"] / 2, "relay-https": outgateRate["relay-https"] / 2,
+		"relay-tls": outgateRate["relay-tls"] / 2, "relay-tls-new": outgateRate["relay-tls-new"] / 2, "direct-tls-new": outgateRate["relay-tls-new"] / 2,
 		"direct-tls": outgateRate["connect"] / 2, "connect": outgateRate["connect"] / 2}
 	for i := range rows {
 		row := &rows[i]
@@ -133,6 +147,13 @@ func run(e *environment, s settings) *Results {
 
 func clientFor(e *environment, p *peer, s settings) *httpClient {
 	return newHTTPClient(transport(s.conns, p, e))
+}
+
+// newConnClient opens a new connection for every request.
+func newConnClient(e *environment, s settings) *httpClient {
+	t := transport(s.conns, nil, e)
+	t.DisableKeepAlives = true
+	return newHTTPClient(t)
 }
 
 func (r *Results) markdown() string {

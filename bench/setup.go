@@ -1,12 +1,17 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +24,36 @@ import (
 
 func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// selfSigned makes a certificate for 127.0.0.1 that is its own root, with
+// an ECDSA P-256 key (what a current ACME client gets; an RSA key would make
+// every handshake several times dearer), in PEM.
+func selfSigned() (certPEM, keyPEM []byte) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "outgate bench"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return pemCert(der), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
 
 // peer is one proxy under test.
@@ -37,8 +72,10 @@ type environment struct {
 	tlsConf                     *tls.Config
 	outgate                     *peer
 	relayAddr, relayKey         string
-	adminAddr                   string  // outgate's /metrics
-	peers                       []*peer // outgate first, then squid, tinyproxy when installed
+	relayTLSAddr                string    // the second outgate's relay listener, over TLS
+	outgateTLS                  *exec.Cmd // that outgate
+	adminAddr                   string    // outgate's /metrics
+	peers                       []*peer   // outgate first, then squid, tinyproxy when installed
 	notes                       []string
 	procs                       []*exec.Cmd
 }
@@ -115,10 +152,7 @@ func setup(work string, s settings) *environment {
 	e.relayAddr = freeAddr()
 	proxy := freeAddr()
 	e.adminAddr = freeAddr()
-	cfg := fmt.Sprintf(`
-listen: %s
-proxy_listen: %s
-admin_listen: %s
+	body := fmt.Sprintf(`
 upstreams: {origin: {url: "http://%s"}, origin-tls: {url: "https://%s"}}
 clients:
   - name: bench
@@ -128,7 +162,8 @@ clients:
 network: {allow_cidrs: [127.0.0.0/8], ca_files: [%s]}
 limits: {requests_per_second: 1000000, burst: 1000000, max_concurrent: 1000000, max_tunnels: 1000000, tunnel_idle_timeout: 10m}
 log: {level: warn}
-`, e.relayAddr, proxy, e.adminAddr, e.originHTTP, e.originTLS, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`), filepath.Join(work, "origin-ca.pem"))
+`, e.originHTTP, e.originTLS, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`), filepath.Join(work, "origin-ca.pem"))
+	cfg := fmt.Sprintf("listen: %s\nproxy_listen: %s\nadmin_listen: %s\n", e.relayAddr, proxy, e.adminAddr) + body
 	cfgPath := filepath.Join(work, "outgate.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 	og := &peer{name: "outgate", proxyAddr: proxy, user: "bench", pass: key}
@@ -140,6 +175,19 @@ log: {level: warn}
 	if s.noPeers {
 		return e
 	}
+
+	// A second outgate whose relay listener speaks TLS, as one on a VM
+	// serving functions across the Internet must.
+	certPEM, keyPEM := selfSigned()
+	e.tlsConf.RootCAs.AppendCertsFromPEM(certPEM)
+	certFile, keyFile := filepath.Join(work, "relay-cert.pem"), filepath.Join(work, "relay-key.pem")
+	os.WriteFile(certFile, certPEM, 0o600)
+	os.WriteFile(keyFile, keyPEM, 0o600)
+	e.relayTLSAddr = freeAddr()
+	tlsCfg := filepath.Join(work, "outgate-tls.yaml")
+	os.WriteFile(tlsCfg, []byte(fmt.Sprintf("listen: %s\ntls: {cert_file: %s, key_file: %s}\n", e.relayTLSAddr, certFile, keyFile)+body), 0o600)
+	e.outgateTLS = start(e, bin, []string{"serve", "--config", tlsCfg}, nil, s.ogEnv...)
+	waitListen(e.relayTLSAddr)
 
 	if p := startSquid(e, s); p != nil {
 		e.peers = append(e.peers, p)
