@@ -70,9 +70,7 @@ func Eligible(req *http.Request) bool {
 	return req.ContentLength > 0 && req.ContentLength <= MaxBufferedBody
 }
 
-var (
-	errHeaderTooLarge = errors.New("h1: upstream response headers too large")
-)
+var errHeaderTooLarge = errors.New("h1: upstream response headers too large")
 
 // RoundTrip sends req (which must be Eligible, with an http or https URL)
 // and returns the response with its headers read. The body streams from the
