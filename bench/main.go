@@ -32,6 +32,7 @@ type settings struct {
 	noPeers   bool
 	only      map[string]bool // paths to run (and "tunnels"); empty: all
 	ogEnv     []string        // extra environment for the outgate process
+	rate      float64         // fixed request rate for the latency figures; 0: half of saturation
 }
 
 // wants reports whether the run includes name.
@@ -42,6 +43,7 @@ func main() {
 	soakFor := flag.Duration("soak", 0, "instead of the comparison, run outgate alone at 80% of its saturation for this long")
 	origin := flag.String("serve-origin", "", "internal: run the origin server on this directory")
 	only := flag.String("only", "", "for experiments: run only these comma-separated paths (direct, relay, relay-post, relay-https, proxy-http, direct-tls, connect, tunnels)")
+	rate := flag.Float64("rate", 0, "measure latency at this many requests/s on every path, instead of at half of outgate's saturation")
 	var ogEnv envList
 	flag.Var(&ogEnv, "outgate-env", "for experiments: KEY=VALUE added to outgate's environment (repeatable), e.g. GOGC=400")
 	flag.Parse()
@@ -55,6 +57,7 @@ func main() {
 	}
 	s.noPeers = *soakFor > 0
 	s.ogEnv = ogEnv
+	s.rate = *rate
 	if *only != "" {
 		s.only = map[string]bool{}
 		for _, p := range strings.Split(*only, ",") {
@@ -87,6 +90,9 @@ func main() {
 	r.Command = "go run ./bench" + map[bool]string{true: " -short", false: ""}[*short]
 	if *only != "" {
 		r.Command += " -only " + *only
+	}
+	if *rate > 0 {
+		r.Command += fmt.Sprintf(" -rate %g", *rate)
 	}
 	for _, v := range ogEnv {
 		r.Command += " -outgate-env " + v

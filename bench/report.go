@@ -100,6 +100,9 @@ func run(e *environment, s settings) *Results {
 		for _, p := range paths {
 			if p.path == row.Path && p.peer == row.Peer {
 				row.Rate = rateFor[row.Path]
+				if s.rate > 0 {
+					row.Rate = s.rate
+				}
 				if row.Rate == 0 { // -only left out the outgate path that sets it
 					continue
 				}
