@@ -33,8 +33,8 @@ type Egress struct {
 	Transport *http.Transport
 	H1        *h1.Client
 
-	mu sync.Mutex
-	h1 map[string]bool // https host:ports that answered over HTTP/1.1
+	mu      sync.Mutex
+	h1Hosts map[string]bool // https host:ports that answered over HTTP/1.1
 }
 
 // New builds the dialer and transport. self lists the gateway's own
@@ -117,17 +117,17 @@ func (e *Egress) RoundTrip(req *http.Request) (*http.Response, error) {
 func (e *Egress) speaksH1(host string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.h1[host]
+	return e.h1Hosts[host]
 }
 
 func (e *Egress) learnH1(host string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.h1 == nil {
-		e.h1 = map[string]bool{}
+	if e.h1Hosts == nil {
+		e.h1Hosts = map[string]bool{}
 	}
-	if len(e.h1) < maxLearned {
-		e.h1[host] = true
+	if len(e.h1Hosts) < maxLearned {
+		e.h1Hosts[host] = true
 	}
 }
 
