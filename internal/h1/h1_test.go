@@ -564,3 +564,67 @@ func TestNoRetryOnAFreshConnection(t *testing.T) {
 		t.Errorf("partner saw %q, want the GET once", got)
 	}
 }
+
+// FuzzUpstreamResponse: whatever a partner answers, the client neither
+// panics nor hangs, and a connection goes back to the pool only after a
+// response whose body was read to its end without error.
+func FuzzUpstreamResponse(f *testing.F) {
+	for _, s := range []string{
+		ok,
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 7\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\n" + ok,
+		"HTTP/1.0 200 OK\r\n\r\nuntil close",
+		"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\nabc",
+		ok + ok,
+	} {
+		f.Add([]byte(s))
+	}
+	var reply atomic.Value
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					c.Write(reply.Load().([]byte))
+				}
+			}()
+		}
+	}()
+	url := "http://" + ln.Addr().String() + "/"
+	f.Fuzz(func(t *testing.T, b []byte) {
+		reply.Store(b)
+		c := newClient()
+		c.MaxHeaderBytes = 4 << 10
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err := c.RoundTrip(req)
+		if err != nil {
+			if c.Idle() != 0 {
+				t.Fatalf("pooled after %v", err)
+			}
+			return
+		}
+		_, rerr := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if c.Idle() != 0 && rerr != nil {
+			t.Fatalf("pooled after a body that broke: %v", rerr)
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the exchange did not end within 10 s")
+		}
+		c.CloseIdleConnections()
+	})
+}
