@@ -28,6 +28,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -178,7 +180,11 @@ type conn struct {
 	limit  int64 // bytes the reader may still take (the header phase only)
 	got    int64 // bytes read since the request was written
 	idleAt time.Time
-	reused bool
+	// usableFor is how long the connection may sit idle and still be
+	// reused: the partner's own Keep-Alive timeout less a margin, or 0 for
+	// no limit beyond IdleTimeout.
+	usableFor time.Duration
+	reused    bool
 }
 
 func (pc *conn) Read(p []byte) (int, error) {
@@ -247,8 +253,37 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request, body []byte, c
 		return nil, err
 	}
 	pc.limit = 1<<63 - 1
-	resp.Body = &body1{pc: pc, c: c, rc: resp.Body, stop: stop, reuse: !resp.Close && !req.Close}
+	reuse := !resp.Close && !req.Close
+	if t := keepAliveTimeout(resp.Header); t > 0 {
+		// A partner that announces when it drops idle connections
+		// (Node's "Keep-Alive: timeout=5") may do so just as a request
+		// arrives; a POST caught there fails. Stop using the connection
+		// a second early instead.
+		pc.usableFor = t - keepAliveMargin
+		reuse = reuse && pc.usableFor > 0
+	}
+	resp.Body = &body1{pc: pc, c: c, rc: resp.Body, stop: stop, reuse: reuse}
 	return resp, nil
+}
+
+// keepAliveMargin is how long before a partner's announced keep-alive
+// timeout a connection stops being reused (undici, Node's client, uses 1 s).
+const keepAliveMargin = time.Second
+
+// keepAliveTimeout reads "Keep-Alive: timeout=N" (seconds), or 0.
+func keepAliveTimeout(h http.Header) time.Duration {
+	for _, v := range h.Values("Keep-Alive") {
+		for _, part := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(part, "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(k), "timeout") {
+				continue
+			}
+			if n, err := strconv.Atoi(strings.TrimSpace(val)); err == nil && n > 0 && n < 1<<20 {
+				return time.Duration(n) * time.Second
+			}
+		}
+	}
+	return 0
 }
 
 // readHead reads the final response's head, skipping informational (1xx)
@@ -337,7 +372,7 @@ func (c *Client) get(ctx context.Context, key, addr string, u *url.URL) (*conn, 
 		if pc == nil {
 			break
 		}
-		if pc.alive() {
+		if (pc.usableFor == 0 || time.Since(pc.idleAt) < pc.usableFor) && pc.alive() {
 			return pc, nil
 		}
 		pc.close()

@@ -628,3 +628,74 @@ func FuzzUpstreamResponse(f *testing.F) {
 		c.CloseIdleConnections()
 	})
 }
+
+// TestPartnerKeepAliveTimeout: a partner that announces its idle timeout
+// (Node: "Keep-Alive: timeout=5") and drops a connection just as a request
+// arrives on it. outgate stops reusing such a connection a second before
+// the announced time, so the POST goes on a new one instead of failing.
+func TestPartnerKeepAliveTimeout(t *testing.T) {
+	var seen log
+	u := newUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		last := time.Now()
+		for {
+			r, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, r.Body)
+			if time.Since(last) > 1200*time.Millisecond {
+				return // idle too long by its own clock: dropped unanswered
+			}
+			seen.add(r.Method)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nKeep-Alive: timeout=2\r\nContent-Length: 2\r\n\r\nok")
+			last = time.Now()
+		}
+	})
+	c := newClient()
+	for i := range 2 {
+		if i == 1 {
+			time.Sleep(1300 * time.Millisecond) // past timeout minus the margin
+		}
+		if _, body, err := get(t, c, "POST", "http://"+u.addr+"/pay", "1000"); err != nil || body != "ok" {
+			t.Fatalf("POST %d: %v %q", i, err, body)
+		}
+	}
+	if n := u.accepts.Load(); n != 2 {
+		t.Errorf("%d connections, want a new one for the second POST", n)
+	}
+	// Within the announced time the connection is reused.
+	if _, _, err := get(t, c, "POST", "http://"+u.addr+"/pay", "1000"); err != nil || u.accepts.Load() != 2 {
+		t.Errorf("a fresh connection was not reused: %v, %d connections", err, u.accepts.Load())
+	}
+}
+
+func TestKeepAliveTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"timeout=5, max=100", 5 * time.Second},
+		{"max=100, Timeout = 3", 3 * time.Second},
+		{"max=100", 0},
+		{"timeout=soon", 0},
+		{"timeout=-4", 0},
+		{"timeout=99999999999999999999", 0},
+		{"", 0},
+	} {
+		h := http.Header{}
+		if tt.header != "" {
+			h.Set("Keep-Alive", tt.header)
+		}
+		if got := keepAliveTimeout(h); got != tt.want {
+			t.Errorf("%q: %v, want %v", tt.header, got, tt.want)
+		}
+	}
+	// "timeout=1" leaves no time to reuse the connection at all.
+	var seen log
+	u := newUpstream(t, answer("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok", &seen))
+	c := newClient()
+	get(t, c, "GET", "http://"+u.addr+"/", "")
+	if c.Idle() != 0 {
+		t.Error("a connection the partner keeps for 1 s was pooled")
+	}
+}
