@@ -75,7 +75,7 @@ func New(cfg *config.Config, self []netip.AddrPort, onConnect func()) (*Egress, 
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           MaxIdleConns / 4,
 		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        upstreamIdle,
 		MaxResponseHeaderBytes: 1 << 20,
 		// Bodies pass through as the partner sent them: no transparent gzip.
 		DisableCompression: true,
@@ -91,6 +91,13 @@ func New(cfg *config.Config, self []netip.AddrPort, onConnect func()) (*Egress, 
 	}
 	return &Egress{Dialer: d, Transport: t, H1: c}, nil
 }
+
+// upstreamIdle is how long an upstream connection may wait idle for reuse.
+// It is shorter than the idle timeout of the load balancer most partners
+// sit behind (AWS ALB: 60 s), so outgate closes first: a partner closing a
+// connection just as a request goes out on it is the one failure a POST
+// cannot be retried from.
+const upstreamIdle = 50 * time.Second
 
 // MaxIdleConns bounds the upstream keep-alive pools across all upstreams:
 // a quarter for http.Transport (HTTP/2 needs few connections), the rest for
