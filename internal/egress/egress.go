@@ -129,12 +129,21 @@ func (e *Egress) speaksH1(host string) bool {
 
 func (e *Egress) learnH1(host string) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.h1Hosts == nil {
 		e.h1Hosts = map[string]bool{}
 	}
-	if len(e.h1Hosts) < maxLearned {
+	learned := !e.h1Hosts[host] && len(e.h1Hosts) < maxLearned
+	if learned {
 		e.h1Hosts[host] = true
+	}
+	e.mu.Unlock()
+	if learned {
+		// Requests that raced the first answer left HTTP/1.1 connections
+		// in the Transport's pool that nothing will use again (each with two
+		// goroutines). The Transport can only close all its idle
+		// connections; that happens once per upstream and config, and
+		// costs HTTP/2 partners at most one new connection.
+		e.Transport.CloseIdleConnections()
 	}
 }
 
