@@ -699,3 +699,31 @@ func TestKeepAliveTimeout(t *testing.T) {
 		t.Error("a connection the partner keeps for 1 s was pooled")
 	}
 }
+
+// TestTLSPartnerClosedTheIdleConnection: an HTTPS partner that closes idle
+// connections (close_notify, then FIN): the peek sees the alert or the
+// close, and the POST goes on a new connection, once.
+func TestTLSPartnerClosedTheIdleConnection(t *testing.T) {
+	var posts atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" {
+			posts.Add(1)
+		}
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.IdleTimeout = 100 * time.Millisecond
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c := newClient()
+	c.TLS = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	if _, _, err := get(t, c, "GET", srv.URL, ""); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // the partner closes the idle connection
+	if _, body, err := get(t, c, "POST", srv.URL, "1000"); err != nil || body != "ok" {
+		t.Fatalf("POST after the partner closed the idle connection: %v %q", err, body)
+	}
+	if n := posts.Load(); n != 1 {
+		t.Errorf("the partner saw the POST %d times", n)
+	}
+}
