@@ -15,53 +15,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/outgate/outgate/internal/testutil"
 )
 
-// upstream is a raw TCP server on loopback: each connection runs serve, so
-// a test can answer exactly as a misbehaving partner would.
-type upstream struct {
-	addr    string
-	accepts atomic.Int32
-}
-
-func newUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) *upstream {
+// newUpstream is a raw TCP server on loopback: each connection runs serve,
+// so a test can answer exactly as a misbehaving partner would.
+func newUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) *testutil.TCPServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstream{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u.accepts.Add(1)
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				serve(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	return u
+	return testutil.NewTCPServer(t, func(c net.Conn) { serve(c, bufio.NewReader(c)) })
 }
 
 // answer reads requests and answers each with resp until the connection
@@ -129,12 +91,12 @@ func TestReusesOneConnection(t *testing.T) {
 	u := newUpstream(t, answer(ok, &seen))
 	c := newClient()
 	for i := range 3 {
-		resp, body, err := get(t, c, "GET", fmt.Sprintf("http://%s/n%d", u.addr, i), "")
+		resp, body, err := get(t, c, "GET", fmt.Sprintf("http://%s/n%d", u.Addr, i), "")
 		if err != nil || resp.StatusCode != 200 || body != "ok" {
 			t.Fatalf("request %d: %v %v %q", i, resp, err, body)
 		}
 	}
-	if n := u.accepts.Load(); n != 1 {
+	if n := u.Accepts.Load(); n != 1 {
 		t.Errorf("%d connections for three sequential requests, want 1", n)
 	}
 	if c.Idle() != 1 {
@@ -153,13 +115,13 @@ func TestPartnerClosedTheIdleConnection(t *testing.T) {
 	})
 	c := newClient()
 	for _, tt := range []struct{ method, body string }{{"GET", ""}, {"POST", `{"amount":1000}`}, {"POST", ""}, {"GET", ""}} {
-		resp, body, err := get(t, c, tt.method, "http://"+u.addr+"/x", tt.body)
+		resp, body, err := get(t, c, tt.method, "http://"+u.Addr+"/x", tt.body)
 		if err != nil || resp.StatusCode != 200 || body != "ok" {
 			t.Fatalf("%s %q: %v %q", tt.method, tt.body, err, body)
 		}
 		<-closed // the partner's FIN has arrived before the next request
 	}
-	if n := u.accepts.Load(); n != 4 {
+	if n := u.Accepts.Load(); n != 4 {
 		t.Errorf("%d connections, want 4 (one per request)", n)
 	}
 	want := []string{"GET /x ", `POST /x {"amount":1000}`, "POST /x ", "GET /x "}
@@ -202,17 +164,17 @@ func TestDiesAfterReadingTheRequest(t *testing.T) {
 		}
 	})
 	c := newClient()
-	if _, _, err := get(t, c, "GET", "http://"+u.addr+"/warm", ""); err != nil {
+	if _, _, err := get(t, c, "GET", "http://"+u.Addr+"/warm", ""); err != nil {
 		t.Fatal(err)
 	}
-	if resp, body, err := get(t, c, "GET", "http://"+u.addr+"/read", ""); err != nil || resp.StatusCode != 200 || body != "ok" {
+	if resp, body, err := get(t, c, "GET", "http://"+u.Addr+"/read", ""); err != nil || resp.StatusCode != 200 || body != "ok" {
 		t.Fatalf("GET: %v %q", err, body)
 	}
 	for _, body := range []string{"1000", ""} {
 		if body == "" { // a fresh connection, then the POST on it
-			get(t, c, "GET", "http://"+u.addr+"/warm", "")
+			get(t, c, "GET", "http://"+u.Addr+"/warm", "")
 		}
-		if _, _, err := get(t, c, "POST", "http://"+u.addr+"/pay", body); err == nil {
+		if _, _, err := get(t, c, "POST", "http://"+u.Addr+"/pay", body); err == nil {
 			t.Fatalf("POST %q on a connection that died unanswered succeeded", body)
 		}
 	}
@@ -260,7 +222,7 @@ func TestResponses(t *testing.T) {
 			})
 			c := newClient()
 			c.MaxHeaderBytes = 4 << 10
-			req, _ := http.NewRequest(tt.method, "http://"+u.addr+"/", nil)
+			req, _ := http.NewRequest(tt.method, "http://"+u.Addr+"/", nil)
 			resp, err := c.RoundTrip(req)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
@@ -292,7 +254,7 @@ func TestBodyNotReadToTheEnd(t *testing.T) {
 	var seen log
 	u := newUpstream(t, answer("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", &seen))
 	c := newClient()
-	req, _ := http.NewRequest("GET", "http://"+u.addr+"/", nil)
+	req, _ := http.NewRequest("GET", "http://"+u.Addr+"/", nil)
 	resp, err := c.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +264,7 @@ func TestBodyNotReadToTheEnd(t *testing.T) {
 	if c.Idle() != 0 {
 		t.Fatal("a half-read connection went back to the pool")
 	}
-	if _, body, err := get(t, c, "GET", "http://"+u.addr+"/", ""); err != nil || body != "0123456789" {
+	if _, body, err := get(t, c, "GET", "http://"+u.Addr+"/", ""); err != nil || body != "0123456789" {
 		t.Fatalf("next request: %v %q", err, body)
 	}
 }
@@ -327,7 +289,7 @@ func TestCancel(t *testing.T) {
 	for _, path := range []string{"/head", "/body"} {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(200*time.Millisecond, cancel)
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+u.addr+path, nil)
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+u.Addr+path, nil)
 		start := time.Now()
 		resp, err := c.RoundTrip(req)
 		if err == nil {
@@ -368,7 +330,7 @@ func TestRequestBody(t *testing.T) {
 	})
 	c := newClient()
 	body := strings.Repeat("x", MaxBufferedBody)
-	if _, _, err := get(t, c, "PUT", "http://"+u.addr+"/", body); err != nil {
+	if _, _, err := get(t, c, "PUT", "http://"+u.Addr+"/", body); err != nil {
 		t.Fatal(err)
 	}
 	if h := headers.Load(); h != fmt.Sprintf("%d []", MaxBufferedBody) {
@@ -377,7 +339,7 @@ func TestRequestBody(t *testing.T) {
 
 	// A client body that breaks off fails the request before the partner
 	// sees any of it.
-	req, _ := http.NewRequest("POST", "http://"+u.addr+"/", io.MultiReader(strings.NewReader("12"), errReader{}))
+	req, _ := http.NewRequest("POST", "http://"+u.Addr+"/", io.MultiReader(strings.NewReader("12"), errReader{}))
 	req.ContentLength = 10
 	if _, err := c.RoundTrip(req); !errors.Is(err, errBroken) {
 		t.Errorf("err = %v, want the body's error", err)
@@ -457,7 +419,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	c := newClient()
 	c.TLSHandshakeTimeout = 200 * time.Millisecond
 	start := time.Now()
-	_, _, err := get(t, c, "GET", "https://"+u.addr+"/", "")
+	_, _, err := get(t, c, "GET", "https://"+u.Addr+"/", "")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want a deadline", err)
 	}
@@ -495,17 +457,17 @@ func TestPoolBounds(t *testing.T) {
 	c.MaxIdlePerHost, c.MaxIdle = 2, 3
 	c.IdleTimeout = 300 * time.Millisecond
 	// Four requests in flight at once to a: four connections, two kept.
-	parallel(t, c, "http://"+a.addr+"/", 4)
+	parallel(t, c, "http://"+a.Addr+"/", 4)
 	if n := c.Idle(); n != 2 {
 		t.Fatalf("idle after 4 parallel requests = %d, want 2", n)
 	}
 	// Two to b: the pool is full at 3, so a's oldest makes room.
-	parallel(t, c, "http://"+b.addr+"/", 2)
+	parallel(t, c, "http://"+b.Addr+"/", 2)
 	if n := c.Idle(); n != 3 {
 		t.Fatalf("idle = %d, want 3", n)
 	}
 	c.mu.Lock()
-	na, nb := len(c.idle["http://"+a.addr]), len(c.idle["http://"+b.addr])
+	na, nb := len(c.idle["http://"+a.Addr]), len(c.idle["http://"+b.Addr])
 	c.mu.Unlock()
 	if na != 1 || nb != 2 {
 		t.Errorf("idle per upstream a=%d b=%d, want 1 and 2", na, nb)
@@ -518,14 +480,14 @@ func TestPoolBounds(t *testing.T) {
 		t.Fatalf("%d idle connections outlived IdleTimeout", n)
 	}
 
-	get(t, c, "GET", "http://"+a.addr+"/", "")
+	get(t, c, "GET", "http://"+a.Addr+"/", "")
 	c.CloseIdleConnections()
 	if c.Idle() != 0 {
 		t.Fatal("CloseIdleConnections left connections")
 	}
 	// A closed client still serves requests in flight on a replaced
 	// config, but keeps nothing.
-	if _, body, err := get(t, c, "GET", "http://"+a.addr+"/", ""); err != nil || body != "ok" {
+	if _, body, err := get(t, c, "GET", "http://"+a.Addr+"/", ""); err != nil || body != "ok" {
 		t.Fatalf("after close: %v %q", err, body)
 	}
 	if c.Idle() != 0 {
@@ -557,7 +519,7 @@ func TestNoRetryOnAFreshConnection(t *testing.T) {
 			seen.add(r.Method + " " + r.URL.Path)
 		}
 	})
-	if _, _, err := get(t, newClient(), "GET", "http://"+u.addr+"/x", ""); err == nil {
+	if _, _, err := get(t, newClient(), "GET", "http://"+u.Addr+"/x", ""); err == nil {
 		t.Fatal("no error from a partner that closed unanswered")
 	}
 	if got := seen.all(); len(got) != 1 {
@@ -583,26 +545,12 @@ func FuzzUpstreamResponse(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	var reply atomic.Value
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					c.Write(reply.Load().([]byte))
-				}
-			}()
+	srv := testutil.NewTCPServer(f, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+			c.Write(reply.Load().([]byte))
 		}
-	}()
-	url := "http://" + ln.Addr().String() + "/"
+	})
+	url := "http://" + srv.Addr + "/"
 	f.Fuzz(func(t *testing.T, b []byte) {
 		reply.Store(b)
 		c := newClient()
@@ -656,16 +604,16 @@ func TestPartnerKeepAliveTimeout(t *testing.T) {
 		if i == 1 {
 			time.Sleep(1300 * time.Millisecond) // past timeout minus the margin
 		}
-		if _, body, err := get(t, c, "POST", "http://"+u.addr+"/pay", "1000"); err != nil || body != "ok" {
+		if _, body, err := get(t, c, "POST", "http://"+u.Addr+"/pay", "1000"); err != nil || body != "ok" {
 			t.Fatalf("POST %d: %v %q", i, err, body)
 		}
 	}
-	if n := u.accepts.Load(); n != 2 {
+	if n := u.Accepts.Load(); n != 2 {
 		t.Errorf("%d connections, want a new one for the second POST", n)
 	}
 	// Within the announced time the connection is reused.
-	if _, _, err := get(t, c, "POST", "http://"+u.addr+"/pay", "1000"); err != nil || u.accepts.Load() != 2 {
-		t.Errorf("a fresh connection was not reused: %v, %d connections", err, u.accepts.Load())
+	if _, _, err := get(t, c, "POST", "http://"+u.Addr+"/pay", "1000"); err != nil || u.Accepts.Load() != 2 {
+		t.Errorf("a fresh connection was not reused: %v, %d connections", err, u.Accepts.Load())
 	}
 }
 
@@ -694,7 +642,7 @@ func TestKeepAliveTimeout(t *testing.T) {
 	var seen log
 	u := newUpstream(t, answer("HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok", &seen))
 	c := newClient()
-	get(t, c, "GET", "http://"+u.addr+"/", "")
+	get(t, c, "GET", "http://"+u.Addr+"/", "")
 	if c.Idle() != 0 {
 		t.Error("a connection the partner keeps for 1 s was pooled")
 	}

@@ -18,23 +18,7 @@ import (
 
 // rawUpstream accepts TCP connections and hands each to behave.
 func rawUpstream(t *testing.T, behave func(net.Conn)) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); behave(c) }()
-		}
-	}()
-	return l.Addr().String()
+	return testutil.NewTCPServer(t, behave).Addr
 }
 
 func readRequest(c net.Conn) *http.Request {
