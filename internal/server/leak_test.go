@@ -5,11 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,23 +25,11 @@ func openFDs() int {
 // connection slot (limits.max_connections) is free again, hijacked tunnels
 // included: a slot that leaked would one day stop the gateway accepting.
 func TestNoLeaksAfterABurst(t *testing.T) {
-	// The partner counts its open connections: the gateway's keep-alive
-	// pool to it may end the burst fuller than it began (each pooled
-	// connection holds one partner goroutine and two descriptors here),
-	// which is not a leak as long as the pool stays within its bound.
-	var partnerConns atomic.Int64
-	up := &partner{Server: httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))}
-	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		switch s {
-		case http.StateNew:
-			partnerConns.Add(1)
-		case http.StateClosed, http.StateHijacked:
-			partnerConns.Add(-1)
-		}
-	}
-	up.StartTLS()
-	t.Cleanup(up.Close)
-	up.ca = testutil.WriteCA(t, up.Server)
+	// The gateway's keep-alive pool to the partner may end the burst
+	// fuller than it began (each pooled connection holds one partner
+	// goroutine and two descriptors here), which is not a leak as long as
+	// the pool stays within its bound: the partner counts its connections.
+	up := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	e := echo(t)
 	c := newClient("burst")
 	g := start(t, relayConfig(up, c, fmt.Sprintf("    hosts: [%q]\n    limits: {requests_per_second: 100000, burst: 100000, max_concurrent: 10000, max_tunnels: 10000}\n", e),
@@ -90,12 +76,12 @@ func TestNoLeaksAfterABurst(t *testing.T) {
 	}
 	burst(500, 20)
 	g0, f0 := settle()
-	p0 := int(partnerConns.Load())
+	p0 := int(up.conns.Load())
 	burst(2000, 200)
 	var g1, f1, grown int
 	for i := 0; i < 25; i++ { // idle keep-alive conns close after idle_timeout (1s)
 		g1, f1 = settle()
-		grown = int(partnerConns.Load()) - p0
+		grown = int(up.conns.Load()) - p0
 		if g1 <= g0+10+grown && f1 <= f0+10+2*grown {
 			break
 		}
@@ -106,7 +92,7 @@ func TestNoLeaksAfterABurst(t *testing.T) {
 	// 100 requests at a time: at most 100 pooled HTTP/1.1 connections, plus
 	// what the first wave (before the partner was known to speak HTTP/1.1)
 	// left in http.Transport's pool.
-	if n := partnerConns.Load(); n > 200 {
+	if n := up.conns.Load(); n > 200 {
 		t.Errorf("%d connections open to the partner after the burst", n)
 	}
 	if n := testutil.Metric(t, g.Admin, "outgate_connections_open"); n != 0 {

@@ -17,16 +17,26 @@ import (
 // partner is a TLS upstream that records what it received.
 type partner struct {
 	*httptest.Server
-	ca   string
-	last atomic.Pointer[http.Request]
+	ca    string
+	last  atomic.Pointer[http.Request]
+	conns atomic.Int64 // connections open to the partner now
 }
 
 func newPartner(t *testing.T, h http.HandlerFunc) *partner {
 	p := &partner{}
-	p.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.last.Store(r)
 		h(w, r)
 	}))
+	p.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			p.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			p.conns.Add(-1)
+		}
+	}
+	p.StartTLS()
 	t.Cleanup(p.Close)
 	p.ca = testutil.WriteCA(t, p.Server)
 	return p
