@@ -181,14 +181,16 @@ func (r *Results) markdown() string {
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.1f | %d |\n", name, r.BulkMBps[name], r.TunnelsPerSec[name], r.IdleKiBPerTunnel[name], r.MaxTunnels[name])
 	}
 	fmt.Fprintln(&b, "\nratios (the headline; absolute numbers move from machine to machine):")
-	find := func(path, peer string) float64 {
-		for _, row := range r.Rows {
-			if row.Path == path && row.Peer == peer {
-				return row.RPS
+	row := func(path, peer string) Row { // the zero Row when the path did not run
+		for _, x := range r.Rows {
+			if x.Path == path && x.Peer == peer {
+				return x
 			}
 		}
-		return 0
+		return Row{}
 	}
+	find := func(path, peer string) float64 { return row(path, peer).RPS }
+	cpu := func(path, peer string) float64 { return row(path, peer).CPUus }
 	ratio := func(a, b float64) string {
 		if b == 0 {
 			return "n/a"
@@ -201,14 +203,6 @@ func (r *Results) markdown() string {
 		ratio(find("proxy-http", "outgate"), find("proxy-http", "squid")), ratio(find("proxy-http", "outgate"), find("proxy-http", "tinyproxy")),
 		ratio(find("connect", "outgate"), find("connect", "squid")), ratio(find("connect", "outgate"), find("connect", "tinyproxy")))
 	fmt.Fprintf(&b, "- CONNECT bulk vs direct: %s\n", ratio(r.BulkMBps["outgate"], r.BulkMBps["direct"]))
-	cpu := func(path, peer string) float64 {
-		for _, row := range r.Rows {
-			if row.Path == path && row.Peer == peer {
-				return row.CPUus
-			}
-		}
-		return 0
-	}
 	fmt.Fprintf(&b, "- CPU per forward-proxy request, squid vs outgate: %s; tinyproxy vs outgate: %s (above 1x: outgate spends less)\n",
 		ratio(cpu("proxy-http", "squid"), cpu("proxy-http", "outgate")), ratio(cpu("proxy-http", "tinyproxy"), cpu("proxy-http", "outgate")))
 	for _, n := range r.Notes {
