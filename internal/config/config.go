@@ -35,6 +35,10 @@ type Upstream struct {
 	// Timeout bounds the wait for the upstream's response headers
 	// (default: limits.response_header_timeout).
 	Timeout string `yaml:"timeout"`
+	// ForwardHeaders names client headers that outgate drops by default
+	// (X-Forwarded-*, Forwarded, Via, X-Real-Ip, ...) but this upstream
+	// wants passed on as the client sent them. Stored canonical.
+	ForwardHeaders []string `yaml:"forward_headers"`
 
 	Parsed        *url.URL      `yaml:"-"`
 	HeaderTimeout time.Duration `yaml:"-"`

@@ -18,6 +18,7 @@ upstreams:
   partner:
     url: https://api.partner.example/v2/
     timeout: 5s
+    forward_headers: [x-forwarded-for, X-API-KEY]
 clients:
   - name: billing
     key_sha256: ` + hashA + `
@@ -42,6 +43,9 @@ func TestParseGood(t *testing.T) {
 	up := c.Upstreams["partner"]
 	if up.Parsed.String() != "https://api.partner.example/v2" || up.HeaderTimeout != 5*time.Second {
 		t.Errorf("upstream = %s, %v", up.Parsed, up.HeaderTimeout)
+	}
+	if strings.Join(up.ForwardHeaders, ",") != "X-Forwarded-For,X-Api-Key" {
+		t.Errorf("forward_headers = %q, want canonical names", up.ForwardHeaders)
 	}
 	r := c.Limits.Resolved
 	if r.MaxBodyBytes != 1<<20 || r.TunnelIdleTimeout != time.Minute || r.DialTimeout != Defaults.DialTimeout {
@@ -112,6 +116,13 @@ func TestParseErrors(t *testing.T) {
 		{"bad log level", base("log:\n  level: loud\n"), []string{`log.level: must be one of`}},
 		{"limit range", base("limits:\n  burst: 0\n  requests_per_second: -1\n"), []string{`limits.burst: must be from 1`, `limits.requests_per_second: must be more than 0`}},
 		{"ca file missing", base("network:\n  ca_files: [nope.pem]\n"), []string{`network.ca_files[0]: cannot read`}},
+		{"forward_headers", "upstreams:\n  p:\n    url: https://x.example\n    forward_headers: [X-Forwarded-For, x-forwarded-for, Authorization, Outgate-Key, \"Bad Name\", Connection]\n" +
+			"clients:\n  - name: c\n    key_sha256: " + hashA + "\n    upstreams: [p]\n", []string{
+			`f.yaml:4:40: upstreams.p.forward_headers[1]: X-Forwarded-For is listed twice`,
+			`upstreams.p.forward_headers[2]: "Authorization" is forwarded anyway or never`,
+			`upstreams.p.forward_headers[3]: "Outgate-Key" is forwarded anyway or never`,
+			`upstreams.p.forward_headers[4]: "Bad Name" is not a header name`,
+			`upstreams.p.forward_headers[5]: "Connection" is forwarded anyway or never`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

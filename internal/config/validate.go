@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outgate/outgate/internal/hop"
 	"github.com/outgate/outgate/internal/hostname"
 )
 
@@ -55,6 +57,8 @@ var (
 	upstreamName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 	clientName   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 	hexSHA256    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+	// headerName is RFC 9110's token.
+	headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
 
 func (v *validator) validate() {
@@ -154,8 +158,34 @@ func (v *validator) upstreams() {
 			}
 			up.HeaderTimeout = d
 		}
+		up.ForwardHeaders = v.forwardHeaders(path+".forward_headers", up.ForwardHeaders)
 		v.c.Upstreams[name] = up
 	}
+}
+
+// forwardHeaders checks an upstream's forward_headers and returns them in
+// canonical form. Only headers outgate drops by default can be named: any
+// other header is forwarded anyway, and outgate's own and hop-by-hop ones
+// never are.
+func (v *validator) forwardHeaders(path string, names []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for i, n := range names {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		c := textproto.CanonicalMIMEHeaderKey(n)
+		switch {
+		case !headerName.MatchString(n):
+			v.errf(p, "%q is not a header name", n)
+		case !hop.ClientHeader(n):
+			v.errf(p, "%q is forwarded anyway or never: only X-Forwarded-*, Forwarded, Via, X-Real-Ip, True-Client-Ip, X-Client-Ip, X-Cluster-Client-Ip, Cf-Connecting-Ip, Fastly-Client-Ip, X-Original-Forwarded-For, X-Originating-Ip and X-Api-Key can be named", n)
+		case seen[c]:
+			v.errf(p, "%s is listed twice", c)
+		default:
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (v *validator) clients() {

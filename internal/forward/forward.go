@@ -33,14 +33,17 @@ type Timeouts struct {
 
 // Request builds the outgoing request from the client's: same method, body
 // and end-to-end headers, aimed at target. The client's address is not added
-// anywhere (no X-Forwarded-For): partners see only the gateway.
-func Request(ctx context.Context, in *http.Request, target string, host string) (*http.Request, error) {
+// anywhere, and what the client wrote about itself or the hops before
+// outgate (X-Forwarded-*, Forwarded, Via, X-Real-Ip...: hop.ClientHeader) is
+// dropped too, except the names in keep (the upstream's forward_headers):
+// partners see only the gateway.
+func Request(ctx context.Context, in *http.Request, target string, host string, keep []string) (*http.Request, error) {
 	out, err := http.NewRequestWithContext(ctx, in.Method, target, nil)
 	if err != nil {
 		return nil, err
 	}
 	out.Header = in.Header.Clone()
-	hop.StripRequest(out.Header)
+	hop.StripRequest(out.Header, keep)
 	if out.Header == nil {
 		out.Header = http.Header{}
 	}
@@ -109,11 +112,14 @@ func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, t Timeou
 	}
 	defer resp.Body.Close()
 
+	// Strip before copying: a partner's Connection header must not name
+	// (and so delete) the gateway's own Outgate-Request-Id.
+	hop.StripResponse(resp.Header)
+	hop.StripResponse(resp.Trailer)
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
 	}
-	hop.Strip(h)
 	announceTrailers(h, resp.Trailer)
 	rec.Status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)
@@ -141,6 +147,7 @@ func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, t Timeou
 		// sees a broken response, never a silently truncated one.
 		panic(http.ErrAbortHandler)
 	}
+	hop.StripResponse(resp.Trailer) // again: undeclared trailers arrive with the body's end
 	for k, v := range resp.Trailer {
 		h[http.TrailerPrefix+k] = v
 	}

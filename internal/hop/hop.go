@@ -1,6 +1,7 @@
 // Package hop removes the headers that must not cross the gateway: the
 // hop-by-hop set of RFC 9110 section 7.6.1, every header the Connection header
-// names, and the gateway's own credentials.
+// names, outgate's own (Outgate-*) in both directions, and the headers that
+// describe the client to a partner unless an upstream asks for them.
 package hop
 
 import (
@@ -22,7 +23,7 @@ var byHop = []string{
 	"Upgrade",
 }
 
-// Credential headers of outgate itself; they must never reach a partner.
+// Headers of outgate itself (see OwnPrefix); they must never reach a partner.
 const (
 	KeyHeader       = "Outgate-Key"
 	RequestIDHeader = "Outgate-Request-Id"
@@ -44,9 +45,77 @@ func Strip(h http.Header) {
 	}
 }
 
-// StripRequest is Strip plus outgate's own headers, for requests going upstream.
-func StripRequest(h http.Header) {
+// OwnPrefix starts the name of every header that is outgate's: its key and
+// request id going in, its error code coming out. A client's Outgate-* header
+// never reaches a partner, and a partner's never reaches the client, where it
+// would pass for the gateway's own (a forged Outgate-Error, a request id that
+// points at someone else's audit line).
+const OwnPrefix = "Outgate-"
+
+// clientHeaders describe the client, or a hop in front of outgate, to the
+// partner: its address (which a partner may trust for allowlisting, as it
+// trusts outgate's static IP), the host and scheme it used, the proxies on
+// the way, or API Gateway's API key. Outgate adds nothing about its client,
+// and by default it does not pass on what the client wrote there either.
+// Every name whose prefix is X-Forwarded- is one of them too.
+var clientHeaders = map[string]bool{
+	"Forwarded":                true,
+	"Via":                      true,
+	"X-Real-Ip":                true,
+	"True-Client-Ip":           true,
+	"X-Client-Ip":              true,
+	"X-Cluster-Client-Ip":      true,
+	"Cf-Connecting-Ip":         true,
+	"Fastly-Client-Ip":         true,
+	"X-Original-Forwarded-For": true,
+	"X-Originating-Ip":         true,
+	"X-Api-Key":                true,
+}
+
+const forwardedPrefix = "X-Forwarded-"
+
+// ClientHeader reports whether name (any case) is one of the headers that
+// describe the client, which outgate drops unless an upstream forwards it.
+func ClientHeader(name string) bool {
+	name = textproto.CanonicalMIMEHeaderKey(name)
+	return clientHeaders[name] || len(name) > len(forwardedPrefix) && strings.HasPrefix(name, forwardedPrefix)
+}
+
+// StripRequest is Strip plus outgate's own headers and the client headers
+// (ClientHeader) other than those in keep (canonical names), for requests
+// going upstream.
+func StripRequest(h http.Header, keep []string) {
 	Strip(h)
-	delete(h, KeyHeader)
-	delete(h, RequestIDHeader)
+	for k := range h {
+		if hasPrefixFold(k, OwnPrefix) || (clientHeaders[k] || ClientHeader(k)) && !kept(k, keep) {
+			delete(h, k)
+		}
+	}
+}
+
+// StripResponse is Strip plus outgate's own headers, for a partner's
+// response headers or trailers before they are copied to the client.
+func StripResponse(h http.Header) {
+	Strip(h)
+	for k := range h {
+		if hasPrefixFold(k, OwnPrefix) {
+			delete(h, k)
+		}
+	}
+}
+
+func kept(k string, keep []string) bool {
+	for _, name := range keep {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case: a header map built
+// by hand (the Lambda adapter, a lower-cased Idempotency-Key) need not hold
+// canonical names.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }

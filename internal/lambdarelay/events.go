@@ -19,15 +19,14 @@ import (
 	"github.com/outgate/outgate/internal/hop"
 )
 
-// frontDoorHeaders are added by Function URLs, API Gateway and CloudFront.
-// They describe the caller (X-Forwarded-For holds its IP) or AWS internals,
-// so they do not go to partners: the gateway adds nothing about its client.
-var frontDoorHeaders = []string{"X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto", "Forwarded", "Via", "X-Amz-Cf-Id"}
-
-func stripFrontDoor(h http.Header, sigv4 bool) {
-	for _, k := range frontDoorHeaders {
-		h.Del(k)
-	}
+// Function URLs, API Gateway and CloudFront add headers that describe the
+// caller (X-Forwarded-For holds its IP, Via the CloudFront hop). Those, and
+// what a client wrote in them, are the relay's client headers
+// (hop.ClientHeader): forward.Request drops them unless the upstream names
+// them in forward_headers, as in `outgate serve`. What is dropped here are
+// AWS internals no partner needs whatever the config says.
+func stripFrontDoor(h http.Header, sigv4, apiKey bool) {
+	h.Del("X-Amz-Cf-Id")
 	for k := range h {
 		lk := strings.ToLower(k)
 		if strings.HasPrefix(lk, "x-amzn-") || strings.HasPrefix(lk, "cloudfront-") {
@@ -39,6 +38,11 @@ func stripFrontDoor(h http.Header, sigv4 bool) {
 		for _, k := range []string{"Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-Sha256"} {
 			h.Del(k)
 		}
+	}
+	if apiKey {
+		// A REST API that requires an API key has checked this one: it is
+		// the front door's credential, like Outgate-Key, never the partner's.
+		h.Del("X-Api-Key")
 	}
 }
 
@@ -96,7 +100,8 @@ func (h *Handler) serveV1(ctx context.Context, e *events.APIGatewayProxyRequest)
 			q.Set(k, v)
 		}
 	}
-	stripFrontDoor(hdr, e.RequestContext.Identity.AccessKey != "")
+	id := e.RequestContext.Identity
+	stripFrontDoor(hdr, id.AccessKey != "", id.APIKey != "" || id.APIKeyID != "")
 	status, rh, body := h.serve(ctx, e.HTTPMethod, (&url.URL{Path: e.Path}).EscapedPath(), q.Encode(), hdr, e.Body, e.IsBase64Encoded, e.RequestContext.Identity.SourceIP)
 	resp := events.APIGatewayProxyResponse{StatusCode: status, MultiValueHeaders: map[string][]string(rh)}
 	resp.Body, resp.IsBase64Encoded = encodeBody(rh, body)
@@ -117,7 +122,7 @@ func (h *Handler) serveV2(ctx context.Context, e *events.APIGatewayV2HTTPRequest
 		path = path[len(st)+1:]
 	}
 	sigv4 := e.RequestContext.Authorizer != nil && e.RequestContext.Authorizer.IAM != nil && e.RequestContext.Authorizer.IAM.AccessKey != ""
-	stripFrontDoor(hdr, sigv4)
+	stripFrontDoor(hdr, sigv4, false) // HTTP APIs and Function URLs have no API keys
 	status, rh, body := h.serve(ctx, e.RequestContext.HTTP.Method, path, e.RawQueryString, hdr, e.Body, e.IsBase64Encoded, e.RequestContext.HTTP.SourceIP)
 	resp := events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: map[string]string{}}
 	for k, vs := range rh {

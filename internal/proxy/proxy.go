@@ -137,7 +137,7 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 		target.Host = bracket(host)
 	}
 	target.Fragment = ""
-	out, err := forward.Request(r.Context(), r, target.String(), target.Host)
+	out, err := forward.Request(r.Context(), r, target.String(), target.Host, nil)
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}

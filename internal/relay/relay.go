@@ -104,7 +104,7 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	target.RawPath = up.Parsed.EscapedPath() + rest
 	target.Path, _ = url.PathUnescape(target.RawPath) // SplitPath checked the encoding
 	target.RawQuery = r.URL.RawQuery
-	out, err := forward.Request(r.Context(), r, target.String(), up.Parsed.Host)
+	out, err := forward.Request(r.Context(), r, target.String(), up.Parsed.Host, up.ForwardHeaders)
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
