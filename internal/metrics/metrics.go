@@ -34,7 +34,7 @@ type Sources struct {
 	// ConnsRefused counts client connections closed by a connection rule,
 	// by reason (a fixed set: per_source_limit, auth_timeout, write_idle_timeout).
 	ConnsRefused func() map[string]int64
-	Dials     func() int64 // upstream connections opened
+	Dials        func() int64 // upstream connections opened
 }
 
 // New registers outgate's metrics and the Go/process collectors.
