@@ -46,6 +46,8 @@ clients:
   - {name: a, key_sha256: %s, upstreams: [p], hosts: [%q], limits: {requests_per_second: 1000000, burst: 1000000, max_concurrent: 1000000}}
 network: {allow_cidrs: [127.0.0.0/8]}
 log: {level: error}
+# Every connection comes from 127.0.0.1: one source may take them all here.
+limits: {max_connections_per_ip: 1000000}
 `, relayAddr, proxyAddr, adminAddr, origin, hash, origin)
 	path := filepath.Join(t.TempDir(), "gw.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)

@@ -24,6 +24,9 @@ type Config struct {
 	Limits         Limits              `yaml:"limits"`
 	Log            Log                 `yaml:"log"`
 	TLS            TLS                 `yaml:"tls"`
+	// ProxyTLS makes proxy_listen an HTTPS proxy (https:// proxy URLs), so
+	// the key in Proxy-Authorization never crosses a network in the clear.
+	ProxyTLS TLS `yaml:"proxy_tls"`
 
 	// Source names where the config came from, for messages ("outgate.yaml").
 	Source string `yaml:"-"`
@@ -94,7 +97,10 @@ type Limits struct {
 	UpstreamIdleTimeout   string `yaml:"upstream_idle_timeout"`
 	TunnelIdleTimeout     string `yaml:"tunnel_idle_timeout"`
 	ShutdownGrace         string `yaml:"shutdown_grace"`
+	AuthTimeout           string `yaml:"auth_timeout"`
+	WriteIdleTimeout      string `yaml:"write_idle_timeout"`
 	MaxConnections        *int   `yaml:"max_connections"`
+	MaxConnectionsPerIP   *int   `yaml:"max_connections_per_ip"`
 
 	RequestsPerSecond *float64 `yaml:"requests_per_second"`
 	Burst             *int     `yaml:"burst"`
@@ -117,10 +123,19 @@ type ResolvedLimits struct {
 	UpstreamIdleTimeout   time.Duration
 	TunnelIdleTimeout     time.Duration
 	ShutdownGrace         time.Duration
+	// AuthTimeout closes a client connection that has not carried an
+	// authenticated request this long after it was opened.
+	AuthTimeout time.Duration
+	// WriteIdleTimeout cuts off a client that takes no byte of a response
+	// (or tunnel data) for this long.
+	WriteIdleTimeout time.Duration
 	// MaxConnections bounds client connections across the relay and proxy
 	// listeners; 0 means "as many as the process's open-file limit allows".
 	MaxConnections int
-	PerClient      PerClient
+	// MaxConnectionsPerIP bounds the client connections of one source
+	// address (IPv6: one /64); 0 means the default, PerIPConns.
+	MaxConnectionsPerIP int
+	PerClient           PerClient
 }
 
 // PerClient are the limits each client gets (globally, or its own override).
@@ -131,14 +146,15 @@ type PerClient struct {
 	MaxTunnels        int
 }
 
-// TLS makes the relay listener speak HTTPS, so keys never cross a network
-// in the clear. Files are read again on every reload (certificate rotation).
+// TLS makes a listener speak HTTPS (tls: the relay's, proxy_tls: the
+// proxy's), so keys never cross a network in the clear. Files are read
+// again on every reload (certificate rotation).
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 }
 
-// Enabled reports whether the relay listener serves HTTPS.
+// Enabled reports whether the listener serves HTTPS.
 func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Log configures the process log (audit lines are always JSON).
@@ -161,12 +177,21 @@ var Defaults = ResolvedLimits{
 	UpstreamIdleTimeout:   60 * time.Second,
 	TunnelIdleTimeout:     5 * time.Minute,
 	ShutdownGrace:         25 * time.Second,
+	AuthTimeout:           10 * time.Second,
+	WriteIdleTimeout:      30 * time.Second,
 	PerClient: PerClient{
 		RequestsPerSecond: 50,
 		Burst:             100,
 		MaxConcurrent:     64,
 		MaxTunnels:        128,
 	},
+}
+
+// PerIPConns is limits.max_connections_per_ip when it is not set: half of
+// max_connections, so no one address can take more than half of the slots,
+// while a fleet of functions behind one NAT address still gets plenty.
+func PerIPConns(maxConns int) int {
+	return max(1, maxConns/2)
 }
 
 // DefaultEgressCheckURL answers with the caller's public IP as plain text.

@@ -59,6 +59,12 @@ func TestParseGood(t *testing.T) {
 	if len(billing.Patterns) != 2 || billing.Patterns[1].String() != "*.pay.example:443" {
 		t.Errorf("patterns = %v", billing.Patterns)
 	}
+	if r.AuthTimeout != 10*time.Second || r.WriteIdleTimeout != 30*time.Second || r.MaxConnectionsPerIP != 0 {
+		t.Errorf("connection rules = %v, %v, %d; want the defaults 10s, 30s and 0 (derived from max_connections)", r.AuthTimeout, r.WriteIdleTimeout, r.MaxConnectionsPerIP)
+	}
+	if c.ProxyTLS.Enabled() {
+		t.Error("proxy_tls is on without being configured")
+	}
 	if len(c.Client("sms").KeyHashes) != 1 || c.EgressCheckURL != DefaultEgressCheckURL {
 		t.Errorf("sms = %+v, egress = %q", c.Client("sms"), c.EgressCheckURL)
 	}
@@ -115,6 +121,12 @@ func TestParseErrors(t *testing.T) {
 		{"two documents", base("---\nlisten: x\n"), []string{"only one YAML document"}},
 		{"bad log level", base("log:\n  level: loud\n"), []string{`log.level: must be one of`}},
 		{"limit range", base("limits:\n  burst: 0\n  requests_per_second: -1\n"), []string{`limits.burst: must be from 1`, `limits.requests_per_second: must be more than 0`}},
+		{"connection rules", base("limits:\n  auth_timeout: 10\n  write_idle_timeout: 0s\n  max_connections_per_ip: 0\n"), []string{
+			`limits.auth_timeout: "10" needs a unit`, `limits.write_idle_timeout: "0s" must be more than zero`,
+			`f.yaml:11:27: limits.max_connections_per_ip: must be from 1 to 1000000`}},
+		{"proxy_tls without proxy_listen", base("proxy_tls: {cert_file: c.pem, key_file: k.pem}\n"), []string{
+			`proxy_tls: is for the proxy listener`, `proxy_tls.cert_file: cannot load`}},
+		{"proxy_tls half", base("proxy_listen: 127.0.0.1:3128\nproxy_tls: {cert_file: c.pem}\n"), []string{`proxy_tls: cert_file and key_file go together`}},
 		{"ca file missing", base("network:\n  ca_files: [nope.pem]\n"), []string{`network.ca_files[0]: cannot read`}},
 		{"forward_headers", "upstreams:\n  p:\n    url: https://x.example\n    forward_headers: [X-Forwarded-For, x-forwarded-for, Authorization, Outgate-Key, \"Bad Name\", Connection]\n" +
 			"clients:\n  - name: c\n    key_sha256: " + hashA + "\n    upstreams: [p]\n", []string{
@@ -179,4 +191,12 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("error without source: %v", err)
 		}
 	})
+}
+
+func TestPerIPConns(t *testing.T) {
+	for _, tc := range []struct{ max, want int }{{9456, 4728}, {384, 192}, {50, 25}, {1, 1}} {
+		if got := PerIPConns(tc.max); got != tc.want {
+			t.Errorf("PerIPConns(%d) = %d, want %d", tc.max, got, tc.want)
+		}
+	}
 }

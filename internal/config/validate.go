@@ -84,7 +84,11 @@ func (v *validator) validate() {
 	v.clients()
 	v.network()
 	v.limits()
-	v.tls()
+	v.tls("tls", &c.TLS)
+	v.tls("proxy_tls", &c.ProxyTLS)
+	if c.ProxyTLS.Enabled() && c.ProxyListen == "" {
+		v.errf("proxy_tls", "is for the proxy listener: set proxy_listen too")
+	}
 	switch c.Log.Level {
 	case "":
 		c.Log.Level = "info"
@@ -319,10 +323,9 @@ func (v *validator) network() {
 	}
 }
 
-func (v *validator) tls() {
-	t := &v.c.TLS
+func (v *validator) tls(path string, t *TLS) {
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		v.errf("tls", "cert_file and key_file go together")
+		v.errf(path, "cert_file and key_file go together")
 		return
 	}
 	if !t.Enabled() {
@@ -334,7 +337,7 @@ func (v *validator) tls() {
 		}
 	}
 	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-		v.errf("tls.cert_file", "cannot load the certificate and key: %v", err)
+		v.errf(path+".cert_file", "cannot load the certificate and key: %v", err)
 	}
 }
 
@@ -352,6 +355,14 @@ func (v *validator) limits() {
 	v.duration("limits.upstream_idle_timeout", l.UpstreamIdleTimeout, &r.UpstreamIdleTimeout)
 	v.duration("limits.tunnel_idle_timeout", l.TunnelIdleTimeout, &r.TunnelIdleTimeout)
 	v.duration("limits.shutdown_grace", l.ShutdownGrace, &r.ShutdownGrace)
+	v.duration("limits.auth_timeout", l.AuthTimeout, &r.AuthTimeout)
+	v.duration("limits.write_idle_timeout", l.WriteIdleTimeout, &r.WriteIdleTimeout)
+	if p := l.MaxConnectionsPerIP; p != nil {
+		if *p < 1 || *p > 1_000_000 {
+			v.errf("limits.max_connections_per_ip", "must be from 1 to 1000000")
+		}
+		r.MaxConnectionsPerIP = *p
+	}
 	if p := l.MaxConnections; p != nil {
 		if *p < 1 || *p > 1_000_000 {
 			v.errf("limits.max_connections", "must be from 1 to 1000000")

@@ -44,8 +44,9 @@ type Core struct {
 
 	onFinish func(*audit.Record)
 
-	// Cert is the relay listener's certificate when tls is configured.
-	Cert *tls.Certificate
+	// Cert is the relay listener's certificate when tls is configured,
+	// ProxyCert the proxy listener's when proxy_tls is.
+	Cert, ProxyCert *tls.Certificate
 
 	byName map[string]*Client
 	byHash map[[32]byte]*Client
@@ -90,6 +91,13 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 		c.Cert = &cert
+	}
+	if cfg.ProxyTLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.ProxyTLS.CertFile, cfg.ProxyTLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("proxy_tls: %w", err)
+		}
+		c.ProxyCert = &cert
 	}
 	for i := range cfg.Clients {
 		cc := &cfg.Clients[i]
@@ -217,5 +225,24 @@ func (c *Core) Finish(r *audit.Record) {
 	c.Audit.Log(r)
 	if c.onFinish != nil {
 		c.onFinish(r)
+	}
+}
+
+// ReasonClientStalled is the audit reason of a response or tunnel cut off
+// because the client took none of it for limits.write_idle_timeout.
+const ReasonClientStalled = "client_write_timeout"
+
+// EndResponse runs before Finish on the listeners' requests. It pushes out
+// what the server still buffers of an allowed HTTP/1 response, so a client
+// that stops reading shows in this request's audit line rather than after
+// it; and marks the record of a response the write idle timeout cut off,
+// which would otherwise read as allowed and complete.
+func EndResponse(w http.ResponseWriter, r *http.Request, rec *audit.Record) {
+	if rec.Decision == audit.Allow && rec.Status != 0 && rec.Mode != "connect" && r.ProtoMajor == 1 {
+		http.NewResponseController(w).Flush()
+	}
+	if limits.WriteStalled(r.Context()) {
+		rec.Decision, rec.Reason = audit.Error, ReasonClientStalled
+		rec.Detail = "response truncated: the client read nothing for limits.write_idle_timeout"
 	}
 }

@@ -31,7 +31,10 @@ type Sources struct {
 	ConnsOpen func() int   // client connections open now (relay + proxy)
 	ConnsMax  func() int   // limits.max_connections in force
 	ConnWaits func() int64 // Accepts that waited for a free connection slot
-	Dials     func() int64 // upstream connections opened
+	// ConnsRefused counts client connections closed by a connection rule,
+	// by reason (a fixed set: per_source_limit, auth_timeout, write_idle_timeout).
+	ConnsRefused func() map[string]int64
+	Dials        func() int64 // upstream connections opened
 }
 
 // New registers outgate's metrics and the Go/process collectors.
@@ -73,6 +76,15 @@ func New(src Sources) *Metrics {
 			Help: "Connections opened to upstreams (relay, proxy, tunnels). Far below requests means keep-alive works; close to it, each request pays a new connection (and TLS handshake).",
 		}, func() float64 { return float64(src.Dials()) }),
 	)
+	if src.ConnsRefused != nil {
+		for reason := range src.ConnsRefused() {
+			r.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "outgate_connections_refused_total",
+				Help:        "Client connections closed for breaking a connection rule: per_source_limit (over limits.max_connections_per_ip, closed at accept), auth_timeout (no authenticated request within limits.auth_timeout), write_idle_timeout (the client read nothing for limits.write_idle_timeout).",
+				ConstLabels: prometheus.Labels{"reason": reason},
+			}, func() float64 { return float64(src.ConnsRefused()[reason]) }))
+		}
+	}
 	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.Reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.bytesIn, m.bytesOut = m.Bytes.WithLabelValues("in"), m.Bytes.WithLabelValues("out")

@@ -16,6 +16,7 @@ import (
 	"github.com/outgate/outgate/internal/forward"
 	"github.com/outgate/outgate/internal/hop"
 	"github.com/outgate/outgate/internal/hostname"
+	"github.com/outgate/outgate/internal/limits"
 )
 
 // Handler serves proxy requests with whatever Core is current. Tunnels
@@ -37,6 +38,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(hop.RequestIDHeader, rec.RequestID)
 	defer c.Finish(rec)
+	defer core.EndResponse(w, r, rec)
 
 	var e *apierr.E
 	if r.Method == http.MethodConnect {
@@ -54,6 +56,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.Status, rec.Reason = e.Status, e.Code
 	if e.Status == http.StatusProxyAuthRequired {
 		w.Header().Set("Proxy-Authenticate", `Basic realm="outgate"`)
+		// A connection without valid credentials gets one answer, not a
+		// keep-alive slot to wait in.
+		w.Header().Set("Connection", "close")
 	}
 	apierr.Write(w, rec.RequestID, e)
 }
@@ -69,6 +74,7 @@ func authenticate(c *core.Core, r *http.Request, rec *audit.Record) (*core.Clien
 		return nil, apierr.New(http.StatusProxyAuthRequired, apierr.CodeProxyAuth, "unknown client name or key")
 	}
 	rec.Client = cl.Name
+	limits.Authenticated(r.Context())
 	return cl, nil
 }
 

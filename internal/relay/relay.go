@@ -14,6 +14,7 @@ import (
 	"github.com/outgate/outgate/internal/core"
 	"github.com/outgate/outgate/internal/forward"
 	"github.com/outgate/outgate/internal/hop"
+	"github.com/outgate/outgate/internal/limits"
 )
 
 // Handler serves relay requests with whatever Core is current.
@@ -37,6 +38,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(hop.RequestIDHeader, rec.RequestID)
 	defer c.Finish(rec)
+	defer core.EndResponse(w, r, rec)
 	if strings.HasPrefix(rec.Path, EndpointPrefix) {
 		rec.Mode = "endpoint"
 		h.endpoint(c, w, r, rec)
@@ -53,6 +55,11 @@ func fail(w http.ResponseWriter, rec *audit.Record, e *apierr.E) {
 		rec.Decision = audit.Deny
 	}
 	rec.Status, rec.Reason = e.Status, e.Code
+	if e.Status == http.StatusUnauthorized {
+		// A connection without a valid key gets one answer, not a
+		// keep-alive slot to wait in.
+		w.Header().Set("Connection", "close")
+	}
 	apierr.Write(w, rec.RequestID, e)
 }
 
@@ -69,6 +76,7 @@ func authenticate(c *core.Core, r *http.Request, rec *audit.Record) (*core.Clien
 		return nil, apierr.New(http.StatusUnauthorized, apierr.CodeUnauthorized, "unknown key")
 	}
 	rec.Client = cl.Name
+	limits.Authenticated(r.Context())
 	return cl, nil
 }
 

@@ -33,7 +33,7 @@ func TestNoLeaksAfterABurst(t *testing.T) {
 	e := echo(t)
 	c := newClient("burst")
 	g := start(t, relayConfig(up, c, fmt.Sprintf("    hosts: [%q]\n    limits: {requests_per_second: 100000, burst: 100000, max_concurrent: 10000, max_tunnels: 10000}\n", e),
-		"proxy_listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nlimits: {idle_timeout: 1s, max_connections: 250}\n"))
+		"proxy_listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\nlimits: {idle_timeout: 1s, max_connections: 250, max_connections_per_ip: 250}\n"))
 	settle := func() (int, int) {
 		runtime.GC()
 		time.Sleep(200 * time.Millisecond)

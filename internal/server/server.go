@@ -125,8 +125,13 @@ func Run(ctx context.Context, o Options) error {
 		level: level,
 	}
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
-	g.metrics = metrics.New(metrics.Sources{Tunnels: g.tunnels.Count, ConnsOpen: g.conns.Open, ConnsMax: g.conns.Max, ConnWaits: g.conns.Waits, Dials: g.dials.Load})
+	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
+	g.metrics = metrics.New(metrics.Sources{Tunnels: g.tunnels.Count, ConnsOpen: g.conns.Open, ConnsMax: g.conns.Max, ConnWaits: g.conns.Waits,
+		ConnsRefused: g.conns.Refused, Dials: g.dials.Load})
 	adminConns := limits.NewConns(adminMaxConns)
+	// The admin listener has no keys to wait for, but a scraper that stops
+	// reading must not keep one of its few slots either.
+	adminConns.SetRules(limits.ConnRules{WriteIdle: cfg.Limits.Resolved.WriteIdleTimeout})
 
 	var lns []net.Listener
 	closeAll := func() {
@@ -182,6 +187,10 @@ func Run(ctx context.Context, o Options) error {
 			IdleTimeout:       lim.IdleTimeout,
 			MaxHeaderBytes:    int(lim.MaxHeaderBytes),
 			ErrorLog:          errLog,
+			// Handlers reach their connection's rules through the context:
+			// an authenticated request keeps it open, a stalled write
+			// marks the response truncated.
+			ConnContext: limits.WithConn,
 		}
 	}
 	current := g.core.Load
@@ -198,8 +207,8 @@ func Run(ctx context.Context, o Options) error {
 			}
 		}()
 	}
+	// Certificates come from the current Core, so a reload rotates them.
 	if tlsOn {
-		// The certificate comes from the current Core, so a reload rotates it.
 		relayLn = tls.NewListener(relayLn, &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			NextProtos: []string{"h2", "http/1.1"},
@@ -208,12 +217,31 @@ func Run(ctx context.Context, o Options) error {
 			},
 		})
 	}
+	if proxyLn != nil && cfg.ProxyTLS.Enabled() {
+		proxyLn = tls.NewListener(proxyLn, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// A forward proxy speaks HTTP/1.1 only; CONNECT over HTTP/2 is
+			// another protocol.
+			NextProtos: []string{"http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return g.core.Load().ProxyCert, nil
+			},
+		})
+	}
 	serve(relayLn, newServer(&relay.Handler{Core: current}))
 	proxySrv := newServer(&proxy.Handler{Core: current, Tunnels: &g.tunnels})
-	// A forward proxy speaks HTTP/1.1 only; CONNECT over HTTP/2 is another protocol.
 	proxySrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	serve(proxyLn, proxySrv)
-	serve(adminLn, newServer(g.adminHandler()))
+	// The admin server is kept apart: it closes last, so /readyz can say
+	// 503 for the whole grace period.
+	adminSrv := newServer(g.adminHandler())
+	if adminLn != nil {
+		go func() {
+			if err := adminSrv.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}()
+	}
 
 	addrs := Addrs{}
 	for _, p := range []struct {
@@ -234,12 +262,12 @@ func Run(ctx context.Context, o Options) error {
 	for {
 		select {
 		case <-ctx.Done():
-			g.shutdown(servers)
+			g.shutdown(servers, adminSrv)
 			return nil
 		case <-o.Reload:
 			g.reload()
 		case err := <-serveErr:
-			g.shutdown(servers)
+			g.shutdown(servers, adminSrv)
 			return fmt.Errorf("serving: %w", err)
 		}
 	}
@@ -263,8 +291,9 @@ func (g *gateway) reload() {
 		return
 	}
 	o := old.Config
-	if cfg.Listen != o.Listen || cfg.ProxyListen != o.ProxyListen || cfg.AdminListen != o.AdminListen || cfg.TLS.Enabled() != o.TLS.Enabled() {
-		fail(errors.New("listen, proxy_listen and admin_listen and turning tls on or off cannot change on reload; restart outgate for that"))
+	if cfg.Listen != o.Listen || cfg.ProxyListen != o.ProxyListen || cfg.AdminListen != o.AdminListen ||
+		cfg.TLS.Enabled() != o.TLS.Enabled() || cfg.ProxyTLS.Enabled() != o.ProxyTLS.Enabled() {
+		fail(errors.New("listen, proxy_listen and admin_listen and turning tls or proxy_tls on or off cannot change on reload; restart outgate for that"))
 		return
 	}
 	if cfg.Limits.Resolved.ReadHeaderTimeout != o.Limits.Resolved.ReadHeaderTimeout ||
@@ -281,13 +310,26 @@ func (g *gateway) reload() {
 	c.Inherit(old)
 	g.core.Store(c)
 	g.conns.SetMax(g.maxConns(cfg.Limits.Resolved.MaxConnections))
+	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
 	g.level.Set(parseLevel(cfg.Log.Level))
 	old.Close()
 	g.metrics.Reloads.WithLabelValues("ok").Inc()
 	g.log.Info("config reloaded", "config", g.path, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams))
 }
 
-func (g *gateway) shutdown(servers []*http.Server) {
+// connRules are what a client connection owes for its slot.
+func connRules(lim config.ResolvedLimits, maxConns int) limits.ConnRules {
+	perIP := lim.MaxConnectionsPerIP
+	if perIP == 0 {
+		perIP = config.PerIPConns(maxConns)
+	}
+	return limits.ConnRules{PerSource: perIP, AuthTimeout: lim.AuthTimeout, WriteIdle: lim.WriteIdleTimeout}
+}
+
+// shutdown drains: /readyz turns 503 at once (load balancers stop sending),
+// requests and tunnels in flight get the grace period, and the admin server
+// goes last, so health checks see the drain from start to end.
+func (g *gateway) shutdown(servers []*http.Server, admin *http.Server) {
 	g.ready.Store(false)
 	grace := g.core.Load().Config.Limits.Resolved.ShutdownGrace
 	g.log.Info("shutting down", "grace", grace.String())
@@ -306,6 +348,12 @@ func (g *gateway) shutdown(servers []*http.Server) {
 	wg.Add(1)
 	go func() { defer wg.Done(); g.tunnels.Shutdown(ctx) }()
 	wg.Wait()
+	// Nothing is left to report on; a scrape in progress may finish.
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	defer acancel()
+	if err := admin.Shutdown(actx); err != nil {
+		admin.Close()
+	}
 	g.core.Load().Close()
 	g.log.Info("stopped")
 }
