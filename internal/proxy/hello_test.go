@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -9,6 +11,11 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/outgate/outgate/internal/apierr"
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/core"
+	"github.com/outgate/outgate/internal/hostname"
 )
 
 // clientHello captures the ClientHello Go's TLS client sends for sni (none
@@ -136,4 +143,60 @@ func FuzzReadHello(f *testing.F) {
 			}
 		}
 	})
+}
+
+// echConfigList builds an ECHConfigList (RFC 9849 section 4) with one
+// X25519/HKDF-SHA256/AES-128-GCM config whose public name is publicName, so
+// Go's client sends an encrypted ClientHello with that name outside.
+func echConfigList(t testing.TB, publicName string) []byte {
+	t.Helper()
+	key, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u16 := func(b []byte, v int) []byte { return append(b, byte(v>>8), byte(v)) }
+	var c []byte
+	c = append(c, 7)   // config_id
+	c = u16(c, 0x0020) // DHKEM(X25519, HKDF-SHA256)
+	pub := key.PublicKey().Bytes()
+	c = u16(c, len(pub))
+	c = append(c, pub...)
+	c = u16(c, 4)      // cipher_suites
+	c = u16(c, 0x0001) // HKDF-SHA256
+	c = u16(c, 0x0001) // AES-128-GCM
+	c = append(c, 0)   // maximum_name_length
+	c = append(c, byte(len(publicName)))
+	c = append(c, publicName...)
+	c = u16(c, 0) // extensions
+	cfg := u16(nil, 0xfe0d)
+	cfg = u16(cfg, len(c))
+	cfg = append(cfg, c...)
+	return append(u16(nil, len(cfg)), cfg...)
+}
+
+// TestReadHelloECH: an encrypted ClientHello is seen as such, whatever its
+// public (outer) name says, and checkHello refuses it even when that name is
+// one the client may reach.
+func TestReadHelloECH(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	go func() {
+		tls.Client(a, &tls.Config{ServerName: "other.example.com", MinVersion: tls.VersionTLS13,
+			EncryptedClientHelloConfigList: echConfigList(t, "api.example.com")}).Handshake()
+	}()
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := readHello(b)
+	b.Close()
+	if !got.tls || !got.ech || got.sni != "api.example.com" {
+		t.Fatalf("tls %v ech %v sni %q err %v", got.tls, got.ech, got.sni, got.err)
+	}
+	p, _ := hostname.ParsePattern("api.example.com:443")
+	cl := &core.Client{Client: &config.Client{Patterns: []hostname.Pattern{p}}}
+	if code, _ := checkHello(cl, "api.example.com", 443, got); code != apierr.CodeSNINotAllowed {
+		t.Errorf("an ECH ClientHello with an allowed public name: code %q, want %s", code, apierr.CodeSNINotAllowed)
+	}
+	got.ech = false
+	if code, detail := checkHello(cl, "api.example.com", 443, got); code != "" || detail != "" {
+		t.Errorf("the same hello without ECH: %q %q", code, detail)
+	}
 }
