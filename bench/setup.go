@@ -159,10 +159,11 @@ clients:
     key_sha256: %s
     upstreams: [origin, origin-tls]
     hosts: ["%s", "%s", "%s"]
+    raw_tunnels: ["%s"]
 network: {allow_cidrs: [127.0.0.0/8], ca_files: [%s]}
 limits: {requests_per_second: 1000000, burst: 1000000, max_concurrent: 1000000, max_tunnels: 1000000, tunnel_idle_timeout: 10m}
 log: {level: warn}
-`, e.originHTTP, e.originTLS, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`), filepath.Join(work, "origin-ca.pem"))
+`, e.originHTTP, e.originTLS, hash, e.originHTTP, e.originTLS, strings.Join(e.echoes, `", "`), strings.Join(e.echoes, `", "`), filepath.Join(work, "origin-ca.pem"))
 	cfg := fmt.Sprintf("listen: %s\nproxy_listen: %s\nadmin_listen: %s\n", e.relayAddr, proxy, e.adminAddr) + body
 	cfgPath := filepath.Join(work, "outgate.yaml")
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)

@@ -40,6 +40,14 @@ const (
 	CodeShuttingDown        = "shutting_down"
 	CodeResponseTooLarge    = "response_too_large"
 	CodeRequestTimeout      = "request_timeout"
+	// A CONNECT tunnel's first bytes, checked after its 200: the tunnel is
+	// closed (nothing reaches the partner) and the audit line records the
+	// code. sni_not_allowed: the TLS ClientHello names a server this client
+	// may not reach (or none for a named destination, or hides it with ECH).
+	// tunnel_not_tls: the first bytes are not a TLS ClientHello (or none came
+	// within read_header_timeout) and the destination is not in raw_tunnels.
+	CodeSNINotAllowed = "sni_not_allowed"
+	CodeTunnelNotTLS  = "tunnel_not_tls"
 )
 
 // New is a shorthand for &E{...}.

@@ -263,11 +263,35 @@ func (v *validator) clients() {
 			seenHost[p] = true
 			cl.Patterns = append(cl.Patterns, p)
 		}
+		cl.RawPatterns = v.rawTunnels(path, cl.RawTunnels, seenHost)
 		if len(cl.Upstreams) == 0 && len(cl.Hosts) == 0 {
 			v.errf(path, "client %q has no rights: list the upstreams (relay) or hosts (proxy) it may reach", cl.Name)
 		}
 		v.perClient(path+".limits", cl.Limits.RequestsPerSecond, cl.Limits.Burst, cl.Limits.MaxConcurrent, cl.Limits.MaxTunnels)
 	}
+}
+
+// rawTunnels checks a client's raw_tunnels: each must be one of its hosts,
+// spelled as there, so opting out of the TLS check never widens its rights.
+func (v *validator) rawTunnels(path string, raw []string, hosts map[hostname.Pattern]bool) []hostname.Pattern {
+	var out []hostname.Pattern
+	seen := map[hostname.Pattern]bool{}
+	for j, h := range raw {
+		rp := fmt.Sprintf("%s.raw_tunnels[%d]", path, j)
+		p, err := hostname.ParsePattern(h)
+		switch {
+		case err != nil:
+			v.errf(rp, "%v", err)
+		case !hosts[p]:
+			v.errf(rp, "%s is not in this client's hosts: a raw tunnel is a host the client may already reach", p)
+		case seen[p]:
+			v.errf(rp, "%s is listed twice", p)
+		default:
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (v *validator) network() {

@@ -187,6 +187,18 @@ func (cl *Client) MayReach(host string, port uint16) bool {
 	return false
 }
 
+// MayTunnelRaw reports whether a CONNECT tunnel to host:port may carry
+// something other than TLS (raw_tunnels): such a tunnel is spliced at once,
+// for protocols where the server speaks first.
+func (cl *Client) MayTunnelRaw(host string, port uint16) bool {
+	for _, p := range cl.RawPatterns {
+		if p.Match(host, port) {
+			return true
+		}
+	}
+	return false
+}
+
 // Admit charges one request to the client's rate and concurrency budgets.
 // On success the caller must call the returned release when done.
 func (cl *Client) Admit() (release func(), e *apierr.E) {

@@ -137,6 +137,15 @@ func Do(w http.ResponseWriter, out *http.Request, rt http.RoundTripper, t Timeou
 	if body != nil {
 		rec.BytesIn = body.count()
 	}
+	if hw, ok := w.(Holder); ok && err == nil {
+		if e, detail := hw.Hold(); e != nil {
+			// The holder sends e instead of the partner's answer: the
+			// record says so, so the audit line and metrics never report
+			// a delivered answer that was not.
+			rec.Status, rec.Decision, rec.Reason, rec.Detail = e.Status, audit.Error, e.Code, detail
+			return nil
+		}
+	}
 	if err != nil {
 		rec.Decision, rec.Reason = audit.Error, "upstream_body_broken"
 		rec.Detail = err.Error()
@@ -200,6 +209,16 @@ func classify(ctx context.Context, err error, rec *audit.Record) *apierr.E {
 		rec.Decision = audit.Error
 		return apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the upstream connection failed")
 	}
+}
+
+// Holder is a ResponseWriter that keeps the whole answer before passing it
+// on, within a size limit (the Lambda relay, bound by Lambda's payload
+// limit). Its Write fails once the answer cannot fit, so no more of the
+// partner's body is read; Hold, called when the copy has ended, says whether
+// it will deliver the answer or send the returned error (with a detail for
+// the audit line) in its place.
+type Holder interface {
+	Hold() (refused *apierr.E, detail string)
 }
 
 // StatusClientClosed is logged when the client left before the response

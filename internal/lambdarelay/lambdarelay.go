@@ -19,7 +19,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/outgate/outgate/internal/apierr"
 	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/core"
@@ -27,9 +26,14 @@ import (
 	"github.com/outgate/outgate/internal/relay"
 )
 
-// MaxResponsePayload is Lambda's limit on a synchronous response, JSON
-// envelope included (6 MB as AWS counts it: 6291556 bytes).
-const MaxResponsePayload = 6291556
+// MaxResponsePayload is the most a response event may weigh, JSON envelope
+// included: Lambda's quota for a synchronous invocation's response is 6 MB
+// (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html,
+// "Invocation payload (request and response)"), which Lambda counts as
+// 6 MiB = 6,291,456 bytes. The runtime API's own error message names
+// 6,291,556 bytes for responses; holding to the documented figure keeps a
+// 100-byte margin rather than relying on an undocumented one.
+const MaxResponsePayload = 6 << 20
 
 // Options configure a Handler.
 type Options struct {
@@ -222,11 +226,4 @@ func (h *Handler) requestMetrics(r *audit.Record) {
 		sets = append(sets, emf.Set{Dimensions: [][]string{{"Function", "Code"}}, Metrics: []emf.Metric{{Name: "ErrorsByCode", Unit: "Count", Value: 1}}})
 	}
 	h.emf.Emit(dims, sets...)
-}
-
-// errorBody is outgate's JSON error for failures the adapter itself detects.
-func errorBody(id string, e *apierr.E) (int, map[string][]string, []byte) {
-	rw := newCapture(1 << 16)
-	apierr.Write(rw, id, e)
-	return rw.status, rw.header, rw.body.Bytes()
 }

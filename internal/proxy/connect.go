@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,17 +76,74 @@ func (h *Handler) connect(c *core.Core, w http.ResponseWriter, r *http.Request, 
 		rec.Reason = "client_closed"
 		return nil
 	}
-	// Bytes the client sent right after its CONNECT (a TLS ClientHello, say)
-	// may already sit in the server's read buffer.
-	var pre []byte
-	if n := brw.Reader.Buffered(); n > 0 {
-		pre, _ = brw.Reader.Peek(n)
-	}
 	done := h.Tunnels.add(client, upstream)
 	defer done()
+	var pre []byte
+	if !cl.MayTunnelRaw(host, port) {
+		// Nothing reaches the partner until the client's first bytes, a
+		// ClientHello, name a server this client may reach: on a shared (CDN)
+		// address the authority alone does not say which tenant it gets.
+		client.SetReadDeadline(time.Now().Add(lim.ReadHeaderTimeout))
+		hl := readHello(brw.Reader)
+		if code, detail := checkHello(cl, host, port, hl); code != "" || detail != "" {
+			if code != "" {
+				rec.Decision, rec.Reason = audit.Deny, code
+			} else {
+				rec.Reason = "client_closed"
+			}
+			rec.Detail = detail
+			return nil
+		}
+		pre = hl.pre
+	}
+	// Bytes the client sent right after its CONNECT (or after its
+	// ClientHello) may already sit in the server's read buffer.
+	if n := brw.Reader.Buffered(); n > 0 {
+		more, _ := brw.Reader.Peek(n)
+		pre = append(pre, more...)
+	}
 	in, out, reason := splice(client, upstream, pre, lim.TunnelIdleTimeout)
 	rec.BytesIn, rec.BytesOut, rec.Reason = in, out, reason
 	return nil
+}
+
+// checkHello decides whether a tunnel whose client sent hl may go on. It
+// returns a code (apierr.CodeSNINotAllowed, apierr.CodeTunnelNotTLS) and a
+// detail for the audit line when not; no code but a detail when the client
+// left before sending anything.
+func checkHello(cl *core.Client, host string, port uint16, hl hello) (code, detail string) {
+	if !hl.tls {
+		switch {
+		case len(hl.pre) == 0 && errors.Is(hl.read, io.EOF):
+			return "", "the client closed the tunnel before sending anything"
+		case len(hl.pre) == 0 && isTimeout(hl.read):
+			return apierr.CodeTunnelNotTLS, "no bytes from the client within read_header_timeout; a protocol where the server speaks first needs raw_tunnels"
+		case errors.Is(hl.err, errNotTLS):
+			return apierr.CodeTunnelNotTLS, "the first bytes are not a TLS ClientHello; a non-TLS destination needs raw_tunnels"
+		case isTimeout(hl.read):
+			return apierr.CodeTunnelNotTLS, "the ClientHello did not arrive whole within read_header_timeout"
+		}
+		return apierr.CodeTunnelNotTLS, "no valid ClientHello: " + hl.err.Error()
+	}
+	if hl.ech {
+		return apierr.CodeSNINotAllowed, "the ClientHello carries an encrypted ClientHello (ECH), which hides the server it asks for"
+	}
+	if hl.sni == "" {
+		if _, err := netip.ParseAddr(host); err == nil {
+			// An IP destination without a name: the client asked for that
+			// address, which its hosts allow.
+			return "", ""
+		}
+		return apierr.CodeSNINotAllowed, "the ClientHello names no server (SNI) for a named destination"
+	}
+	sni, err := hostname.Normalize(hl.sni)
+	if err != nil {
+		return apierr.CodeSNINotAllowed, "the ClientHello's server name (SNI) is malformed"
+	}
+	if !cl.MayReach(sni, port) {
+		return apierr.CodeSNINotAllowed, "SNI " + sni + " is not among this client's hosts on port " + strconv.Itoa(int(port))
+	}
+	return "", ""
 }
 
 func isTimeout(err error) bool {

@@ -195,7 +195,7 @@ func echo(t *testing.T) string {
 func TestTunnelLimitsAndIdleTimeout(t *testing.T) {
 	e := echo(t)
 	c := newClient("billing")
-	g := start(t, proxyConfig(c, []string{e}, "    limits: {max_tunnels: 1}\nnetwork: {allow_cidrs: [127.0.0.0/8]}\nlimits: {tunnel_idle_timeout: 300ms}\n"))
+	g := start(t, proxyConfig(c, []string{e}, "    raw_tunnels: [\""+e+"\"]\n    limits: {max_tunnels: 1}\nnetwork: {allow_cidrs: [127.0.0.0/8]}\nlimits: {tunnel_idle_timeout: 300ms}\n"))
 	auth := "Proxy-Authorization: " + basic(c.name, c.key)
 
 	conn, br, resp, _ := rawProxy(t, g, "CONNECT "+e+" HTTP/1.1", "Host: "+e, auth)
