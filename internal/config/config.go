@@ -52,17 +52,18 @@ type Client struct {
 	Name string `yaml:"name"`
 	// KeySHA256 holds one hex SHA-256 of the client's key, or a list of them
 	// so a key can be rotated without downtime.
-	KeySHA256 StringList `yaml:"key_sha256"`
-	Upstreams []string   `yaml:"upstreams"`
-	Hosts     []string   `yaml:"hosts"`
+	KeySHA256 StringList   `yaml:"key_sha256"`
+	Upstreams []string     `yaml:"upstreams"`
+	Hosts     []string     `yaml:"hosts"`
+	Limits    ClientLimits `yaml:"limits"`
 	// RawTunnels are entries of Hosts that CONNECT may reach without TLS
 	// (SFTP, SSH, SMTP). Other tunnels must open with a TLS ClientHello
 	// whose name the client may reach.
-	RawTunnels []string     `yaml:"raw_tunnels"`
-	Limits     ClientLimits `yaml:"limits"`
+	RawTunnels []string `yaml:"raw_tunnels"`
 
-	KeyHashes   [][32]byte         `yaml:"-"`
-	Patterns    []hostname.Pattern `yaml:"-"`
+	KeyHashes [][32]byte         `yaml:"-"`
+	Patterns  []hostname.Pattern `yaml:"-"`
+	// RawPatterns are RawTunnels, parsed.
 	RawPatterns []hostname.Pattern `yaml:"-"`
 }
 

@@ -114,10 +114,11 @@ func (h *Handler) connect(c *core.Core, w http.ResponseWriter, r *http.Request, 
 func checkHello(cl *core.Client, host string, port uint16, hl hello) (code, detail string) {
 	if !hl.tls {
 		switch {
-		case len(hl.pre) == 0 && errors.Is(hl.read, io.EOF):
-			return "", "the client closed the tunnel before sending anything"
 		case len(hl.pre) == 0 && isTimeout(hl.read):
 			return apierr.CodeTunnelNotTLS, "no bytes from the client within read_header_timeout; a protocol where the server speaks first needs raw_tunnels"
+		case len(hl.pre) == 0:
+			// Closed, reset, or closed by shutdown: nothing was sent to judge.
+			return "", "the tunnel closed before the client sent anything"
 		case errors.Is(hl.err, errNotTLS):
 			return apierr.CodeTunnelNotTLS, "the first bytes are not a TLS ClientHello; a non-TLS destination needs raw_tunnels"
 		case isTimeout(hl.read):

@@ -200,3 +200,45 @@ func TestReadHelloECH(t *testing.T) {
 		t.Errorf("the same hello without ECH: %q %q", code, detail)
 	}
 }
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+// TestCheckHello: the verdict for each kind of first bytes.
+func TestCheckHello(t *testing.T) {
+	var pats []hostname.Pattern
+	for _, s := range []string{"api.example.com:443", "203.0.113.7:443"} {
+		p, _ := hostname.ParsePattern(s)
+		pats = append(pats, p)
+	}
+	cl := &core.Client{Client: &config.Client{Patterns: pats}}
+	hi := []byte{0x16}
+	for _, tt := range []struct {
+		name, host string
+		hl         hello
+		code       string
+		closed     bool
+	}{
+		{"allowed SNI", "api.example.com", hello{pre: hi, tls: true, sni: "api.example.com"}, "", false},
+		{"SNI in another spelling", "api.example.com", hello{pre: hi, tls: true, sni: "API.Example.COM"}, "", false},
+		{"another tenant", "api.example.com", hello{pre: hi, tls: true, sni: "other.example.com"}, apierr.CodeSNINotAllowed, false},
+		{"SNI with a port (malformed)", "api.example.com", hello{pre: hi, tls: true, sni: "api.example.com:8443"}, apierr.CodeSNINotAllowed, false},
+		{"no SNI for a name", "api.example.com", hello{pre: hi, tls: true}, apierr.CodeSNINotAllowed, false},
+		{"no SNI for an IP", "203.0.113.7", hello{pre: hi, tls: true}, "", false},
+		{"allowed SNI for an IP", "203.0.113.7", hello{pre: hi, tls: true, sni: "api.example.com"}, "", false},
+		{"other SNI for an IP", "203.0.113.7", hello{pre: hi, tls: true, sni: "other.example.com"}, apierr.CodeSNINotAllowed, false},
+		{"ECH", "api.example.com", hello{pre: hi, tls: true, sni: "api.example.com", ech: true}, apierr.CodeSNINotAllowed, false},
+		{"not TLS", "api.example.com", hello{pre: []byte("S"), err: errNotTLS}, apierr.CodeTunnelNotTLS, false},
+		{"silent", "api.example.com", hello{err: timeoutErr{}, read: timeoutErr{}}, apierr.CodeTunnelNotTLS, false},
+		{"half a hello, then silent", "api.example.com", hello{pre: hi, err: timeoutErr{}, read: timeoutErr{}}, apierr.CodeTunnelNotTLS, false},
+		{"closed at once", "api.example.com", hello{err: io.EOF, read: io.EOF}, "", true},
+	} {
+		code, detail := checkHello(cl, tt.host, 443, tt.hl)
+		if code != tt.code || (code == "" && (detail != "") != tt.closed) {
+			t.Errorf("%s: code %q detail %q; want code %q (closed %v)", tt.name, code, detail, tt.code, tt.closed)
+		}
+	}
+}
