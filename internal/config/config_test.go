@@ -243,6 +243,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("listen: [\n"))
 	f.Add([]byte("clients:\n  - &a {name: x}\n  - *a\n"))
 	f.Add([]byte("limits: {max_body: 1GiB, burst: 3}\n"))
+	f.Add([]byte("network: {allow_cidrs: [0.0.0.0/1, \"::ffff:0:0/97\", \"2002:808::/33\", \"64:ff9b::/95\", 169.254.0.0/16]}\n"))
+	f.Add([]byte("upstreams: {m: {url: \"http://[::ffff:169.254.169.254]\", forward_headers: [x-forwarded-for, via, \"\"]}}\nclients: [{name: a, key_sha256: " + hashA + ", upstreams: [m], hosts: [\"*.localhost\", \"*.goog\"]}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, err := Parse(data, "fuzz.yaml")
 		if err != nil && !strings.HasPrefix(err.Error(), "fuzz.yaml") {
