@@ -314,8 +314,8 @@ func (v *validator) network() {
 	// of IPv4 included) stops 0.0.0.0/0 coming back as two /1s.
 	if v4, v6 := netguard.Coverage(n.Allow); v4.Cmp(maxPublic4) > 0 || v6.Cmp(maxPublic6) > 0 {
 		v.errf("network.allow_cidrs", "together these entries let through %s public IPv4 and %s public IPv6 addresses; "+
-			"the most allowed is a /8's worth (%s IPv4 or 2^120 IPv6): allow_cidrs is for private ranges and a partner's own addresses, "+
-			"public destinations need no entry", v4, v6, maxPublic4)
+			"the most allowed is a /8's worth (%s IPv4 or 2^120 IPv6). allow_cidrs is for the private range a partner is on: "+
+			"public destinations need no entry, and a range this wide opens every blocked range inside it", v4, v6, maxPublic4)
 	}
 	for i, s := range n.Resolvers {
 		path := fmt.Sprintf("network.resolvers[%d]", i)
