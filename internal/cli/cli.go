@@ -154,6 +154,11 @@ func configCmd() *cobra.Command {
 				}
 				return err
 			}
+			// Warnings do not fail the check: the config is valid, and a
+			// loopback upstream is right in a test set-up.
+			for _, w := range cfg.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), cfg.Warning(w))
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d clients, %d upstreams)\n", path, len(cfg.Clients), len(cfg.Upstreams))
 			return nil
 		},

@@ -30,6 +30,10 @@ type Config struct {
 
 	// Source names where the config came from, for messages ("outgate.yaml").
 	Source string `yaml:"-"`
+	// Warnings are things a valid config does that are probably a mistake
+	// (an upstream on loopback or a cloud metadata address...), in file
+	// order; format each with Warning.
+	Warnings []Problem `yaml:"-"`
 }
 
 // Upstream is a relay route: /{name}/{rest} goes to URL + /{rest}.

@@ -128,6 +128,13 @@ func TestParseErrors(t *testing.T) {
 			`proxy_tls: is for the proxy listener`, `proxy_tls.cert_file: cannot load`}},
 		{"proxy_tls half", base("proxy_listen: 127.0.0.1:3128\nproxy_tls: {cert_file: c.pem}\n"), []string{`proxy_tls: cert_file and key_file go together`}},
 		{"ca file missing", base("network:\n  ca_files: [nope.pem]\n"), []string{`network.ca_files[0]: cannot read`}},
+		{"allow_cidrs halves of everything", base("network:\n  allow_cidrs: [0.0.0.0/1, 128.0.0.0/1]\n"), []string{
+			`f.yaml:9:16: network.allow_cidrs: together these entries let through 3702258432 public IPv4`}},
+		{"allow_cidrs quarters", base("network:\n  allow_cidrs: [0.0.0.0/2, 64.0.0.0/2, 128.0.0.0/2, 192.0.0.0/2]\n"), []string{`network.allow_cidrs: together`}},
+		{"allow_cidrs IPv4 as IPv6", base("network:\n  allow_cidrs: [\"::ffff:0:0/96\"]\n"), []string{`network.allow_cidrs: together`}},
+		{"allow_cidrs NAT64", base("network:\n  allow_cidrs: [\"64:ff9b::/96\"]\n"), []string{`network.allow_cidrs: together`}},
+		{"allow_cidrs IPv6 halves", base("network:\n  allow_cidrs: [\"::/1\", \"8000::/1\"]\n"), []string{`network.allow_cidrs: together`}},
+		{"allow_cidrs two /8s", base("network:\n  allow_cidrs: [8.0.0.0/8, 9.0.0.0/8]\n"), []string{`network.allow_cidrs: together these entries let through 33554432 public IPv4`}},
 		{"forward_headers", "upstreams:\n  p:\n    url: https://x.example\n    forward_headers: [X-Forwarded-For, x-forwarded-for, Authorization, Outgate-Key, \"Bad Name\", Connection]\n" +
 			"clients:\n  - name: c\n    key_sha256: " + hashA + "\n    upstreams: [p]\n", []string{
 			`f.yaml:4:40: upstreams.p.forward_headers[1]: X-Forwarded-For is listed twice`,
@@ -148,6 +155,69 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAllowCIDRsWithinBounds: private ranges of any size, and public ones up
+// to a /8 in all (overlaps counted once), are fine.
+func TestAllowCIDRsWithinBounds(t *testing.T) {
+	for _, list := range []string{
+		"[10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7]",
+		"[8.0.0.0/8]",
+		"[8.0.0.0/8, 8.8.0.0/16, 8.8.8.8/32]",
+		"[\"2600::/8\"]",
+	} {
+		yaml := "clients:\n  - name: c\n    key_sha256: " + hashA + "\n    hosts: [a.example]\nnetwork:\n  allow_cidrs: " + list + "\n"
+		if _, err := Parse([]byte(yaml), "f.yaml"); err != nil {
+			t.Errorf("allow_cidrs %s: %v", list, err)
+		}
+	}
+}
+
+// TestWarnings: loopback and cloud metadata destinations are allowed (tests
+// and local partners need them) but reported, at their place in the file.
+func TestWarnings(t *testing.T) {
+	yaml := `upstreams:
+  meta: {url: "http://169.254.169.254/latest"}
+  gcp: {url: "http://metadata.google.internal/computeMetadata/v1"}
+  local: {url: "http://localhost:8080"}
+  mapped: {url: "http://[::ffff:127.0.0.1]:8080"}
+  fine: {url: "https://api.partner.example"}
+clients:
+  - name: c
+    key_sha256: ` + hashA + `
+    upstreams: [meta, gcp, local, mapped, fine]
+    hosts: ["*.google.internal", "100.100.100.200", "[fd00:ec2::254]:80", "api.partner.example", "*.dev.localhost"]
+network:
+  allow_cidrs: [127.0.0.0/8, 169.254.0.0/16, 10.0.0.0/8]
+`
+	c, err := Parse([]byte(yaml), "f.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings {
+		got = append(got, c.Warning(w))
+	}
+	want := []string{
+		`f.yaml:2:15: warning: upstreams.meta.url: 169.254.169.254 is cloud metadata (AWS, GCP, Azure)`,
+		`f.yaml:3:14: warning: upstreams.gcp.url: metadata.google.internal is cloud metadata (GCP)`,
+		`f.yaml:4:16: warning: upstreams.local.url: localhost is loopback`,
+		`f.yaml:5:17: warning: upstreams.mapped.url: ::ffff:127.0.0.1 is IPv4-mapped embedding 127.0.0.1 (loopback)`,
+		`f.yaml:11:13: warning: clients[0].hosts[0]: *.google.internal:443 covers metadata.google.internal (cloud metadata (GCP))`,
+		`f.yaml:11:34: warning: clients[0].hosts[1]: 100.100.100.200:443 covers 100.100.100.200 (cloud metadata (Alibaba))`,
+		`f.yaml:11:53: warning: clients[0].hosts[2]: [fd00:ec2::254]:80 covers fd00:ec2::254 (cloud metadata (AWS IPv6))`,
+		`f.yaml:11:98: warning: clients[0].hosts[4]: *.dev.localhost:443 covers a.dev.localhost (loopback)`,
+		`f.yaml:13:17: warning: network.allow_cidrs[0]: 127.0.0.0/8 lets requests reach 127.0.0.0 (loopback)`,
+		`f.yaml:13:30: warning: network.allow_cidrs[1]: 169.254.0.0/16 lets requests reach 169.254.169.254 (cloud metadata (AWS, GCP, Azure))`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("warnings:\n%s\nwant %d", strings.Join(got, "\n"), len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("warning %d:\n got %s\nwant %s...", i, got[i], want[i])
+		}
 	}
 }
 
@@ -185,6 +255,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("listen: [\n"))
 	f.Add([]byte("clients:\n  - &a {name: x}\n  - *a\n"))
 	f.Add([]byte("limits: {max_body: 1GiB, burst: 3}\n"))
+	f.Add([]byte("network: {allow_cidrs: [0.0.0.0/1, \"::ffff:0:0/97\", \"2002:808::/33\", \"64:ff9b::/95\", 169.254.0.0/16]}\n"))
+	f.Add([]byte("upstreams: {m: {url: \"http://[::ffff:169.254.169.254]\", forward_headers: [x-forwarded-for, via, \"\"]}}\nclients: [{name: a, key_sha256: " + hashA + ", upstreams: [m], hosts: [\"*.localhost\", \"*.goog\"]}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, err := Parse(data, "fuzz.yaml")
 		if err != nil && !strings.HasPrefix(err.Error(), "fuzz.yaml") {

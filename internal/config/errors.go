@@ -27,18 +27,30 @@ func (e *Error) Error() string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(e.Source)
-		if p.Line > 0 {
-			fmt.Fprintf(&b, ":%d:%d", p.Line, p.Column)
-		}
-		b.WriteString(": ")
-		if p.Path != "" {
-			b.WriteString(p.Path)
-			b.WriteString(": ")
-		}
-		b.WriteString(p.Msg)
+		p.write(&b, e.Source, "")
 	}
 	return b.String()
+}
+
+// Warning formats one of Config.Warnings as "file:line:col: warning: path: msg".
+func (c *Config) Warning(p Problem) string {
+	var b strings.Builder
+	p.write(&b, c.Source, "warning: ")
+	return b.String()
+}
+
+func (p Problem) write(b *strings.Builder, source, kind string) {
+	b.WriteString(source)
+	if p.Line > 0 {
+		fmt.Fprintf(b, ":%d:%d", p.Line, p.Column)
+	}
+	b.WriteString(": ")
+	b.WriteString(kind)
+	if p.Path != "" {
+		b.WriteString(p.Path)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
 }
 
 func (e *Error) add(line, col int, path, format string, args ...any) {
@@ -49,14 +61,18 @@ func (e *Error) sorted() error {
 	if len(e.Problems) == 0 {
 		return nil
 	}
-	sort.SliceStable(e.Problems, func(i, j int) bool {
-		a, b := e.Problems[i], e.Problems[j]
+	sortProblems(e.Problems)
+	return e
+}
+
+func sortProblems(ps []Problem) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		a, b := ps[i], ps[j]
 		if a.Line != b.Line {
 			return a.Line < b.Line
 		}
 		return a.Column < b.Column
 	})
-	return e
 }
 
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)

@@ -76,6 +76,7 @@ func Parse(data []byte, source string) (*Config, error) {
 	if err := e.sorted(); err != nil {
 		return nil, err
 	}
+	sortProblems(c.Warnings)
 	return &c, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"math/big"
 	"net"
 	"net/netip"
 	"net/textproto"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/outgate/outgate/internal/hop"
 	"github.com/outgate/outgate/internal/hostname"
+	"github.com/outgate/outgate/internal/netguard"
 )
 
 type validator struct {
@@ -38,7 +40,17 @@ func dirOf(source string) string {
 // errf reports a problem at the value stored under path (or at the nearest
 // parent that exists, for keys that were left out).
 func (v *validator) errf(path, format string, args ...any) {
-	line, col := 0, 0
+	line, col := v.at(path)
+	v.e.add(line, col, path, format, args...)
+}
+
+// warnf records a warning the same way: the config stays valid.
+func (v *validator) warnf(path, format string, args ...any) {
+	line, col := v.at(path)
+	v.c.Warnings = append(v.c.Warnings, Problem{Line: line, Column: col, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) at(path string) (line, col int) {
 	for p := path; ; {
 		if n, ok := v.pos[p]; ok {
 			line, col = n.Line, n.Column
@@ -50,7 +62,7 @@ func (v *validator) errf(path, format string, args ...any) {
 		}
 		p = p[:i]
 	}
-	v.e.add(line, col, path, format, args...)
+	return line, col
 }
 
 var (
@@ -148,8 +160,10 @@ func (v *validator) upstreams() {
 		case u.RawQuery != "" || u.Fragment != "":
 			v.errf(path+".url", "must not have a query or fragment")
 		default:
-			if _, _, err := hostname.SplitTarget(u.Host, 443); err != nil {
+			if host, _, err := hostname.SplitTarget(u.Host, 443); err != nil {
 				v.errf(path+".url", "bad host: %v", err)
+			} else if c := sensitiveHost(host); c != "" {
+				v.warnf(path+".url", "%s is %s: a client of this upstream reaches it whenever allow_cidrs lets it through", host, c)
 			}
 			u.Path = strings.TrimSuffix(u.Path, "/")
 			u.RawPath = strings.TrimSuffix(u.RawPath, "/")
@@ -260,6 +274,9 @@ func (v *validator) clients() {
 			if seenHost[p] {
 				v.errf(hp, "%s is listed twice", p)
 			}
+			if c := sensitivePattern(p); c != "" {
+				v.warnf(hp, "%s covers %s: this client reaches it whenever allow_cidrs lets it through", p, c)
+			}
 			seenHost[p] = true
 			cl.Patterns = append(cl.Patterns, p)
 		}
@@ -315,7 +332,18 @@ func (v *validator) network() {
 			v.errf(path, "%q would allow every address and turn off the egress address policy", s)
 			continue
 		}
+		if a, c := netguard.SensitivePrefix(p); c != netguard.Global {
+			v.warnf(path, "%s lets requests reach %s (%s): only do this on purpose", p, a, c)
+		}
 		n.Allow = append(n.Allow, p)
+	}
+	// The policy is deny by default; allow_cidrs opens private ranges and a
+	// few partner addresses. Counting the union (overlaps once, IPv6 forms
+	// of IPv4 included) stops 0.0.0.0/0 coming back as two /1s.
+	if v4, v6 := netguard.Coverage(n.Allow); v4.Cmp(maxPublic4) > 0 || v6.Cmp(maxPublic6) > 0 {
+		v.errf("network.allow_cidrs", "together these entries let through %s public IPv4 and %s public IPv6 addresses; "+
+			"the most allowed is a /8's worth (%s IPv4 or 2^120 IPv6). allow_cidrs is for the private range a partner is on: "+
+			"public destinations need no entry, and a range this wide opens every blocked range inside it", v4, v6, maxPublic4)
 	}
 	for i, s := range n.Resolvers {
 		path := fmt.Sprintf("network.resolvers[%d]", i)
@@ -345,6 +373,37 @@ func (v *validator) network() {
 			v.errf(path, "%s has no PEM certificates", f)
 		}
 	}
+}
+
+var (
+	maxPublic4 = big.NewInt(1 << 24)
+	maxPublic6 = new(big.Int).Lsh(big.NewInt(1), 120)
+)
+
+// sensitiveHost reports why a canonical host (name or IP literal) is
+// loopback or a cloud metadata service, or "".
+func sensitiveHost(host string) netguard.Class {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return netguard.Sensitive(ip)
+	}
+	return netguard.SensitiveName(host)
+}
+
+// sensitivePattern is sensitiveHost for a host pattern, wildcards included
+// (*.internal covers metadata.google.internal).
+func sensitivePattern(p hostname.Pattern) string {
+	if !p.Wildcard {
+		if c := sensitiveHost(p.Host); c != "" {
+			return p.Host + " (" + string(c) + ")"
+		}
+		return ""
+	}
+	for _, n := range append(netguard.SensitiveNames(), "a."+p.Host) {
+		if c := netguard.SensitiveName(n); c != "" && p.Match(n, p.Port) {
+			return n + " (" + string(c) + ")"
+		}
+	}
+	return ""
 }
 
 func (v *validator) tls(path string, t *TLS) {

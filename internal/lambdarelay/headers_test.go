@@ -196,3 +196,12 @@ func TestLambdaRefusesDotSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestLambdaLogsConfigWarnings: a cold start logs the config's warnings
+// (here allow_cidrs opening loopback), as `outgate serve` does.
+func TestLambdaLogsConfigWarnings(t *testing.T) {
+	e := setup(t)
+	if !strings.Contains(e.out.String(), `"msg":"config warning","warning":"test.yaml:7:25: warning: network.allow_cidrs[0]: 127.0.0.0/8 lets requests reach 127.0.0.0 (loopback)`) {
+		t.Errorf("no config warning in the log:\n%s", e.out)
+	}
+}

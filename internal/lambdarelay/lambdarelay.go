@@ -85,7 +85,15 @@ func New(o Options) (*Handler, error) {
 	}
 	h.core.Store(c)
 	h.relay = &relay.Handler{Core: h.core.Load}
+	h.logWarnings(o.Config)
 	return h, nil
+}
+
+// logWarnings logs what `config check` would warn about, as `serve` does.
+func (h *Handler) logWarnings(cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		h.log.Warn("config warning", "warning", cfg.Warning(w))
+	}
 }
 
 func (h *Handler) build(cfg *config.Config) (*core.Core, error) {
@@ -121,6 +129,7 @@ func (h *Handler) maybeReload(ctx context.Context) {
 	old := h.core.Swap(c)
 	old.Close()
 	h.log.Info("config reloaded", "version", version, "previous", h.version)
+	h.logWarnings(cfg)
 	h.version = version
 }
 

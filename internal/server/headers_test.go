@@ -144,3 +144,29 @@ func TestClientHeadersStayBehind(t *testing.T) {
 		}
 	}
 }
+
+// TestServeLogsConfigWarnings: the warnings of `config check` (here the
+// metadata upstream and the loopback allow_cidrs of relayConfig) reach the
+// log of `outgate serve` too.
+func TestServeLogsConfigWarnings(t *testing.T) {
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) {})
+	g := start(t, relayConfig(p, newClient("billing"), "", ""))
+	want := []string{"upstreams.metadata.url: 169.254.169.254 is cloud metadata", "network.allow_cidrs[0]: 127.0.0.0/8 lets requests reach 127.0.0.0 (loopback)"}
+	// Log lines are flushed every 100 ms: wait for them.
+	waitFor(t, func() bool {
+		var got []string
+		for _, l := range g.logs.lines("config warning") {
+			got = append(got, fmt.Sprint(l["warning"]))
+		}
+		for _, w := range want {
+			found := false
+			for _, g := range got {
+				found = found || strings.Contains(g, w)
+			}
+			if !found {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -124,6 +124,7 @@ func Run(ctx context.Context, o Options) error {
 		audit: out,
 		level: level,
 	}
+	g.logWarnings(cfg)
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
 	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
 	g.metrics = metrics.New(metrics.Sources{Tunnels: g.tunnels.Count, ConnsOpen: g.conns.Open, ConnsMax: g.conns.Max, ConnWaits: g.conns.Waits,
@@ -277,6 +278,14 @@ func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
 	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }})
 }
 
+// logWarnings logs what `config check` would warn about (a loopback or cloud
+// metadata destination), so an operator who never ran it still sees it.
+func (g *gateway) logWarnings(cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		g.log.Warn("config warning", "warning", cfg.Warning(w))
+	}
+}
+
 // reload reads the config again. A config that fails validation, or changes
 // what cannot change while running, is refused and the old one keeps serving.
 func (g *gateway) reload() {
@@ -315,6 +324,7 @@ func (g *gateway) reload() {
 	old.Close()
 	g.metrics.Reloads.WithLabelValues("ok").Inc()
 	g.log.Info("config reloaded", "config", g.path, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams))
+	g.logWarnings(cfg)
 }
 
 // connRules are what a client connection owes for its slot.
