@@ -124,26 +124,30 @@ func TestFreshDeploy(t *testing.T) {
 
 func TestReplacementKeepsTheSameIP(t *testing.T) {
 	for _, deleteFirst := range []bool{false, true} {
-		w := newWorld(t, 2, subnetA, subnetB)
-		w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
-		w.cloud.Activate()
-		w.run()
-		ipA, ipB := w.ipOf(subnetA), w.ipOf(subnetB)
-		if ipA == "" || ipB == "" || ipA == ipB {
-			t.Fatalf("two AZs: %q %q", ipA, ipB)
-		}
-		// A security-group change replaces both ENIs.
-		w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg, "sg-0extra"})
-		if deleteFirst {
-			w.cloud.DeleteAvailable() // the old ENIs are already gone
-		}
-		w.cloud.Activate()
-		s := w.run()
-		if w.ipOf(subnetA) != ipA || w.ipOf(subnetB) != ipB {
-			t.Fatalf("deleteFirst=%v: IPs moved: A %s->%s, B %s->%s (%+v)", deleteFirst, ipA, w.ipOf(subnetA), ipB, w.ipOf(subnetB), s)
-		}
-		if !deleteFirst && s.Disassociations != 2 {
-			t.Errorf("the IPs should have been taken back from the retired ENIs: %+v", s)
+		for _, asInterface := range []bool{false, true} {
+			w := newWorld(t, 2, subnetA, subnetB)
+			w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+			w.cloud.Activate()
+			w.run()
+			ipA, ipB := w.ipOf(subnetA), w.ipOf(subnetB)
+			if ipA == "" || ipB == "" || ipA == ipB {
+				t.Fatalf("two AZs: %q %q", ipA, ipB)
+			}
+			// Lambda replaces both ENIs (a configuration update); the
+			// retiring ones may show interface-type "interface".
+			w.cloud.ReplaceENI(w.enisIn(subnetA, "in-use")[0], asInterface)
+			w.cloud.ReplaceENI(w.enisIn(subnetB, "in-use")[0], asInterface)
+			if deleteFirst {
+				w.cloud.DeleteAvailable() // the old ENIs are already gone
+			}
+			w.cloud.Activate()
+			s := w.run()
+			if w.ipOf(subnetA) != ipA || w.ipOf(subnetB) != ipB {
+				t.Fatalf("deleteFirst=%v asInterface=%v: IPs moved: A %s->%s, B %s->%s (%+v)", deleteFirst, asInterface, ipA, w.ipOf(subnetA), ipB, w.ipOf(subnetB), s)
+			}
+			if !deleteFirst && (s.Disassociations != 2 || len(s.NeedsHuman) != 0) {
+				t.Errorf("asInterface=%v: the IPs should have been taken back from the retiring ENIs, not reported as outside: %+v", asInterface, s)
+			}
 		}
 	}
 }
@@ -267,7 +271,7 @@ func TestHandAssociationsAndForeignResources(t *testing.T) {
 	w.cloud.AssociateByHand(mine, eniB)
 	// Other people's things: an ENI of another security group in our subnet,
 	// and a free IP of another deployment.
-	other := w.cloud.AddENI(subnetA, []string{"sg-0other"}, "lambda", "in-use")
+	other := w.cloud.AddENI(subnetA, []string{"sg-0other"}, "lambda", "in-use", "their-function")
 	w.cloud.Allocate(map[string]string{TagDeployment: "staging"})
 
 	s := w.run()
@@ -354,5 +358,55 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Config{Deployment: depl, SecurityGroupID: sg, SubnetIDs: []string{subnetA}, RelayFunction: fn}, c, nil); err == nil {
 		t.Error("a relay function without a Lambda client was accepted")
+	}
+}
+
+// enisIn returns the ids of the simulated Lambda ENIs of a subnet with the
+// given status, in id order.
+func (w *world) enisIn(subnet, status string) []string {
+	enis, _ := w.cloud.Snapshot()
+	var out []string
+	for _, e := range enis {
+		if e.Subnet == subnet && e.Status == status && e.Lambda {
+			out = append(out, e.ID)
+		}
+	}
+	return out
+}
+
+// TestNoWedgeWhenAnExtraENITakesAReplacementsIP is issue #12's wedge: two
+// subnets, two IPs; B's ENI is being replaced (the new one still pending)
+// while an extra ENI appears in A. The extra ENI may borrow B's free IP, but
+// must not re-tag it to A; when the extra ENI goes away, B's new ENI must
+// get that IP, not stay without one while it sits free.
+func TestNoWedgeWhenAnExtraENITakesAReplacementsIP(t *testing.T) {
+	w := newWorld(t, 2, subnetA, subnetB)
+	w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+	w.cloud.Activate()
+	w.run()
+	ipB := w.ipOf(subnetB)
+	oldB := w.enisIn(subnetB, "in-use")[0]
+	newB := w.cloud.ReplaceENI(oldB, false) // pending
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	extraA := w.enisIn(subnetA, "pending")[0]
+	w.cloud.ActivateENI(extraA) // in use before B's replacement
+	s := w.g.Run(context.Background())
+	if len(s.Errors) > 0 {
+		t.Fatalf("run errors: %v", s.Errors)
+	}
+	w.invariants()
+	_, addrs := w.cloud.Snapshot()
+	for _, a := range addrs {
+		if a.PublicIP == ipB && a.Tags[TagSubnet] != subnetB {
+			t.Errorf("B's IP was re-tagged %q while subnet A has its own IP", a.Tags[TagSubnet])
+		}
+	}
+	// The extra ENI goes away; B's replacement comes up.
+	w.cloud.RetireENI(extraA, false)
+	w.cloud.DeleteAvailable()
+	w.cloud.Activate()
+	s = w.run()
+	if s.ENIsWithoutIP != 0 || w.ipOf(subnetB) != ipB {
+		t.Fatalf("B's ENI %s is left on %q (want %s) while the pool has a free IP: %+v", newB, w.ipOf(subnetB), ipB, s)
 	}
 }
