@@ -1,6 +1,7 @@
 package guardian
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -408,5 +409,90 @@ func TestNoWedgeWhenAnExtraENITakesAReplacementsIP(t *testing.T) {
 	s = w.run()
 	if s.ENIsWithoutIP != 0 || w.ipOf(subnetB) != ipB {
 		t.Fatalf("B's ENI %s is left on %q (want %s) while the pool has a free IP: %+v", newB, w.ipOf(subnetB), ipB, s)
+	}
+}
+
+// TestErrorsNeverLookHealthy: every failure of a run is in Errors, makes
+// Err non-nil (the invocation fails) and GuardianErrors > 0, and never
+// leaves a "0 ENIs without IP" that reads as healthy.
+func TestErrorsNeverLookHealthy(t *testing.T) {
+	setup := func() *world {
+		w := newWorld(t, 1, subnetA)
+		w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+		w.cloud.Activate()
+		return w
+	}
+	report := func(s Summary) string {
+		var b bytes.Buffer
+		Report(&b, s)
+		return b.String()
+	}
+	check := func(name string, s Summary, wantWithout int) {
+		t.Helper()
+		if len(s.Errors) == 0 || s.Err() == nil {
+			t.Errorf("%s: the failure is not reported: %+v", name, s)
+		}
+		r := report(s)
+		if !strings.Contains(r, `"GuardianErrors":`) || strings.Contains(r, `"GuardianErrors":0`) || !strings.Contains(r, `"level":"ERROR"`) {
+			t.Errorf("%s: the report hides the failure:\n%s", name, r)
+		}
+		switch {
+		case wantWithout < 0 && (!s.ENIsUnknown || strings.Contains(r, `"EnisWithoutIp"`)):
+			t.Errorf("%s: ENIs unknown, but EnisWithoutIp is reported:\n%s", name, r)
+		case wantWithout >= 0 && s.ENIsWithoutIP != wantWithout:
+			t.Errorf("%s: %d ENIs without IP reported, want %d: %+v", name, s.ENIsWithoutIP, wantWithout, s)
+		}
+	}
+
+	w := setup()
+	w.cloud.FailNext("DescribeNetworkInterfaces", "UnauthorizedOperation", 1)
+	check("listing ENIs", w.g.Run(context.Background()), -1)
+
+	w = setup()
+	w.cloud.FailNext("DescribeAddresses", "UnauthorizedOperation", 1)
+	check("listing the pool", w.g.Run(context.Background()), 1)
+
+	w = setup()
+	w.cloud.FailNext("AssociateAddress", "UnauthorizedOperation", 1)
+	check("associating", w.g.Run(context.Background()), 1)
+
+	w = setup()
+	w.cloud.FailNext("CreateTags", "UnauthorizedOperation", 1)
+	s := w.g.Run(context.Background())
+	check("tagging", s, 0)
+
+	// An explicit allocation id that no longer exists is reported, but the
+	// tagged pool still serves.
+	w = setup()
+	w.g.cfg.AllocationIDs = []string{"eipalloc-0released"}
+	s = w.g.Run(context.Background())
+	check("a configured allocation id", s, 0)
+	if s.Associations != 1 {
+		t.Errorf("a bad configured id stopped the tagged pool from serving: %+v", s)
+	}
+	if s := w.g.Run(context.Background()); s.Associations != 0 || s.ENIsWithoutIP != 0 {
+		t.Errorf("next run: %+v", s)
+	}
+}
+
+// TestENIsThatMerelyIncludeTheGroupAreNotOurs: the group-id filter matches
+// every ENI whose groups include outgate's. Another function's Lambda ENI
+// with outgate's group and one of its own, or an ordinary ENI with exactly
+// outgate's group, is not the relay's: it gets no pool IP.
+func TestENIsThatMerelyIncludeTheGroupAreNotOurs(t *testing.T) {
+	w := newWorld(t, 3, subnetA)
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.Activate()
+	superset := w.cloud.AddENI(subnetA, []string{sg, "sg-0theirs"}, "lambda", "in-use", "their-function")
+	plain := w.cloud.AddENI(subnetA, []string{sg}, "interface", "in-use", "")
+	s := w.run()
+	if s.Associations != 1 || s.ENIsSeen != 1 {
+		t.Fatalf("only the relay's ENI is the deployment's: %+v", s)
+	}
+	enis, _ := w.cloud.Snapshot()
+	for _, e := range enis {
+		if (e.ID == superset.ID || e.ID == plain.ID) && e.AllocationID != "" {
+			t.Errorf("pool IP %s went to %s (groups %v, type %s), which is not the relay's", e.AllocationID, e.ID, e.Groups, e.Type)
+		}
 	}
 }

@@ -63,6 +63,7 @@ type Cloud struct {
 	functions map[string]*function
 	seq       int
 	throttle  map[string]int
+	fail      map[string][]string // op -> error codes for its next calls
 	// Calls counts API calls by operation name.
 	Calls map[string]int
 	// Invokes records every Invoke payload by function name.
@@ -76,7 +77,7 @@ type Cloud struct {
 // New returns an empty cloud.
 func New() *Cloud {
 	return &Cloud{enis: map[string]*ENI{}, addrs: map[string]*Address{}, functions: map[string]*function{},
-		throttle: map[string]int{}, Calls: map[string]int{}, Invokes: map[string][]string{}}
+		throttle: map[string]int{}, fail: map[string][]string{}, Calls: map[string]int{}, Invokes: map[string][]string{}}
 }
 
 func apiErr(code, format string, args ...any) error {
@@ -102,7 +103,21 @@ func (c *Cloud) enter(op string) error {
 		c.throttle[op]--
 		return apiErr("RequestLimitExceeded", "Request limit exceeded.")
 	}
+	if f := c.fail[op]; len(f) > 0 {
+		c.fail[op] = f[1:]
+		return apiErr(f[0], "simulated failure of %s", op)
+	}
 	return nil
+}
+
+// FailNext makes the next n calls of op fail with the given error code
+// (e.g. UnauthorizedOperation, when a policy lacks an action).
+func (c *Cloud) FailNext(op, code string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for range n {
+		c.fail[op] = append(c.fail[op], code)
+	}
 }
 
 // ThrottleNext makes the next n calls of op fail with RequestLimitExceeded.
@@ -435,15 +450,19 @@ func (c *Cloud) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNet
 			return nil, apiErr("InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", id)
 		}
 	}
+	// The token names the last ENI returned (ids sort), so a page stays
+	// valid while ENIs come and go between calls, as EC2's tokens do.
 	start := 0
 	if t := aws.ToString(in.NextToken); t != "" {
-		fmt.Sscanf(t, "page-%d", &start)
+		for start < len(match) && match[start].ID <= t {
+			start++
+		}
 	}
 	end := len(match)
 	out := &ec2.DescribeNetworkInterfacesOutput{}
 	if n := int(aws.ToInt32(in.MaxResults)); n > 0 && start+n < len(match) {
 		end = start + n
-		out.NextToken = aws.String(fmt.Sprintf("page-%d", end))
+		out.NextToken = aws.String(match[end-1].ID)
 	}
 	for _, e := range match[start:end] {
 		ni := ec2types.NetworkInterface{NetworkInterfaceId: aws.String(e.ID), SubnetId: aws.String(e.Subnet),
