@@ -496,3 +496,47 @@ func TestENIsThatMerelyIncludeTheGroupAreNotOurs(t *testing.T) {
 		}
 	}
 }
+
+// TestSpareServesAnExtraENI: a spare (tagged for the deployment, for no
+// subnet) goes to an extra ENI without a human, stays untagged (its subnet
+// already has its IP), and is free for the next extra ENI anywhere once
+// that one goes away.
+func TestSpareServesAnExtraENI(t *testing.T) {
+	w := newWorld(t, 2, subnetA, subnetB)
+	spare := w.cloud.Allocate(map[string]string{TagDeployment: depl})
+	w.pool = append(w.pool, spare)
+	w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+	w.cloud.Activate()
+	w.run()
+	ipA, ipB := w.ipOf(subnetA), w.ipOf(subnetB)
+	w.cloud.AddConnections(subnetB, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	w.cloud.Activate()
+	s := w.run()
+	if s.ENIsWithoutIP != 0 || len(s.NeedsHuman) != 0 || s.Associations != 1 {
+		t.Fatalf("the extra ENI did not get the spare by itself: %+v", s)
+	}
+	enis, addrs := w.cloud.Snapshot()
+	var extra string
+	for _, e := range enis {
+		if e.Subnet == subnetB && e.AllocationID == spare {
+			extra = e.ID
+		}
+	}
+	for _, a := range addrs {
+		if a.AllocationID == spare && a.Tags[TagSubnet] != "" {
+			t.Errorf("the spare was tagged for %s, which has its own IP", a.Tags[TagSubnet])
+		}
+	}
+	if extra == "" || w.ipOf(subnetA) != ipA || w.ipOf(subnetB) != ipB {
+		t.Fatalf("spare on %q; A %s->%s, B %s->%s", extra, ipA, w.ipOf(subnetA), ipB, w.ipOf(subnetB))
+	}
+	// The extra ENI retires; a later extra ENI in A gets the same spare.
+	w.cloud.RetireENI(extra, true)
+	w.cloud.DeleteAvailable()
+	w.run()
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	w.cloud.Activate()
+	if s := w.run(); s.ENIsWithoutIP != 0 || s.Associations != 1 {
+		t.Fatalf("the spare did not serve the next extra ENI: %+v", s)
+	}
+}

@@ -20,6 +20,8 @@ import (
 // group, and a second guardian run overlapping the first. AWS events and
 // the second run fire between any two API calls of a run (fakeaws's
 // BeforeCall hook), so the interleavings are as fine as the API allows.
+// Half the seeds let an association replace an ENI's EIP (as EC2 documents
+// for instances) instead of refusing it.
 //
 // After every run: no pool IP is lost, no IP is on two ENIs, no pool IP is
 // on an ENI that is not the relay's. Once AWS is quiet, two runs are enough
@@ -183,6 +185,10 @@ func randomHistory(seed uint64) string {
 	g.sleep = func(context.Context, time.Duration) error { return nil }
 	g.now = func() time.Time { return time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC) }
 	h.g = g
+	// Half the histories take the other reading of associating an EIP to
+	// an ENI that has one (it replaces the old EIP instead of failing).
+	c.ENIReplacesEIP = seed%2 == 0
+	h.log("ENI replaces its EIP on association: %v", c.ENIReplacesEIP)
 	c.Deploy(fn, h.subnets, []string{sg})
 	c.Activate()
 	fail := func(msg string) string {

@@ -68,6 +68,12 @@ type Cloud struct {
 	Calls map[string]int
 	// Invokes records every Invoke payload by function name.
 	Invokes map[string][]string
+	// ENIReplacesEIP makes AssociateAddress behave for an ENI as EC2
+	// documents it for an instance: an ENI private IP that already has an
+	// EIP silently drops it for the new one (AllowReassociation guards only
+	// the address side). Which reading holds for ENIs is UNVERIFIED; the
+	// default is the refusal.
+	ENIReplacesEIP bool
 	// BeforeCall, if set, runs at the start of every API call, outside the
 	// lock: the randomized tests use it to make AWS change (or a second
 	// guardian run act) between any two calls of a run.
@@ -559,7 +565,7 @@ func (c *Cloud) AssociateAddress(_ context.Context, in *ec2.AssociateAddressInpu
 	if a.AssociationID != "" && a.ENI != e.ID && !realloc {
 		return nil, apiErr("Resource.AlreadyAssociated", "resource %s is already associated with associate-id %s", a.AllocationID, a.AssociationID)
 	}
-	if e.AllocationID != "" && e.AllocationID != a.AllocationID && !realloc {
+	if e.AllocationID != "" && e.AllocationID != a.AllocationID && !realloc && !c.ENIReplacesEIP {
 		return nil, apiErr("Resource.AlreadyAssociated", "network interface %s already has address %s", e.ID, e.AllocationID)
 	}
 	if a.AssociationID != "" && a.ENI == e.ID {
