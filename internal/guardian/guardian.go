@@ -395,6 +395,13 @@ func (p *plan) hasOwnFree(subnet string) bool {
 // attach gives e an IP (see pick), trying the next one if another run took
 // the first meanwhile.
 func (g *Guardian) attach(ctx context.Context, e *eni, p *plan, s *Summary) {
+	// Look again just before: an overlapping run (or a human) may have
+	// given it an IP since the listing, and whether EC2 refuses a second
+	// EIP on an ENI's private IP or silently swaps the first out is not
+	// documented. One Describe per association narrows that window.
+	if g.eniHasIP(ctx, e.id, s) {
+		return
+	}
 	for range len(p.free) + 2 { // each pass uses up one free IP (or allocates one)
 		a := pick(p, e.subnet)
 		if a == nil && g.cfg.AllowAllocate {

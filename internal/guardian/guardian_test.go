@@ -540,3 +540,31 @@ func TestSpareServesAnExtraENI(t *testing.T) {
 		t.Fatalf("the spare did not serve the next extra ENI: %+v", s)
 	}
 }
+
+// TestAnIPAttachedDuringTheRunIsKept: a human (or an overlapping run)
+// attaches an IP after the guardian listed the ENIs. If EC2 lets an
+// association replace an ENI's EIP (as it documents for instances), a
+// guardian acting on its stale listing would swap that IP out; it looks
+// again first and leaves it.
+func TestAnIPAttachedDuringTheRunIsKept(t *testing.T) {
+	w := newWorld(t, 1, subnetA)
+	w.cloud.ENIReplacesEIP = true
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.Activate()
+	eni := w.enisIn(subnetA, "in-use")[0]
+	mine := w.cloud.Allocate(map[string]string{"team": "payments"})
+	done := false
+	w.cloud.BeforeCall = func(op string) {
+		if op == "DescribeAddresses" && !done {
+			done = true
+			w.cloud.AssociateByHand(mine, eni)
+		}
+	}
+	s := w.g.Run(context.Background())
+	enis, _ := w.cloud.Snapshot()
+	for _, e := range enis {
+		if e.ID == eni && e.AllocationID != mine {
+			t.Fatalf("the IP attached during the run was swapped for %s: %+v", e.AllocationID, s)
+		}
+	}
+}
