@@ -568,3 +568,26 @@ func TestAnIPAttachedDuringTheRunIsKept(t *testing.T) {
 		}
 	}
 }
+
+// TestAllocationIDsOnlyAddToThePool is issue #12's item 5: the template
+// passes the per-AZ allocation ids, and that list used to be the whole
+// pool, so an IP tagged later for the deployment (what the guardian tells
+// humans to add) was never used. The list now only adds to the tagged set.
+func TestAllocationIDsOnlyAddToThePool(t *testing.T) {
+	w := newWorld(t, 1, subnetA)
+	w.g.cfg.AllocationIDs = []string{w.pool[0]}
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	w.cloud.Activate()
+	if s := w.g.Run(context.Background()); s.ENIsWithoutIP != 1 {
+		t.Fatalf("two ENIs, one IP: %+v", s)
+	}
+	// A human follows the advice and tags one more IP; an untagged IP in
+	// the account is not the deployment's.
+	w.cloud.Allocate(map[string]string{"team": "payments"})
+	w.pool = append(w.pool, w.cloud.Allocate(map[string]string{TagDeployment: depl}))
+	s := w.run()
+	if s.ENIsWithoutIP != 0 || s.PoolSize != 2 || s.Associations != 1 {
+		t.Fatalf("the tagged IP was not used: %+v", s)
+	}
+}
