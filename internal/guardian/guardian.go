@@ -330,9 +330,13 @@ func (g *Guardian) reconcile(ctx context.Context, enis map[string]*eni, pool map
 			p.tagged[a.subnetTag]++
 		}
 	}
+	elsewhere := g.retiringElsewhere(ctx, enis, pool, s)
 	hasIP := map[string]bool{}
 	for _, a := range sortedAddrs(pool) {
 		e := enis[a.eniID]
+		if e == nil {
+			e = elsewhere[a.eniID]
+		}
 		switch {
 		case a.associationID == "":
 			p.free[a.allocationID] = a
@@ -381,6 +385,42 @@ func (g *Guardian) reconcile(ctx context.Context, enis map[string]*eni, pool map
 		g.attach(ctx, e, p, s)
 	}
 	s.PoolFree = len(p.free)
+}
+
+// retiringElsewhere finds, by id, the relay's retiring ENIs that hold a
+// pool IP but that the listing's filters missed (a subnet the relay has
+// just left): a pool IP on one is the deployment's to take back, not
+// "outside this deployment" for the 20-35 minutes before Lambda deletes it.
+// Only retiring ENIs are returned; on an error the IPs are reported as
+// outside, as before, and the next run looks again.
+func (g *Guardian) retiringElsewhere(ctx context.Context, enis map[string]*eni, pool map[string]*address, s *Summary) map[string]*eni {
+	var ids []string
+	for _, a := range sortedAddrs(pool) {
+		if a.associationID != "" && a.eniID != "" && enis[a.eniID] == nil {
+			ids = append(ids, a.eniID)
+		}
+	}
+	out := map[string]*eni{}
+	if len(ids) == 0 {
+		return out
+	}
+	// A filter, not NetworkInterfaceIds: one id that is already gone must
+	// not fail the lookup of the others.
+	page, err := call(ctx, g, s, func() (*ec2.DescribeNetworkInterfacesOutput, error) {
+		return g.ec2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{
+			Filters: []ec2types.Filter{{Name: aws.String("network-interface-id"), Values: ids}}})
+	})
+	if err != nil {
+		s.Errors = append(s.Errors, "looking up the ENIs holding pool IPs: "+err.Error())
+		return out
+	}
+	for _, n := range page.NetworkInterfaces {
+		e := &eni{id: aws.ToString(n.NetworkInterfaceId), subnet: aws.ToString(n.SubnetId), status: string(n.Status), typ: string(n.InterfaceType)}
+		if g.ours(n) && g.retiring(e) {
+			out[e.id] = e
+		}
+	}
+	return out
 }
 
 func (p *plan) hasOwnFree(subnet string) bool {

@@ -591,3 +591,30 @@ func TestAllocationIDsOnlyAddToThePool(t *testing.T) {
 		t.Fatalf("the tagged IP was not used: %+v", s)
 	}
 }
+
+// TestRetiringENIInASubnetTheRelayLeft: the relay moves from subnet A to
+// subnet C (a configuration update). The old ENI in A still holds the pool
+// IP while Lambda retires it, but the guardian now lists only C: it finds
+// the IP's ENI by id, sees it is the relay's and retiring, and moves the IP
+// to C's new ENI instead of calling it "outside this deployment".
+func TestRetiringENIInASubnetTheRelayLeft(t *testing.T) {
+	const subnetC = "subnet-0ccc"
+	for _, asInterface := range []bool{false, true} {
+		w := newWorld(t, 1, subnetA)
+		w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+		w.cloud.Activate()
+		w.run()
+		ip := w.ipOf(subnetA)
+		old := w.enisIn(subnetA, "in-use")[0]
+		w.cloud.Deploy(fn, []string{subnetC}, []string{sg}) // A's ENI goes available
+		if asInterface {
+			w.cloud.RetireENI(old, true)
+		}
+		w.cloud.Activate()
+		w.g.cfg.SubnetIDs = []string{subnetC} // the guardian is updated with the relay
+		s := w.run()
+		if w.ipOf(subnetC) != ip || s.Disassociations != 1 || len(s.NeedsHuman) != 0 {
+			t.Fatalf("asInterface=%v: C's ENI is on %q, want %s: %+v", asInterface, w.ipOf(subnetC), ip, s)
+		}
+	}
+}

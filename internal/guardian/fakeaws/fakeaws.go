@@ -418,7 +418,8 @@ func filterValues(fs []ec2types.Filter, name string) ([]string, bool) {
 }
 
 // DescribeNetworkInterfaces supports the filters interface-type, group-id,
-// subnet-id and status, NetworkInterfaceIds, and pagination.
+// subnet-id, status and network-interface-id, NetworkInterfaceIds, and
+// pagination.
 func (c *Cloud) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNetworkInterfacesInput, _ ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error) {
 	c.before("DescribeNetworkInterfaces")
 	c.mu.Lock()
@@ -438,6 +439,9 @@ func (c *Cloud) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNet
 			continue
 		}
 		if v, ok := filterValues(in.Filters, "status"); ok && !contains(v, e.Status) {
+			continue
+		}
+		if v, ok := filterValues(in.Filters, "network-interface-id"); ok && !contains(v, e.ID) {
 			continue
 		}
 		if v, ok := filterValues(in.Filters, "group-id"); ok {
