@@ -309,12 +309,11 @@ func (g *Guardian) listPool(ctx context.Context, s *Summary) (map[string]*addres
 // plan is the state attach chooses from: the free IPs, and per subnet the
 // tagged IPs and the ENIs still waiting for one.
 type plan struct {
-	free     map[string]*address
-	tagged   map[string]int // subnet -> pool IPs tagged for it (free or held)
-	needing  map[string]int // subnet -> serving ENIs without an IP, not yet served
-	pending  map[string]int // subnet -> pending ENIs without an IP (they will need one)
-	subnets  map[string]bool
-	retagged map[string]bool
+	free    map[string]*address
+	tagged  map[string]int // subnet -> pool IPs tagged for it (free or held)
+	needing map[string]int // subnet -> serving ENIs without an IP, not yet served
+	pending map[string]int // subnet -> pending ENIs without an IP (they will need one)
+	subnets map[string]bool
 }
 
 // reconcile gives every serving ENI an IP from the pool.
