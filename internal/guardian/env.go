@@ -73,7 +73,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 // associating, tagging, the keepalive). An alarm on EnisWithoutIp > 0 is the
 // "a call may leave from a wrong IP" alarm; one on GuardianErrors > 0 is the
 // "the guardian cannot do its job" alarm. When the ENIs could not be listed,
-// EnisWithoutIp is left out (missing, not a healthy 0).
+// EnisSeen and EnisWithoutIp are left out (missing, not a healthy 0).
 func Report(w io.Writer, s Summary) {
 	line, _ := json.Marshal(struct {
 		Level string `json:"level"`
@@ -81,9 +81,10 @@ func Report(w io.Writer, s Summary) {
 		Summary
 	}{levelOf(s), "guardian run", s})
 	w.Write(append(line, '\n'))
-	metrics := []emf.Metric{{Name: "EnisSeen", Unit: "Count", Value: float64(s.ENIsSeen)}}
+	var metrics []emf.Metric
 	if !s.ENIsUnknown {
-		metrics = append(metrics, emf.Metric{Name: MetricENIsWithoutIP, Unit: "Count", Value: float64(s.ENIsWithoutIP)})
+		metrics = append(metrics, emf.Metric{Name: "EnisSeen", Unit: "Count", Value: float64(s.ENIsSeen)},
+			emf.Metric{Name: MetricENIsWithoutIP, Unit: "Count", Value: float64(s.ENIsWithoutIP)})
 	}
 	metrics = append(metrics,
 		emf.Metric{Name: "PoolFree", Unit: "Count", Value: float64(s.PoolFree)},
