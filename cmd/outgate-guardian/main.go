@@ -43,7 +43,9 @@ func main() {
 		}
 		s := g.Run(ctx)
 		guardian.Report(os.Stdout, s)
-		return s, nil
+		// A failed run fails the invocation, so Lambda's own Errors
+		// metric counts it too, beside GuardianErrors.
+		return s, s.Err()
 	})
 }
 

@@ -154,6 +154,7 @@ with the Go toolchain.`,
 	f.BoolVar(&o.Template.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
 	f.StringVar(&o.Template.Arch, "arch", "arm64", "relay architecture: arm64 or x86_64")
 	f.StringSliceVar(&adopt, "adopt-eip", nil, "Elastic IP allocation ids to reuse (repeat or comma-separate)")
+	f.IntVar(&o.SpareIPs, "spare-ips", 0, "eni mode: extra Elastic IPs beyond one per AZ, for an extra ENI to use without a human (give them to partners too)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the change set and stop")
 	f.DurationVar(&o.Wait, "wait", 3*time.Minute, "how long to wait for the IPs to be attached (0: don't)")
 	f.DurationVar(&o.Poll, "poll", 5*time.Second, "how often to poll CloudFormation")

@@ -423,7 +423,10 @@ func (b *builder) guardian() {
 		Policies: []iam.Role_Policy{{PolicyName: "guard-ips", PolicyDocument: policy(
 			map[string]any{"Effect": "Allow", "Action": []any{"ec2:DescribeNetworkInterfaces", "ec2:DescribeAddresses"}, "Resource": "*"},
 			map[string]any{"Effect": "Allow", "Action": []any{"ec2:AssociateAddress", "ec2:DisassociateAddress", "ec2:CreateTags"}, "Resource": eipArn, "Condition": tagged},
-			map[string]any{"Effect": "Allow", "Action": "ec2:AssociateAddress",
+			// The ENI side of both calls, limited to the relay's subnets:
+			// DisassociateAddress may be authorized against the ENI too
+			// (see guardian_iam_test.go).
+			map[string]any{"Effect": "Allow", "Action": []any{"ec2:AssociateAddress", "ec2:DisassociateAddress"},
 				"Resource":  cf.Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/*"),
 				"Condition": map[string]any{"StringEquals": map[string]any{"ec2:Subnet": subnetArns}}},
 			map[string]any{"Effect": "Allow", "Action": []any{"lambda:GetFunctionConfiguration", "lambda:InvokeFunction"},

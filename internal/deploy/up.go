@@ -32,6 +32,11 @@ type UpOptions struct {
 	Template   TemplateOptions
 	ConfigYAML []byte   // the gateway config, validated by the caller
 	AdoptEIPs  []string // allocation ids to reuse
+	// SpareIPs are extra pool IPs beyond one per AZ (eni mode): tagged for
+	// the deployment and for no subnet, so the guardian gives one to an
+	// extra ENI (past 65,000 connections, or while Lambda replaces one)
+	// without a human. Partners allowlist them with the others.
+	SpareIPs int
 	// PrivateCIDRs are the blocks of the relay's private subnets in nat mode
 	// with an existing VPC; empty keeps the deployment's, or picks free ones.
 	PrivateCIDRs []string
@@ -52,6 +57,22 @@ type UpResult struct {
 	NoChange bool   `json:"no_change,omitempty"`
 }
 
+// MaxSpareIPs bounds --spare-ips: AWS's default quota is 5 Elastic IPs per
+// Region, and a typo must not allocate dozens of addresses.
+const MaxSpareIPs = 10
+
+// checkSpareIPs refuses spare IPs that could not serve: a NAT gateway takes
+// exactly one IP, so spares only help the guardian (eni mode).
+func (o UpOptions) checkSpareIPs() error {
+	switch {
+	case o.SpareIPs < 0 || o.SpareIPs > MaxSpareIPs:
+		return fmt.Errorf("--spare-ips %d: use 0 to %d", o.SpareIPs, MaxSpareIPs)
+	case o.SpareIPs > 0 && o.Template.Mode != "eni":
+		return fmt.Errorf("--spare-ips applies to --mode eni (in nat mode each NAT gateway holds one IP and nothing else uses a spare)")
+	}
+	return nil
+}
+
 // ConfigParameter is the SSM parameter holding a deployment's gateway config.
 func ConfigParameter(name string) string { return "/outgate/" + name + "/config" }
 
@@ -61,6 +82,9 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		return nil, err
 	}
 	if err := o.Template.Normalize(); err != nil {
+		return nil, err
+	}
+	if err := o.checkSpareIPs(); err != nil {
 		return nil, err
 	}
 	if o.Poll == 0 {
@@ -102,7 +126,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		ips, err = ListIPs(ctx, c.EC2, o.Name)
 	} else {
 		var created []IP
-		ips, created, err = EnsureIPs(ctx, c.EC2, o.Name, n, o.AdoptEIPs)
+		ips, created, err = EnsureIPs(ctx, c.EC2, o.Name, n+o.SpareIPs, o.AdoptEIPs)
 		for _, ip := range created {
 			say("allocated Elastic IP %s (%s): new, so no partner has it yet", ip.PublicIP, ip.AllocationID)
 		}
@@ -110,10 +134,18 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	if err != nil {
 		return nil, err
 	}
-	if !o.DryRun && len(ips) < n {
-		return nil, fmt.Errorf("deployment %s has %d IPs, needs %d", o.Name, len(ips), n)
+	if !o.DryRun && len(ips) < n+o.SpareIPs {
+		return nil, fmt.Errorf("deployment %s has %d IPs, needs %d", o.Name, len(ips), n+o.SpareIPs)
 	}
+	// In eni mode the guardian's pool is every IP tagged for the deployment
+	// (spares included), so calls may leave from any of them: all are
+	// expected by the egress check and all go to partners. In nat mode the
+	// i-th IP feeds the i-th NAT gateway, and only those carry traffic.
+	pool := ips
 	ips = ips[:min(len(ips), max(n, 0))]
+	if o.Template.Mode != "eni" {
+		pool = ips
+	}
 
 	bucket := fmt.Sprintf("outgate-%s-%s", account, c.Region)
 	if !o.DryRun {
@@ -142,7 +174,10 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	}
 	var allocs, pubs []string
 	for _, ip := range ips {
-		allocs, pubs = append(allocs, ip.AllocationID), append(pubs, ip.PublicIP)
+		allocs = append(allocs, ip.AllocationID)
+	}
+	for _, ip := range pool {
+		pubs = append(pubs, ip.PublicIP)
 	}
 	params := map[string]string{
 		ParamCodeBucket: bucket, ParamRelayKey: relayZip.Key(o.Name), ParamConfig: ConfigParameter(o.Name),
@@ -181,7 +216,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	if err != nil {
 		return nil, err
 	}
-	res := &UpResult{Stack: o.Name, IPs: ips}
+	res := &UpResult{Stack: o.Name, IPs: pool}
 	if cs == nil {
 		say("no changes: the stack is already up to date")
 		res.NoChange = true

@@ -67,9 +67,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// Report writes the run's summary as one JSON line and its metrics as EMF:
-// EnisSeen, EnisWithoutIp, PoolFree, AssociationsMade, Errors. An alarm on
-// EnisWithoutIp > 0 is the "a call may leave from a wrong IP" alarm.
+// Report writes the run's summary as one JSON line and its metrics as EMF,
+// dimension Deployment: EnisSeen, EnisWithoutIp, PoolFree, AssociationsMade
+// and GuardianErrors (the failures of the run: listing ENIs or the pool,
+// associating, tagging, the keepalive). An alarm on EnisWithoutIp > 0 is the
+// "a call may leave from a wrong IP" alarm; one on GuardianErrors > 0 is the
+// "the guardian cannot do its job" alarm. When the ENIs could not be listed,
+// EnisSeen and EnisWithoutIp are left out (missing, not a healthy 0).
 func Report(w io.Writer, s Summary) {
 	line, _ := json.Marshal(struct {
 		Level string `json:"level"`
@@ -77,21 +81,29 @@ func Report(w io.Writer, s Summary) {
 		Summary
 	}{levelOf(s), "guardian run", s})
 	w.Write(append(line, '\n'))
-	emf.New(w).Emit(map[string]string{"Deployment": s.Deployment}, emf.Set{
-		Dimensions: [][]string{{"Deployment"}},
-		Metrics: []emf.Metric{
-			{Name: "EnisSeen", Unit: "Count", Value: float64(s.ENIsSeen)},
-			{Name: "EnisWithoutIp", Unit: "Count", Value: float64(s.ENIsWithoutIP)},
-			{Name: "PoolFree", Unit: "Count", Value: float64(s.PoolFree)},
-			{Name: "AssociationsMade", Unit: "Count", Value: float64(s.Associations)},
-			{Name: "Errors", Unit: "Count", Value: float64(len(s.Errors))},
-		},
-	})
+	var metrics []emf.Metric
+	if !s.ENIsUnknown {
+		metrics = append(metrics, emf.Metric{Name: "EnisSeen", Unit: "Count", Value: float64(s.ENIsSeen)},
+			emf.Metric{Name: MetricENIsWithoutIP, Unit: "Count", Value: float64(s.ENIsWithoutIP)})
+	}
+	metrics = append(metrics,
+		emf.Metric{Name: "PoolFree", Unit: "Count", Value: float64(s.PoolFree)},
+		emf.Metric{Name: "AssociationsMade", Unit: "Count", Value: float64(s.Associations)},
+		emf.Metric{Name: MetricErrors, Unit: "Count", Value: float64(len(s.Errors))},
+	)
+	emf.New(w).Emit(map[string]string{MetricDimension: s.Deployment}, emf.Set{Dimensions: [][]string{{MetricDimension}}, Metrics: metrics})
 }
+
+// The metrics alarms are built on (namespace emf.Namespace, "Outgate").
+const (
+	MetricErrors        = "GuardianErrors"
+	MetricENIsWithoutIP = "EnisWithoutIp"
+	MetricDimension     = "Deployment" // its value is the deployment name
+)
 
 func levelOf(s Summary) string {
 	switch {
-	case len(s.Errors) > 0 || s.ENIsWithoutIP > 0:
+	case len(s.Errors) > 0 || s.ENIsWithoutIP > 0 || s.ENIsUnknown:
 		return "ERROR"
 	case len(s.NeedsHuman) > 0:
 		return "WARN"

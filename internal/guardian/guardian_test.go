@@ -1,6 +1,7 @@
 package guardian
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -124,26 +125,30 @@ func TestFreshDeploy(t *testing.T) {
 
 func TestReplacementKeepsTheSameIP(t *testing.T) {
 	for _, deleteFirst := range []bool{false, true} {
-		w := newWorld(t, 2, subnetA, subnetB)
-		w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
-		w.cloud.Activate()
-		w.run()
-		ipA, ipB := w.ipOf(subnetA), w.ipOf(subnetB)
-		if ipA == "" || ipB == "" || ipA == ipB {
-			t.Fatalf("two AZs: %q %q", ipA, ipB)
-		}
-		// A security-group change replaces both ENIs.
-		w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg, "sg-0extra"})
-		if deleteFirst {
-			w.cloud.DeleteAvailable() // the old ENIs are already gone
-		}
-		w.cloud.Activate()
-		s := w.run()
-		if w.ipOf(subnetA) != ipA || w.ipOf(subnetB) != ipB {
-			t.Fatalf("deleteFirst=%v: IPs moved: A %s->%s, B %s->%s (%+v)", deleteFirst, ipA, w.ipOf(subnetA), ipB, w.ipOf(subnetB), s)
-		}
-		if !deleteFirst && s.Disassociations != 2 {
-			t.Errorf("the IPs should have been taken back from the retired ENIs: %+v", s)
+		for _, asInterface := range []bool{false, true} {
+			w := newWorld(t, 2, subnetA, subnetB)
+			w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+			w.cloud.Activate()
+			w.run()
+			ipA, ipB := w.ipOf(subnetA), w.ipOf(subnetB)
+			if ipA == "" || ipB == "" || ipA == ipB {
+				t.Fatalf("two AZs: %q %q", ipA, ipB)
+			}
+			// Lambda replaces both ENIs (a configuration update); the
+			// retiring ones may show interface-type "interface".
+			w.cloud.ReplaceENI(w.enisIn(subnetA, "in-use")[0], asInterface)
+			w.cloud.ReplaceENI(w.enisIn(subnetB, "in-use")[0], asInterface)
+			if deleteFirst {
+				w.cloud.DeleteAvailable() // the old ENIs are already gone
+			}
+			w.cloud.Activate()
+			s := w.run()
+			if w.ipOf(subnetA) != ipA || w.ipOf(subnetB) != ipB {
+				t.Fatalf("deleteFirst=%v asInterface=%v: IPs moved: A %s->%s, B %s->%s (%+v)", deleteFirst, asInterface, ipA, w.ipOf(subnetA), ipB, w.ipOf(subnetB), s)
+			}
+			if !deleteFirst && (s.Disassociations != 2 || len(s.NeedsHuman) != 0) {
+				t.Errorf("asInterface=%v: the IPs should have been taken back from the retiring ENIs, not reported as outside: %+v", asInterface, s)
+			}
 		}
 	}
 }
@@ -267,7 +272,7 @@ func TestHandAssociationsAndForeignResources(t *testing.T) {
 	w.cloud.AssociateByHand(mine, eniB)
 	// Other people's things: an ENI of another security group in our subnet,
 	// and a free IP of another deployment.
-	other := w.cloud.AddENI(subnetA, []string{"sg-0other"}, "lambda", "in-use")
+	other := w.cloud.AddENI(subnetA, []string{"sg-0other"}, "lambda", "in-use", "their-function")
 	w.cloud.Allocate(map[string]string{TagDeployment: "staging"})
 
 	s := w.run()
@@ -354,5 +359,262 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Config{Deployment: depl, SecurityGroupID: sg, SubnetIDs: []string{subnetA}, RelayFunction: fn}, c, nil); err == nil {
 		t.Error("a relay function without a Lambda client was accepted")
+	}
+}
+
+// enisIn returns the ids of the simulated Lambda ENIs of a subnet with the
+// given status, in id order.
+func (w *world) enisIn(subnet, status string) []string {
+	enis, _ := w.cloud.Snapshot()
+	var out []string
+	for _, e := range enis {
+		if e.Subnet == subnet && e.Status == status && e.Lambda {
+			out = append(out, e.ID)
+		}
+	}
+	return out
+}
+
+// TestNoWedgeWhenAnExtraENITakesAReplacementsIP is issue #12's wedge: two
+// subnets, two IPs; B's ENI is being replaced (the new one still pending)
+// while an extra ENI appears in A. The extra ENI may borrow B's free IP, but
+// must not re-tag it to A; when the extra ENI goes away, B's new ENI must
+// get that IP, not stay without one while it sits free.
+func TestNoWedgeWhenAnExtraENITakesAReplacementsIP(t *testing.T) {
+	w := newWorld(t, 2, subnetA, subnetB)
+	w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+	w.cloud.Activate()
+	w.run()
+	ipB := w.ipOf(subnetB)
+	oldB := w.enisIn(subnetB, "in-use")[0]
+	newB := w.cloud.ReplaceENI(oldB, false) // pending
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	extraA := w.enisIn(subnetA, "pending")[0]
+	w.cloud.ActivateENI(extraA) // in use before B's replacement
+	s := w.g.Run(context.Background())
+	if len(s.Errors) > 0 {
+		t.Fatalf("run errors: %v", s.Errors)
+	}
+	w.invariants()
+	_, addrs := w.cloud.Snapshot()
+	for _, a := range addrs {
+		if a.PublicIP == ipB && a.Tags[TagSubnet] != subnetB {
+			t.Errorf("B's IP was re-tagged %q while subnet A has its own IP", a.Tags[TagSubnet])
+		}
+	}
+	// The extra ENI goes away; B's replacement comes up.
+	w.cloud.RetireENI(extraA, false)
+	w.cloud.DeleteAvailable()
+	w.cloud.Activate()
+	s = w.run()
+	if s.ENIsWithoutIP != 0 || w.ipOf(subnetB) != ipB {
+		t.Fatalf("B's ENI %s is left on %q (want %s) while the pool has a free IP: %+v", newB, w.ipOf(subnetB), ipB, s)
+	}
+}
+
+// TestErrorsNeverLookHealthy: every failure of a run is in Errors, makes
+// Err non-nil (the invocation fails) and GuardianErrors > 0, and never
+// leaves a "0 ENIs without IP" that reads as healthy.
+func TestErrorsNeverLookHealthy(t *testing.T) {
+	setup := func() *world {
+		w := newWorld(t, 1, subnetA)
+		w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+		w.cloud.Activate()
+		return w
+	}
+	report := func(s Summary) string {
+		var b bytes.Buffer
+		Report(&b, s)
+		return b.String()
+	}
+	check := func(name string, s Summary, wantWithout int) {
+		t.Helper()
+		if len(s.Errors) == 0 || s.Err() == nil {
+			t.Errorf("%s: the failure is not reported: %+v", name, s)
+		}
+		r := report(s)
+		if !strings.Contains(r, `"GuardianErrors":`) || strings.Contains(r, `"GuardianErrors":0`) || !strings.Contains(r, `"level":"ERROR"`) {
+			t.Errorf("%s: the report hides the failure:\n%s", name, r)
+		}
+		switch {
+		case wantWithout < 0 && (!s.ENIsUnknown || strings.Contains(r, `"EnisWithoutIp"`)):
+			t.Errorf("%s: ENIs unknown, but EnisWithoutIp is reported:\n%s", name, r)
+		case wantWithout >= 0 && s.ENIsWithoutIP != wantWithout:
+			t.Errorf("%s: %d ENIs without IP reported, want %d: %+v", name, s.ENIsWithoutIP, wantWithout, s)
+		}
+	}
+
+	w := setup()
+	w.cloud.FailNext("DescribeNetworkInterfaces", "UnauthorizedOperation", 1)
+	check("listing ENIs", w.g.Run(context.Background()), -1)
+
+	w = setup()
+	w.cloud.FailNext("DescribeAddresses", "UnauthorizedOperation", 1)
+	check("listing the pool", w.g.Run(context.Background()), 1)
+
+	w = setup()
+	w.cloud.FailNext("AssociateAddress", "UnauthorizedOperation", 1)
+	check("associating", w.g.Run(context.Background()), 1)
+
+	w = setup()
+	w.cloud.FailNext("CreateTags", "UnauthorizedOperation", 1)
+	s := w.g.Run(context.Background())
+	check("tagging", s, 0)
+
+	// An explicit allocation id that no longer exists is reported, but the
+	// tagged pool still serves.
+	w = setup()
+	w.g.cfg.AllocationIDs = []string{"eipalloc-0released"}
+	s = w.g.Run(context.Background())
+	check("a configured allocation id", s, 0)
+	if s.Associations != 1 {
+		t.Errorf("a bad configured id stopped the tagged pool from serving: %+v", s)
+	}
+	if s := w.g.Run(context.Background()); s.Associations != 0 || s.ENIsWithoutIP != 0 {
+		t.Errorf("next run: %+v", s)
+	}
+}
+
+// TestENIsThatMerelyIncludeTheGroupAreNotOurs: the group-id filter matches
+// every ENI whose groups include outgate's. Another function's Lambda ENI
+// with outgate's group and one of its own, or an ordinary ENI with exactly
+// outgate's group, is not the relay's: it gets no pool IP.
+func TestENIsThatMerelyIncludeTheGroupAreNotOurs(t *testing.T) {
+	w := newWorld(t, 3, subnetA)
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.Activate()
+	superset := w.cloud.AddENI(subnetA, []string{sg, "sg-0theirs"}, "lambda", "in-use", "their-function")
+	plain := w.cloud.AddENI(subnetA, []string{sg}, "interface", "in-use", "")
+	s := w.run()
+	if s.Associations != 1 || s.ENIsSeen != 1 {
+		t.Fatalf("only the relay's ENI is the deployment's: %+v", s)
+	}
+	enis, _ := w.cloud.Snapshot()
+	for _, e := range enis {
+		if (e.ID == superset.ID || e.ID == plain.ID) && e.AllocationID != "" {
+			t.Errorf("pool IP %s went to %s (groups %v, type %s), which is not the relay's", e.AllocationID, e.ID, e.Groups, e.Type)
+		}
+	}
+}
+
+// TestSpareServesAnExtraENI: a spare (tagged for the deployment, for no
+// subnet) goes to an extra ENI without a human, stays untagged (its subnet
+// already has its IP), and is free for the next extra ENI anywhere once
+// that one goes away.
+func TestSpareServesAnExtraENI(t *testing.T) {
+	w := newWorld(t, 2, subnetA, subnetB)
+	spare := w.cloud.Allocate(map[string]string{TagDeployment: depl})
+	w.pool = append(w.pool, spare)
+	w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+	w.cloud.Activate()
+	w.run()
+	ipA, ipB := w.ipOf(subnetA), w.ipOf(subnetB)
+	w.cloud.AddConnections(subnetB, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	w.cloud.Activate()
+	s := w.run()
+	if s.ENIsWithoutIP != 0 || len(s.NeedsHuman) != 0 || s.Associations != 1 {
+		t.Fatalf("the extra ENI did not get the spare by itself: %+v", s)
+	}
+	enis, addrs := w.cloud.Snapshot()
+	var extra string
+	for _, e := range enis {
+		if e.Subnet == subnetB && e.AllocationID == spare {
+			extra = e.ID
+		}
+	}
+	for _, a := range addrs {
+		if a.AllocationID == spare && a.Tags[TagSubnet] != "" {
+			t.Errorf("the spare was tagged for %s, which has its own IP", a.Tags[TagSubnet])
+		}
+	}
+	if extra == "" || w.ipOf(subnetA) != ipA || w.ipOf(subnetB) != ipB {
+		t.Fatalf("spare on %q; A %s->%s, B %s->%s", extra, ipA, w.ipOf(subnetA), ipB, w.ipOf(subnetB))
+	}
+	// The extra ENI retires; a later extra ENI in A gets the same spare.
+	w.cloud.RetireENI(extra, true)
+	w.cloud.DeleteAvailable()
+	w.run()
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	w.cloud.Activate()
+	if s := w.run(); s.ENIsWithoutIP != 0 || s.Associations != 1 {
+		t.Fatalf("the spare did not serve the next extra ENI: %+v", s)
+	}
+}
+
+// TestAnIPAttachedDuringTheRunIsKept: a human (or an overlapping run)
+// attaches an IP after the guardian listed the ENIs. If EC2 lets an
+// association replace an ENI's EIP (as it documents for instances), a
+// guardian acting on its stale listing would swap that IP out; it looks
+// again first and leaves it.
+func TestAnIPAttachedDuringTheRunIsKept(t *testing.T) {
+	w := newWorld(t, 1, subnetA)
+	w.cloud.ENIReplacesEIP = true
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.Activate()
+	eni := w.enisIn(subnetA, "in-use")[0]
+	mine := w.cloud.Allocate(map[string]string{"team": "payments"})
+	done := false
+	w.cloud.BeforeCall = func(op string) {
+		if op == "DescribeAddresses" && !done {
+			done = true
+			w.cloud.AssociateByHand(mine, eni)
+		}
+	}
+	s := w.g.Run(context.Background())
+	enis, _ := w.cloud.Snapshot()
+	for _, e := range enis {
+		if e.ID == eni && e.AllocationID != mine {
+			t.Fatalf("the IP attached during the run was swapped for %s: %+v", e.AllocationID, s)
+		}
+	}
+}
+
+// TestAllocationIDsOnlyAddToThePool is issue #12's item 5: the template
+// passes the per-AZ allocation ids, and that list used to be the whole
+// pool, so an IP tagged later for the deployment (what the guardian tells
+// humans to add) was never used. The list now only adds to the tagged set.
+func TestAllocationIDsOnlyAddToThePool(t *testing.T) {
+	w := newWorld(t, 1, subnetA)
+	w.g.cfg.AllocationIDs = []string{w.pool[0]}
+	w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+	w.cloud.AddConnections(subnetA, []string{sg}, fakeaws.ConnectionsPerENI+1)
+	w.cloud.Activate()
+	if s := w.g.Run(context.Background()); s.ENIsWithoutIP != 1 {
+		t.Fatalf("two ENIs, one IP: %+v", s)
+	}
+	// A human follows the advice and tags one more IP; an untagged IP in
+	// the account is not the deployment's.
+	w.cloud.Allocate(map[string]string{"team": "payments"})
+	w.pool = append(w.pool, w.cloud.Allocate(map[string]string{TagDeployment: depl}))
+	s := w.run()
+	if s.ENIsWithoutIP != 0 || s.PoolSize != 2 || s.Associations != 1 {
+		t.Fatalf("the tagged IP was not used: %+v", s)
+	}
+}
+
+// TestRetiringENIInASubnetTheRelayLeft: the relay moves from subnet A to
+// subnet C (a configuration update). The old ENI in A still holds the pool
+// IP while Lambda retires it, but the guardian now lists only C: it finds
+// the IP's ENI by id, sees it is the relay's and retiring, and moves the IP
+// to C's new ENI instead of calling it "outside this deployment".
+func TestRetiringENIInASubnetTheRelayLeft(t *testing.T) {
+	const subnetC = "subnet-0ccc"
+	for _, asInterface := range []bool{false, true} {
+		w := newWorld(t, 1, subnetA)
+		w.cloud.Deploy(fn, []string{subnetA}, []string{sg})
+		w.cloud.Activate()
+		w.run()
+		ip := w.ipOf(subnetA)
+		old := w.enisIn(subnetA, "in-use")[0]
+		w.cloud.Deploy(fn, []string{subnetC}, []string{sg}) // A's ENI goes available
+		if asInterface {
+			w.cloud.RetireENI(old, true)
+		}
+		w.cloud.Activate()
+		w.g.cfg.SubnetIDs = []string{subnetC} // the guardian is updated with the relay
+		s := w.run()
+		if w.ipOf(subnetC) != ip || s.Disassociations != 1 || len(s.NeedsHuman) != 0 {
+			t.Fatalf("asInterface=%v: C's ENI is on %q, want %s: %+v", asInterface, w.ipOf(subnetC), ip, s)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package guardian
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -46,10 +47,15 @@ func TestAgainstMoto(t *testing.T) {
 	must(err)
 	inst, err := api.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: images.Images[0].ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1), SubnetId: aws.String(subnets[0])})
 	must(err)
+	otherSG, err := api.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("theirs"), Description: aws.String("another team"), VpcId: vpc.Vpc.VpcId})
+	must(err)
 	device := int32(1)
-	newENI := func(subnet string) string {
+	// Lambda's description is what marks an ENI as the relay's Hyperplane
+	// ENI (with the exact security-group set).
+	newENIWith := func(subnet string, groups ...string) string {
 		t.Helper()
-		n, err := api.CreateNetworkInterface(ctx, &ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(subnet), Groups: []string{aws.ToString(sgOut.GroupId)}})
+		n, err := api.CreateNetworkInterface(ctx, &ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(subnet), Groups: groups,
+			Description: aws.String(fmt.Sprintf("AWS Lambda VPC ENI-relay-%08d-0b5c-4d2e-9f00-000000000000", device))})
 		must(err)
 		_, err = api.AttachNetworkInterface(ctx, &ec2.AttachNetworkInterfaceInput{NetworkInterfaceId: n.NetworkInterface.NetworkInterfaceId,
 			InstanceId: inst.Instances[0].InstanceId, DeviceIndex: aws.Int32(device)})
@@ -57,6 +63,7 @@ func TestAgainstMoto(t *testing.T) {
 		device++
 		return aws.ToString(n.NetworkInterface.NetworkInterfaceId)
 	}
+	newENI := func(subnet string) string { return newENIWith(subnet, aws.ToString(sgOut.GroupId)) }
 	allocate := func(deployment string) string {
 		a, err := api.AllocateAddress(ctx, &ec2.AllocateAddressInput{Domain: ec2types.DomainTypeVpc, TagSpecifications: []ec2types.TagSpecification{{
 			ResourceType: ec2types.ResourceTypeElasticIp, Tags: []ec2types.Tag{{Key: aws.String(TagDeployment), Value: aws.String(deployment)}}}}})
@@ -64,6 +71,9 @@ func TestAgainstMoto(t *testing.T) {
 		return aws.ToString(a.AllocationId)
 	}
 	enis := []string{newENI(subnets[0]), newENI(subnets[0]), newENI(subnets[1])}
+	// Another function's ENI whose groups include outgate's: the group-id
+	// filter matches it, but it is not the relay's and gets no pool IP.
+	theirs := newENIWith(subnets[1], aws.ToString(sgOut.GroupId), aws.ToString(otherSG.GroupId))
 	pool := []string{allocate("prod"), allocate("prod"), allocate("prod")}
 	foreign := allocate("staging")
 
@@ -83,6 +93,7 @@ func TestAgainstMoto(t *testing.T) {
 		return m
 	}
 	byENI := map[string]string{}
+	taggedFor := map[string]int{}
 	for id, a := range addrs() {
 		if id == foreign && a.AssociationId != nil && aws.ToString(a.AssociationId) != "" {
 			t.Error("the guardian used another deployment's IP")
@@ -95,15 +106,25 @@ func TestAgainstMoto(t *testing.T) {
 					subnetTag = aws.ToString(tg.Value)
 				}
 			}
-			if subnetTag == "" {
-				t.Errorf("IP %s was not tagged with its subnet", id)
+			if subnetTag != "" {
+				taggedFor[subnetTag]++
 			}
+		}
+	}
+	// One IP per subnet remembers it (two ENIs in subnets[0] hold two IPs,
+	// and only one is tagged: the other stays free to serve anywhere).
+	for _, sub := range subnets {
+		if taggedFor[sub] != 1 {
+			t.Errorf("%d IPs are tagged for %s, want 1", taggedFor[sub], sub)
 		}
 	}
 	for _, e := range enis {
 		if byENI[e] == "" {
 			t.Errorf("ENI %s has no IP after the run", e)
 		}
+	}
+	if byENI[theirs] != "" {
+		t.Errorf("the guardian gave pool IP %s to %s, whose security groups merely include outgate's", byENI[theirs], theirs)
 	}
 	if s := g.Run(ctx); s.Associations != 0 {
 		t.Fatalf("second run changed things: %+v", s)

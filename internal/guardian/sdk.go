@@ -9,7 +9,7 @@ import (
 
 // EC2 is every EC2 call the guardian makes, and nothing else: there is no
 // ReleaseAddress here, so the guardian cannot release an IP. The IAM action
-// each one needs is beside it (docs/guardian.md has the whole policy).
+// each one needs is beside it (docs/lambda.md has the whole policy).
 type EC2 interface {
 	// ec2:DescribeNetworkInterfaces, Resource "*" (it supports no narrower scope).
 	DescribeNetworkInterfaces(ctx context.Context, in *ec2.DescribeNetworkInterfacesInput, opts ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error)
@@ -18,8 +18,9 @@ type EC2 interface {
 	// ec2:AssociateAddress on elastic-ip/* with aws:ResourceTag/outgate:deployment,
 	// and on network-interface/* with ec2:Subnet in the deployment's subnets.
 	AssociateAddress(ctx context.Context, in *ec2.AssociateAddressInput, opts ...func(*ec2.Options)) (*ec2.AssociateAddressOutput, error)
-	// ec2:DisassociateAddress on elastic-ip/* with aws:ResourceTag/outgate:deployment
-	// (scoping of this action is UNVERIFIED; see docs/guardian.md).
+	// ec2:DisassociateAddress on elastic-ip/* with aws:ResourceTag/outgate:deployment,
+	// and on network-interface/* with ec2:Subnet (EC2 may authorize it
+	// against the ENI too; see docs/lambda.md).
 	DisassociateAddress(ctx context.Context, in *ec2.DisassociateAddressInput, opts ...func(*ec2.Options)) (*ec2.DisassociateAddressOutput, error)
 	// ec2:CreateTags on elastic-ip/* with aws:ResourceTag/outgate:deployment
 	// (the outgate:subnet tag that makes the IP-to-subnet mapping stable).

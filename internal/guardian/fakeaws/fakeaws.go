@@ -1,8 +1,8 @@
 // Package fakeaws simulates, in memory, the parts of EC2 and Lambda the
 // guardian depends on, including the Lambda Hyperplane ENI lifecycle that
 // moto cannot reproduce (moto makes no `lambda` ENIs). Behaviour follows
-// shared/context/aws-facts.md; where that sheet marks a fact UNVERIFIED, the
-// simulator picks the stricter reading and says so at the spot.
+// AWS's documentation and field reports; where a behaviour is not confirmed
+// (UNVERIFIED), the simulator picks the stricter reading and says so at the spot.
 //
 // It implements guardian.EC2 and guardian.Lambda, in the style of
 // karpenter-provider-aws's pkg/fake.
@@ -34,6 +34,13 @@ type ENI struct {
 	Groups                        []string // sorted security group ids
 	Connections                   int
 	AllocationID                  string // the EIP on its primary private IP, if any
+	// Description is what Lambda writes on its ENIs: "AWS Lambda VPC
+	// ENI-<function>-<uuid>", naming the function that made it (shared
+	// ENIs serve every function with the same subnet and groups).
+	Description string
+	// Lambda is true for ENIs Lambda made, whatever Type now says (a
+	// retiring one may show "interface").
+	Lambda bool
 }
 
 // Address is a simulated Elastic IP.
@@ -56,16 +63,27 @@ type Cloud struct {
 	functions map[string]*function
 	seq       int
 	throttle  map[string]int
+	fail      map[string][]string // op -> error codes for its next calls
 	// Calls counts API calls by operation name.
 	Calls map[string]int
 	// Invokes records every Invoke payload by function name.
 	Invokes map[string][]string
+	// ENIReplacesEIP makes AssociateAddress behave for an ENI as EC2
+	// documents it for an instance: an ENI private IP that already has an
+	// EIP silently drops it for the new one (AllowReassociation guards only
+	// the address side). Which reading holds for ENIs is UNVERIFIED; the
+	// default is the refusal.
+	ENIReplacesEIP bool
+	// BeforeCall, if set, runs at the start of every API call, outside the
+	// lock: the randomized tests use it to make AWS change (or a second
+	// guardian run act) between any two calls of a run.
+	BeforeCall func(op string)
 }
 
 // New returns an empty cloud.
 func New() *Cloud {
 	return &Cloud{enis: map[string]*ENI{}, addrs: map[string]*Address{}, functions: map[string]*function{},
-		throttle: map[string]int{}, Calls: map[string]int{}, Invokes: map[string][]string{}}
+		throttle: map[string]int{}, fail: map[string][]string{}, Calls: map[string]int{}, Invokes: map[string][]string{}}
 }
 
 func apiErr(code, format string, args ...any) error {
@@ -77,6 +95,13 @@ func (c *Cloud) next(prefix string) string {
 	return fmt.Sprintf("%s-%017x", prefix, c.seq)
 }
 
+// before runs the BeforeCall hook; every API method calls it before it locks.
+func (c *Cloud) before(op string) {
+	if c.BeforeCall != nil {
+		c.BeforeCall(op)
+	}
+}
+
 // enter counts a call and fails it if throttling was asked for.
 func (c *Cloud) enter(op string) error {
 	c.Calls[op]++
@@ -84,7 +109,21 @@ func (c *Cloud) enter(op string) error {
 		c.throttle[op]--
 		return apiErr("RequestLimitExceeded", "Request limit exceeded.")
 	}
+	if f := c.fail[op]; len(f) > 0 {
+		c.fail[op] = f[1:]
+		return apiErr(f[0], "simulated failure of %s", op)
+	}
 	return nil
+}
+
+// FailNext makes the next n calls of op fail with the given error code
+// (e.g. UnauthorizedOperation, when a policy lacks an action).
+func (c *Cloud) FailNext(op, code string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for range n {
+		c.fail[op] = append(c.fail[op], code)
+	}
 }
 
 // ThrottleNext makes the next n calls of op fail with RequestLimitExceeded.
@@ -114,18 +153,35 @@ func (c *Cloud) Deploy(name string, subnets, groups []string) {
 	c.functions[name] = &function{subnets: subnets, groups: groups, state: lambdatypes.StatePending, reason: lambdatypes.StateReasonCodeCreating}
 	for _, s := range subnets {
 		if c.findENI(s, groups, false) == nil {
-			c.newENI(s, groups)
+			c.newENI(s, groups, name)
 		}
 	}
 	c.retireUnused()
 }
 
-func (c *Cloud) newENI(subnet string, groups []string) *ENI {
+func (c *Cloud) newENI(subnet string, groups []string, function string) *ENI {
 	c.seq++
-	e := &ENI{ID: fmt.Sprintf("eni-%017x", c.seq), Subnet: subnet, Type: "lambda", Status: "pending",
-		Groups: strings.Split(groupKey(groups), ","), PrivateIP: fmt.Sprintf("10.0.%d.%d", c.seq/250, c.seq%250+1)}
+	e := &ENI{ID: fmt.Sprintf("eni-%017x", c.seq), Subnet: subnet, Type: "lambda", Status: "pending", Lambda: true,
+		Groups: strings.Split(groupKey(groups), ","), PrivateIP: fmt.Sprintf("10.0.%d.%d", c.seq/250, c.seq%250+1),
+		Description: fmt.Sprintf("AWS Lambda VPC ENI-%s-%08x-0b5c-4d2e-9f00-%012x", function, c.seq, c.seq)}
 	c.enis[e.ID] = e
 	return e
+}
+
+// functionOf names a function using the (groups x subnet) pair, for the
+// description of an ENI Lambda adds to it.
+func (c *Cloud) functionOf(subnet string, groups []string) string {
+	names := make([]string, 0, len(c.functions))
+	for n, f := range c.functions {
+		if groupKey(f.groups) == groupKey(groups) && contains(f.subnets, subnet) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "unknown"
+	}
+	return names[0]
 }
 
 // findENI returns an ENI of the pair with room, if any.
@@ -172,6 +228,15 @@ func (c *Cloud) Activate() {
 	}
 }
 
+// ActivateENI finishes one pending ENI: Lambda brings ENIs up one by one.
+func (c *Cloud) ActivateENI(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.enis[id]; e != nil && e.Status == "pending" {
+		e.Status = "in-use"
+	}
+}
+
 // AddConnections opens n connections through the (groups x subnet) pair;
 // past ConnectionsPerENI per ENI Lambda adds another ENI (pending, no EIP).
 func (c *Cloud) AddConnections(subnet string, groups []string, n int) {
@@ -180,7 +245,7 @@ func (c *Cloud) AddConnections(subnet string, groups []string, n int) {
 	for n > 0 {
 		e := c.findENI(subnet, groups, true)
 		if e == nil {
-			e = c.newENI(subnet, groups)
+			e = c.newENI(subnet, groups, c.functionOf(subnet, groups))
 		}
 		k := min(n, ConnectionsPerENI-e.Connections)
 		e.Connections += k
@@ -209,7 +274,7 @@ func (c *Cloud) DeleteAvailable() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, e := range c.enis {
-		if e.Status != "available" || e.Type != "lambda" {
+		if e.Status != "available" || !e.Lambda {
 			continue
 		}
 		if a := c.addrs[e.AllocationID]; a != nil {
@@ -219,13 +284,63 @@ func (c *Cloud) DeleteAvailable() {
 	}
 }
 
-// AddENI adds an ordinary ENI (not Lambda's), e.g. another team's.
-func (c *Cloud) AddENI(subnet string, groups []string, typ, status string) *ENI {
+// AddENI adds an ENI outside any simulated function, e.g. another team's.
+// With typ "lambda" it carries a Lambda description for function; with any
+// other type it has no description and is not Lambda's.
+func (c *Cloud) AddENI(subnet string, groups []string, typ, status, function string) *ENI {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.newENI(subnet, groups)
+	e := c.newENI(subnet, groups, function)
 	e.Type, e.Status = typ, status
+	if typ != "lambda" {
+		e.Description, e.Lambda = "", false
+	}
 	return e
+}
+
+// RetireENI is Lambda retiring one ENI (it no longer carries traffic, and
+// is deleted by DeleteAvailable later). asInterface makes it show
+// interface-type "interface", as retiring Lambda ENIs have been reported to
+// after detachment (UNVERIFIED; the simulator covers both readings).
+func (c *Cloud) RetireENI(id string, asInterface bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.enis[id]; e != nil {
+		e.Status = "available"
+		if asInterface {
+			e.Type = "interface"
+		}
+	}
+}
+
+// ReplaceENI is Lambda replacing one ENI: the old one retires (see
+// RetireENI) and a new one, with a new id and no IP, comes up pending in
+// the same subnet with the same groups. It returns the new ENI's id.
+func (c *Cloud) ReplaceENI(id string, asInterface bool) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.enis[id]
+	if old == nil {
+		return ""
+	}
+	old.Status = "available"
+	if asInterface {
+		old.Type = "interface"
+	}
+	return c.newENI(old.Subnet, old.Groups, c.functionOf(old.Subnet, old.Groups)).ID
+}
+
+// Release is a human releasing an Elastic IP; it refuses an associated one,
+// as EC2 does for a VPC address in use.
+func (c *Cloud) Release(allocationID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.addrs[allocationID]
+	if a == nil || a.AssociationID != "" {
+		return false
+	}
+	delete(c.addrs, allocationID)
+	return true
 }
 
 // Allocate adds an EIP with tags and returns its allocation id.
@@ -303,8 +418,10 @@ func filterValues(fs []ec2types.Filter, name string) ([]string, bool) {
 }
 
 // DescribeNetworkInterfaces supports the filters interface-type, group-id,
-// subnet-id and status, NetworkInterfaceIds, and pagination.
+// subnet-id, status and network-interface-id, NetworkInterfaceIds, and
+// pagination.
 func (c *Cloud) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNetworkInterfacesInput, _ ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error) {
+	c.before("DescribeNetworkInterfaces")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enter("DescribeNetworkInterfaces"); err != nil {
@@ -324,6 +441,9 @@ func (c *Cloud) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNet
 		if v, ok := filterValues(in.Filters, "status"); ok && !contains(v, e.Status) {
 			continue
 		}
+		if v, ok := filterValues(in.Filters, "network-interface-id"); ok && !contains(v, e.ID) {
+			continue
+		}
 		if v, ok := filterValues(in.Filters, "group-id"); ok {
 			hit := false
 			for _, g := range e.Groups {
@@ -340,15 +460,19 @@ func (c *Cloud) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNet
 			return nil, apiErr("InvalidNetworkInterfaceID.NotFound", "The networkInterface ID '%s' does not exist", id)
 		}
 	}
+	// The token names the last ENI returned (ids sort), so a page stays
+	// valid while ENIs come and go between calls, as EC2's tokens do.
 	start := 0
 	if t := aws.ToString(in.NextToken); t != "" {
-		fmt.Sscanf(t, "page-%d", &start)
+		for start < len(match) && match[start].ID <= t {
+			start++
+		}
 	}
 	end := len(match)
 	out := &ec2.DescribeNetworkInterfacesOutput{}
 	if n := int(aws.ToInt32(in.MaxResults)); n > 0 && start+n < len(match) {
 		end = start + n
-		out.NextToken = aws.String(fmt.Sprintf("page-%d", end))
+		out.NextToken = aws.String(match[end-1].ID)
 	}
 	for _, e := range match[start:end] {
 		ni := ec2types.NetworkInterface{NetworkInterfaceId: aws.String(e.ID), SubnetId: aws.String(e.Subnet),
@@ -357,8 +481,10 @@ func (c *Cloud) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNet
 		for _, g := range e.Groups {
 			ni.Groups = append(ni.Groups, ec2types.GroupIdentifier{GroupId: aws.String(g)})
 		}
+		if e.Description != "" {
+			ni.Description = aws.String(e.Description)
+		}
 		if e.Type == "lambda" {
-			ni.Description = aws.String("AWS Lambda VPC ENI-relay-0b5c1d2e")
 			ni.Attachment = &ec2types.NetworkInterfaceAttachment{AttachmentId: aws.String("ela-attach-" + e.ID[4:]),
 				InstanceOwnerId: aws.String("amazon-aws"), DeviceIndex: aws.Int32(1), Status: ec2types.AttachmentStatusAttached}
 		}
@@ -373,6 +499,7 @@ func (c *Cloud) DescribeNetworkInterfaces(_ context.Context, in *ec2.DescribeNet
 
 // DescribeAddresses supports AllocationIds and tag:KEY filters.
 func (c *Cloud) DescribeAddresses(_ context.Context, in *ec2.DescribeAddressesInput, _ ...func(*ec2.Options)) (*ec2.DescribeAddressesOutput, error) {
+	c.before("DescribeAddresses")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enter("DescribeAddresses"); err != nil {
@@ -421,6 +548,7 @@ next:
 // already has another EIP is UNVERIFIED for ENIs: the simulator refuses it
 // the same way unless AllowReassociation is true.
 func (c *Cloud) AssociateAddress(_ context.Context, in *ec2.AssociateAddressInput, _ ...func(*ec2.Options)) (*ec2.AssociateAddressOutput, error) {
+	c.before("AssociateAddress")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enter("AssociateAddress"); err != nil {
@@ -441,7 +569,7 @@ func (c *Cloud) AssociateAddress(_ context.Context, in *ec2.AssociateAddressInpu
 	if a.AssociationID != "" && a.ENI != e.ID && !realloc {
 		return nil, apiErr("Resource.AlreadyAssociated", "resource %s is already associated with associate-id %s", a.AllocationID, a.AssociationID)
 	}
-	if e.AllocationID != "" && e.AllocationID != a.AllocationID && !realloc {
+	if e.AllocationID != "" && e.AllocationID != a.AllocationID && !realloc && !c.ENIReplacesEIP {
 		return nil, apiErr("Resource.AlreadyAssociated", "network interface %s already has address %s", e.ID, e.AllocationID)
 	}
 	if a.AssociationID != "" && a.ENI == e.ID {
@@ -459,6 +587,7 @@ func (c *Cloud) AssociateAddress(_ context.Context, in *ec2.AssociateAddressInpu
 
 // DisassociateAddress: a stale association id gives InvalidAssociationID.NotFound.
 func (c *Cloud) DisassociateAddress(_ context.Context, in *ec2.DisassociateAddressInput, _ ...func(*ec2.Options)) (*ec2.DisassociateAddressOutput, error) {
+	c.before("DisassociateAddress")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enter("DisassociateAddress"); err != nil {
@@ -478,6 +607,7 @@ func (c *Cloud) DisassociateAddress(_ context.Context, in *ec2.DisassociateAddre
 
 // CreateTags tags EIPs.
 func (c *Cloud) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
+	c.before("CreateTags")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enter("CreateTags"); err != nil {
@@ -497,6 +627,7 @@ func (c *Cloud) CreateTags(_ context.Context, in *ec2.CreateTagsInput, _ ...func
 
 // AllocateAddress allocates a VPC EIP with the requested tags.
 func (c *Cloud) AllocateAddress(_ context.Context, in *ec2.AllocateAddressInput, _ ...func(*ec2.Options)) (*ec2.AllocateAddressOutput, error) {
+	c.before("AllocateAddress")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enter("AllocateAddress"); err != nil {
@@ -516,6 +647,7 @@ func (c *Cloud) AllocateAddress(_ context.Context, in *ec2.AllocateAddressInput,
 
 // GetFunctionConfiguration returns the function's state.
 func (c *Cloud) GetFunctionConfiguration(_ context.Context, in *lambda.GetFunctionConfigurationInput, _ ...func(*lambda.Options)) (*lambda.GetFunctionConfigurationOutput, error) {
+	c.before("GetFunctionConfiguration")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enter("GetFunctionConfiguration"); err != nil {
@@ -531,6 +663,7 @@ func (c *Cloud) GetFunctionConfiguration(_ context.Context, in *lambda.GetFuncti
 // Invoke records the payload. Invoking an Inactive function starts its
 // restore: new ENIs (with new ids) come up "pending", as after an idle reclaim.
 func (c *Cloud) Invoke(_ context.Context, in *lambda.InvokeInput, _ ...func(*lambda.Options)) (*lambda.InvokeOutput, error) {
+	c.before("Invoke")
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := c.enter("Invoke"); err != nil {
@@ -546,7 +679,7 @@ func (c *Cloud) Invoke(_ context.Context, in *lambda.InvokeInput, _ ...func(*lam
 		f.state, f.reason = lambdatypes.StatePending, lambdatypes.StateReasonCodeRestoring
 		for _, s := range f.subnets {
 			if c.findENI(s, f.groups, false) == nil {
-				c.newENI(s, f.groups)
+				c.newENI(s, f.groups, name)
 			}
 		}
 	}

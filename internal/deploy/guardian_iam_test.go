@@ -1,0 +1,66 @@
+package deploy
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestGuardianMayDisassociateFromTheRelaysENIs holds the guardian's policy
+// to the EC2 authorization model rather than to moto, which checks no IAM.
+// DisassociateAddress names only an association id, but EC2 authorizes it
+// against the resources it touches: the Service Authorization Reference for
+// Amazon EC2 (docs.aws.amazon.com/service-authorization/latest/reference/
+// list_amazonec2.html, action DisassociateAddress) gives elastic-ip, and may
+// give network-interface and instance as resource types as well. A
+// statement on the Elastic IP alone would then be refused when the guardian
+// takes an IP back from a retiring ENI, so the ENI side is granted too,
+// limited to the relay's subnets like AssociateAddress.
+func TestGuardianMayDisassociateFromTheRelaysENIs(t *testing.T) {
+	for _, o := range []TemplateOptions{{}, {AZs: 2}, {VPCID: "vpc-0123456789abcdef0", SubnetIDs: []string{"subnet-0123456789abcdef0"}}} {
+		var doc struct {
+			Resources map[string]struct {
+				Properties struct {
+					Policies []struct {
+						PolicyDocument struct {
+							Statement []map[string]any
+						}
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(render(t, o, "json"), &doc); err != nil {
+			t.Fatal(err)
+		}
+		grants := map[string]map[string]any{} // "action on resource" -> condition
+		for _, p := range doc.Resources["GuardianRole"].Properties.Policies {
+			for _, st := range p.PolicyDocument.Statement {
+				res, _ := json.Marshal(st["Resource"])
+				acts, ok := st["Action"].([]any)
+				if !ok {
+					acts = []any{st["Action"]}
+				}
+				for _, a := range acts {
+					cond, _ := st["Condition"].(map[string]any)
+					for _, kind := range []string{"elastic-ip/*", "network-interface/*"} {
+						if strings.Contains(string(res), kind) {
+							grants[a.(string)+" on "+kind] = cond
+						}
+					}
+				}
+			}
+		}
+		for _, want := range []string{"ec2:DisassociateAddress on elastic-ip/*", "ec2:DisassociateAddress on network-interface/*", "ec2:AssociateAddress on network-interface/*"} {
+			cond, ok := grants[want]
+			if !ok {
+				t.Errorf("%+v: the guardian's role lacks %s (has %v)", o, want, grants)
+				continue
+			}
+			// Never unconditioned: the IP by its deployment tag, the ENI by the relay's subnets.
+			c, _ := json.Marshal(cond)
+			if !strings.Contains(string(c), "aws:ResourceTag/outgate:deployment") && !strings.Contains(string(c), "ec2:Subnet") {
+				t.Errorf("%+v: %s is not scoped: %s", o, want, c)
+			}
+		}
+	}
+}
