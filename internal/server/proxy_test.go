@@ -422,3 +422,43 @@ func mustReq(t *testing.T, method, u string) *http.Request {
 	}
 	return r
 }
+
+// TestProxyTLSRotatesOnReload: the proxy listener's certificate, like the
+// relay's, is read again on reload.
+func TestProxyTLSRotatesOnReload(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(plain.Close)
+	plainHost := strings.TrimPrefix(plain.URL, "http://")
+	c := newClient("billing")
+	cert1, key1 := testutil.SelfSigned(t, "first")
+	cert2, key2 := testutil.SelfSigned(t, "second")
+	cfg := func(cert, key string) string {
+		return proxyConfig(c, []string{plainHost}, fmt.Sprintf("network: {allow_cidrs: [127.0.0.0/8]}\nproxy_tls: {cert_file: %s, key_file: %s}\n", cert, key))
+	}
+	g := start(t, cfg(cert1, key1))
+	get := func(ca string) error {
+		u, _ := url.Parse(fmt.Sprintf("https://%s:%s@%s", c.name, c.key, g.Proxy))
+		tr := &http.Transport{Proxy: http.ProxyURL(u), TLSClientConfig: testutil.TLSConfig(ca)}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(plain.URL + "/x")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(cert1); err != nil {
+		t.Fatalf("HTTPS proxy: %v", err)
+	}
+	g.rewrite(t, cfg(cert2, key2))
+	waitFor(t, func() bool { return len(g.logs.lines("config reloaded")) == 1 })
+	if err := get(cert2); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+	if err := get(cert1); err == nil {
+		t.Error("the old certificate is still served after a reload")
+	}
+}
