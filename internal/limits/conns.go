@@ -3,6 +3,7 @@ package limits
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -228,7 +229,10 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		l.c.open.Add(1)
 		lc := &limitedConn{Conn: conn, c: l.c, src: src, counted: counted}
 		if d := l.c.getRules().AuthTimeout; d > 0 {
-			lc.authTimer = time.AfterFunc(d, lc.authExpired)
+			// Armed only once stored, so authExpired (which reads it
+			// through Close) cannot run before the field is set.
+			lc.authTimer = time.AfterFunc(math.MaxInt64, lc.authExpired)
+			lc.authTimer.Reset(d)
 		} else {
 			lc.auth.Store(authDone)
 		}

@@ -146,3 +146,57 @@ func mustListen(t *testing.T) net.Listener {
 	}
 	return l
 }
+
+// IPv6 sources count per /64: one host usually holds a whole /64, so a
+// bound per address would bound nothing.
+func TestSourceKey(t *testing.T) {
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("203.0.113.7"), Port: 1}, "203.0.113.7"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:203.0.113.7"), Port: 1}, "203.0.113.7"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 1}, "2001:db8:1:2::"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:ffff::1"), Port: 1}, "2001:db8:1:2::"},
+	} {
+		got, ok := sourceKey(tc.addr)
+		if !ok || got.String() != tc.want {
+			t.Errorf("sourceKey(%v) = %v, %v; want %s", tc.addr, got, ok, tc.want)
+		}
+	}
+	if _, ok := sourceKey(&net.UnixAddr{Name: "x"}); ok {
+		t.Error("a non-IP address is counted")
+	}
+}
+
+// A deadline the connection's owner sets (a tunnel's idle deadline) still
+// ends a write with an ordinary timeout, which the owner handles; only the
+// write idle deadline turns into ErrWriteStalled, and closes the slot.
+func TestWriteDeadlines(t *testing.T) {
+	c := NewConns(4)
+	l := c.Listener(mustListen(t))
+	defer l.Close()
+	peer := dial(t, l)
+	peer.(*net.TCPConn).SetReadBuffer(4096)
+	conn := expectAccepted(t, acceptAsync(l), "conn")
+	big := make([]byte, 64<<20) // more than any socket buffers hold
+
+	c.SetRules(ConnRules{WriteIdle: time.Hour})
+	conn.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	_, err := conn.Write(big)
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("write past the owner's deadline: %v, want a timeout", err)
+	}
+	if c.Open() != 1 {
+		t.Fatalf("the owner's timeout closed the connection")
+	}
+
+	c.SetRules(ConnRules{WriteIdle: 50 * time.Millisecond})
+	conn.SetWriteDeadline(time.Time{})
+	if _, err := conn.Write(big); !errors.Is(err, ErrWriteStalled) {
+		t.Fatalf("write to a peer that reads nothing: %v, want ErrWriteStalled", err)
+	}
+	if c.Open() != 0 || c.Refused()[RefusedWriteStall] != 1 {
+		t.Errorf("after the stall: open %d, refused %v", c.Open(), c.Refused())
+	}
+}

@@ -294,6 +294,123 @@ print(r.status_code, r.text, end="")`
 	})
 }
 
+// TestRealClientsThroughTLSProxy: with proxy_tls the proxy listener is an
+// HTTPS proxy (https:// proxy URL), so the key in Proxy-Authorization is
+// encrypted on its way to the gateway. curl, Go, Python requests and Node
+// undici each reach an https destination (CONNECT inside the proxy's TLS)
+// and a plain http one through it, trusting the proxy's certificate.
+func TestRealClientsThroughTLSProxy(t *testing.T) {
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello "+r.URL.Path) })
+	pHost := strings.TrimPrefix(p.URL, "https://")
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "plain "+r.URL.Path) }))
+	t.Cleanup(plain.Close)
+	plainHost := strings.TrimPrefix(plain.URL, "http://")
+	proxyCert, proxyKey := testutil.SelfSigned(t, "proxy")
+	// One bundle with both CAs, for clients that take a single trust file
+	// for the proxy and the destination.
+	caPEM, _ := os.ReadFile(p.ca)
+	proxyPEM, _ := os.ReadFile(proxyCert)
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	os.WriteFile(bundle, append(append(caPEM, '\n'), proxyPEM...), 0o600)
+
+	c := newClient("billing")
+	g := start(t, proxyConfig(c, []string{pHost, plainHost}, fmt.Sprintf("network: {allow_cidrs: [127.0.0.0/8]}\nproxy_tls: {cert_file: %s, key_file: %s}\n", proxyCert, proxyKey)))
+	proxyURL := fmt.Sprintf("https://%s:%s@%s", c.name, c.key, g.Proxy)
+	want := map[string]string{p.URL + "/tls": "hello /tls", plain.URL + "/plain": "plain /plain"}
+
+	t.Run("plain-http-refused", func(t *testing.T) {
+		// A client that speaks plain HTTP to the TLS proxy gets no proxying.
+		conn, err := net.DialTimeout("tcp", g.Proxy, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET %s/plain HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", plain.URL, plainHost, basic(c.name, c.key))
+		b, _ := io.ReadAll(conn)
+		if strings.Contains(string(b), "plain /plain") {
+			t.Errorf("plain HTTP to the TLS proxy was proxied: %q", b)
+		}
+	})
+	t.Run("curl", func(t *testing.T) {
+		curl := testutil.Tool(t, "curl")
+		for u, body := range want {
+			out, err := exec.Command(curl, "-sS", "--max-time", "20", "--cacert", p.ca, "--proxy-cacert", proxyCert, "-x", proxyURL, u).CombinedOutput()
+			if err != nil || string(out) != body {
+				t.Errorf("curl -x https:// %s: %q, %v", u, out, err)
+			}
+		}
+		out, _ := exec.Command(curl, "-s", "-o", "/dev/null", "-w", "%{http_connect}", "--max-time", "20", "--cacert", p.ca,
+			"--proxy-cacert", proxyCert, "-x", "https://"+g.Proxy, p.URL+"/x").CombinedOutput()
+		if string(out) != "407" {
+			t.Errorf("curl without credentials: %q, want 407", out)
+		}
+	})
+	t.Run("go", func(t *testing.T) {
+		// What HTTPS_PROXY=https://... gives a Go program (the environment
+		// itself is not used: Go never proxies loopback destinations).
+		u, _ := url.Parse(proxyURL)
+		tls := testutil.TLSConfig(bundle)
+		tr := &http.Transport{Proxy: http.ProxyURL(u), TLSClientConfig: tls}
+		defer tr.CloseIdleConnections()
+		for target, body := range want {
+			resp, got := do(t, &http.Client{Transport: tr, Timeout: 20 * time.Second}, mustReq(t, "GET", target))
+			if resp.StatusCode != 200 || got != body {
+				t.Errorf("Go via https proxy %s: %d %q", target, resp.StatusCode, got)
+			}
+		}
+	})
+	t.Run("python-requests", func(t *testing.T) {
+		py := testutil.Tool(t, "python3")
+		if err := exec.Command(py, "-c", "import requests").Run(); err != nil {
+			testutil.Unavailable(t, "python3 has no requests module")
+		}
+		// Warnings are errors: urllib3 warns (InsecureRequestWarning) when
+		// neither the destination nor the proxy was verified.
+		script := `import requests, sys, warnings
+warnings.simplefilter("error")
+r = requests.get(sys.argv[1], proxies={"https": sys.argv[2], "http": sys.argv[2]}, verify=sys.argv[3], timeout=20)
+print(r.status_code, r.text, end="")`
+		run := func(u, ca string) (string, error) {
+			out, err := exec.Command(py, "-c", script, u, proxyURL, ca).CombinedOutput()
+			return string(out), err
+		}
+		https := p.URL + "/tls"
+		if out, err := run(https, bundle); err != nil || out != "200 "+want[https] {
+			t.Errorf("python requests via https proxy %s: %q, %v", https, out, err)
+		}
+		// Trusting only the partner's CA, the proxy's certificate fails.
+		if out, err := run(https, p.ca); err == nil {
+			t.Errorf("python requests went through a proxy it could not verify: %q", out)
+		}
+		// The limitation the README warns about: for an http:// URL,
+		// requests (urllib3 2) sends the request to an https proxy without
+		// checking the proxy's certificate, whatever verify says. If this
+		// starts failing, requests verifies now: update the README.
+		plainURL := plain.URL + "/plain"
+		if out, err := run(plainURL, p.ca); err == nil || !strings.Contains(out, "InsecureRequestWarning") {
+			t.Errorf("python requests to an http URL via an https proxy, proxy CA not trusted: %q, %v", out, err)
+		}
+	})
+	t.Run("node-undici", func(t *testing.T) {
+		node := testutil.Tool(t, "node")
+		if _, err := os.Stat(filepath.Join(nodeClientDir, "node_modules", "undici")); err != nil {
+			testutil.Unavailable(t, "undici is not installed: run npm ci --prefix testdata/clients/node")
+		}
+		for u, body := range want {
+			// Output, not CombinedOutput: Node warns on stderr about IP
+			// addresses as TLS server names.
+			out, err := exec.Command(node, filepath.Join(nodeClientDir, "fetch.mjs"), u, proxyURL, bundle).Output()
+			if err != nil || string(out) != "200 "+body {
+				t.Errorf("node undici ProxyAgent via https proxy %s: %q, %v", u, out, err)
+			}
+		}
+	})
+	if l := g.logs.String(); strings.Contains(l, c.key) {
+		t.Error("the key appears in the log")
+	}
+}
+
 // nodeClientDir holds the undici version the Node check uses; .ci/run installs it.
 const nodeClientDir = "../../testdata/clients/node"
 
@@ -304,4 +421,44 @@ func mustReq(t *testing.T, method, u string) *http.Request {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestProxyTLSRotatesOnReload: the proxy listener's certificate, like the
+// relay's, is read again on reload.
+func TestProxyTLSRotatesOnReload(t *testing.T) {
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(plain.Close)
+	plainHost := strings.TrimPrefix(plain.URL, "http://")
+	c := newClient("billing")
+	cert1, key1 := testutil.SelfSigned(t, "first")
+	cert2, key2 := testutil.SelfSigned(t, "second")
+	cfg := func(cert, key string) string {
+		return proxyConfig(c, []string{plainHost}, fmt.Sprintf("network: {allow_cidrs: [127.0.0.0/8]}\nproxy_tls: {cert_file: %s, key_file: %s}\n", cert, key))
+	}
+	g := start(t, cfg(cert1, key1))
+	get := func(ca string) error {
+		u, _ := url.Parse(fmt.Sprintf("https://%s:%s@%s", c.name, c.key, g.Proxy))
+		tr := &http.Transport{Proxy: http.ProxyURL(u), TLSClientConfig: testutil.TLSConfig(ca)}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(plain.URL + "/x")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(cert1); err != nil {
+		t.Fatalf("HTTPS proxy: %v", err)
+	}
+	g.rewrite(t, cfg(cert2, key2))
+	waitFor(t, func() bool { return len(g.logs.lines("config reloaded")) == 1 })
+	if err := get(cert2); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+	if err := get(cert1); err == nil {
+		t.Error("the old certificate is still served after a reload")
+	}
 }

@@ -54,7 +54,8 @@ type gateway struct {
 	ready   atomic.Bool
 	tunnels proxy.Tunnels
 	conns   *limits.Conns
-	dials   atomic.Int64 // upstream connections opened, across reloads
+	admin   *limits.Conns // the admin listener's own, apart from clients'
+	dials   atomic.Int64  // upstream connections opened, across reloads
 }
 
 // adminMaxConns bounds the admin listener on its own, so metrics can be
@@ -129,10 +130,8 @@ func Run(ctx context.Context, o Options) error {
 	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
 	g.metrics = metrics.New(metrics.Sources{Tunnels: g.tunnels.Count, ConnsOpen: g.conns.Open, ConnsMax: g.conns.Max, ConnWaits: g.conns.Waits,
 		ConnsRefused: g.conns.Refused, Dials: g.dials.Load})
-	adminConns := limits.NewConns(adminMaxConns)
-	// The admin listener has no keys to wait for, but a scraper that stops
-	// reading must not keep one of its few slots either.
-	adminConns.SetRules(limits.ConnRules{WriteIdle: cfg.Limits.Resolved.WriteIdleTimeout})
+	g.admin = limits.NewConns(adminMaxConns)
+	g.admin.SetRules(adminRules(cfg.Limits.Resolved))
 
 	var lns []net.Listener
 	closeAll := func() {
@@ -170,7 +169,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// Bound connections before TLS, so a handshake holds a slot too.
 	relayLn, proxyLn = limitListener(g.conns, relayLn), limitListener(g.conns, proxyLn)
-	adminLn = limitListener(adminConns, adminLn)
+	adminLn = limitListener(g.admin, adminLn)
 	c, err := g.build(cfg)
 	if err != nil {
 		closeAll()
@@ -320,6 +319,7 @@ func (g *gateway) reload() {
 	g.core.Store(c)
 	g.conns.SetMax(g.maxConns(cfg.Limits.Resolved.MaxConnections))
 	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
+	g.admin.SetRules(adminRules(cfg.Limits.Resolved))
 	g.level.Set(parseLevel(cfg.Log.Level))
 	old.Close()
 	g.metrics.Reloads.WithLabelValues("ok").Inc()
@@ -334,6 +334,12 @@ func connRules(lim config.ResolvedLimits, maxConns int) limits.ConnRules {
 		perIP = config.PerIPConns(maxConns)
 	}
 	return limits.ConnRules{PerSource: perIP, AuthTimeout: lim.AuthTimeout, WriteIdle: lim.WriteIdleTimeout}
+}
+
+// adminRules: the admin listener has no keys to wait for, but a scraper
+// that stops reading must not keep one of its few slots either.
+func adminRules(lim config.ResolvedLimits) limits.ConnRules {
+	return limits.ConnRules{WriteIdle: lim.WriteIdleTimeout}
 }
 
 // shutdown drains: /readyz turns 503 at once (load balancers stop sending),
