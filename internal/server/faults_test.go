@@ -263,12 +263,14 @@ func TestHostileClients(t *testing.T) {
 	t.Run("a thousand connections without a key", func(t *testing.T) {
 		var wg sync.WaitGroup
 		var refused, other atomic.Int32
+		var firstErr atomic.Value
 		for i := 0; i < 1000; i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				resp, err := http.Get("http://" + g.Relay + "/partner/x")
 				if err != nil {
+					firstErr.CompareAndSwap(nil, err.Error())
 					other.Add(1)
 					return
 				}
@@ -285,7 +287,7 @@ func TestHostileClients(t *testing.T) {
 		}
 		wg.Wait()
 		if refused.Load() != 1000 {
-			t.Errorf("%d refused with 401, %d other outcomes", refused.Load(), other.Load())
+			t.Errorf("%d refused with 401, %d other outcomes (first error: %v)", refused.Load(), other.Load(), firstErr.Load())
 		}
 		healthy()
 	})
