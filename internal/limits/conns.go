@@ -292,6 +292,16 @@ func (c *limitedConn) Close() error {
 	return err
 }
 
+// CloseWrite lets net/http end a connection it closes after a response
+// (Connection: close, as after a 401) gracefully: FIN first, then a short
+// wait, so the client reads the answer before any reset.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *limitedConn) authExpired() {
 	if c.auth.CompareAndSwap(authPending, authExpired) {
 		c.c.authTimeouts.Add(1)
