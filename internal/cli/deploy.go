@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -152,7 +153,46 @@ the stack is deleted; in eni mode the guardian attaches them within a minute.`,
 	f.StringVar(&eps, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
 	f.StringVar(&o.Front, "front", "url", "url (Function URL) or apigw (API Gateway HTTP API)")
 	f.BoolVar(&o.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
-	f.StringVar(&o.Arch, "arch", "arm64", "relay architecture: arm64 or x86_64")
+	f.StringVar(&o.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
+	templateAlarmFlags(cmd, &o)
 	f.StringVarP(&output, "output", "o", "json", "json or yaml")
 	return cmd
 }
+
+// templateAlarmFlags are the options up and template share for alarms,
+// logs and the cost guard. --relay-concurrency 0 asks for no cap; the
+// template spells that NoRelayCap, as 0 there means "the default".
+func templateAlarmFlags(cmd *cobra.Command, o *deploy.TemplateOptions) {
+	f := cmd.Flags()
+	f.StringSliceVar(&o.Notify, "notify", nil, "email address the stack's alarm topic mails (repeat or comma-separate; each must confirm AWS's subscription mail)")
+	f.StringVar(&o.NotifyTopic, "notify-topic", "", "an existing SNS topic ARN every alarm publishes to, instead of a topic of the stack's own")
+	f.IntVar(&o.LogRetentionDays, "log-retention-days", deploy.DefaultLogRetentionDays, "days CloudWatch Logs keeps the functions' logs (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)")
+	f.Var(relayCap{&o.RelayConcurrency}, "relay-concurrency", fmt.Sprintf("the relay's reserved concurrency: at most this many calls at once, which caps what a flood of calls can cost; 0 for no cap (default %d)", deploy.DefaultRelayConcurrency))
+}
+
+// relayCap maps the flag's 0 ("no cap") to deploy.NoRelayCap.
+type relayCap struct{ n *int }
+
+func (r relayCap) String() string {
+	if r.n == nil || *r.n == 0 {
+		return fmt.Sprint(deploy.DefaultRelayConcurrency)
+	}
+	if *r.n == deploy.NoRelayCap {
+		return "0"
+	}
+	return fmt.Sprint(*r.n)
+}
+
+func (r relayCap) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a number from 0 (no cap) to 1000")
+	}
+	if v == 0 {
+		v = deploy.NoRelayCap
+	}
+	*r.n = v
+	return nil
+}
+
+func (relayCap) Type() string { return "int" }
