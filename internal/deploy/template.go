@@ -500,7 +500,7 @@ func (b *builder) relay() {
 		Runtime:       cf.String("provided.al2023"),
 		Handler:       cf.String("bootstrap"),
 		Architectures: arch(b.o),
-		MemorySize:    cf.Int(256),
+		MemorySize:    cf.Int(RelayMemoryMB),
 		Timeout:       cf.Int(30),
 		Role:          cf.GetAtt("RelayRole", "Arn"),
 		Code:          &lambda.Function_Code{S3Bucket: cf.RefPtr(ParamCodeBucket), S3Key: cf.RefPtr(ParamRelayKey)},
