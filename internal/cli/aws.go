@@ -201,6 +201,12 @@ func statusCmd() *cobra.Command {
 			for _, e := range s.ENIs {
 				fmt.Fprintf(w, "  %s  %s  %s  %s\n", e.ID, e.Subnet, e.Status, e.PublicIP)
 			}
+			if len(s.Alarms) > 0 {
+				fmt.Fprintln(w, "alarms:")
+			}
+			for _, a := range s.Alarms {
+				fmt.Fprintf(w, "  %-17s %s\n", a.State, a.Name)
+			}
 			if len(s.NeedsAttention) == 0 {
 				fmt.Fprintln(w, "nothing needs attention")
 			}
@@ -220,9 +226,10 @@ func statusCmd() *cobra.Command {
 
 func downCmd() *cobra.Command {
 	var (
-		af   awsFlags
-		name string
-		poll time.Duration
+		af         awsFlags
+		name       string
+		poll       time.Duration
+		deleteLogs bool
 	)
 	cmd := &cobra.Command{
 		Use:   "down --name N",
@@ -237,6 +244,11 @@ func downCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if deleteLogs {
+				if err := deploy.DeleteLogGroups(cmd.Context(), c.Logs, name, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "%s is down. Its IPs are kept (and billed, $3.65/month each) so partners' allowlists stay valid:\n", name)
 			for _, ip := range ips {
@@ -249,6 +261,7 @@ func downCmd() *cobra.Command {
 	af.add(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "deployment name")
 	cmd.Flags().DurationVar(&poll, "poll", 5*time.Second, "how often to poll CloudFormation")
+	cmd.Flags().BoolVar(&deleteLogs, "delete-logs", false, "also delete the functions' log groups (kept by default: the logs of an incident outlive the deployment)")
 	return cmd
 }
 

@@ -37,7 +37,7 @@ type TemplateOptions struct {
 	// stack's own. Every alarm publishes to the one topic either way.
 	Notify      []string `json:"-"`
 	NotifyTopic string   `json:"-"`
-	// LogRetentionDays is the default of the LogRetentionDays parameter (0: 30).
+	// LogRetentionDays is how long the log groups keep the functions' logs (0: 30).
 	LogRetentionDays int `json:"-"`
 	// RelayConcurrency is the default of the relay's reserved concurrency
 	// (0: DefaultRelayConcurrency; NoRelayCap: no reservation).
@@ -151,33 +151,33 @@ func validEndpoint(s string) bool {
 
 // Logical names shared with the CLI (status, outputs).
 const (
-	ParamCodeBucket    = "CodeBucket"
-	ParamRelayKey      = "RelayCodeKey"
-	ParamGuardianKey   = "GuardianCodeKey"
-	ParamConfig        = "ConfigParameterName"
-	ParamEIPs          = "EipAllocationIds"
-	ParamExpectedIPs   = "ExpectedIps"
-	ParamAllowAlloc    = "AllowAllocate"
-	ParamGuardianState = "GuardianState"
-	ParamPrivateCIDRs  = "PrivateSubnetCidrs" // nat mode in an existing VPC
-	ParamPublicAZs     = "PublicSubnetAzs"    // ditto: the AZs of SubnetIDs
-	ParamVPCCIDR       = "VpcCidr"            // ditto, with interface endpoints
-	ParamLogRetention  = "LogRetentionDays"
-	ParamCreateLogs    = "CreateLogGroups" // false: the log groups exist (kept by an earlier down)
-	ParamRelayCap      = "RelayReservedConcurrency"
-	ParamGuardianCap   = "GuardianReservedConcurrency"
-	OutputAlarmTopic   = "AlarmTopicArn"
-	OutputRelayURL     = "RelayUrl"
-	OutputRelayName    = "RelayFunctionName"
-	OutputGuardian     = "GuardianFunctionName"
-	OutputSecurityGrp  = "SecurityGroupId"
-	OutputSubnets      = "SubnetIds"
-	condCreateEIPs     = "CreateEips"
-	condCreateLogs     = "CreateLogGroups"
-	condRelayCapped    = "RelayCapped"
-	condGuardianSerial = "GuardianSerialised"
-	maxAZs             = 3
-	vpcCIDR            = "10.42.0.0/16"
+	ParamCodeBucket         = "CodeBucket"
+	ParamRelayKey           = "RelayCodeKey"
+	ParamGuardianKey        = "GuardianCodeKey"
+	ParamConfig             = "ConfigParameterName"
+	ParamEIPs               = "EipAllocationIds"
+	ParamExpectedIPs        = "ExpectedIps"
+	ParamAllowAlloc         = "AllowAllocate"
+	ParamGuardianState      = "GuardianState"
+	ParamPrivateCIDRs       = "PrivateSubnetCidrs" // nat mode in an existing VPC
+	ParamPublicAZs          = "PublicSubnetAzs"    // ditto: the AZs of SubnetIDs
+	ParamVPCCIDR            = "VpcCidr"            // ditto, with interface endpoints
+	ParamLogRetention       = "LogRetentionDays"
+	ParamCreateRelayLogs    = "CreateRelayLogGroup"    // false: the group exists (kept by an earlier stack)
+	ParamCreateGuardianLogs = "CreateGuardianLogGroup" // ditto
+	ParamRelayCap           = "RelayReservedConcurrency"
+	ParamGuardianCap        = "GuardianReservedConcurrency"
+	OutputAlarmTopic        = "AlarmTopicArn"
+	OutputRelayURL          = "RelayUrl"
+	OutputRelayName         = "RelayFunctionName"
+	OutputGuardian          = "GuardianFunctionName"
+	OutputSecurityGrp       = "SecurityGroupId"
+	OutputSubnets           = "SubnetIds"
+	condCreateEIPs          = "CreateEips"
+	condRelayCapped         = "RelayCapped"
+	condGuardianSerial      = "GuardianSerialised"
+	maxAZs                  = 3
+	vpcCIDR                 = "10.42.0.0/16"
 )
 
 // Template builds the stack. It works on its own: with EipAllocationIds left
@@ -237,15 +237,14 @@ func (b *builder) parameters() {
 		Description: cf.String(fmt.Sprintf("Elastic IP allocation ids to use, one per AZ (%d), tagged outgate:deployment=<stack name>; empty creates them, retained on delete", b.o.AZs))}
 	p[ParamExpectedIPs] = cf.Parameter{Type: "String", Default: "", Description: cf.String("The public IPs of EipAllocationIds, comma-separated (for the egress check); ignored when the stack creates the IPs")}
 	b.conditions[condCreateEIPs] = map[string]any{"Fn::Equals": []any{map[string]any{"Fn::Join": []any{"", map[string]any{"Ref": ParamEIPs}}}, ""}}
-	var days []any
-	for _, d := range logRetentionDays {
-		days = append(days, strconv.Itoa(d))
+	for param, fn := range map[string]string{ParamCreateRelayLogs: "relay", ParamCreateGuardianLogs: "guardian"} {
+		if fn == "guardian" && b.o.Mode != "eni" {
+			continue
+		}
+		p[param] = cf.Parameter{Type: "String", Default: "true", AllowedValues: []any{"true", "false"},
+			Description: cf.String("false when the log group /aws/lambda/<stack>-" + fn + " already exists (kept from an earlier stack): the function logs there")}
+		b.conditions[param] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": param}, "true"}}
 	}
-	p[ParamLogRetention] = cf.Parameter{Type: "Number", Default: strconv.Itoa(b.o.LogRetentionDays), AllowedValues: days,
-		Description: cf.String("Days the functions' logs are kept")}
-	p[ParamCreateLogs] = cf.Parameter{Type: "String", Default: "true", AllowedValues: []any{"true", "false"},
-		Description: cf.String("false when the log groups /aws/lambda/<stack>-relay and -guardian already exist (kept from an earlier stack)")}
-	b.conditions[condCreateLogs] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamCreateLogs}, "true"}}
 	relayCap := b.o.RelayConcurrency
 	if relayCap == NoRelayCap {
 		relayCap = 0
@@ -472,15 +471,16 @@ const (
 
 // logGroup adds the log group of the function named <stack><suffix> and
 // returns what the function's LoggingConfig names: the group made here, or,
-// when CreateLogGroups is false, the one already there. Retained on delete:
-// `down` removes them only when asked (--delete-logs).
-func (b *builder) logGroup(logicalFn, suffix string) string {
+// when its Create...LogGroup parameter is false, the one already there
+// (creating a group that exists fails). Retained on delete: `down` removes
+// them only when asked (--delete-logs).
+func (b *builder) logGroup(logicalFn, suffix, cond string) string {
 	name := cf.Sub("/aws/lambda/${AWS::StackName}" + suffix)
-	b.add(logicalFn+"LogGroup", &logs.LogGroup{LogGroupName: cf.String(name), Tags: []tags.Tag{deploymentTag()},
-		AWSCloudFormationCondition:           condCreateLogs,
+	b.add(logicalFn+"LogGroup", &logs.LogGroup{LogGroupName: cf.String(name), RetentionInDays: cf.Int(b.o.LogRetentionDays), Tags: []tags.Tag{deploymentTag()},
+		AWSCloudFormationCondition:           cond,
 		AWSCloudFormationDeletionPolicy:      policies.DeletionPolicy("Retain"),
 		AWSCloudFormationUpdateReplacePolicy: policies.UpdateReplacePolicy("Retain")})
-	return cf.If(condCreateLogs, cf.Ref(logicalFn+"LogGroup"), name)
+	return cf.If(cond, cf.Ref(logicalFn+"LogGroup"), name)
 }
 
 func (b *builder) relay() {
@@ -492,7 +492,7 @@ func (b *builder) relay() {
 			"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
-	relayLogs := b.logGroup("Relay", relaySuffix)
+	relayLogs := b.logGroup("Relay", relaySuffix, ParamCreateRelayLogs)
 	b.add("Relay", &lambda.Function{
 		FunctionName:  cf.SubPtr("${AWS::StackName}" + relaySuffix),
 		LoggingConfig: &lambda.Function_LoggingConfig{LogGroup: cf.String(relayLogs)},
@@ -561,7 +561,7 @@ func (b *builder) guardian() {
 			"Condition": map[string]any{"StringEquals": map[string]any{"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
 		AWSCloudFormationCondition: "AllowAllocation",
 	})
-	guardianLogs := b.logGroup("Guardian", guardianSuffix)
+	guardianLogs := b.logGroup("Guardian", guardianSuffix, ParamCreateGuardianLogs)
 	b.add("Guardian", &lambda.Function{
 		FunctionName:  cf.SubPtr("${AWS::StackName}" + guardianSuffix),
 		LoggingConfig: &lambda.Function_LoggingConfig{LogGroup: cf.String(guardianLogs)},
@@ -637,6 +637,8 @@ func (b *builder) alarmTopic() {
 // alarm adds one alarm publishing to the topic on ALARM and on OK, so the
 // person paged also learns when it is over.
 func (b *builder) alarm(name string, a *cloudwatch.Alarm) {
+	// Named <stack>-<logical id>, so status can ask for exactly these.
+	a.AlarmName = cf.SubPtr("${AWS::StackName}-" + name)
 	a.AlarmActions = []string{b.topic}
 	a.OKActions = []string{b.topic}
 	b.add(name, a)
@@ -770,11 +772,7 @@ func Render(s *Stack, format string) ([]byte, error) {
 		// passes, retries) could each move the same IP.
 		p["Properties"].(map[string]any)["ReservedConcurrentExecutions"] = map[string]any{"Fn::If": []any{condGuardianSerial, 1, noValue}}
 	}
-	for _, name := range []string{"RelayLogGroup", "GuardianLogGroup"} {
-		if p, ok := res[name].(map[string]any); ok {
-			p["Properties"].(map[string]any)["RetentionInDays"] = map[string]any{"Ref": ParamLogRetention}
-		}
-	}
+
 	switch format {
 	case "", "json":
 		return json.MarshalIndent(doc, "", "  ")

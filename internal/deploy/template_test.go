@@ -212,7 +212,7 @@ var (
 // 512; SNS topic DisplayName 100.
 var descriptionMax = map[string]map[string]int{
 	"AWS::Lambda::Function":                 {"Description": 256},
-	"AWS::CloudWatch::Alarm":                {"AlarmDescription": 1024},
+	"AWS::CloudWatch::Alarm":                {"AlarmDescription": 1024, "AlarmName": 255},
 	"AWS::Scheduler::Schedule":              {"Description": 512},
 	"AWS::SNS::Topic":                       {"DisplayName": 100},
 	"AWS::EC2::SecurityGroup":               {},
@@ -495,29 +495,22 @@ func TestCostGuard(t *testing.T) {
 }
 
 // TestLogGroupsKeptWithRetention: each function's log group is the
-// stack's, named /aws/lambda/<function>, with the retention parameter
+// stack's, named /aws/lambda/<function>, with the retention asked for
 // (default 30 days), and kept when the stack is deleted.
 func TestLogGroupsKeptWithRetention(t *testing.T) {
-	var doc struct {
-		Parameters map[string]map[string]any
-		Resources  map[string]map[string]any
-	}
-	json.Unmarshal(render(t, TemplateOptions{}, "json"), &doc)
-	if d := doc.Parameters[ParamLogRetention]["Default"]; d != "30" {
-		t.Errorf("retention default %v", d)
-	}
+	res := resources(t, TemplateOptions{})
 	for _, fn := range []string{"Relay", "Guardian"} {
-		lg := doc.Resources[fn+"LogGroup"]
+		lg := res[fn+"LogGroup"]
 		if lg == nil {
 			t.Fatalf("no log group for %s", fn)
 		}
 		p := lg["Properties"].(map[string]any)
-		if fmt.Sprint(p["RetentionInDays"]) != "map[Ref:LogRetentionDays]" || lg["DeletionPolicy"] != "Retain" || lg["Condition"] != condCreateLogs {
+		if p["RetentionInDays"] != 30.0 || lg["DeletionPolicy"] != "Retain" || lg["Condition"] != "Create"+fn+"LogGroup" {
 			t.Errorf("%s log group: %v", fn, lg)
 		}
 	}
-	json.Unmarshal(render(t, TemplateOptions{LogRetentionDays: 365}, "json"), &doc)
-	if d := doc.Parameters[ParamLogRetention]["Default"]; d != "365" {
-		t.Errorf("--log-retention-days 365: default %v", d)
+	res = resources(t, TemplateOptions{LogRetentionDays: 365})
+	if d := res["RelayLogGroup"]["Properties"].(map[string]any)["RetentionInDays"]; d != 365.0 {
+		t.Errorf("--log-retention-days 365: %v", d)
 	}
 }

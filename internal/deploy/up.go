@@ -153,6 +153,16 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	for k, v := range vpcParams {
 		params[k] = v
 	}
+	if !o.DryRun {
+		logParams, err := logParameters(ctx, c.Logs, o.Name, o.Template, prev, say)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range logParams {
+			params[k] = v
+		}
+	}
+	alarmNotice(o.Template, say)
 	kind := cftypes.ChangeSetTypeCreate
 	if exists {
 		kind = cftypes.ChangeSetTypeUpdate
