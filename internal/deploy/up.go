@@ -162,6 +162,11 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			params[k] = v
 		}
 	}
+	if cr, ok := c.Lambda.(ConcurrencyReader); ok {
+		for k, v := range concurrencyParameters(ctx, cr, o.Template, prev, say) {
+			params[k] = v
+		}
+	}
 	alarmNotice(o.Template, say)
 	kind := cftypes.ChangeSetTypeCreate
 	if exists {
