@@ -189,7 +189,7 @@ func templateAlarmFlags(cmd *cobra.Command, o *deploy.TemplateOptions) {
 	f.StringSliceVar(&o.Notify, "notify", nil, "email address the stack's alarm topic mails (repeat or comma-separate; each must confirm AWS's subscription mail)")
 	f.StringVar(&o.NotifyTopic, "notify-topic", "", "an existing SNS topic ARN every alarm publishes to, instead of a topic of the stack's own")
 	f.IntVar(&o.LogRetentionDays, "log-retention-days", deploy.DefaultLogRetentionDays, "days CloudWatch Logs keeps the functions' logs (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)")
-	f.Var(relayCap{&o.RelayConcurrency}, "relay-concurrency", fmt.Sprintf("the relay's reserved concurrency: at most this many calls at once, which caps what a flood of calls can cost; 0 for no cap (default %d)", deploy.DefaultRelayConcurrency))
+	f.Var(relayCap{&o.RelayConcurrency}, "relay-concurrency", "the relay's reserved concurrency: at most this many calls at once, which caps what a flood of calls can cost; 0 for no cap")
 }
 
 // relayCap maps the flag's 0 ("no cap") to deploy.NoRelayCap.

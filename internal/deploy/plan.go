@@ -168,7 +168,7 @@ func atCap(p Prices, u Usage, e *Estimate) {
 		{"Lambda requests (relay) at the cap", round2(calls / 1e6 * p.LambdaPerMillionRequests), fmt.Sprintf("%.0f calls a second", c*rpsPerConcurrency)},
 		{"CloudWatch Logs at the cap", round2(calls * u.LogBytesPerRequest / 1e9 * p.LogsIngestGB), fmt.Sprintf("%.0f GB ingested", calls*u.LogBytesPerRequest/1e9)},
 	}
-	note := "throttled calls beyond the cap are refused (429) and not billed"
+	note := "calls beyond the cap are refused (429), and Lambda does not bill them (unverified: docs/aws-behaviour.md)"
 	if u.Front == "apigw" {
 		// API Gateway bills every call it receives, throttled by Lambda or not.
 		apigw := Line{"API Gateway at the cap", round2(calls / 1e6 * p.HTTPAPIPerMillion), "only the calls the relay takes: API Gateway bills the refused ones too"}
