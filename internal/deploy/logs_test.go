@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/outgate/outgate/internal/testutil"
 )
@@ -121,5 +122,36 @@ func TestStatusShowsTheAlarms(t *testing.T) {
 	}
 	if len(s.Alarms) != 2 || !containsText(s.NeedsAttention, "al-EgressIpAlarm is in ALARM: Threshold Crossed") || containsText(s.NeedsAttention, "al-eu") {
 		t.Errorf("alarms %+v, needs attention %v", s.Alarms, s.NeedsAttention)
+	}
+}
+
+// TestUpDeploysBothFunctionsForTheArchBuilt, against moto: up builds the
+// zips for --arch, and both functions are created with that architecture,
+// so Lambda can run the guardian's bootstrap as well as the relay's.
+func TestUpDeploysBothFunctionsForTheArchBuilt(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.11.0.0/16", 1)
+	o := motoUp("x86", TemplateOptions{VPCID: vpcID, SubnetIDs: pub, Arch: "x86_64"})
+	var built []string
+	o.Zips = func(ctx context.Context, arch string) (Zip, Zip, error) {
+		built = append(built, arch)
+		return fakeZips(ctx, arch)
+	}
+	if _, err := Up(ctx, c, o); err != nil {
+		t.Fatal(err)
+	}
+	if len(built) != 1 || built[0] != "x86_64" {
+		t.Fatalf("zips built for %v", built)
+	}
+	lc := c.Lambda.(*lambda.Client)
+	for _, fn := range []string{"x86-relay", "x86-guardian"} {
+		cfg, err := lc.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(fn)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cfg.Architectures) != 1 || cfg.Architectures[0] != "x86_64" {
+			t.Errorf("%s is %v, its zip was built for x86_64", fn, cfg.Architectures)
+		}
 	}
 }
