@@ -77,10 +77,8 @@ func logParameters(ctx context.Context, api Logs, name string, o TemplateOptions
 
 // DeleteLogGroups removes a deployment's log groups (down --delete-logs).
 // The stack keeps them when it is deleted, so this runs after it is gone.
+// The caller has checked the name.
 func DeleteLogGroups(ctx context.Context, api Logs, name string, out io.Writer) error {
-	if err := ValidName(name); err != nil {
-		return err
-	}
 	have, err := existingLogGroups(ctx, api, name)
 	if err != nil {
 		return err

@@ -71,7 +71,7 @@ const (
 	// relayMetrics: Requests, Denials, Errors, UpstreamLatency,
 	// EgressIpExpected, and ErrorsByCode for about 5 error codes seen.
 	relayMetrics    = 10
-	guardianMetrics = 5 // EnisSeen, EnisWithoutIp, PoolFree, AssociationsMade, Errors
+	guardianMetrics = 5 // EnisSeen, EnisWithoutIp, PoolFree, AssociationsMade, GuardianErrors
 	// Alarm metrics: the 5xx-rate alarm reads 2 metrics, the others 1.
 	alarmMetricsENI = 8
 	alarmMetricsNAT = 5

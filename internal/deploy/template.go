@@ -49,6 +49,10 @@ type TemplateOptions struct {
 // calls with bad keys can cost (see docs/deploy.md, "Cost guard").
 const DefaultRelayConcurrency = 10
 
+// guardianErrorsMetric is the guardian's count of failures in a run, in
+// namespace Outgate by Deployment.
+const guardianErrorsMetric = "GuardianErrors"
+
 // NoRelayCap asks for no reserved concurrency on the relay.
 const NoRelayCap = -1
 
@@ -692,18 +696,20 @@ func (b *builder) alarms() {
 		Statistic: cf.String("Maximum"), Period: cf.Int(60), EvaluationPeriods: 3, DatapointsToAlarm: cf.Int(3),
 		Threshold: cf.Float64(0), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
 	})
-	ns, metric, dims = outgateMetric("Errors", "Deployment", deployment)
+	// GuardianErrors: the failures of a run (listing, associating,
+	// tagging, the keepalive), emitted by every run, 0 included.
+	ns, metric, dims = outgateMetric(guardianErrorsMetric, "Deployment", deployment)
 	b.alarm("GuardianErrorsAlarm", &cloudwatch.Alarm{
 		AlarmDescription: cf.String("outgate: the guardian reported errors in 3 of its last 5 runs (see its log)"),
 		Namespace:        ns, MetricName: metric, Dimensions: dims,
 		Statistic: cf.String("Sum"), Period: cf.Int(60), EvaluationPeriods: 5, DatapointsToAlarm: cf.Int(3),
 		Threshold: cf.Float64(0), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
 	})
-	// Every finished run reports EnisSeen (0 included); none for 10
-	// minutes means the guardian is not running or dies before reporting.
-	ns, metric, dims = outgateMetric("EnisSeen", "Deployment", deployment)
+	// Every run that reports emits GuardianErrors (0 included), even one
+	// that could not list the ENIs: none for 10 minutes means the guardian
+	// is not running or dies before reporting.
 	b.alarm("GuardianNotRunningAlarm", &cloudwatch.Alarm{
-		AlarmDescription: cf.String("outgate: no guardian run has finished for 10 minutes (schedule disabled, throttled or crashing)"),
+		AlarmDescription: cf.String("outgate: no guardian run has reported for 10 minutes (schedule disabled, throttled or crashing)"),
 		Namespace:        ns, MetricName: metric, Dimensions: dims,
 		Statistic: cf.String("SampleCount"), Period: cf.Int(300), EvaluationPeriods: 2, DatapointsToAlarm: cf.Int(2),
 		Threshold: cf.Float64(1), ComparisonOperator: "LessThanThreshold", TreatMissingData: cf.String("breaching"),
