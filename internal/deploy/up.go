@@ -328,7 +328,8 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 
 // stackTags are copied by CloudFormation onto every resource that takes
 // tags, IAM roles and Lambda functions included, so each value must be one
-// those services accept (see tagValueOK): the deployment name, nothing else.
+// those services accept (TestNamesAndTagsFitAWSRules): the deployment name,
+// nothing else.
 func stackTags(o UpOptions) []cftypes.Tag {
 	return []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}}
 }
