@@ -189,7 +189,7 @@ func TestRelayColdStartWithBadConfig(t *testing.T) {
 }
 
 func TestPlanAndTemplateCommands(t *testing.T) {
-	out, err := exec.Command(binary(t), "plan", "--region", "ap-northeast-2", "--arch", "x86_64", "-o", "json").Output()
+	out, err := exec.Command(binary(t), "plan", "--region", "ap-northeast-2", "--arch", "x86_64", "--memory-mb", "128", "--azs", "1", "-o", "json").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestPlanAndTemplateCommands(t *testing.T) {
 		got[l.Item] = l.USD
 	}
 	if got["Lambda compute (relay)"] != 1.04 || got["Lambda requests (relay)"] != 0.20 || got["Public IPv4 x1"] != 3.65 {
-		t.Errorf("field-notes figures: %v", got)
+		t.Errorf("1M x 500 ms x 128 MB x86_64: %v", got)
 	}
 	text, _ := exec.Command(binary(t), "plan").Output()
 	for _, want := range []string{"== eni", "== nat", "TOTAL", "recorded", "guardian (every minute)"} {

@@ -152,7 +152,8 @@ with the Go toolchain.`,
 	f.StringVar(&eps, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
 	f.StringVar(&o.Template.Front, "front", "url", "url (Function URL) or apigw (API Gateway HTTP API)")
 	f.BoolVar(&o.Template.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
-	f.StringVar(&o.Template.Arch, "arch", "arm64", "relay architecture: arm64 or x86_64")
+	f.StringVar(&o.Template.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
+	templateAlarmFlags(cmd, &o.Template)
 	f.StringSliceVar(&adopt, "adopt-eip", nil, "Elastic IP allocation ids to reuse (repeat or comma-separate)")
 	f.IntVar(&o.SpareIPs, "spare-ips", 0, "eni mode: extra Elastic IPs beyond one per AZ, for an extra ENI to use without a human (give them to partners too)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the change set and stop")
@@ -201,6 +202,12 @@ func statusCmd() *cobra.Command {
 			for _, e := range s.ENIs {
 				fmt.Fprintf(w, "  %s  %s  %s  %s\n", e.ID, e.Subnet, e.Status, e.PublicIP)
 			}
+			if len(s.Alarms) > 0 {
+				fmt.Fprintln(w, "alarms:")
+			}
+			for _, a := range s.Alarms {
+				fmt.Fprintf(w, "  %-17s %s\n", a.State, a.Name)
+			}
 			if len(s.NeedsAttention) == 0 {
 				fmt.Fprintln(w, "nothing needs attention")
 			}
@@ -220,9 +227,10 @@ func statusCmd() *cobra.Command {
 
 func downCmd() *cobra.Command {
 	var (
-		af   awsFlags
-		name string
-		poll time.Duration
+		af         awsFlags
+		name       string
+		poll       time.Duration
+		deleteLogs bool
 	)
 	cmd := &cobra.Command{
 		Use:   "down --name N",
@@ -237,6 +245,11 @@ func downCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if deleteLogs {
+				if err := deploy.DeleteLogGroups(cmd.Context(), c.Logs, name, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
+			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "%s is down. Its IPs are kept (and billed, $3.65/month each) so partners' allowlists stay valid:\n", name)
 			for _, ip := range ips {
@@ -249,6 +262,7 @@ func downCmd() *cobra.Command {
 	af.add(cmd)
 	cmd.Flags().StringVar(&name, "name", "", "deployment name")
 	cmd.Flags().DurationVar(&poll, "poll", 5*time.Second, "how often to poll CloudFormation")
+	cmd.Flags().BoolVar(&deleteLogs, "delete-logs", false, "also delete the functions' log groups (kept by default: the logs of an incident outlive the deployment)")
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -14,7 +15,7 @@ import (
 
 func planCmd() *cobra.Command {
 	var (
-		u            deploy.Usage
+		u            = deploy.DefaultUsage()
 		mode, region string
 		output       string
 		endpoints    string
@@ -23,12 +24,14 @@ func planCmd() *cobra.Command {
 		Use:   "plan",
 		Short: "Show what a static IP on AWS will cost each month, mode by mode",
 		Long: `Show the monthly cost of each way outgate can give your functions a static IP on AWS,
-line by line, from the price table in the repository (its date and source are printed).
+line by line, from the price table in the repository (its date and source are printed), with
+the most a month can cost when every call the relay's concurrency cap lets in is billed.
 
   eni  the cheapest: an Elastic IP on the relay's own Lambda ENI, kept there by the guardian
   nat  AWS-managed: the relay in private subnets behind a NAT gateway (hourly and per-GB fees)
 
-The defaults are the field notes' workload: 1M requests a month, 500 ms, 128 MB, x86_64.`,
+The defaults are what ` + "`outgate up`" + ` deploys with no options (arm64, 256 MB, two AZs, the default
+relay cap) under a light workload: 1M requests a month of 500 ms.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if mode != "" && mode != "eni" && mode != "nat" {
@@ -47,6 +50,12 @@ The defaults are the field notes' workload: 1M requests a month, 500 ms, 128 MB,
 				if v < 0 {
 					return usageError{fmt.Errorf("%s cannot be negative", name)}
 				}
+			}
+			if u.RelayConcurrency < 0 || u.RelayConcurrency > 1000 {
+				return usageError{fmt.Errorf("--relay-concurrency must be from 0 (no cap) to 1000, got %d", u.RelayConcurrency)}
+			}
+			if u.LogRetentionDays < 1 || u.LogRetentionDays > 3653 {
+				return usageError{fmt.Errorf("--log-retention-days must be from 1 to 3653, got %d", u.LogRetentionDays)}
 			}
 			if u.MemoryMB < 128 || u.MemoryMB > 10240 {
 				return usageError{fmt.Errorf("--memory-mb must be from 128 to 10240, got %v", u.MemoryMB)}
@@ -69,7 +78,7 @@ The defaults are the field notes' workload: 1M requests a month, 500 ms, 128 MB,
 			w := cmd.OutOrStdout()
 			switch output {
 			case "json":
-				return json.NewEncoder(w).Encode(map[string]any{"region": region, "prices_recorded": p.Recorded, "prices_source": p.Source, "usage": u, "modes": est})
+				return json.NewEncoder(w).Encode(map[string]any{"region": region, "prices_recorded": p.Recorded, "prices_source": p.Source, "prices_note": p.Note, "usage": u, "modes": est})
 			case "", "text":
 				printPlan(w, region, p, u, est)
 				return nil
@@ -79,13 +88,16 @@ The defaults are the field notes' workload: 1M requests a month, 500 ms, 128 MB,
 	}
 	f := cmd.Flags()
 	f.StringVar(&mode, "mode", "", "show one mode only: eni or nat (default: both)")
-	f.StringVar(&region, "region", "us-east-1", "AWS region ("+strings.Join(deploy.Regions(), ", ")+")")
-	f.IntVar(&u.AZs, "azs", 1, "availability zones (1-3): one static IP each")
-	f.Float64Var(&u.RequestsPerMonth, "requests-per-month", 1e6, "relay requests a month")
-	f.Float64Var(&u.AvgDurationMs, "avg-duration-ms", 500, "average relay duration in ms (mostly the partner's answer time)")
-	f.Float64Var(&u.MemoryMB, "memory-mb", 128, "relay memory in MB")
-	f.Float64Var(&u.GBPerMonth, "gb-per-month", 1, "GB a month through the gateway")
-	f.StringVar(&u.Arch, "arch", "x86_64", "relay architecture: arm64 or x86_64")
+	f.StringVar(&region, "region", "us-east-1", "AWS region (any commercial region; regions without recorded prices use us-east-1's, marked)")
+	f.IntVar(&u.AZs, "azs", u.AZs, "availability zones (1-3): one static IP each")
+	f.Float64Var(&u.RequestsPerMonth, "requests-per-month", u.RequestsPerMonth, "relay requests a month")
+	f.Float64Var(&u.AvgDurationMs, "avg-duration-ms", u.AvgDurationMs, "average relay duration in ms (mostly the partner's answer time)")
+	f.Float64Var(&u.MemoryMB, "memory-mb", u.MemoryMB, "relay memory in MB (up deploys 256)")
+	f.Float64Var(&u.GBPerMonth, "gb-per-month", u.GBPerMonth, "GB a month through the gateway")
+	f.StringVar(&u.Arch, "arch", u.Arch, "architecture of the relay and the guardian: arm64 or x86_64")
+	f.IntVar(&u.RelayConcurrency, "relay-concurrency", u.RelayConcurrency, "the relay's reserved concurrency, as given to up (0: no cap)")
+	f.IntVar(&u.LogRetentionDays, "log-retention-days", u.LogRetentionDays, "days the functions' logs are kept, as given to up")
+	f.Float64Var(&u.LogBytesPerRequest, "log-bytes-per-request", u.LogBytesPerRequest, "bytes of log one relay call writes")
 	f.BoolVar(&u.FreeTier, "free-tier", false, "subtract the AWS free tier")
 	f.StringVar(&u.Front, "front", "url", "front door: url (Function URL) or apigw (API Gateway HTTP API)")
 	f.StringVar(&endpoints, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
@@ -98,6 +110,9 @@ func printPlan(w io.Writer, region string, p deploy.Prices, u deploy.Usage, est 
 	fmt.Fprintf(w, "outgate plan: %s, %.0f requests/month x %.0f ms x %.0f MB (%s), %.0f GB/month, %d AZ\n",
 		region, u.RequestsPerMonth, u.AvgDurationMs, u.MemoryMB, u.Arch, u.GBPerMonth, u.AZs)
 	fmt.Fprintf(w, "prices: %s, recorded %s (list prices; check the pricing pages before you budget)\n", p.Source, p.Recorded)
+	if p.Note != "" {
+		fmt.Fprintf(w, "NOTE: %s\n", p.Note)
+	}
 	for _, e := range est {
 		fmt.Fprintf(w, "\n== %s: %s\n", e.Mode, e.Summary)
 		fmt.Fprintln(w, indent(deploy.Diagram(e.Mode, u.AZs, u.Front)))
@@ -106,6 +121,14 @@ func printPlan(w io.Writer, region string, p deploy.Prices, u deploy.Usage, est 
 			fmt.Fprintf(tw, "  %s\t$%8.2f\t%s\n", l.Item, l.USD, l.Note)
 		}
 		fmt.Fprintf(tw, "  TOTAL\t$%8.2f\t/month\n", e.Total)
+		for _, l := range e.AtCap {
+			fmt.Fprintf(tw, "  + %s\t$%8.2f\t%s\n", l.Item, l.USD, l.Note)
+		}
+		if len(e.AtCap) > 0 {
+			fmt.Fprintf(tw, "  WORST CASE AT THE CAP\t$%8.2f\t/month (%d concurrent relay calls; %s)\n", e.AtCapUSD, u.RelayConcurrency, e.AtCapNote)
+		} else {
+			fmt.Fprintf(tw, "  WORST CASE\t\t%s\n", e.AtCapNote)
+		}
 		tw.Flush()
 	}
 }
@@ -152,7 +175,46 @@ the stack is deleted; in eni mode the guardian attaches them within a minute.`,
 	f.StringVar(&eps, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
 	f.StringVar(&o.Front, "front", "url", "url (Function URL) or apigw (API Gateway HTTP API)")
 	f.BoolVar(&o.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
-	f.StringVar(&o.Arch, "arch", "arm64", "relay architecture: arm64 or x86_64")
+	f.StringVar(&o.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
+	templateAlarmFlags(cmd, &o)
 	f.StringVarP(&output, "output", "o", "json", "json or yaml")
 	return cmd
 }
+
+// templateAlarmFlags are the options up and template share for alarms,
+// logs and the cost guard. --relay-concurrency 0 asks for no cap; the
+// template spells that NoRelayCap, as 0 there means "the default".
+func templateAlarmFlags(cmd *cobra.Command, o *deploy.TemplateOptions) {
+	f := cmd.Flags()
+	f.StringSliceVar(&o.Notify, "notify", nil, "email address the stack's alarm topic mails (repeat or comma-separate; each must confirm AWS's subscription mail)")
+	f.StringVar(&o.NotifyTopic, "notify-topic", "", "an existing SNS topic ARN every alarm publishes to, instead of a topic of the stack's own")
+	f.IntVar(&o.LogRetentionDays, "log-retention-days", deploy.DefaultLogRetentionDays, "days CloudWatch Logs keeps the functions' logs (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)")
+	f.Var(relayCap{&o.RelayConcurrency}, "relay-concurrency", "the relay's reserved concurrency: at most this many calls at once, which caps what a flood of calls can cost; 0 for no cap")
+}
+
+// relayCap maps the flag's 0 ("no cap") to deploy.NoRelayCap.
+type relayCap struct{ n *int }
+
+func (r relayCap) String() string {
+	if r.n == nil || *r.n == 0 {
+		return fmt.Sprint(deploy.DefaultRelayConcurrency)
+	}
+	if *r.n == deploy.NoRelayCap {
+		return "0"
+	}
+	return fmt.Sprint(*r.n)
+}
+
+func (r relayCap) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a number from 0 (no cap) to 1000")
+	}
+	if v == 0 {
+		v = deploy.NoRelayCap
+	}
+	*r.n = v
+	return nil
+}
+
+func (relayCap) Type() string { return "int" }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -70,9 +71,10 @@ type Lambda interface {
 	DeleteFunctionConcurrency(ctx context.Context, in *lambda.DeleteFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.DeleteFunctionConcurrencyOutput, error)
 }
 
-// CloudWatch reads the guardian's metrics for status.
+// CloudWatch reads the guardian's metrics and the alarms for status.
 type CloudWatch interface {
 	GetMetricStatistics(ctx context.Context, in *cloudwatch.GetMetricStatisticsInput, opts ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricStatisticsOutput, error)
+	DescribeAlarms(ctx context.Context, in *cloudwatch.DescribeAlarmsInput, opts ...func(*cloudwatch.Options)) (*cloudwatch.DescribeAlarmsOutput, error)
 }
 
 // STS tells who the caller is (and that credentials work at all).
@@ -92,6 +94,7 @@ type Clients struct {
 	STS            STS
 	IAM            RolePolicyAttacher
 	CloudWatch     CloudWatch
+	Logs           Logs
 }
 
 // NewClients makes the SDK clients of one account and region. pathStyleS3
@@ -101,5 +104,5 @@ func NewClients(ac aws.Config, pathStyleS3 bool) Clients {
 	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
 		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }), EC2: e, Releaser: e,
 		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
-		CloudWatch: cloudwatch.NewFromConfig(ac)}
+		CloudWatch: cloudwatch.NewFromConfig(ac), Logs: cloudwatchlogs.NewFromConfig(ac)}
 }

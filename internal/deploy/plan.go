@@ -21,6 +21,20 @@ type Usage struct {
 	Front            string   // url or apigw
 	Endpoints        []string // VPC endpoints (nat mode)
 	SharedNAT        bool     // nat mode: one NAT gateway for all AZs
+	// RelayConcurrency is the relay's reserved concurrency (0: no cap).
+	RelayConcurrency int
+	// LogBytesPerRequest is what one relay call writes to CloudWatch Logs:
+	// Lambda's START/END/REPORT lines, the audit line and the metrics line.
+	LogBytesPerRequest float64
+	LogRetentionDays   int
+}
+
+// DefaultUsage is what `outgate plan` prices with no flags: the deployment
+// `outgate up` makes with no flags (arm64, 256 MB, two AZs, the default
+// relay cap) under a light workload.
+func DefaultUsage() Usage {
+	return Usage{RequestsPerMonth: 1e6, AvgDurationMs: 500, MemoryMB: RelayMemoryMB, GBPerMonth: 1, Arch: "arm64", AZs: 2, Front: "url",
+		RelayConcurrency: DefaultRelayConcurrency, LogBytesPerRequest: 1024, LogRetentionDays: DefaultLogRetentionDays}
 }
 
 // Line is one item of a monthly bill.
@@ -36,18 +50,37 @@ type Estimate struct {
 	Lines   []Line  `json:"lines"`
 	Total   float64 `json:"total_usd"`
 	Summary string  `json:"summary"`
+	// AtCap is the worst month the relay's reserved concurrency allows:
+	// every slot busy all month, calls at Lambda's per-function rate limit.
+	AtCap     []Line  `json:"at_cap,omitempty"`
+	AtCapUSD  float64 `json:"at_cap_total_usd,omitempty"`
+	AtCapNote string  `json:"at_cap_note"`
 }
 
-// Guardian's own usage: every minute, ~200 ms at 128 MB.
+// What the stack runs besides the relay's own calls.
 const (
-	guardianInvocations = 43200
-	guardianGBSeconds   = guardianInvocations * 0.2 * 0.125
+	RelayMemoryMB       = 256                               // the relay function's memory in the template
+	guardianInvocations = 43200                             // every minute
+	guardianGBSeconds   = guardianInvocations * 0.2 * 0.125 // ~200 ms at 128 MB
+	keepaliveCalls      = 8760                              // every 5 minutes
+	guardianLogBytes    = 2048                              // per run: the summary line, the metrics line, Lambda's own lines
+	secondsPerMonth     = HoursPerMonth * 3600
+	// rpsPerConcurrency: Lambda limits a function's synchronous calls to
+	// 10 a second per unit of concurrency (docs/aws-behaviour.md).
+	rpsPerConcurrency = 10
+	// relayMetrics: Requests, Denials, Errors, UpstreamLatency,
+	// EgressIpExpected, and ErrorsByCode for about 5 error codes seen.
+	relayMetrics    = 10
+	guardianMetrics = 5 // EnisSeen, EnisWithoutIp, PoolFree, AssociationsMade, GuardianErrors
+	// Alarm metrics: the 5xx-rate alarm reads 2 metrics, the others 1.
+	alarmMetricsENI = 8
+	alarmMetricsNAT = 5
 )
 
 // Gateway endpoints cost nothing; everything else is an interface endpoint.
 var gatewayEndpoints = map[string]bool{"s3": true, "dynamodb": true}
 
-// round2 rounds to cents, half up (the way the field notes quote $1.04).
+// round2 rounds to cents, half up ($1.0417 is $1.04).
 func round2(x float64) float64 { return math.Round(x*100) / 100 }
 
 // Plan prices both modes for the usage.
@@ -94,15 +127,73 @@ func ipLine(p Prices, n int, what string) Line {
 		fmt.Sprintf("$%.3f/hour each, %s", p.PublicIPv4Hour, what)}
 }
 
+func gbSecondRate(p Prices, arch string) float64 {
+	if arch == "arm64" {
+		return p.LambdaArmGBSecond
+	}
+	return p.LambdaX86GBSecond
+}
+
+// monitoringLines: the metrics the functions publish, the alarms, the
+// logs (ingested, and stored for the retention), the alarm mails.
+func monitoringLines(p Prices, u Usage, metrics, alarmMetrics int, guardian bool) []Line {
+	logGB := (u.RequestsPerMonth + keepaliveCalls) * u.LogBytesPerRequest / 1e9
+	if guardian {
+		logGB += guardianInvocations * guardianLogBytes / 1e9
+	}
+	stored := logGB * float64(u.LogRetentionDays) / 30
+	return []Line{
+		{"CloudWatch custom metrics", round2(float64(metrics) * p.CustomMetricMonth), fmt.Sprintf("%d metrics at $%.2f", metrics, p.CustomMetricMonth)},
+		{"CloudWatch alarms", round2(float64(alarmMetrics) * p.AlarmMetricMonth), fmt.Sprintf("%d alarm metrics at $%.2f", alarmMetrics, p.AlarmMetricMonth)},
+		{"CloudWatch Logs", round2(logGB*p.LogsIngestGB + stored*p.LogsStoreGBMonth),
+			fmt.Sprintf("%.2f GB ingested at $%.2f (%.0f bytes a call), up to %.2f GB kept %d days at $%.2f", logGB, p.LogsIngestGB, u.LogBytesPerRequest, stored, u.LogRetentionDays, p.LogsStoreGBMonth)},
+		{"SNS alarm mails", 0, fmt.Sprintf("first 1,000 a month free, then $%.2f per 100,000", p.SNSEmailPer100k)},
+	}
+}
+
+// atCap is the worst month the relay's reserved concurrency allows: every
+// slot busy all month, and calls at the rate limit (a flood of calls with
+// bad keys is answered in milliseconds, so it is the request count, not
+// the compute, that grows). Both at once is more than can happen: a bound.
+func atCap(p Prices, u Usage, e *Estimate) {
+	if u.RelayConcurrency <= 0 {
+		e.AtCapNote = "no relay concurrency cap (--relay-concurrency 0): a flood of calls has no ceiling on cost"
+		return
+	}
+	c := float64(u.RelayConcurrency)
+	calls := c * rpsPerConcurrency * secondsPerMonth
+	gbs := c * (u.MemoryMB / 1024) * secondsPerMonth
+	e.AtCap = []Line{
+		{"Lambda compute (relay) at the cap", round2(gbs * gbSecondRate(p, u.Arch)), fmt.Sprintf("%d executions busy all month", u.RelayConcurrency)},
+		{"Lambda requests (relay) at the cap", round2(calls / 1e6 * p.LambdaPerMillionRequests), fmt.Sprintf("%.0f calls a second", c*rpsPerConcurrency)},
+		{"CloudWatch Logs at the cap", round2(calls * u.LogBytesPerRequest / 1e9 * p.LogsIngestGB), fmt.Sprintf("%.0f GB ingested", calls*u.LogBytesPerRequest/1e9)},
+	}
+	note := "calls beyond the cap are refused (429), and Lambda does not bill them (unverified: docs/aws-behaviour.md)"
+	if u.Front == "apigw" {
+		// API Gateway bills every call it receives, throttled by Lambda or not.
+		apigw := Line{"API Gateway at the cap", round2(calls / 1e6 * p.HTTPAPIPerMillion), "only the calls the relay takes: API Gateway bills the refused ones too"}
+		e.AtCap = append(e.AtCap, apigw)
+		note = "API Gateway bills every call it receives, throttled or not: set stage throttling (docs/deploy.md) to bound it"
+	}
+	var t float64
+	for _, l := range e.AtCap {
+		t += l.USD
+	}
+	e.AtCapUSD = round2(t + e.Total)
+	e.AtCapNote = note
+}
+
 func planENI(p Prices, u Usage) Estimate {
 	e := Estimate{Mode: "eni", Summary: fmt.Sprintf("Elastic IP on the relay's Lambda ENI, kept attached by the guardian; %d static IP(s)", u.AZs)}
 	e.Lines = append(e.Lines, lambdaLines(p, u)...)
-	gRate := p.LambdaArmGBSecond
 	e.Lines = append(e.Lines,
-		Line{"Lambda (guardian)", round2(guardianGBSeconds*gRate + guardianInvocations/1e6*p.LambdaPerMillionRequests), "every minute, 128 MB arm64"},
-		ipLine(p, u.AZs, "one per AZ, on the Lambda ENIs"),
-		frontLine(p, u), transferLine(p, u))
-	return total(e)
+		Line{"Lambda (guardian)", round2(guardianGBSeconds*gbSecondRate(p, u.Arch) + guardianInvocations/1e6*p.LambdaPerMillionRequests), "every minute, 128 MB " + u.Arch},
+		ipLine(p, u.AZs, "one per AZ, on the Lambda ENIs"))
+	e.Lines = append(e.Lines, monitoringLines(p, u, relayMetrics+guardianMetrics, alarmMetricsENI, true)...)
+	e.Lines = append(e.Lines, frontLine(p, u), transferLine(p, u))
+	e = total(e)
+	atCap(p, u, &e)
+	return e
 }
 
 func planNAT(p Prices, u Usage) Estimate {
@@ -125,8 +216,11 @@ func planNAT(p Prices, u Usage) Estimate {
 		e.Lines = append(e.Lines, Line{"VPC endpoint " + ep + " (interface)", round2(float64(u.AZs) * p.InterfaceEndpointHour * HoursPerMonth),
 			fmt.Sprintf("$%.3f/hour per AZ, plus $%.2f/GB it carries", p.InterfaceEndpointHour, p.InterfaceEndpointGB)})
 	}
+	e.Lines = append(e.Lines, monitoringLines(p, u, relayMetrics, alarmMetricsNAT, false)...)
 	e.Lines = append(e.Lines, frontLine(p, u), transferLine(p, u))
-	return total(e)
+	e = total(e)
+	atCap(p, u, &e)
+	return e
 }
 
 func total(e Estimate) Estimate {

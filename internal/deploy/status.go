@@ -24,6 +24,7 @@ type Status struct {
 	IPs            []IP         `json:"ips"`
 	ENIs           []ENI        `json:"enis"`
 	Guardian       *GuardianRun `json:"guardian_last_run,omitempty"`
+	Alarms         []Alarm      `json:"alarms,omitempty"`
 	NeedsAttention []string     `json:"needs_attention,omitempty"`
 }
 
@@ -101,6 +102,18 @@ func ReadStatus(ctx context.Context, c Clients, name string, interfaceType strin
 			s.NeedsAttention = append(s.NeedsAttention, "no guardian run in the last 15 minutes: check its schedule and its log")
 		case s.Guardian.ENIsWithoutIP > 0:
 			s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("the guardian's last run found %.0f ENI(s) without a static IP", s.Guardian.ENIsWithoutIP))
+		}
+	}
+	if c.CloudWatch != nil {
+		alarms, err := readAlarms(ctx, c.CloudWatch, name)
+		if err != nil {
+			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the alarms (cloudwatch:DescribeAlarms)", err).Error())
+		}
+		s.Alarms = alarms
+		for _, a := range alarms {
+			if a.State == "ALARM" {
+				s.NeedsAttention = append(s.NeedsAttention, "alarm "+a.Name+" is in ALARM: "+a.Reason)
+			}
 		}
 	}
 	for _, ip := range s.IPs {

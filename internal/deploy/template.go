@@ -3,6 +3,9 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	cf "github.com/awslabs/goformation/v7/cloudformation"
@@ -11,8 +14,10 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/ec2"
 	"github.com/awslabs/goformation/v7/cloudformation/iam"
 	"github.com/awslabs/goformation/v7/cloudformation/lambda"
+	"github.com/awslabs/goformation/v7/cloudformation/logs"
 	"github.com/awslabs/goformation/v7/cloudformation/policies"
 	"github.com/awslabs/goformation/v7/cloudformation/scheduler"
+	"github.com/awslabs/goformation/v7/cloudformation/sns"
 	"github.com/awslabs/goformation/v7/cloudformation/tags"
 )
 
@@ -25,8 +30,38 @@ type TemplateOptions struct {
 	Endpoints []string `json:"e,omitempty"` // nat mode: VPC endpoints (s3, dynamodb: gateway; others: interface)
 	Front     string   `json:"f"`           // "url" (Function URL, default) or "apigw" (HTTP API)
 	SharedNAT bool     `json:"n,omitempty"` // nat mode: one NAT gateway for every AZ
-	Arch      string   `json:"a"`           // arm64 (default) or x86_64
+	Arch      string   `json:"a"`           // arm64 (default) or x86_64 (relay and guardian alike)
+
+	// Notify are email addresses the stack subscribes to its alarm topic;
+	// NotifyTopic is an existing SNS topic to use instead of one of the
+	// stack's own. Every alarm publishes to the one topic either way.
+	Notify      []string `json:"-"`
+	NotifyTopic string   `json:"-"`
+	// LogRetentionDays is how long the log groups keep the functions' logs (0: 30).
+	LogRetentionDays int `json:"-"`
+	// RelayConcurrency is the default of the relay's reserved concurrency
+	// (0: DefaultRelayConcurrency; NoRelayCap: no reservation).
+	RelayConcurrency int `json:"-"`
 }
+
+// DefaultRelayConcurrency caps the relay's concurrent executions: enough for
+// about 20 calls a second at 500 ms each, and a ceiling on what a flood of
+// calls with bad keys can cost (see docs/deploy.md, "Cost guard").
+const DefaultRelayConcurrency = 10
+
+// guardianErrorsMetric is the guardian's count of failures in a run, in
+// namespace Outgate by Deployment.
+const guardianErrorsMetric = "GuardianErrors"
+
+// NoRelayCap asks for no reserved concurrency on the relay.
+const NoRelayCap = -1
+
+// DefaultLogRetentionDays is how long the functions' logs are kept.
+const DefaultLogRetentionDays = 30
+
+// logRetentionDays are the values CloudWatch Logs accepts for a retention
+// (PutRetentionPolicy, "retentionInDays"; AWS::Logs::LogGroup RetentionInDays).
+var logRetentionDays = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 
 // Normalize fills defaults and rejects impossible combinations.
 func (o *TemplateOptions) Normalize() error {
@@ -44,6 +79,12 @@ func (o *TemplateOptions) Normalize() error {
 	}
 	if o.AZs == 0 {
 		o.AZs = 1
+	}
+	if o.LogRetentionDays == 0 {
+		o.LogRetentionDays = DefaultLogRetentionDays
+	}
+	if o.RelayConcurrency == 0 {
+		o.RelayConcurrency = DefaultRelayConcurrency
 	}
 	switch {
 	case o.Mode != "eni" && o.Mode != "nat":
@@ -66,7 +107,38 @@ func (o *TemplateOptions) Normalize() error {
 			return fmt.Errorf("--endpoints: %q is not a service name such as s3, dynamodb, sqs", e)
 		}
 	}
+	if !slices.Contains(logRetentionDays, o.LogRetentionDays) {
+		return fmt.Errorf("--log-retention-days must be one of %v (the values CloudWatch Logs accepts), got %d", logRetentionDays, o.LogRetentionDays)
+	}
+	if o.RelayConcurrency < NoRelayCap || o.RelayConcurrency > 1000 {
+		return fmt.Errorf("--relay-concurrency must be from 1 to 1000, or 0 for no cap, got %d", o.RelayConcurrency)
+	}
+	if len(o.Notify) > 0 && o.NotifyTopic != "" {
+		return fmt.Errorf("--notify and --notify-topic exclude each other: subscribe the addresses to your topic instead")
+	}
+	for _, e := range o.Notify {
+		if !validEmail(e) {
+			return fmt.Errorf("--notify: %q is not an email address", e)
+		}
+	}
+	if o.NotifyTopic != "" && !snsTopicARN.MatchString(o.NotifyTopic) {
+		return fmt.Errorf("--notify-topic: %q is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)", o.NotifyTopic)
+	}
 	return nil
+}
+
+// snsTopicARN: a topic name is 1-256 of A-Za-z0-9_- (.fifo topics cannot
+// take alarm notifications). Source: Amazon SNS API Reference, CreateTopic, "Name".
+var snsTopicARN = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$`)
+
+// validEmail is a sanity check, not RFC 5322: SNS itself sends the
+// confirmation mail, and an address that cannot receive it never delivers.
+func validEmail(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	if at < 1 || at == len(s)-1 || len(s) > 254 || strings.ContainsAny(s, " \t\r\n,;<>\"'") {
+		return false
+	}
+	return strings.Contains(s[at+1:], ".")
 }
 
 func validEndpoint(s string) bool {
@@ -83,25 +155,33 @@ func validEndpoint(s string) bool {
 
 // Logical names shared with the CLI (status, outputs).
 const (
-	ParamCodeBucket    = "CodeBucket"
-	ParamRelayKey      = "RelayCodeKey"
-	ParamGuardianKey   = "GuardianCodeKey"
-	ParamConfig        = "ConfigParameterName"
-	ParamEIPs          = "EipAllocationIds"
-	ParamExpectedIPs   = "ExpectedIps"
-	ParamAllowAlloc    = "AllowAllocate"
-	ParamGuardianState = "GuardianState"
-	ParamPrivateCIDRs  = "PrivateSubnetCidrs" // nat mode in an existing VPC
-	ParamPublicAZs     = "PublicSubnetAzs"    // ditto: the AZs of SubnetIDs
-	ParamVPCCIDR       = "VpcCidr"            // ditto, with interface endpoints
-	OutputRelayURL     = "RelayUrl"
-	OutputRelayName    = "RelayFunctionName"
-	OutputGuardian     = "GuardianFunctionName"
-	OutputSecurityGrp  = "SecurityGroupId"
-	OutputSubnets      = "SubnetIds"
-	condCreateEIPs     = "CreateEips"
-	maxAZs             = 3
-	vpcCIDR            = "10.42.0.0/16"
+	ParamCodeBucket         = "CodeBucket"
+	ParamRelayKey           = "RelayCodeKey"
+	ParamGuardianKey        = "GuardianCodeKey"
+	ParamConfig             = "ConfigParameterName"
+	ParamEIPs               = "EipAllocationIds"
+	ParamExpectedIPs        = "ExpectedIps"
+	ParamAllowAlloc         = "AllowAllocate"
+	ParamGuardianState      = "GuardianState"
+	ParamPrivateCIDRs       = "PrivateSubnetCidrs" // nat mode in an existing VPC
+	ParamPublicAZs          = "PublicSubnetAzs"    // ditto: the AZs of SubnetIDs
+	ParamVPCCIDR            = "VpcCidr"            // ditto, with interface endpoints
+	ParamLogRetention       = "LogRetentionDays"
+	ParamCreateRelayLogs    = "CreateRelayLogGroup"    // false: the group exists (kept by an earlier stack)
+	ParamCreateGuardianLogs = "CreateGuardianLogGroup" // ditto
+	ParamRelayCap           = "RelayReservedConcurrency"
+	ParamGuardianCap        = "GuardianReservedConcurrency"
+	OutputAlarmTopic        = "AlarmTopicArn"
+	OutputRelayURL          = "RelayUrl"
+	OutputRelayName         = "RelayFunctionName"
+	OutputGuardian          = "GuardianFunctionName"
+	OutputSecurityGrp       = "SecurityGroupId"
+	OutputSubnets           = "SubnetIds"
+	condCreateEIPs          = "CreateEips"
+	condRelayCapped         = "RelayCapped"
+	condGuardianSerial      = "GuardianSerialised"
+	maxAZs                  = 3
+	vpcCIDR                 = "10.42.0.0/16"
 )
 
 // Template builds the stack. It works on its own: with EipAllocationIds left
@@ -123,6 +203,7 @@ func Template(o TemplateOptions) (*Stack, error) {
 		b.guardian()
 	}
 	b.front()
+	b.alarmTopic()
 	b.alarms()
 	return &Stack{Template: t, conditions: b.conditions}, nil
 }
@@ -141,6 +222,7 @@ type builder struct {
 	o          TemplateOptions
 	relayIn    []string // subnets the relay runs in
 	vpc        string   // Ref or literal VPC id
+	topic      string   // where the alarms publish
 }
 
 func (b *builder) add(name string, r cf.Resource) { b.t.Resources[name] = r }
@@ -159,6 +241,21 @@ func (b *builder) parameters() {
 		Description: cf.String(fmt.Sprintf("Elastic IP allocation ids to use, one per AZ (%d), tagged outgate:deployment=<stack name>; empty creates them, retained on delete", b.o.AZs))}
 	p[ParamExpectedIPs] = cf.Parameter{Type: "String", Default: "", Description: cf.String("The public IPs of EipAllocationIds, comma-separated (for the egress check); ignored when the stack creates the IPs")}
 	b.conditions[condCreateEIPs] = map[string]any{"Fn::Equals": []any{map[string]any{"Fn::Join": []any{"", map[string]any{"Ref": ParamEIPs}}}, ""}}
+	for param, fn := range map[string]string{ParamCreateRelayLogs: "relay", ParamCreateGuardianLogs: "guardian"} {
+		if fn == "guardian" && b.o.Mode != "eni" {
+			continue
+		}
+		p[param] = cf.Parameter{Type: "String", Default: "true", AllowedValues: []any{"true", "false"},
+			Description: cf.String("false when the log group /aws/lambda/<stack>-" + fn + " already exists (kept from an earlier stack): the function logs there")}
+		b.conditions[param] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": param}, "true"}}
+	}
+	relayCap := b.o.RelayConcurrency
+	if relayCap == NoRelayCap {
+		relayCap = 0
+	}
+	p[ParamRelayCap] = cf.Parameter{Type: "Number", Default: strconv.Itoa(relayCap), MinValue: cf.Float64(0), MaxValue: cf.Float64(1000),
+		Description: cf.String("The relay's reserved concurrency: a cap on what a flood of calls can cost; 0 reserves none (no cap)")}
+	b.conditions[condRelayCapped] = map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamRelayCap}, "0"}}}}
 	if b.o.Mode == "nat" && b.o.VPCID != "" {
 		p[ParamPrivateCIDRs] = cf.Parameter{Type: "CommaDelimitedList",
 			Description: cf.String(fmt.Sprintf("CIDR blocks for the relay's private subnets, one per AZ (%d), unused in the VPC", b.o.AZs))}
@@ -174,6 +271,9 @@ func (b *builder) parameters() {
 			Description: cf.String("The guardian's schedule; DISABLED pauses it")}
 		p[ParamAllowAlloc] = cf.Parameter{Type: "String", Default: "false", AllowedValues: []any{"true", "false"},
 			Description: cf.String("Let the guardian allocate a new IP when the pool is too small (a new IP is on nobody's allowlist)")}
+		p[ParamGuardianCap] = cf.Parameter{Type: "Number", Default: "1", AllowedValues: []any{"1", "0"},
+			Description: cf.String("1 runs one guardian at a time; 0 reserves nothing, for accounts whose concurrency quota cannot spare one")}
+		b.conditions[condGuardianSerial] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamGuardianCap}, "1"}}
 	}
 }
 
@@ -259,7 +359,7 @@ func (b *builder) securityGroup() {
 		GroupDescription: "outgate relay: egress only",
 		VpcId:            cf.String(b.vpc),
 		SecurityGroupEgress: []ec2.SecurityGroup_Egress{
-			{IpProtocol: "tcp", FromPort: cf.Int(1), ToPort: cf.Int(65535), CidrIp: cf.String("0.0.0.0/0"), Description: cf.String("partners, any TCP port (the gateway's policy decides)")},
+			{IpProtocol: "tcp", FromPort: cf.Int(1), ToPort: cf.Int(65535), CidrIp: cf.String("0.0.0.0/0"), Description: cf.String("partners, any TCP port (the gateway policy decides)")},
 			{IpProtocol: "tcp", FromPort: cf.Int(1), ToPort: cf.Int(65535), CidrIpv6: cf.String("::/0")},
 		},
 		Tags: []tags.Tag{deploymentTag()},
@@ -269,7 +369,7 @@ func (b *builder) securityGroup() {
 // endpoints keeps AWS-service traffic off the NAT gateway. An interface
 // endpoint's security group admits the whole VPC on 443: with private DNS on,
 // the service's public name resolves to the endpoint for every client in the
-// VPC, and a narrower rule silently cuts the others off (field notes).
+// VPC, and a narrower rule silently cuts the others off.
 func (b *builder) endpoints() {
 	if len(b.o.Endpoints) == 0 {
 		return
@@ -364,6 +464,29 @@ func policy(statements ...map[string]any) map[string]any {
 
 func arch(o TemplateOptions) []string { return []string{o.Arch} }
 
+// Function names are fixed, not generated, so each function's log group
+// (/aws/lambda/<function>) can be made, with its retention, before the
+// function first runs and makes one of its own without. ValidName keeps
+// <deployment>-guardian within Lambda's 64 characters.
+const (
+	relaySuffix    = "-relay"
+	guardianSuffix = "-guardian"
+)
+
+// logGroup adds the log group of the function named <stack><suffix> and
+// returns what the function's LoggingConfig names: the group made here, or,
+// when its Create...LogGroup parameter is false, the one already there
+// (creating a group that exists fails). Retained on delete: `down` removes
+// them only when asked (--delete-logs).
+func (b *builder) logGroup(logicalFn, suffix, cond string) string {
+	name := cf.Sub("/aws/lambda/${AWS::StackName}" + suffix)
+	b.add(logicalFn+"LogGroup", &logs.LogGroup{LogGroupName: cf.String(name), RetentionInDays: cf.Int(b.o.LogRetentionDays), Tags: []tags.Tag{deploymentTag()},
+		AWSCloudFormationCondition:           cond,
+		AWSCloudFormationDeletionPolicy:      policies.DeletionPolicy("Retain"),
+		AWSCloudFormationUpdateReplacePolicy: policies.UpdateReplacePolicy("Retain")})
+	return cf.If(cond, cf.Ref(logicalFn+"LogGroup"), name)
+}
+
 func (b *builder) relay() {
 	b.add("RelayRole", &iam.Role{
 		AssumeRolePolicyDocument: assumeRole("lambda.amazonaws.com"),
@@ -373,12 +496,15 @@ func (b *builder) relay() {
 			"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
+	relayLogs := b.logGroup("Relay", relaySuffix, ParamCreateRelayLogs)
 	b.add("Relay", &lambda.Function{
+		FunctionName:  cf.SubPtr("${AWS::StackName}" + relaySuffix),
+		LoggingConfig: &lambda.Function_LoggingConfig{LogGroup: cf.String(relayLogs)},
 		Description:   cf.String("outgate relay: the gateway core behind a static IP"),
 		Runtime:       cf.String("provided.al2023"),
 		Handler:       cf.String("bootstrap"),
 		Architectures: arch(b.o),
-		MemorySize:    cf.Int(256),
+		MemorySize:    cf.Int(RelayMemoryMB),
 		Timeout:       cf.Int(30),
 		Role:          cf.GetAtt("RelayRole", "Arn"),
 		Code:          &lambda.Function_Code{S3Bucket: cf.RefPtr(ParamCodeBucket), S3Key: cf.RefPtr(ParamRelayKey)},
@@ -442,11 +568,15 @@ func (b *builder) guardian() {
 			"Condition": map[string]any{"StringEquals": map[string]any{"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
 		AWSCloudFormationCondition: "AllowAllocation",
 	})
+	guardianLogs := b.logGroup("Guardian", guardianSuffix, ParamCreateGuardianLogs)
 	b.add("Guardian", &lambda.Function{
+		FunctionName:  cf.SubPtr("${AWS::StackName}" + guardianSuffix),
+		LoggingConfig: &lambda.Function_LoggingConfig{LogGroup: cf.String(guardianLogs)},
 		Description:   cf.String("outgate guardian: keeps the static IPs on the relay's Lambda ENIs"),
 		Runtime:       cf.String("provided.al2023"),
 		Handler:       cf.String("bootstrap"),
-		Architectures: []string{"arm64"},
+		// The same zip-architecture as the relay: up builds both for --arch.
+		Architectures: arch(b.o),
 		MemorySize:    cf.Int(128),
 		Timeout:       cf.Int(50),
 		Role:          cf.GetAtt("GuardianRole", "Arn"),
@@ -489,34 +619,140 @@ func (b *builder) front() {
 	b.t.Outputs[OutputSubnets] = cf.Output{Value: cf.Join(",", b.relayIn)}
 }
 
-// alarms fire when calls may leave from an IP nobody allowlisted.
-func (b *builder) alarms() {
-	b.add("EgressIpAlarm", &cloudwatch.Alarm{
-		AlarmDescription:   cf.String("outgate: the relay's calls do not leave from an allowlisted IP (or cannot leave)"),
-		Namespace:          cf.String("Outgate"),
-		MetricName:         cf.String("EgressIpExpected"),
-		Dimensions:         []cloudwatch.Alarm_Dimension{{Name: "Function", Value: cf.Ref("Relay")}},
-		Statistic:          cf.String("Minimum"),
-		Period:             cf.Int(300),
-		EvaluationPeriods:  1,
-		Threshold:          cf.Float64(1),
-		ComparisonOperator: "LessThanThreshold",
-		TreatMissingData:   cf.String("breaching"),
-	})
-	if b.o.Mode == "eni" {
-		b.add("EnisWithoutIpAlarm", &cloudwatch.Alarm{
-			AlarmDescription:   cf.String("outgate: a relay ENI has no static IP (pool too small, or the guardian failing)"),
-			Namespace:          cf.String("Outgate"),
-			MetricName:         cf.String("EnisWithoutIp"),
-			Dimensions:         []cloudwatch.Alarm_Dimension{{Name: "Deployment", Value: cf.Ref("AWS::StackName")}},
-			Statistic:          cf.String("Maximum"),
-			Period:             cf.Int(60),
-			EvaluationPeriods:  3,
-			Threshold:          cf.Float64(0),
-			ComparisonOperator: "GreaterThanThreshold",
-			TreatMissingData:   cf.String("breaching"),
-		})
+// alarmTopic is where every alarm goes: the topic given (--notify-topic),
+// or one of the stack's own with an email subscription per --notify
+// address. The stack makes its own topic even with no address, so the
+// alarms always have an action and a subscriber can be added later.
+// It is not KMS-encrypted: CloudWatch can publish to an encrypted topic
+// only through a customer managed key whose policy admits it, and the
+// alarms carry no secrets.
+func (b *builder) alarmTopic() {
+	if b.o.NotifyTopic != "" {
+		b.topic = b.o.NotifyTopic
+		b.t.Outputs[OutputAlarmTopic] = cf.Output{Value: b.topic}
+		return
 	}
+	var subs []sns.Topic_Subscription
+	for _, e := range b.o.Notify {
+		subs = append(subs, sns.Topic_Subscription{Protocol: "email", Endpoint: e})
+	}
+	b.add("AlarmTopic", &sns.Topic{DisplayName: cf.String("outgate alarms"), Subscription: subs, Tags: []tags.Tag{deploymentTag()}})
+	b.topic = cf.Ref("AlarmTopic")
+	b.t.Outputs[OutputAlarmTopic] = cf.Output{Value: b.topic}
+}
+
+// alarm adds one alarm publishing to the topic on ALARM and on OK, so the
+// person paged also learns when it is over.
+func (b *builder) alarm(name string, a *cloudwatch.Alarm) {
+	// Named <stack>-<logical id>, so status can ask for exactly these.
+	a.AlarmName = cf.SubPtr("${AWS::StackName}-" + name)
+	a.AlarmActions = []string{b.topic}
+	a.OKActions = []string{b.topic}
+	b.add(name, a)
+}
+
+func outgateMetric(name, dim, value string) (*string, *string, []cloudwatch.Alarm_Dimension) {
+	return cf.String("Outgate"), cf.String(name), []cloudwatch.Alarm_Dimension{{Name: dim, Value: value}}
+}
+
+// alarms page someone when calls may leave from an IP nobody allowlisted,
+// when the guardian fails or stops, and when the relay fails or is
+// throttled. Periods, datapoints and missing-data treatment are chosen
+// against the schedules (guardian every minute, keepalive every 5 minutes)
+// so that one late or lost datapoint never pages; docs/deploy.md explains
+// each choice.
+func (b *builder) alarms() {
+	relay := cf.Ref("Relay")
+	deployment := cf.Ref("AWS::StackName")
+
+	// The relay's own egress check, from every invocation that made it:
+	// Minimum over all of them, so one ENI leaving from a wrong IP is
+	// enough. Two bad periods of three: one failed check (say, the echo
+	// service down for a moment) does not page. A keepalive that stops
+	// reporting is the next alarm's job, so missing data is not breaching.
+	ns, metric, dims := outgateMetric("EgressIpExpected", "Function", relay)
+	b.alarm("EgressIpAlarm", &cloudwatch.Alarm{
+		AlarmDescription: cf.String("outgate: the relay's calls do not leave from an allowlisted IP (or cannot leave)"),
+		Namespace:        ns, MetricName: metric, Dimensions: dims,
+		Statistic: cf.String("Minimum"), Period: cf.Int(300), EvaluationPeriods: 3, DatapointsToAlarm: cf.Int(2),
+		Threshold: cf.Float64(1), ComparisonOperator: "LessThanThreshold", TreatMissingData: cf.String("notBreaching"),
+	})
+	// No egress check for 30 minutes: six keepalives in a row lost, or the
+	// relay cannot run at all. Two 15-minute periods, missing is breaching.
+	b.alarm("RelayKeepaliveMissingAlarm", &cloudwatch.Alarm{
+		AlarmDescription: cf.String("outgate: the relay has not checked its egress IP for 30 minutes (keepalive not running or failing)"),
+		Namespace:        ns, MetricName: metric, Dimensions: dims,
+		Statistic: cf.String("SampleCount"), Period: cf.Int(900), EvaluationPeriods: 2, DatapointsToAlarm: cf.Int(2),
+		Threshold: cf.Float64(1), ComparisonOperator: "LessThanThreshold", TreatMissingData: cf.String("breaching"),
+	})
+	b.relayHealthAlarms(relay)
+	if b.o.Mode != "eni" {
+		return
+	}
+	// The guardian looks at every relay ENI every minute: this is the
+	// alarm that covers all of them. Three runs in a row: a new ENI gets
+	// its IP on the next run, so one or two runs with a bare ENI are normal.
+	ns, metric, dims = outgateMetric("EnisWithoutIp", "Deployment", deployment)
+	b.alarm("EnisWithoutIpAlarm", &cloudwatch.Alarm{
+		AlarmDescription: cf.String("outgate: a relay ENI has had no static IP for 3 minutes (pool too small, or the guardian failing)"),
+		Namespace:        ns, MetricName: metric, Dimensions: dims,
+		Statistic: cf.String("Maximum"), Period: cf.Int(60), EvaluationPeriods: 3, DatapointsToAlarm: cf.Int(3),
+		Threshold: cf.Float64(0), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
+	})
+	// GuardianErrors: the failures of a run (listing, associating,
+	// tagging, the keepalive), emitted by every run, 0 included.
+	ns, metric, dims = outgateMetric(guardianErrorsMetric, "Deployment", deployment)
+	b.alarm("GuardianErrorsAlarm", &cloudwatch.Alarm{
+		AlarmDescription: cf.String("outgate: the guardian reported errors in 3 of its last 5 runs (see its log)"),
+		Namespace:        ns, MetricName: metric, Dimensions: dims,
+		Statistic: cf.String("Sum"), Period: cf.Int(60), EvaluationPeriods: 5, DatapointsToAlarm: cf.Int(3),
+		Threshold: cf.Float64(0), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
+	})
+	// Every run that reports emits GuardianErrors (0 included), even one
+	// that could not list the ENIs: none for 10 minutes means the guardian
+	// is not running or dies before reporting.
+	b.alarm("GuardianNotRunningAlarm", &cloudwatch.Alarm{
+		AlarmDescription: cf.String("outgate: no guardian run has reported for 10 minutes (schedule disabled, throttled or crashing)"),
+		Namespace:        ns, MetricName: metric, Dimensions: dims,
+		Statistic: cf.String("SampleCount"), Period: cf.Int(300), EvaluationPeriods: 2, DatapointsToAlarm: cf.Int(2),
+		Threshold: cf.Float64(1), ComparisonOperator: "LessThanThreshold", TreatMissingData: cf.String("breaching"),
+	})
+}
+
+// relayHealthAlarms: the front door's 5xx rate and the relay's throttles.
+func (b *builder) relayHealthAlarms(relay string) {
+	var errs, reqs *cloudwatch.Alarm_Metric
+	if b.o.Front == "apigw" {
+		api := []cloudwatch.Alarm_Dimension{{Name: "ApiId", Value: cf.Ref("HttpApi")}}
+		errs = &cloudwatch.Alarm_Metric{Namespace: cf.String("AWS/ApiGateway"), MetricName: cf.String("5xx"), Dimensions: api}
+		reqs = &cloudwatch.Alarm_Metric{Namespace: cf.String("AWS/ApiGateway"), MetricName: cf.String("Count"), Dimensions: api}
+	} else {
+		fn := []cloudwatch.Alarm_Dimension{{Name: "FunctionName", Value: relay}}
+		errs = &cloudwatch.Alarm_Metric{Namespace: cf.String("AWS/Lambda"), MetricName: cf.String("Url5xxCount"), Dimensions: fn}
+		reqs = &cloudwatch.Alarm_Metric{Namespace: cf.String("AWS/Lambda"), MetricName: cf.String("UrlRequestCount"), Dimensions: fn}
+	}
+	// The percentage of calls answered 5xx, counted only from 10 calls in
+	// 5 minutes (one failed call out of two is not an outage), above 5% in
+	// 2 of 3 periods. No traffic is no data, and not an error.
+	b.alarm("Relay5xxAlarm", &cloudwatch.Alarm{
+		AlarmDescription: cf.String("outgate: more than 5% of calls to the relay got a 5xx answer in 2 of the last 3 five-minute periods"),
+		Metrics: []cloudwatch.Alarm_MetricDataQuery{
+			{Id: "errors", MetricStat: &cloudwatch.Alarm_MetricStat{Metric: errs, Period: 300, Stat: "Sum"}, ReturnData: cf.Bool(false)},
+			{Id: "calls", MetricStat: &cloudwatch.Alarm_MetricStat{Metric: reqs, Period: 300, Stat: "Sum"}, ReturnData: cf.Bool(false)},
+			{Id: "rate", Expression: cf.String("IF(calls >= 10, 100 * FILL(errors, 0) / calls, 0)"), Label: cf.String("5xx %"), ReturnData: cf.Bool(true)},
+		},
+		EvaluationPeriods: 3, DatapointsToAlarm: cf.Int(2),
+		Threshold: cf.Float64(5), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
+	})
+	// Throttles mean the reserved concurrency is reached: either real
+	// traffic outgrew --relay-concurrency or a flood is being turned away.
+	b.alarm("RelayThrottlesAlarm", &cloudwatch.Alarm{
+		AlarmDescription: cf.String("outgate: the relay was throttled in 2 of the last 3 five-minute periods (concurrency cap reached: traffic grew, or a flood)"),
+		Namespace:        cf.String("AWS/Lambda"), MetricName: cf.String("Throttles"),
+		Dimensions: []cloudwatch.Alarm_Dimension{{Name: "FunctionName", Value: relay}},
+		Statistic:  cf.String("Sum"), Period: cf.Int(300), EvaluationPeriods: 3, DatapointsToAlarm: cf.Int(2),
+		Threshold: cf.Float64(0), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
+	})
 }
 
 // Render encodes the template as "json" or "yaml", with the properties
@@ -535,6 +771,17 @@ func Render(s *Stack, format string) ([]byte, error) {
 	if p, ok := res["RelayUrlInvokePermission"].(map[string]any); ok {
 		p["Properties"].(map[string]any)["InvokedViaFunctionUrl"] = true
 	}
+	// goformation types these integers, so parameter references go in here.
+	noValue := map[string]any{"Ref": "AWS::NoValue"}
+	if p, ok := res["Relay"].(map[string]any); ok {
+		p["Properties"].(map[string]any)["ReservedConcurrentExecutions"] = map[string]any{"Fn::If": []any{condRelayCapped, map[string]any{"Ref": ParamRelayCap}, noValue}}
+	}
+	if p, ok := res["Guardian"].(map[string]any); ok {
+		// One run at a time: overlapping runs (the schedule, up's own
+		// passes, retries) could each move the same IP.
+		p["Properties"].(map[string]any)["ReservedConcurrentExecutions"] = map[string]any{"Fn::If": []any{condGuardianSerial, 1, noValue}}
+	}
+
 	switch format {
 	case "", "json":
 		return json.MarshalIndent(doc, "", "  ")

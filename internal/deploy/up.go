@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -189,6 +188,21 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	for k, v := range vpcParams {
 		params[k] = v
 	}
+	if !o.DryRun {
+		logParams, err := logParameters(ctx, c.Logs, o.Name, o.Template, prev, say)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range logParams {
+			params[k] = v
+		}
+	}
+	if cr, ok := c.Lambda.(ConcurrencyReader); ok {
+		for k, v := range concurrencyParameters(ctx, cr, o.Template, prev, say) {
+			params[k] = v
+		}
+	}
+	alarmNotice(o.Template, say)
 	kind := cftypes.ChangeSetTypeCreate
 	if exists {
 		kind = cftypes.ChangeSetTypeUpdate
@@ -347,13 +361,12 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 	return strings.Join(blocks, ","), nil
 }
 
-// TagTemplate on the stack records the options it was built with, so a
-// later run can rebuild the same template (to pause the guardian).
-const TagTemplate = "outgate:template"
-
+// stackTags are copied by CloudFormation onto every resource that takes
+// tags, IAM roles and Lambda functions included, so each value must be one
+// those services accept (TestNamesAndTagsFitAWSRules): the deployment name,
+// nothing else.
 func stackTags(o UpOptions) []cftypes.Tag {
-	opts, _ := json.Marshal(o.Template)
-	return []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}, {Key: aws.String(TagTemplate), Value: aws.String(string(opts))}}
+	return []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}}
 }
 
 // guardianRunMax is how long a guardian run may take (its Lambda Timeout,
@@ -466,18 +479,24 @@ func sortedKeys(m map[string]string) []string {
 	return k
 }
 
-// ValidName checks a deployment name: it becomes a stack name, a tag value
-// and part of an S3 key and an SSM path.
+// MaxNameLen is the longest deployment name: the guardian's function is
+// named <name>-guardian, and Lambda function names stop at 64 characters.
+const MaxNameLen = 64 - len(guardianSuffix)
+
+// ValidName checks a deployment name: it becomes a stack name (which must
+// start with a letter), a tag value, a prefix of function and log group
+// names, and part of an S3 key and an SSM path. What AWS would refuse
+// halfway through a deployment is refused here first.
 func ValidName(name string) error {
 	if name == "" {
 		return errors.New("--name is required")
 	}
-	if len(name) > 64 {
-		return fmt.Errorf("--name %q is longer than 64 characters", name)
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("--name %q is longer than %d characters (it prefixes the function names, which stop at 64)", name, MaxNameLen)
 	}
 	for i, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' && i > 0) {
-			return fmt.Errorf("--name %q: use lower-case letters, digits and '-', starting with a letter or digit", name)
+		if !(r >= 'a' && r <= 'z' || i > 0 && (r >= '0' && r <= '9' || r == '-')) {
+			return fmt.Errorf("--name %q: use lower-case letters, digits and '-', starting with a letter", name)
 		}
 	}
 	return nil
