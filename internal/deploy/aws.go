@@ -47,6 +47,7 @@ type S3 interface {
 type EC2 interface {
 	guardian.EC2
 	VPCReader
+	ShapeReader
 }
 
 // IPReleaser is the one destructive IP call, kept apart on purpose.
@@ -58,6 +59,8 @@ type IPReleaser interface {
 type SSM interface {
 	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
 	PutParameter(ctx context.Context, in *ssm.PutParameterInput, opts ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
+	// Reading the revoked keys' record (ssm:GetParametersByPath).
+	GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, opts ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
 }
 
 // Lambda reads the relay's state and edits functions for attach/detach.
@@ -68,6 +71,8 @@ type Lambda interface {
 	// Stopping and restarting the guardian around an eni -> nat switch.
 	PutFunctionConcurrency(ctx context.Context, in *lambda.PutFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.PutFunctionConcurrencyOutput, error)
 	DeleteFunctionConcurrency(ctx context.Context, in *lambda.DeleteFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.DeleteFunctionConcurrencyOutput, error)
+	// Finding functions attached to the deployment (lambda:ListFunctions).
+	ListFunctions(ctx context.Context, in *lambda.ListFunctionsInput, opts ...func(*lambda.Options)) (*lambda.ListFunctionsOutput, error)
 }
 
 // CloudWatch reads the guardian's metrics for status.

@@ -26,6 +26,8 @@ type TemplateOptions struct {
 	Front     string   `json:"f"`           // "url" (Function URL, default) or "apigw" (HTTP API)
 	SharedNAT bool     `json:"n,omitempty"` // nat mode: one NAT gateway for every AZ
 	Arch      string   `json:"a"`           // arm64 (default) or x86_64
+	MemoryMB  int      `json:"r,omitempty"` // the relay's memory, default 256
+	VPCBlocks int      `json:"-"`           // existing VPC with interface endpoints: how many CIDR blocks it has (default 1)
 }
 
 // Normalize fills defaults and rejects impossible combinations.
@@ -45,6 +47,9 @@ func (o *TemplateOptions) Normalize() error {
 	if o.AZs == 0 {
 		o.AZs = 1
 	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 256
+	}
 	switch {
 	case o.Mode != "eni" && o.Mode != "nat":
 		return fmt.Errorf("--mode must be eni or nat, got %q", o.Mode)
@@ -52,6 +57,8 @@ func (o *TemplateOptions) Normalize() error {
 		return fmt.Errorf("--front must be url or apigw, got %q", o.Front)
 	case o.Arch != "arm64" && o.Arch != "x86_64":
 		return fmt.Errorf("--arch must be arm64 or x86_64, got %q", o.Arch)
+	case o.MemoryMB < 128 || o.MemoryMB > 10240:
+		return fmt.Errorf("--memory must be from 128 to 10240 MB, got %d", o.MemoryMB)
 	case o.AZs < 1 || o.AZs > maxAZs:
 		return fmt.Errorf("--azs must be 1, 2 or 3, got %d", o.AZs)
 	case (o.VPCID == "") != (len(o.SubnetIDs) == 0):
@@ -165,7 +172,7 @@ func (b *builder) parameters() {
 		p[ParamPublicAZs] = cf.Parameter{Type: "List<AWS::EC2::AvailabilityZone::Name>",
 			Description: cf.String("The availability zones of the public subnets, in the same order (each private subnet goes in its NAT gateway's AZ)")}
 		if b.o.interfaceEndpoints() {
-			p[ParamVPCCIDR] = cf.Parameter{Type: "String", Description: cf.String("The VPC's CIDR block: interface endpoints admit HTTPS from all of it")}
+			p[ParamVPCCIDR] = cf.Parameter{Type: "CommaDelimitedList", Description: cf.String(fmt.Sprintf("The VPC's CIDR blocks (%d): interface endpoints admit HTTPS from all of them", max(1, b.o.VPCBlocks)))}
 		}
 	}
 	if b.o.Mode == "eni" {
@@ -289,13 +296,17 @@ func (b *builder) endpoints() {
 			SubnetIds: b.relayIn, SecurityGroupIds: []string{cf.Ref("EndpointSecurityGroup")}, PrivateDnsEnabled: cf.Bool(true)})
 	}
 	if b.o.interfaceEndpoints() {
-		cidr := vpcCIDR
+		ingress := []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(vpcCIDR)}}
 		if b.o.VPCID != "" {
-			cidr = cf.Ref(ParamVPCCIDR)
+			// Every block of an existing VPC (secondary ones too).
+			ingress = nil
+			for i := 0; i < max(1, b.o.VPCBlocks); i++ {
+				ingress = append(ingress, ec2.SecurityGroup_Ingress{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(cf.Select(i, cf.Ref(ParamVPCCIDR)))})
+			}
 		}
 		b.add("EndpointSecurityGroup", &ec2.SecurityGroup{GroupDescription: "outgate interface endpoints: HTTPS from the whole VPC",
 			VpcId:                cf.String(b.vpc),
-			SecurityGroupIngress: []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(cidr)}},
+			SecurityGroupIngress: ingress,
 			Tags:                 []tags.Tag{deploymentTag()}})
 	}
 }
@@ -378,7 +389,7 @@ func (b *builder) relay() {
 		Runtime:       cf.String("provided.al2023"),
 		Handler:       cf.String("bootstrap"),
 		Architectures: arch(b.o),
-		MemorySize:    cf.Int(256),
+		MemorySize:    cf.Int(b.o.MemoryMB),
 		Timeout:       cf.Int(30),
 		Role:          cf.GetAtt("RelayRole", "Arn"),
 		Code:          &lambda.Function_Code{S3Bucket: cf.RefPtr(ParamCodeBucket), S3Key: cf.RefPtr(ParamRelayKey)},
