@@ -381,11 +381,22 @@ func verifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ip, err := deploy.Verify(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
+			checks, err := deploy.Verify(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
+			w := cmd.OutOrStdout()
+			for _, c := range checks {
+				switch {
+				case c.Seen:
+					fmt.Fprintf(w, "  %-15s ok: calls through the relay left from it\n", c.PublicIP)
+				case c.OK:
+					fmt.Fprintf(w, "  %-15s ok: attached to %s (no call happened to leave from it: Lambda picks the AZ)\n", c.PublicIP, c.On)
+				default:
+					fmt.Fprintf(w, "  %-15s FAILED: attached to nothing and no call left from it\n", c.PublicIP)
+				}
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: calls through %s leave from %s, one of the deployment's IPs\n", s.RelayURL, ip)
+			fmt.Fprintf(w, "ok: calls through %s leave only from the deployment's IPs, and every one of them is in use\n", s.RelayURL)
 			return nil
 		},
 	}
