@@ -3,7 +3,10 @@ package deploy
 import (
 	"context"
 
+	"time"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
@@ -85,6 +88,13 @@ type STS interface {
 	GetCallerIdentity(ctx context.Context, in *sts.GetCallerIdentityInput, opts ...func(*sts.Options)) (*sts.GetCallerIdentityOutput, error)
 }
 
+// RetryMaxAttempts is how often the SDK tries a call that fails with a
+// retryable error (throttling, 5xx) before outgate sees the error.
+const RetryMaxAttempts = 8
+
+// retryBackoff replaces the SDK's backoff in tests (nil: the SDK's).
+var retryBackoff retry.BackoffDelayer
+
 // Clients bundles the clients of one account and region.
 type Clients struct {
 	Region         string
@@ -102,6 +112,19 @@ type Clients struct {
 // NewClients makes the SDK clients of one account and region. pathStyleS3
 // keeps bucket names out of DNS, which emulators (moto) need.
 func NewClients(ac aws.Config, pathStyleS3 bool) Clients {
+	// The SDK's retryer is the one retry loop for AWS calls (throttling
+	// included): outgate's own loops only poll for state, so attempts never
+	// multiply. AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, when set, win.
+	if ac.RetryMaxAttempts == 0 && ac.RetryMode == "" {
+		ac.Retryer = func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts, o.MaxBackoff = RetryMaxAttempts, 20*time.Second
+				if retryBackoff != nil {
+					o.Backoff = retryBackoff
+				}
+			})
+		}
+	}
 	e := ec2.NewFromConfig(ac)
 	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
 		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }), EC2: e, Releaser: e,
