@@ -1,6 +1,8 @@
 package deploy
 
 import (
+	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -82,5 +84,44 @@ func TestAddingAnAZKeepsEachNATGatewaysIP(t *testing.T) {
 	got = keepNATMapping(ips[:2], []string{"eipalloc-0zzz", "eipalloc-0aaa"})
 	if len(got) != 2 || got[1].AllocationID != "eipalloc-0aaa" || got[0].AllocationID != "eipalloc-0bbb" {
 		t.Errorf("with a lost IP: %+v", got)
+	}
+}
+
+// TestEndpointSecurityGroupAdmitsEveryVPCBlock: in an existing VPC with two
+// CIDR blocks, the interface endpoints' security group admits HTTPS from
+// both (with private DNS on, a client in the secondary block resolves the
+// service to the endpoint too), each from the VpcCidr list parameter.
+func TestEndpointSecurityGroupAdmitsEveryVPCBlock(t *testing.T) {
+	st, err := Template(TemplateOptions{Mode: "nat", AZs: 1, VPCID: "vpc-1", SubnetIDs: []string{"subnet-a"}, Endpoints: []string{"sqs"}, VPCBlocks: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := Render(st, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Parameters map[string]struct{ Type string }
+		Resources  map[string]struct {
+			Properties struct {
+				SecurityGroupIngress []struct {
+					CidrIp   any
+					FromPort int
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	in := doc.Resources["EndpointSecurityGroup"].Properties.SecurityGroupIngress
+	if len(in) != 2 || doc.Parameters[ParamVPCCIDR].Type != "CommaDelimitedList" {
+		t.Fatalf("ingress %+v, parameter %+v", in, doc.Parameters[ParamVPCCIDR])
+	}
+	for i, r := range in {
+		b, _ := json.Marshal(r.CidrIp)
+		if want := fmt.Sprintf(`{"Fn::Select":[%d,{"Ref":"VpcCidr"}]}`, i); string(b) != want || r.FromPort != 443 {
+			t.Errorf("rule %d: %s port %d, want %s on 443", i, b, r.FromPort, want)
+		}
 	}
 }

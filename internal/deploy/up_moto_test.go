@@ -115,6 +115,22 @@ func TestUpDoesNoHarm(t *testing.T) {
 		t.Errorf("adding an AZ asks for %v; want %s (NatGateway0 keeps its IP)", log.list(), want)
 	}
 
+	// An interface endpoint someone already has in the VPC, with private
+	// DNS, is found (AWS refuses a second one for the service); the
+	// deployment's own endpoints are not counted.
+	ep, err := api.CreateVpcEndpoint(ctx, &ec2.CreateVpcEndpointInput{VpcId: aws.String(vpcID), ServiceName: aws.String("com.amazonaws.us-east-1.sqs"),
+		VpcEndpointType: ec2types.VpcEndpointTypeInterface, PrivateDnsEnabled: aws.Bool(true), SubnetIds: pub[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	epID := aws.ToString(ep.VpcEndpoint.VpcEndpointId)
+	if found, err := existingPrivateDNSEndpoints(ctx, c.EC2, vpcID, "us-east-1", nil); err != nil || found["sqs"] != epID {
+		t.Errorf("existing sqs endpoint with private DNS: %v %v", found, err)
+	}
+	if found, _ := existingPrivateDNSEndpoints(ctx, c.EC2, vpcID, "us-east-1", map[string]bool{epID: true}); len(found) != 0 {
+		t.Errorf("the deployment's own endpoint counted as someone else's: %v", found)
+	}
+
 	// An eni deployment in another VPC.
 	vpc2, pub2 := testutil.PublicSubnets(t, api, "10.13.0.0/16", 1)
 	_, hash := keys.New()
