@@ -232,11 +232,13 @@ func keepShape(want TemplateOptions, set map[string]bool, prev *TemplateOptions)
 
 // Change is one difference between the deployed shape and the new one.
 type Change struct {
-	What, From, To string
+	What string `json:"what"`
+	From string `json:"from"`
+	To   string `json:"to"`
 	// Disruptive changes move the IPs (to other ENIs or NAT gateways, with
 	// a pause in egress), add or drop IPs, or change the relay URL.
-	Disruptive bool
-	Why        string
+	Disruptive bool   `json:"disruptive"`
+	Why        string `json:"why,omitempty"`
 }
 
 func (c Change) String() string {
