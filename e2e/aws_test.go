@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"archive/zip"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -97,6 +98,24 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 		t.Fatalf("second up: exit %d %s\n%s", code, out, errs)
 	}
 
+	// A plain re-run, without the VPC flags, keeps the deployment as it is.
+	out, errs, code = run("up", "--name", "pay", "--config", cfg, "--poll", "100ms", "--wait", "0", "-o", "json")
+	var plain struct {
+		Changes []any `json:"changes"`
+		IPs     []deployIP
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &plain) != nil || len(plain.Changes) != 0 || len(plain.IPs) != 2 || !strings.Contains(errs, "mode eni, 2 AZ") {
+		t.Fatalf("plain re-run: exit %d %s\n%s", code, out, errs)
+	}
+	// A change of the relay URL, with no terminal and no --yes: refused, exit 2.
+	if _, errs, code := run("up", "--name", "pay", "--config", cfg, "--front", "apigw", "--poll", "100ms", "--wait", "0"); code != 2 || !strings.Contains(errs, "front door: url -> apigw") || !strings.Contains(errs, "--yes") {
+		t.Fatalf("--front apigw without --yes: exit %d\n%s", code, errs)
+	}
+	// An IP the stack uses is not released (moto attaches none to an ENI).
+	if _, errs, code := run("ips", "release", "--name", "pay", "--yes", up.IPs[0].PublicIP); code == 0 || !strings.Contains(errs, "still used by the stack") {
+		t.Fatalf("releasing an IP in use: exit %d\n%s", code, errs)
+	}
+
 	// keys add/revoke change the deployed config and the file deployed from.
 	out, errs, code = run("keys", "add", "--name", "pay", "--client", "billing", "--config", cfg, "-o", "json")
 	var added struct{ Key, Key_SHA256 string }
@@ -122,6 +141,20 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 		t.Errorf("revoking the last key: %s", errs)
 	}
 
+	// A key revoked without --config stays in the file; up refuses to bring it back.
+	original, _ := os.ReadFile(cfg)
+	out, _, _ = run("keys", "add", "--name", "pay", "--client", "billing", "--config", cfg, "-o", "json")
+	if json.Unmarshal([]byte(out), &added) != nil {
+		t.Fatalf("keys add: %s", out)
+	}
+	if _, errs, code := run("keys", "revoke", "--name", "pay", "--client", "billing", "--key-sha256", added.Key_SHA256); code != 0 {
+		t.Fatalf("keys revoke without --config: %s", errs)
+	}
+	if _, errs, code := run("up", "--name", "pay", "--config", cfg, "--poll", "100ms", "--wait", "0"); code == 0 || !strings.Contains(errs, "revoked") {
+		t.Fatalf("up with a revoked key in the file: exit %d\n%s", code, errs)
+	}
+	os.WriteFile(cfg, original, 0o600)
+
 	// attach puts an existing function on the relay's subnets and security
 	// group (so it shares the relay's ENIs); detach puts it back.
 	fn := userFunction(t)
@@ -136,10 +169,19 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 	if _, errs, code := run("attach", "--name", "other", "--function", fn); code == 0 {
 		t.Errorf("attaching to a second deployment succeeded: %s", errs)
 	}
+	// The attached function stops a mode switch and down, which name it and the fix.
+	if _, errs, code := run("up", "--name", "pay", "--config", cfg, "--mode", "nat", "--yes", "--poll", "100ms", "--wait", "0"); code != 1 || !strings.Contains(errs, "outgate detach --function "+fn) {
+		t.Fatalf("switch with an attached function: exit %d\n%s", code, errs)
+	}
+	if _, errs, code := run("down", "--name", "pay", "--poll", "100ms"); code != 1 || !strings.Contains(errs, "outgate detach --function "+fn) {
+		t.Fatalf("down with an attached function: exit %d\n%s", code, errs)
+	}
 	out, errs, code = run("detach", "--function", fn, "--poll", "100ms")
 	if code != 0 || functionVPC(t, fn) != "|" {
 		t.Fatalf("detach: exit %d, VPC config now %q\n%s", code, functionVPC(t, fn), errs)
 	}
+
+	interruptSwitch(t, bin, cfg)
 
 	out, errs, code = run("down", "--name", "pay", "--poll", "100ms")
 	if code != 0 || !strings.Contains(out, up.IPs[0].PublicIP) || !strings.Contains(out, "kept") {
@@ -228,4 +270,53 @@ func existingVPC(t *testing.T) (string, string) {
 	}
 	vpc, subnets := testutil.PublicSubnets(t, ec2.NewFromConfig(ac), "10.9.0.0/16", 2)
 	return vpc, strings.Join(subnets, ",")
+}
+
+// interruptSwitch starts an eni -> nat switch, interrupts it (SIGINT, as
+// Ctrl-C does) while it waits for a guardian run to end, and checks that the
+// guardian it stopped runs again.
+func interruptSwitch(t *testing.T, bin, cfg string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "up", "--name", "pay", "--config", cfg, "--mode", "nat", "--yes", "--poll", "100ms", "--wait", "0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var said strings.Builder
+	lines := bufio.NewScanner(stderr)
+	for lines.Scan() {
+		said.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "waiting") && strings.Contains(lines.Text(), "guardian run") {
+			cmd.Process.Signal(os.Interrupt)
+			break
+		}
+	}
+	for lines.Scan() {
+		said.WriteString(lines.Text() + "\n")
+	}
+	cmd.Wait()
+	if !strings.Contains(said.String(), "the guardian runs again") {
+		t.Errorf("an interrupted switch did not restart the guardian:\n%s", said.String())
+	}
+	ac, _ := awsconfig.LoadDefaultConfig(context.Background())
+	lc := lambda.NewFromConfig(ac)
+	fns, err := lc.ListFunctions(context.Background(), &lambda.ListFunctionsInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fns.Functions {
+		if name := aws.ToString(f.FunctionName); strings.HasPrefix(name, "pay-Guardian") {
+			c, err := lc.GetFunctionConcurrency(context.Background(), &lambda.GetFunctionConcurrencyInput{FunctionName: aws.String(name)})
+			if err != nil || c.ReservedConcurrentExecutions != nil {
+				t.Errorf("after an interrupted switch the guardian's reserved concurrency is %v (%v): it stays stopped", c.ReservedConcurrentExecutions, err)
+			}
+			return
+		}
+	}
+	t.Error("no guardian function found")
 }

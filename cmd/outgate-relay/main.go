@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -38,7 +39,7 @@ func main() {
 		// With the config in SSM, warm instances pick up changes (outgate
 		// keys add/revoke) within a minute.
 		reload = lambdarelay.SSMSource(ssm.NewFromConfig(ac), param)
-		cfg, version, err = reload(ctx)
+		cfg, version, err = firstConfig(ctx, reload, coldStartSSM)
 	} else {
 		cfg, err = lambdarelay.LoadConfig(ctx, os.Getenv, nil)
 	}
@@ -62,6 +63,23 @@ func main() {
 		fatal("start", err)
 	}
 	lambda.Start(h.Handle)
+}
+
+// coldStartSSM bounds the cold start's read of the config. Without a way to
+// SSM (no route out, no ssm endpoint) the call would hang until Lambda's own
+// timeout, every cold start, with nothing in the log to say why.
+const coldStartSSM = 5 * time.Second
+
+// firstConfig reads the config once, within timeout, and says what to check
+// when SSM does not answer.
+func firstConfig(ctx context.Context, read func(context.Context) (*config.Config, string, error), timeout time.Duration) (*config.Config, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cfg, version, err := read(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil, "", fmt.Errorf("no answer from SSM within %s reading the config: the relay's subnets need a way to SSM (a route to the internet, or an ssm VPC endpoint): %w", timeout, err)
+	}
+	return cfg, version, err
 }
 
 // fatal writes one JSON line that CloudWatch shows whole, and exits.

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -44,7 +47,7 @@ func (f *awsFlags) clients(ctx context.Context) (deploy.Clients, error) {
 
 // forDeployment checks a deployment name, then makes the clients.
 func (f *awsFlags) forDeployment(ctx context.Context, name string) (deploy.Clients, error) {
-	if err := deploy.ValidName(name); err != nil {
+	if err := deploy.ValidateName(name); err != nil {
 		return deploy.Clients{}, usageError{err}
 	}
 	return f.clients(ctx)
@@ -83,11 +86,22 @@ gateways go there and outgate adds private subnets for the relay, with route tab
 own, so your subnets' routes are never touched: blocks from the top of the VPC's range, or
 --private-cidrs. Switching modes (up --mode nat on an eni deployment, and back) keeps the IPs.
 
+On a running deployment up keeps what is deployed (mode, AZs, VPC and subnets, front door,
+arch, memory, endpoints) and changes only what a flag given says. It prints each change; one
+that moves the IPs or changes the relay URL asks for confirmation on a terminal, and needs
+--yes otherwise (without it nothing is changed, exit 2). Functions attached with
+outgate attach block a change of the relay's subnets: detach them first.
+
 The function code travels with the CLI: release builds embed it; from a checkout it is built
 with the Go toolchain.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			// Ctrl-C or SIGTERM cancels the context instead of killing the
+			// process, so an interrupted switch still restarts the guardian
+			// it stopped (or prints the command that does).
+			sigCtx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			ctx, cancel := context.WithTimeout(sigCtx, timeout)
 			defer cancel()
 			if cfgPath == "" {
 				return usageError{errors.New("--config FILE is required: the gateway config to deploy (see docs/config.md)")}
@@ -106,17 +120,27 @@ with the Go toolchain.`,
 			if eps != "" {
 				o.Template.Endpoints = strings.Split(eps, ",")
 			}
-			if err := deploy.ValidName(o.Name); err != nil {
+			if err := deploy.ValidateName(o.Name); err != nil {
 				return usageError{err}
 			}
-			if err := o.Template.Normalize(); err != nil {
-				return usageError{err}
+			o.Set = map[string]bool{}
+			for _, name := range []string{deploy.FlagMode, deploy.FlagAZs, deploy.FlagVPC, deploy.FlagSubnets, deploy.FlagEndpoints,
+				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory} {
+				o.Set[name] = cmd.Flags().Changed(name)
+			}
+			if isTerminal(os.Stdin) {
+				o.Confirm = func([]deploy.Change) bool { return confirm(cmd.InOrStdin(), cmd.ErrOrStderr()) }
 			}
 			c, err := af.clients(ctx)
 			if err != nil {
 				return err
 			}
 			res, err := deploy.Up(ctx, c, o)
+			var needsYes deploy.ErrNeedsYes
+			var bad deploy.ErrOptions
+			if errors.As(err, &needsYes) || errors.As(err, &bad) {
+				return usageError{err}
+			}
 			if err != nil {
 				return err
 			}
@@ -144,8 +168,8 @@ with the Go toolchain.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Name, "name", "", "deployment name (the stack name)")
 	f.StringVar(&cfgPath, "config", "", "gateway config file to deploy")
-	f.StringVar(&o.Template.Mode, "mode", "eni", "eni or nat (switching keeps the same IPs)")
-	f.IntVar(&o.Template.AZs, "azs", 0, "availability zones, 1-3 (default 1)")
+	f.StringVar(&o.Template.Mode, "mode", "eni", "eni or nat (switching keeps the same IPs); default: what is deployed, eni for a new deployment")
+	f.IntVar(&o.Template.AZs, "azs", 0, "availability zones, 1-3, one IP each; default: what is deployed, 2 for a new deployment (1 is the cheapest)")
 	f.StringVar(&o.Template.VPCID, "vpc-id", "", "use an existing VPC instead of creating one")
 	f.StringVar(&subnets, "subnet-ids", "", "public subnets of --vpc-id, one per AZ, comma-separated")
 	f.StringSliceVar(&o.PrivateCIDRs, "private-cidrs", nil, "nat mode with --vpc-id: blocks for the relay's private subnets, one per AZ (default: free /24s)")
@@ -154,6 +178,8 @@ with the Go toolchain.`,
 	f.BoolVar(&o.Template.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
 	f.StringVar(&o.Template.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
 	templateAlarmFlags(cmd, &o.Template)
+	f.IntVar(&o.Template.MemoryMB, "memory", deploy.RelayMemoryMB, "the relay's memory in MB (128-10240)")
+	f.BoolVar(&o.Yes, "yes", false, "go ahead with changes that move the IPs or the relay URL (mode, AZs, VPC, subnets, front door) without asking")
 	f.StringSliceVar(&adopt, "adopt-eip", nil, "Elastic IP allocation ids to reuse (repeat or comma-separate)")
 	f.IntVar(&o.SpareIPs, "spare-ips", 0, "eni mode: extra Elastic IPs beyond one per AZ, for an extra ENI to use without a human (give them to partners too)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the change set and stop")
@@ -311,7 +337,7 @@ partners that allowlisted it must be told a new one. Type each IP; without --yes
 to type them again to confirm.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := deploy.ValidName(rname); err != nil {
+			if err := deploy.ValidateName(rname); err != nil {
 				return usageError{err}
 			}
 			if !yes {
@@ -332,7 +358,7 @@ to type them again to confirm.`,
 			if err != nil {
 				return err
 			}
-			if err := deploy.ReleaseIPs(cmd.Context(), c.EC2, c.Releaser, rname, args); err != nil {
+			if err := deploy.ReleaseIPs(cmd.Context(), c, rname, args); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "released %s\n", strings.Join(args, " "))
@@ -356,7 +382,7 @@ func verifyCmd() *cobra.Command {
 		Short: "Check through the deployed relay that calls leave from the deployment's IPs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.ValidName(name); err != nil {
+			if err := deploy.ValidateName(name); err != nil {
 				return usageError{err}
 			}
 			if key == "" {
@@ -370,11 +396,22 @@ func verifyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ip, err := deploy.Verify(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
+			checks, err := deploy.Verify(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
+			w := cmd.OutOrStdout()
+			for _, c := range checks {
+				switch {
+				case c.Seen:
+					fmt.Fprintf(w, "  %-15s ok: calls through the relay left from it\n", c.PublicIP)
+				case c.OK:
+					fmt.Fprintf(w, "  %-15s ok: attached to %s (no call happened to leave from it: Lambda picks the AZ)\n", c.PublicIP, c.On)
+				default:
+					fmt.Fprintf(w, "  %-15s FAILED: attached to nothing and no call left from it\n", c.PublicIP)
+				}
+			}
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: calls through %s leave from %s, one of the deployment's IPs\n", s.RelayURL, ip)
+			fmt.Fprintf(w, "ok: calls through %s leave only from the deployment's IPs, and every one of them is in use\n", s.RelayURL)
 			return nil
 		},
 	}
@@ -401,7 +438,7 @@ AWSLambdaVPCAccessExecutionRole policy; its previous VPC config is kept in a tag
 internet only through the static IP, and AWS services only over the internet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.ValidName(name); err != nil {
+			if err := deploy.ValidateName(name); err != nil {
 				return usageError{err}
 			}
 			if function == "" {
@@ -571,4 +608,20 @@ func keysListCmd() *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "deployment name")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
+}
+
+// isTerminal reports whether f is a terminal (a character device), where
+// up may ask before a disruptive change.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// confirm asks on w and reads one answer from r: only "y" or "yes" go ahead.
+func confirm(r io.Reader, w io.Writer) bool {
+	fmt.Fprint(w, "Go ahead? [y/N] ")
+	var answer string
+	fmt.Fscanln(r, &answer)
+	answer = strings.ToLower(strings.TrimSpace(answer))
+	return answer == "y" || answer == "yes"
 }

@@ -3,7 +3,10 @@ package deploy
 import (
 	"context"
 
+	"time"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
@@ -48,6 +51,7 @@ type S3 interface {
 type EC2 interface {
 	guardian.EC2
 	VPCReader
+	ShapeReader
 }
 
 // IPReleaser is the one destructive IP call, kept apart on purpose.
@@ -59,6 +63,8 @@ type IPReleaser interface {
 type SSM interface {
 	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
 	PutParameter(ctx context.Context, in *ssm.PutParameterInput, opts ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
+	// Reading the revoked keys' record (ssm:GetParametersByPath).
+	GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, opts ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
 }
 
 // Lambda reads the relay's state and edits functions for attach/detach.
@@ -69,6 +75,8 @@ type Lambda interface {
 	// Stopping and restarting the guardian around an eni -> nat switch.
 	PutFunctionConcurrency(ctx context.Context, in *lambda.PutFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.PutFunctionConcurrencyOutput, error)
 	DeleteFunctionConcurrency(ctx context.Context, in *lambda.DeleteFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.DeleteFunctionConcurrencyOutput, error)
+	// Finding functions attached to the deployment (lambda:ListFunctions).
+	ListFunctions(ctx context.Context, in *lambda.ListFunctionsInput, opts ...func(*lambda.Options)) (*lambda.ListFunctionsOutput, error)
 }
 
 // CloudWatch reads the guardian's metrics and the alarms for status.
@@ -81,6 +89,13 @@ type CloudWatch interface {
 type STS interface {
 	GetCallerIdentity(ctx context.Context, in *sts.GetCallerIdentityInput, opts ...func(*sts.Options)) (*sts.GetCallerIdentityOutput, error)
 }
+
+// RetryMaxAttempts is how often the SDK tries a call that fails with a
+// retryable error (throttling, 5xx) before outgate sees the error.
+const RetryMaxAttempts = 8
+
+// retryBackoff replaces the SDK's backoff in tests (nil: the SDK's).
+var retryBackoff retry.BackoffDelayer
 
 // Clients bundles the clients of one account and region.
 type Clients struct {
@@ -100,6 +115,19 @@ type Clients struct {
 // NewClients makes the SDK clients of one account and region. pathStyleS3
 // keeps bucket names out of DNS, which emulators (moto) need.
 func NewClients(ac aws.Config, pathStyleS3 bool) Clients {
+	// The SDK's retryer is the one retry loop for AWS calls (throttling
+	// included): outgate's own loops only poll for state, so attempts never
+	// multiply. AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, when set, win.
+	if ac.RetryMaxAttempts == 0 && ac.RetryMode == "" {
+		ac.Retryer = func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts, o.MaxBackoff = RetryMaxAttempts, 20*time.Second
+				if retryBackoff != nil {
+					o.Backoff = retryBackoff
+				}
+			})
+		}
+	}
 	e := ec2.NewFromConfig(ac)
 	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
 		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }), EC2: e, Releaser: e,

@@ -14,7 +14,7 @@ import (
 // Down deletes the stack and keeps the Elastic IPs (they live outside it),
 // returning them so the user sees what is still allocated and billed.
 func Down(ctx context.Context, c Clients, name string, poll time.Duration, out io.Writer) ([]IP, error) {
-	if err := ValidName(name); err != nil {
+	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
 	exists, err := stackExistsAny(ctx, c.CloudFormation, name)
@@ -22,6 +22,20 @@ func Down(ctx context.Context, c Clients, name string, poll time.Duration, out i
 		return nil, err
 	}
 	if exists {
+		// Functions attached to the deployment hold its subnets and security
+		// group through their ENIs: CloudFormation would try to delete those
+		// for up to an hour and fail, leaving a half-deleted stack. outgate
+		// does not move a user's function on its own (where to is the user's
+		// choice: detach restores where it was), so it stops here.
+		if st, err := DescribeDeployed(ctx, c.CloudFormation, name); err == nil {
+			fns, err := AttachedFunctions(ctx, c.Lambda, st.Resources["RelaySecurityGroup"], st.Resources["Relay"], st.Resources["Guardian"])
+			if err != nil {
+				return nil, err
+			}
+			if len(fns) > 0 {
+				return nil, fmt.Errorf("%w: %s; nothing was deleted", ErrAttached{Deployment: name, Functions: fns}, detachHint(fns))
+			}
+		}
 		if _, err := c.CloudFormation.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(name)}); err != nil {
 			return nil, awsError("deleting stack "+name+" (cloudformation:DeleteStack)", err)
 		}
@@ -32,6 +46,17 @@ func Down(ctx context.Context, c Clients, name string, poll time.Duration, out i
 		fmt.Fprintf(out, "no stack named %s\n", name)
 	}
 	return ListIPs(ctx, c.EC2, name)
+}
+
+// ErrAttached: functions attached to the deployment stop a change that
+// would pull its subnets or security group from under them.
+type ErrAttached struct {
+	Deployment string
+	Functions  []string
+}
+
+func (e ErrAttached) Error() string {
+	return fmt.Sprintf("functions attached to deployment %s use its subnets and security group", e.Deployment)
 }
 
 // lookupStack returns the stack, or nil when there is none by that name.

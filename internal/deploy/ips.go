@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/outgate/outgate/internal/guardian"
 )
@@ -53,10 +55,19 @@ func EnsureIPs(ctx context.Context, c EC2, name string, n int, adopt []string) (
 			return nil, nil, awsError("looking up --adopt-eip", err)
 		}
 		for _, a := range desc.Addresses {
+			ours := false
 			for _, t := range a.Tags {
 				if aws.ToString(t.Key) == guardian.TagDeployment && aws.ToString(t.Value) != name {
 					return nil, nil, fmt.Errorf("%s belongs to deployment %q; outgate will not take it", aws.ToString(a.AllocationId), aws.ToString(t.Value))
 				}
+				ours = ours || aws.ToString(t.Key) == guardian.TagDeployment
+			}
+			// An IP in use elsewhere (an instance, a NAT gateway, a load
+			// balancer's ENI) would be taken from it by the guardian or fail
+			// the NAT gateway: that is someone's traffic, so it is refused.
+			if !ours && (aws.ToString(a.AssociationId) != "" || aws.ToString(a.NetworkInterfaceId) != "" || aws.ToString(a.InstanceId) != "") {
+				return nil, nil, fmt.Errorf("--adopt-eip %s (%s) is in use by %s; outgate adopts only an IP associated with nothing: free it first",
+					aws.ToString(a.AllocationId), aws.ToString(a.PublicIp), aws.ToString(a.NetworkInterfaceId)+aws.ToString(a.InstanceId))
 			}
 		}
 		if _, err := c.CreateTags(ctx, &ec2.CreateTagsInput{Resources: adopt,
@@ -86,9 +97,19 @@ func EnsureIPs(ctx context.Context, c EC2, name string, n int, adopt []string) (
 }
 
 // ReleaseIPs releases the named IPs of a deployment, refusing any that are
-// not tagged for it or still attached.
-func ReleaseIPs(ctx context.Context, c EC2, r IPReleaser, name string, publicIPs []string) error {
-	ips, err := ListIPs(ctx, c, name)
+// not tagged for it, still attached, or still used by the deployment's
+// stack (an eni deployment's IP may be off its ENI for a while, when Lambda
+// replaces it, and the guardian puts it back: releasing it then would cut
+// that AZ's egress).
+func ReleaseIPs(ctx context.Context, c Clients, name string, publicIPs []string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	inUse, err := stackIPs(ctx, c, name)
+	if err != nil {
+		return err
+	}
+	ips, err := ListIPs(ctx, c.EC2, name)
 	if err != nil {
 		return err
 	}
@@ -104,11 +125,45 @@ func ReleaseIPs(ctx context.Context, c EC2, r IPReleaser, name string, publicIPs
 		if ip.AttachedTo != "" {
 			return fmt.Errorf("%s is still attached to %s: run `outgate down --name %s` first", p, ip.AttachedTo, name)
 		}
+		if inUse[p] {
+			return fmt.Errorf("%s is still used by the stack %s (its relay expects to leave from it); nothing was released: run `outgate down --name %s` first, or `outgate up --name %s --azs N` with fewer AZs", p, name, name, name)
+		}
 	}
 	for _, p := range publicIPs {
-		if _, err := r.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: aws.String(byIP[p].AllocationID)}); err != nil {
+		if _, err := c.Releaser.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: aws.String(byIP[p].AllocationID)}); err != nil {
 			return awsError("releasing "+p+" (ec2:ReleaseAddress)", err)
 		}
 	}
 	return nil
+}
+
+// stackIPs returns the public IPs the deployment's stack uses: those its
+// relay is told to leave from (OUTGATE_EXPECTED_IPS), read from the function
+// itself. No stack, no IPs in use.
+func stackIPs(ctx context.Context, c Clients, name string) (map[string]bool, error) {
+	st, err := lookupStack(ctx, c.CloudFormation, name)
+	if err != nil || st == nil {
+		return nil, err
+	}
+	d, err := DescribeDeployed(ctx, c.CloudFormation, name)
+	if err != nil {
+		return nil, err
+	}
+	relay := d.Resources["Relay"]
+	if relay == "" {
+		return nil, nil
+	}
+	fc, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(relay)})
+	if err != nil {
+		return nil, awsError("reading which IPs the relay uses (lambda:GetFunctionConfiguration)", err)
+	}
+	used := map[string]bool{}
+	if fc.Environment != nil {
+		for _, ip := range strings.Split(fc.Environment.Variables["OUTGATE_EXPECTED_IPS"], ",") {
+			if ip = strings.TrimSpace(ip); ip != "" {
+				used[ip] = true
+			}
+		}
+	}
+	return used, nil
 }

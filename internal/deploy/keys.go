@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -32,7 +34,7 @@ type KeyEdit struct {
 }
 
 func (k KeyEdit) apply(ctx context.Context, c SSM, edit func(data []byte, source string) ([]byte, error)) error {
-	if err := ValidName(k.Name); err != nil {
+	if err := ValidateName(k.Name); err != nil {
 		return err
 	}
 	data, source := []byte(nil), "ssm:"+ConfigParameter(k.Name)
@@ -72,9 +74,64 @@ func AddKey(ctx context.Context, c SSM, k KeyEdit) (key, hash string, err error)
 	return key, hash, err
 }
 
-// RevokeKey removes a key (by its hash) from a client of a deployment.
+// RevokeKey removes a key (by its hash) from a client of a deployment, and
+// records the revocation so that no later `up` brings the key back: a
+// config file that still holds it (revoked without --config, or an old
+// copy) is refused until the key is taken out of it.
 func RevokeKey(ctx context.Context, c SSM, k KeyEdit, hash string) error {
-	return k.apply(ctx, c, func(data []byte, source string) ([]byte, error) {
+	if err := k.apply(ctx, c, func(data []byte, source string) ([]byte, error) {
 		return config.RemoveKeyHash(data, source, k.Client, hash)
-	})
+	}); err != nil {
+		return err
+	}
+	// One parameter per revoked key: no size limit to outgrow, and nothing
+	// to drop (a dropped record would let the key come back).
+	if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(revokedParameter(k.Name, hash)), Value: aws.String(k.Client),
+		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true), Description: aws.String("outgate: a revoked key's hash; up refuses a config that holds it")}); err != nil {
+		return awsError("the key is revoked, but recording it failed, so an up from a file that still has it would bring it back (ssm:PutParameter)", err)
+	}
+	return nil
+}
+
+// revokedParameter records one revoked key of a deployment.
+func revokedParameter(name, hash string) string { return revokedPath(name) + hash }
+
+func revokedPath(name string) string { return "/outgate/" + name + "/revoked/" }
+
+// maxRevokedPages bounds the read of the revocation record (10 a page).
+const maxRevokedPages = 1000
+
+// checkRevoked refuses a config that holds a key revoked for the
+// deployment, naming the client and the key.
+func checkRevoked(ctx context.Context, c SSM, name string, data []byte) error {
+	cfg, err := config.Parse(data, "the config")
+	if err != nil {
+		return err
+	}
+	revoked := map[string]bool{}
+	in := &ssm.GetParametersByPathInput{Path: aws.String(strings.TrimSuffix(revokedPath(name), "/"))}
+	for page := 0; ; page++ {
+		if page == maxRevokedPages {
+			return fmt.Errorf("more than %d pages of revoked keys under %s: cannot check the config against them", maxRevokedPages, revokedPath(name))
+		}
+		out, err := c.GetParametersByPath(ctx, in)
+		if err != nil {
+			return awsError("reading the deployment's revoked keys (ssm:GetParametersByPath)", err)
+		}
+		for _, p := range out.Parameters {
+			revoked[strings.ToLower(path.Base(aws.ToString(p.Name)))] = true
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	for _, cl := range cfg.Clients {
+		for _, h := range cl.KeySHA256 {
+			if revoked[strings.ToLower(h)] {
+				return fmt.Errorf("the config gives client %s the key %s..., which was revoked (outgate keys revoke); deploying it would bring the key back, so nothing was changed: remove that key_sha256 from the file", cl.Name, h[:min(12, len(h))])
+			}
+		}
+	}
+	return nil
 }

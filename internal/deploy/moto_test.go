@@ -78,7 +78,7 @@ func TestSwitchModesKeepsTheIPs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	o.Template.Mode = "nat"
+	o.Template.Mode, o.Set, o.Yes = "nat", map[string]bool{FlagMode: true}, true
 	if _, err := Up(ctx, c, o); err != nil {
 		t.Fatalf("eni -> nat: %v", err)
 	}

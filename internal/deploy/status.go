@@ -38,7 +38,7 @@ type ENI struct {
 
 // ReadStatus gathers a deployment's state and what needs a human.
 func ReadStatus(ctx context.Context, c Clients, name string, interfaceType string) (*Status, error) {
-	if err := ValidName(name); err != nil {
+	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
 	st, err := DescribeDeployed(ctx, c.CloudFormation, name)

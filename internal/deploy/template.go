@@ -31,6 +31,8 @@ type TemplateOptions struct {
 	Front     string   `json:"f"`           // "url" (Function URL, default) or "apigw" (HTTP API)
 	SharedNAT bool     `json:"n,omitempty"` // nat mode: one NAT gateway for every AZ
 	Arch      string   `json:"a"`           // arm64 (default) or x86_64 (relay and guardian alike)
+	MemoryMB  int      `json:"r,omitempty"` // the relay's memory, default RelayMemoryMB
+	VPCBlocks int      `json:"-"`           // existing VPC with interface endpoints: how many CIDR blocks it has (default 1)
 
 	// Notify are email addresses the stack subscribes to its alarm topic;
 	// NotifyTopic is an existing SNS topic to use instead of one of the
@@ -86,6 +88,9 @@ func (o *TemplateOptions) Normalize() error {
 	if o.RelayConcurrency == 0 {
 		o.RelayConcurrency = DefaultRelayConcurrency
 	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = RelayMemoryMB
+	}
 	switch {
 	case o.Mode != "eni" && o.Mode != "nat":
 		return fmt.Errorf("--mode must be eni or nat, got %q", o.Mode)
@@ -93,6 +98,8 @@ func (o *TemplateOptions) Normalize() error {
 		return fmt.Errorf("--front must be url or apigw, got %q", o.Front)
 	case o.Arch != "arm64" && o.Arch != "x86_64":
 		return fmt.Errorf("--arch must be arm64 or x86_64, got %q", o.Arch)
+	case o.MemoryMB < 128 || o.MemoryMB > 10240:
+		return fmt.Errorf("--memory must be from 128 to 10240 MB, got %d", o.MemoryMB)
 	case o.AZs < 1 || o.AZs > maxAZs:
 		return fmt.Errorf("--azs must be 1, 2 or 3, got %d", o.AZs)
 	case (o.VPCID == "") != (len(o.SubnetIDs) == 0):
@@ -262,7 +269,7 @@ func (b *builder) parameters() {
 		p[ParamPublicAZs] = cf.Parameter{Type: "List<AWS::EC2::AvailabilityZone::Name>",
 			Description: cf.String("The availability zones of the public subnets, in the same order (each private subnet goes in its NAT gateway's AZ)")}
 		if b.o.interfaceEndpoints() {
-			p[ParamVPCCIDR] = cf.Parameter{Type: "String", Description: cf.String("The VPC's CIDR block: interface endpoints admit HTTPS from all of it")}
+			p[ParamVPCCIDR] = cf.Parameter{Type: "CommaDelimitedList", Description: cf.String(fmt.Sprintf("The VPC's CIDR blocks (%d): interface endpoints admit HTTPS from all of them", max(1, b.o.VPCBlocks)))}
 		}
 	}
 	if b.o.Mode == "eni" {
@@ -389,13 +396,17 @@ func (b *builder) endpoints() {
 			SubnetIds: b.relayIn, SecurityGroupIds: []string{cf.Ref("EndpointSecurityGroup")}, PrivateDnsEnabled: cf.Bool(true)})
 	}
 	if b.o.interfaceEndpoints() {
-		cidr := vpcCIDR
+		ingress := []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(vpcCIDR)}}
 		if b.o.VPCID != "" {
-			cidr = cf.Ref(ParamVPCCIDR)
+			// Every block of an existing VPC (secondary ones too).
+			ingress = nil
+			for i := 0; i < max(1, b.o.VPCBlocks); i++ {
+				ingress = append(ingress, ec2.SecurityGroup_Ingress{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(cf.Select(i, cf.Ref(ParamVPCCIDR)))})
+			}
 		}
 		b.add("EndpointSecurityGroup", &ec2.SecurityGroup{GroupDescription: "outgate interface endpoints: HTTPS from the whole VPC",
 			VpcId:                cf.String(b.vpc),
-			SecurityGroupIngress: []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(cidr)}},
+			SecurityGroupIngress: ingress,
 			Tags:                 []tags.Tag{deploymentTag()}})
 	}
 }
@@ -466,7 +477,7 @@ func arch(o TemplateOptions) []string { return []string{o.Arch} }
 
 // Function names are fixed, not generated, so each function's log group
 // (/aws/lambda/<function>) can be made, with its retention, before the
-// function first runs and makes one of its own without. ValidName keeps
+// function first runs and makes one of its own without. ValidateName keeps
 // <deployment>-guardian within Lambda's 64 characters.
 const (
 	relaySuffix    = "-relay"
@@ -504,7 +515,7 @@ func (b *builder) relay() {
 		Runtime:       cf.String("provided.al2023"),
 		Handler:       cf.String("bootstrap"),
 		Architectures: arch(b.o),
-		MemorySize:    cf.Int(RelayMemoryMB),
+		MemorySize:    cf.Int(b.o.MemoryMB),
 		Timeout:       cf.Int(30),
 		Role:          cf.GetAtt("RelayRole", "Arn"),
 		Code:          &lambda.Function_Code{S3Bucket: cf.RefPtr(ParamCodeBucket), S3Key: cf.RefPtr(ParamRelayKey)},

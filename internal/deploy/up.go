@@ -27,8 +27,12 @@ import (
 
 // UpOptions are the inputs of `outgate up`.
 type UpOptions struct {
-	Name       string // deployment (and stack) name
-	Template   TemplateOptions
+	Name     string // deployment (and stack) name
+	Template TemplateOptions
+	// Set names the shape flags the user gave (FlagMode, FlagAZs...). On a
+	// running deployment every other option keeps what is deployed, so a
+	// plain re-run never reshapes it.
+	Set        map[string]bool
 	ConfigYAML []byte   // the gateway config, validated by the caller
 	AdoptEIPs  []string // allocation ids to reuse
 	// SpareIPs are extra pool IPs beyond one per AZ (eni mode): tagged for
@@ -40,20 +44,46 @@ type UpOptions struct {
 	// with an existing VPC; empty keeps the deployment's, or picks free ones.
 	PrivateCIDRs []string
 	DryRun       bool
-	Wait         time.Duration // how long to wait for the IPs to be attached (0: don't)
-	Poll         time.Duration // how often to poll CloudFormation (default 5s)
-	Out          io.Writer     // progress
-	Zips         func(ctx context.Context, arch string) (relay, guardian Zip, err error)
+	// Yes accepts changes that move the IPs or the relay URL. Without it
+	// such a change needs Confirm to say yes; with no Confirm (no terminal)
+	// it is refused with ErrNeedsYes.
+	Yes     bool
+	Confirm func(changes []Change) bool
+	Wait    time.Duration // how long to wait for the IPs to be attached (0: don't)
+	Poll    time.Duration // how often to poll CloudFormation (default 5s)
+	Out     io.Writer     // progress
+	Zips    func(ctx context.Context, arch string) (relay, guardian Zip, err error)
 }
+
+// ErrNeedsYes refuses an update that moves the IPs or the relay URL when
+// nobody confirmed it.
+type ErrNeedsYes struct{ Changes []Change }
+
+func (e ErrNeedsYes) Error() string {
+	var list []string
+	for _, c := range e.Changes {
+		if c.Disruptive {
+			list = append(list, c.String())
+		}
+	}
+	return "this update changes what partners and callers see: " + strings.Join(list, "; ") +
+		". Nothing was changed: run again with --yes to go ahead (or answer the question on a terminal)"
+}
+
+// ErrOptions: the options (with what is deployed) make no valid deployment.
+type ErrOptions struct{ error }
+
+func (e ErrOptions) Unwrap() error { return e.error }
 
 // UpResult is what `up` ends with.
 type UpResult struct {
-	Stack    string `json:"stack"`
-	Status   string `json:"status"`
-	RelayURL string `json:"relay_url,omitempty"`
-	IPs      []IP   `json:"ips"`
-	Attached bool   `json:"ips_attached"`
-	NoChange bool   `json:"no_change,omitempty"`
+	Stack    string   `json:"stack"`
+	Status   string   `json:"status"`
+	RelayURL string   `json:"relay_url,omitempty"`
+	IPs      []IP     `json:"ips"`
+	Attached bool     `json:"ips_attached"`
+	NoChange bool     `json:"no_change,omitempty"`
+	Changes  []Change `json:"changes,omitempty"`
 }
 
 // MaxSpareIPs bounds --spare-ips: AWS's default quota is 5 Elastic IPs per
@@ -75,12 +105,12 @@ func (o UpOptions) checkSpareIPs() error {
 // ConfigParameter is the SSM parameter holding a deployment's gateway config.
 func ConfigParameter(name string) string { return "/outgate/" + name + "/config" }
 
-// Up deploys or updates a deployment through a change set.
+// Up deploys or updates a deployment through a change set. On a running
+// deployment it first reads what is deployed and keeps it, except what the
+// user's flags change; a change that moves the IPs or the relay URL needs
+// --yes or a confirmation.
 func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error) {
-	if err := ValidName(o.Name); err != nil {
-		return nil, err
-	}
-	if err := o.Template.Normalize(); err != nil {
+	if err := ValidateName(o.Name); err != nil {
 		return nil, err
 	}
 	if err := o.checkSpareIPs(); err != nil {
@@ -95,18 +125,56 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		return nil, awsError("checking credentials (sts:GetCallerIdentity)", err)
 	}
 	account := aws.ToString(id.Account)
-	say("account %s, region %s, deployment %s (mode %s, %d AZ)", account, c.Region, o.Name, o.Template.Mode, o.Template.AZs)
 	exists, err := stackExists(ctx, c.CloudFormation, o.Name)
 	if err != nil {
 		return nil, err
 	}
-	var prev *Deployed
+	var (
+		prev  *Deployed
+		shape *Shape
+	)
 	if exists {
 		if prev, err = DescribeDeployed(ctx, c.CloudFormation, o.Name); err != nil {
 			return nil, err
 		}
+		if shape, err = ReadShape(ctx, c, prev); err != nil {
+			return nil, err
+		}
+		o.Template = keepShape(o.Template, o.Set, &shape.Template)
+	} else {
+		o.Template = keepShape(o.Template, o.Set, nil)
 	}
-	vpcParams, err := vpcParameters(ctx, c, o, prev, say)
+	if err := o.Template.Normalize(); err != nil {
+		return nil, ErrOptions{err}
+	}
+	say("account %s, region %s, deployment %s (mode %s, %d AZ, front %s, %s, %d MB)", account, c.Region, o.Name,
+		o.Template.Mode, o.Template.AZs, o.Template.Front, o.Template.Arch, o.Template.MemoryMB)
+	var changes []Change
+	if shape != nil {
+		changes = diffShape(shape.Template, o.Template)
+		disruptive := false
+		for _, ch := range changes {
+			say("  change: %s", ch)
+			disruptive = disruptive || ch.Disruptive
+		}
+		if disruptive && !o.DryRun && !o.Yes && (o.Confirm == nil || !o.Confirm(changes)) {
+			return nil, ErrNeedsYes{Changes: changes}
+		}
+		if movesRelay(shape.Template, o.Template) {
+			fns, err := AttachedFunctions(ctx, c.Lambda, shape.SG, shape.Relay, prev.Resources["Guardian"])
+			if err != nil {
+				return nil, err
+			}
+			if len(fns) > 0 {
+				return nil, fmt.Errorf("%w, and this update moves the relay to other subnets, which they would not follow: %s; nothing was changed",
+					ErrAttached{Deployment: o.Name, Functions: fns}, detachHint(fns))
+			}
+		}
+	}
+	if err := checkRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
+		return nil, err
+	}
+	vpcParams, err := vpcParameters(ctx, c, &o, prev, say)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +209,9 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	// expected by the egress check and all go to partners. In nat mode the
 	// i-th IP feeds the i-th NAT gateway, and only those carry traffic.
 	pool := ips
+	if shape != nil && o.Template.Mode == "nat" {
+		ips = keepNATMapping(ips, shape.NATAlloc)
+	}
 	ips = ips[:min(len(ips), max(n, 0))]
 	if o.Template.Mode != "eni" {
 		pool = ips
@@ -206,15 +277,6 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	kind := cftypes.ChangeSetTypeCreate
 	if exists {
 		kind = cftypes.ChangeSetTypeUpdate
-		paused, err := handOverIPs(ctx, c, o, prev, say)
-		defer func() {
-			if retErr != nil {
-				resumeGuardian(context.WithoutCancel(ctx), c, o.Name, paused, say)
-			}
-		}()
-		if err != nil {
-			return nil, err
-		}
 	}
 	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
 	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
@@ -230,7 +292,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	if err != nil {
 		return nil, err
 	}
-	res := &UpResult{Stack: o.Name, IPs: pool}
+	res := &UpResult{Stack: o.Name, IPs: pool, Changes: changes}
 	if cs == nil {
 		say("no changes: the stack is already up to date")
 		res.NoChange = true
@@ -250,6 +312,20 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			say("dry run: nothing was changed")
 			res.Status = "DRY_RUN"
 			return res, nil
+		}
+		if exists {
+			// Only now, with the change set made and ready, are the IPs taken
+			// off the relay's ENIs for a switch to nat: egress pauses from
+			// here until the NAT gateways hold them, and no earlier.
+			paused, err := handOverIPs(ctx, c, o, prev, say)
+			defer func() {
+				if retErr != nil {
+					resumeGuardian(context.WithoutCancel(ctx), c, o.Name, paused, say)
+				}
+			}()
+			if err != nil {
+				return nil, err
+			}
 		}
 		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
 			return nil, awsError("executing the change set (cloudformation:ExecuteChangeSet)", err)
@@ -273,11 +349,45 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	return res, nil
 }
 
+// keepNATMapping orders the IPs so that the i-th NAT gateway keeps the IP it
+// holds (natAlloc[i]); the others fill the gaps in their usual order.
+// Sorting alone would hand a NAT gateway another IP when an AZ is added,
+// replacing it and changing the IP its AZ leaves from.
+func keepNATMapping(ips []IP, natAlloc []string) []IP {
+	byAlloc := map[string]IP{}
+	for _, ip := range ips {
+		byAlloc[ip.AllocationID] = ip
+	}
+	slots := make([]*IP, len(natAlloc))
+	taken := map[string]bool{}
+	for i, a := range natAlloc {
+		if ip, ok := byAlloc[a]; ok && !taken[a] {
+			slots[i], taken[a] = &ip, true
+		}
+	}
+	var rest []IP
+	for _, ip := range ips {
+		if !taken[ip.AllocationID] {
+			rest = append(rest, ip)
+		}
+	}
+	var out []IP
+	for _, s := range slots {
+		switch {
+		case s != nil:
+			out = append(out, *s)
+		case len(rest) > 0:
+			out, rest = append(out, rest[0]), rest[1:]
+		}
+	}
+	return append(out, rest...)
+}
+
 // vpcParameters checks an existing VPC and, in nat mode, chooses the
 // blocks of outgate's private subnets: those the deployment already has
 // (moving them would replace the relay's subnets), the ones given, or free
 // ones.
-func vpcParameters(ctx context.Context, c Clients, o UpOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
+func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
 	if o.Template.VPCID == "" {
 		if len(o.PrivateCIDRs) > 0 {
 			return nil, fmt.Errorf("--private-cidrs apply to --mode nat with --vpc-id (outgate picks the blocks of a VPC it creates)")
@@ -321,9 +431,35 @@ func vpcParameters(ctx context.Context, c Clients, o UpOptions, prev *Deployed, 
 			return nil, err
 		}
 	}
+	if o.Template.interfaceEndpoints() {
+		own := map[string]bool{}
+		if prev != nil {
+			for id, phys := range prev.Resources {
+				if strings.HasPrefix(id, "Endpoint") {
+					own[phys] = true
+				}
+			}
+		}
+		existing, err := existingPrivateDNSEndpoints(ctx, c.EC2, o.Template.VPCID, c.Region, own)
+		if err != nil {
+			return nil, err
+		}
+		var keep []string
+		for _, e := range o.Template.Endpoints {
+			if id, ok := existing[e]; ok && !gatewayEndpoints[e] {
+				say("endpoint %s: the VPC already has %s with private DNS, which the relay's calls to %s use; outgate adds none (AWS allows one per service). Its security group must admit the relay's private subnets on 443", e, id, e)
+				continue
+			}
+			keep = append(keep, e)
+		}
+		o.Template.Endpoints = keep
+	}
 	p := map[string]string{ParamPrivateCIDRs: strings.Join(cidrs, ","), ParamPublicAZs: strings.Join(v.AZs, ",")}
 	if o.Template.interfaceEndpoints() {
-		p[ParamVPCCIDR] = v.CIDR
+		// Every block of the VPC, not only the primary: a client in a
+		// secondary block resolves the service to the endpoint too.
+		p[ParamVPCCIDR] = strings.Join(v.Blocks, ",")
+		o.Template.VPCBlocks = len(v.Blocks)
 	}
 	return p, nil
 }
@@ -361,12 +497,23 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 	return strings.Join(blocks, ","), nil
 }
 
+// TagPublicSubnets records, on a nat deployment with one shared NAT gateway
+// in an existing VPC, the public subnets it was given (space-separated):
+// no resource names the ones without a NAT gateway, and a re-run of `up`
+// must keep them (shape.go).
+const TagPublicSubnets = "outgate:public-subnets"
+
 // stackTags are copied by CloudFormation onto every resource that takes
 // tags, IAM roles and Lambda functions included, so each value must be one
 // those services accept (TestNamesAndTagsFitAWSRules): the deployment name,
-// nothing else.
+// and subnet ids separated by spaces (letters, digits, '-' and ' ' are in
+// IAM's and Lambda's set; at most 10 ids of 24 characters fit in 256).
 func stackTags(o UpOptions) []cftypes.Tag {
-	return []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}}
+	tags := []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}}
+	if t := o.Template; t.Mode == "nat" && t.SharedNAT && t.VPCID != "" && len(t.SubnetIDs) > 0 {
+		tags = append(tags, cftypes.Tag{Key: aws.String(TagPublicSubnets), Value: aws.String(strings.Join(t.SubnetIDs, " "))})
+	}
+	return tags
 }
 
 // guardianRunMax is how long a guardian run may take (its Lambda Timeout,
@@ -449,7 +596,9 @@ func attachNow(ctx context.Context, c Clients, o UpOptions, st *Deployed, say fu
 		say("the stack reports no security group or subnets yet; the guardian will attach the IPs within a minute")
 		return false
 	}
-	g, err := guardian.New(guardian.Config{Deployment: o.Name, SecurityGroupID: sg, SubnetIDs: strings.Split(subnets, ",")}, c.EC2, nil)
+	// MaxAttempts 1: the SDK's retryer (NewClients) already retries
+	// throttling; a loop of ours on top would multiply its attempts.
+	g, err := guardian.New(guardian.Config{Deployment: o.Name, SecurityGroupID: sg, SubnetIDs: strings.Split(subnets, ","), MaxAttempts: 1}, c.EC2, nil)
 	if err != nil {
 		say("guardian pass skipped: %v", err)
 		return false
@@ -466,7 +615,10 @@ func attachNow(ctx context.Context, c Clients, o UpOptions, st *Deployed, say fu
 				s.ENIsSeen, s.ENIsWithoutIP, strings.Join(append([]string{""}, s.Errors...), "; "))
 			return false
 		}
-		time.Sleep(min(10*time.Second, time.Until(deadline)))
+		if err := ctxutil.Sleep(ctx, min(10*time.Second, time.Until(deadline))); err != nil {
+			say("stopped waiting for the IPs to be attached: %v; the guardian attaches them within a minute", err)
+			return false
+		}
 	}
 }
 
@@ -477,29 +629,6 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(k)
 	return k
-}
-
-// MaxNameLen is the longest deployment name: the guardian's function is
-// named <name>-guardian, and Lambda function names stop at 64 characters.
-const MaxNameLen = 64 - len(guardianSuffix)
-
-// ValidName checks a deployment name: it becomes a stack name (which must
-// start with a letter), a tag value, a prefix of function and log group
-// names, and part of an S3 key and an SSM path. What AWS would refuse
-// halfway through a deployment is refused here first.
-func ValidName(name string) error {
-	if name == "" {
-		return errors.New("--name is required")
-	}
-	if len(name) > MaxNameLen {
-		return fmt.Errorf("--name %q is longer than %d characters (it prefixes the function names, which stop at 64)", name, MaxNameLen)
-	}
-	for i, r := range name {
-		if !(r >= 'a' && r <= 'z' || i > 0 && (r >= '0' && r <= '9' || r == '-')) {
-			return fmt.Errorf("--name %q: use lower-case letters, digits and '-', starting with a letter", name)
-		}
-	}
-	return nil
 }
 
 func stageBucket(ctx context.Context, c S3, bucket, region string) error {

@@ -9,15 +9,73 @@ import (
 	"strings"
 )
 
-// Verify asks the deployed relay which IP its calls leave from and fails
-// unless it is one of the deployment's IPs.
-func Verify(ctx context.Context, hc *http.Client, relayURL, key string, ips []IP) (string, error) {
+// IPCheck is what verify found for one of the deployment's IPs.
+type IPCheck struct {
+	PublicIP string `json:"public_ip"`
+	Seen     bool   `json:"seen"`                  // a call through the relay left from it
+	On       string `json:"attached_to,omitempty"` // else: the ENI or NAT gateway interface holding it
+	OK       bool   `json:"ok"`
+}
+
+// callsPerIP bounds verify: the relay is called up to this many times per
+// IP, until every IP has been seen. Lambda picks the instance (and so the
+// AZ and IP) of each call, so some IPs may stay unseen; those are checked by
+// where they are attached instead.
+const callsPerIP = 4
+
+// Verify asks the deployed relay which IP its calls leave from, several
+// times, and checks every one of the deployment's IPs: each must be seen as
+// the egress of a call or be attached (to a relay ENI or a NAT gateway). It
+// fails if any call leaves from an IP that is not the deployment's, or if
+// an IP is neither seen nor attached.
+func Verify(ctx context.Context, hc *http.Client, relayURL, key string, ips []IP) ([]IPCheck, error) {
 	if relayURL == "" {
-		return "", fmt.Errorf("the deployment reports no relay URL")
+		return nil, fmt.Errorf("the deployment reports no relay URL")
 	}
 	if key == "" {
-		return "", fmt.Errorf("a client key is needed: pass --key or set OUTGATE_KEY")
+		return nil, fmt.Errorf("a client key is needed: pass --key or set OUTGATE_KEY")
 	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("the deployment has no IPs")
+	}
+	checks := make([]IPCheck, len(ips))
+	index := map[string]int{}
+	var known []string
+	for i, ip := range ips {
+		checks[i] = IPCheck{PublicIP: ip.PublicIP, On: ip.AttachedTo}
+		index[ip.PublicIP] = i
+		known = append(known, ip.PublicIP)
+	}
+	unseen := len(ips)
+	for call := 0; call < callsPerIP*len(ips) && unseen > 0; call++ {
+		egress, err := whoami(ctx, hc, relayURL, key)
+		if err != nil {
+			return nil, err
+		}
+		i, ok := index[egress]
+		if !ok {
+			return nil, fmt.Errorf("calls leave from %s, which is not one of the deployment's IPs (%s)", egress, strings.Join(known, ", "))
+		}
+		if !checks[i].Seen {
+			checks[i].Seen = true
+			unseen--
+		}
+	}
+	var bad []string
+	for i := range checks {
+		checks[i].OK = checks[i].Seen || checks[i].On != ""
+		if !checks[i].OK {
+			bad = append(bad, checks[i].PublicIP)
+		}
+	}
+	if len(bad) > 0 {
+		return checks, fmt.Errorf("%s: no call left from it in %d tries and it is attached to nothing, so the relay cannot use it (see `outgate status`)", strings.Join(bad, ", "), callsPerIP*len(ips))
+	}
+	return checks, nil
+}
+
+// whoami makes one call to the relay's /_outgate/whoami.
+func whoami(ctx context.Context, hc *http.Client, relayURL, key string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(relayURL, "/")+"/_outgate/whoami", nil)
 	if err != nil {
 		return "", err
@@ -38,12 +96,5 @@ func Verify(ctx context.Context, hc *http.Client, relayURL, key string, ips []IP
 	if err := json.Unmarshal(body, &who); err != nil || who.EgressIP == "" {
 		return "", fmt.Errorf("the relay's answer has no egress_ip: %s", body)
 	}
-	var known []string
-	for _, ip := range ips {
-		if ip.PublicIP == who.EgressIP {
-			return who.EgressIP, nil
-		}
-		known = append(known, ip.PublicIP)
-	}
-	return who.EgressIP, fmt.Errorf("calls leave from %s, which is not one of the deployment's IPs (%s)", who.EgressIP, strings.Join(known, ", "))
+	return who.EgressIP, nil
 }

@@ -2,10 +2,12 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -21,10 +23,10 @@ func TestVerify(t *testing.T) {
 		io.WriteString(w, answer)
 	}))
 	defer srv.Close()
-	ips := []IP{{PublicIP: "198.51.100.1"}, {PublicIP: "203.0.113.7"}}
+	ips := []IP{{PublicIP: "198.51.100.1", AttachedTo: "eni-1"}, {PublicIP: "203.0.113.7", AttachedTo: "eni-2"}}
 	ctx := context.Background()
-	if ip, err := Verify(ctx, srv.Client(), srv.URL+"/", "og_k", ips); err != nil || ip != "203.0.113.7" {
-		t.Fatalf("good egress: %q %v", ip, err)
+	if checks, err := Verify(ctx, srv.Client(), srv.URL+"/", "og_k", ips); err != nil || !checks[1].Seen || checks[0].Seen || !checks[0].OK {
+		t.Fatalf("good egress: %+v %v", checks, err)
 	}
 	if _, err := Verify(ctx, srv.Client(), srv.URL, "og_k", ips[:1]); err == nil || !strings.Contains(err.Error(), "not one of the deployment's IPs (198.51.100.1)") {
 		t.Errorf("wrong egress: %v", err)
@@ -35,5 +37,35 @@ func TestVerify(t *testing.T) {
 	status, answer = 502, `{"error":{"code":"bad_gateway"}}`
 	if _, err := Verify(ctx, srv.Client(), srv.URL, "og_k", ips); err == nil || !strings.Contains(err.Error(), "answered 502") {
 		t.Errorf("relay error: %v", err)
+	}
+}
+
+// TestVerifyChecksEveryIP: with two IPs, one that calls leave from and one
+// that is attached to nothing, verify fails and names the second; calls
+// that reach both IPs pass; the relay is called a bounded number of times.
+func TestVerifyChecksEveryIP(t *testing.T) {
+	var calls atomic.Int32
+	egress := []string{"203.0.113.7"}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		fmt.Fprintf(w, `{"egress_ip":%q}`, egress[int(n)%len(egress)])
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	ips := []IP{{PublicIP: "203.0.113.7", AttachedTo: "eni-1"}, {PublicIP: "203.0.113.8"}}
+	checks, err := Verify(ctx, srv.Client(), srv.URL, "og_k", ips)
+	if err == nil || !strings.Contains(err.Error(), "203.0.113.8") || strings.Contains(err.Error(), "203.0.113.7") || checks[1].OK {
+		t.Errorf("an IP on nothing passed verify: %+v %v", checks, err)
+	}
+	if n := calls.Load(); n != callsPerIP*2 {
+		t.Errorf("%d calls, want the bound %d", n, callsPerIP*2)
+	}
+	calls.Store(0)
+	egress = []string{"203.0.113.7", "203.0.113.8"}
+	if checks, err := Verify(ctx, srv.Client(), srv.URL, "og_k", ips); err != nil || !checks[0].Seen || !checks[1].Seen {
+		t.Errorf("both IPs seen: %+v %v", checks, err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d calls once both IPs were seen, want 2", n)
 	}
 }

@@ -23,9 +23,10 @@ type VPCReader interface {
 
 // existingVPC is what `up` learns about a VPC it was given.
 type existingVPC struct {
-	CIDR string         // primary IPv4 block
-	AZs  []string       // of the given subnets, in their order
-	used []netip.Prefix // every subnet's block
+	CIDR   string         // primary IPv4 block
+	Blocks []string       // every associated IPv4 block, the primary first
+	AZs    []string       // of the given subnets, in their order
+	used   []netip.Prefix // every subnet's block
 }
 
 // inspectVPC checks that the given subnets belong to the VPC, sit in
@@ -43,6 +44,13 @@ func inspectVPC(ctx context.Context, api VPCReader, vpcID string, subnetIDs []st
 		return nil, awsError("reading --vpc-id "+vpcID+" (ec2:DescribeVpcs)", err)
 	}
 	v := &existingVPC{CIDR: aws.ToString(vpcs.Vpcs[0].CidrBlock)}
+	v.Blocks = append(v.Blocks, v.CIDR)
+	for _, a := range vpcs.Vpcs[0].CidrBlockAssociationSet {
+		b := aws.ToString(a.CidrBlock)
+		if a.CidrBlockState != nil && a.CidrBlockState.State == ec2types.VpcCidrBlockStateCodeAssociated && b != v.CIDR {
+			v.Blocks = append(v.Blocks, b)
+		}
+	}
 	subs, err := allSubnets(ctx, api, vpcID)
 	if err != nil {
 		return nil, err
@@ -198,4 +206,31 @@ func checkPrivateCIDRs(v *existingVPC, cidrs []string, n int) error {
 		taken = append(taken, p)
 	}
 	return nil
+}
+
+// existingPrivateDNSEndpoints returns, by service, the interface endpoints
+// of the VPC with private DNS on that are not the deployment's own. AWS
+// refuses a second private-DNS endpoint for a service in a VPC (its private
+// hosted zone would conflict), and the existing one already serves the
+// relay, so `up` uses it rather than fail the stack.
+func existingPrivateDNSEndpoints(ctx context.Context, api ShapeReader, vpcID, region string, own map[string]bool) (map[string]string, error) {
+	out, err := api.DescribeVpcEndpoints(ctx, &ec2.DescribeVpcEndpointsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("vpc-id"), Values: []string{vpcID}}, {Name: aws.String("vpc-endpoint-type"), Values: []string{"Interface"}}}})
+	if err != nil {
+		return nil, awsError("reading the VPC's endpoints (ec2:DescribeVpcEndpoints)", err)
+	}
+	found := map[string]string{}
+	prefix := "com.amazonaws." + region + "."
+	for _, e := range out.VpcEndpoints {
+		id, svc := aws.ToString(e.VpcEndpointId), aws.ToString(e.ServiceName)
+		if own[id] || !aws.ToBool(e.PrivateDnsEnabled) || !strings.HasPrefix(svc, prefix) || e.VpcEndpointType != ec2types.VpcEndpointTypeInterface {
+			continue
+		}
+		switch e.State {
+		case ec2types.StateDeleted, ec2types.StateDeleting, ec2types.StateFailed, ec2types.StateRejected:
+			continue
+		}
+		found[strings.TrimPrefix(svc, prefix)] = id
+	}
+	return found, nil
 }
