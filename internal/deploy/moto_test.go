@@ -272,7 +272,9 @@ func TestFailedSwitchRestartsTheGuardian(t *testing.T) {
 	}
 	var said []string
 	resumeGuardian(ctx, c, "resume", fn, func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) })
-	if r := reserved(); r != nil {
-		t.Errorf("after a failed switch the guardian is still throttled (reserved concurrency %d): %v", *r, said)
+	// Back to what the stack gives it: one run at a time, not throttled and
+	// not unbounded.
+	if r := reserved(); r == nil || *r != 1 {
+		t.Errorf("after a failed switch the guardian's reserved concurrency is %v, want 1 (the stack's): %v", r, said)
 	}
 }

@@ -113,9 +113,6 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	if err := ValidateName(o.Name); err != nil {
 		return nil, err
 	}
-	if err := o.checkSpareIPs(); err != nil {
-		return nil, err
-	}
 	if o.Poll == 0 {
 		o.Poll = 5 * time.Second
 	}
@@ -145,6 +142,9 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		o.Template = keepShape(o.Template, o.Set, nil)
 	}
 	if err := o.Template.Normalize(); err != nil {
+		return nil, ErrOptions{err}
+	}
+	if err := o.checkSpareIPs(); err != nil {
 		return nil, ErrOptions{err}
 	}
 	say("account %s, region %s, deployment %s (mode %s, %d AZ, front %s, %s, %d MB)", account, c.Region, o.Name,
@@ -571,13 +571,26 @@ func resumeGuardian(ctx context.Context, c Clients, stack, fn string, say func(s
 	if fn == "" {
 		return
 	}
-	manual := fmt.Sprintf("aws lambda delete-function-concurrency --function-name %s", fn)
+	// The stack gives the guardian a reserved concurrency of 1 (one run at
+	// a time) unless the account's quota had no room for it: restarting it
+	// puts back what the stack holds, not "no reservation", which would
+	// let runs overlap until the next stack update.
 	st, err := DescribeDeployed(ctx, c.CloudFormation, stack)
+	serial := err != nil || st.Parameters[ParamGuardianCap] != "0"
+	manual := fmt.Sprintf("aws lambda put-function-concurrency --function-name %s --reserved-concurrent-executions 1", fn)
+	if !serial {
+		manual = fmt.Sprintf("aws lambda delete-function-concurrency --function-name %s", fn)
+	}
 	if err != nil || strings.HasSuffix(st.Status, "_IN_PROGRESS") || st.Resources["Guardian"] != fn {
 		say("the switch did not finish; once the stack is back in eni mode, restart the guardian with `%s` (it is stopped, so the IPs stay off the relay)", manual)
 		return
 	}
-	if _, err := c.Lambda.DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String(fn)}); err != nil {
+	if serial {
+		_, err = c.Lambda.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String(fn), ReservedConcurrentExecutions: aws.Int32(1)})
+	} else {
+		_, err = c.Lambda.DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String(fn)})
+	}
+	if err != nil {
 		say("the switch failed and the guardian %s could not be restarted (%v): run `%s`, or the IPs stay off the relay", fn, err, manual)
 		return
 	}
