@@ -26,7 +26,7 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	ac, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRetryer(guardian.SDKRetryer))
 	if err != nil {
 		fatal(err)
 	}
