@@ -1,0 +1,9 @@
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
+
+package h1
+
+import "syscall"
+
+// peekEmpty: without a non-blocking peek (Windows, for one) there is no way
+// to know that an idle connection is clean and open, so none is reused.
+func peekEmpty(syscall.RawConn) bool { return false }
