@@ -141,7 +141,9 @@ func TestNoReuseAfterStrayBytes(t *testing.T) {
 		reused       bool
 	}{
 		{name: "clean", method: "GET", first: okFor, reused: true},
-		{name: "1xx first", method: "GET", first: func(p string) string { return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n" + okFor(p) }, reused: true},
+		{name: "1xx first", method: "GET", first: func(p string) string {
+			return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n" + okFor(p)
+		}, reused: true},
 		{name: "extra response", method: "GET", first: okFor, stray: strayAnswer},
 		{name: "extra response half received", method: "GET", first: okFor, stray: strayAnswer, split: true},
 		{name: "body longer than content-length", method: "GET", first: okFor, stray: "HTTP/1.1 200 OK\r\n"},
