@@ -35,6 +35,9 @@ type Upstream struct {
 	// Timeout bounds the wait for the upstream's response headers
 	// (default: limits.response_header_timeout).
 	Timeout string `yaml:"timeout"`
+	// AllowBodyOn lists the methods among GET, HEAD, OPTIONS and DELETE
+	// whose requests may carry a body to this upstream (default: none).
+	AllowBodyOn []string `yaml:"allow_body_on"`
 
 	Parsed        *url.URL      `yaml:"-"`
 	HeaderTimeout time.Duration `yaml:"-"`

@@ -154,6 +154,7 @@ func (v *validator) upstreams() {
 			}
 			up.HeaderTimeout = d
 		}
+		v.allowBodyOn(path, &up)
 		v.c.Upstreams[name] = up
 	}
 }
