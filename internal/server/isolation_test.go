@@ -107,3 +107,28 @@ network: {allow_cidrs: [127.0.0.0/8], %[4]s}
 		})
 	}
 }
+
+// TestProxyRefusesBodyOnGet: the forward proxy has no per-destination
+// settings to opt in with, so a body on GET (or DELETE) never reaches a
+// partner through it; without a body the same request goes through.
+func TestProxyRefusesBodyOnGet(t *testing.T) {
+	partnerURL := ignoresGetBody(t, "", "")
+	c := newClient("attacker")
+	g := start(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+proxy_listen: 127.0.0.1:0
+clients:
+  - {name: attacker, key_sha256: %s, hosts: [%q]}
+network: {allow_cidrs: [127.0.0.0/8]}
+`, c.hash, strings.TrimPrefix(partnerURL, "http://")))
+	pc := proxyClient(g, c, "")
+	for _, method := range []string{"GET", "DELETE"} {
+		req, _ := http.NewRequest(method, partnerURL+"/first", strings.NewReader("GET /hold HTTP/1.1\r\nHost: partner\r\n\r\n"))
+		resp, body := do(t, pc, req)
+		wantError(t, resp, body, http.StatusBadRequest, "body_not_allowed")
+	}
+	req, _ := http.NewRequest("GET", partnerURL+"/plain", nil)
+	if resp, body := do(t, pc, req); resp.StatusCode != 200 || body != "/plain" {
+		t.Errorf("GET without a body: %d %q", resp.StatusCode, body)
+	}
+}
