@@ -174,10 +174,13 @@ func TestNoReuseAfterStrayBytes(t *testing.T) {
 				if pooled := c.Idle() == 1; pooled != tt.reused {
 					t.Errorf("connection pooled = %v, want %v", pooled, tt.reused)
 				}
-				for _, path := range []string{"/second", "/third"} {
-					_, body, err := get(t, c, "GET", url+path, "")
-					if err != nil || body != path {
-						t.Fatalf("GET %s answered %q (err %v): another request's bytes", path, body, err)
+				// A POST read a stray answer as its own, or failed on it with
+				// a 502 after the partner had processed it (a retry, then a
+				// double charge).
+				for _, next := range [][3]string{{"POST", "/second", "{}"}, {"GET", "/third", ""}} {
+					_, body, err := get(t, c, next[0], url+next[1], next[2])
+					if err != nil || body != next[1] {
+						t.Fatalf("%s %s answered %q (err %v): another request's bytes", next[0], next[1], body, err)
 					}
 				}
 				if tt.reused && srv.Accepts.Load() != 1 {
