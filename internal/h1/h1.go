@@ -463,7 +463,7 @@ func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL) (*conn,
 // put returns a connection whose exchange ended cleanly to the pool. When
 // the pool is full the oldest idle connection of any upstream makes room.
 func (c *Client) put(pc *conn) {
-	if pc.raw == nil {
+	if pc.raw == nil || !canPeek {
 		pc.close()
 		return
 	}

@@ -4,6 +4,9 @@ package h1
 
 import "syscall"
 
+// canPeek: idle connections can be checked, so they are worth keeping.
+const canPeek = true
+
 // peekEmpty reports, without blocking or consuming anything, whether the
 // socket has nothing to read and is still open: any byte, an EOF or an
 // error means no.
