@@ -32,6 +32,7 @@ const (
 	CodeUnknownUpstream     = "unknown_upstream"
 	CodeMethodNotAllowed    = "method_not_allowed"
 	CodeBodyTooLarge        = "body_too_large"
+	CodeBodyNotAllowed      = "body_not_allowed"
 	CodeRateLimited         = "rate_limited"
 	CodeConcurrencyLimited  = "concurrency_limited"
 	CodeUpstreamUnreachable = "upstream_unreachable"

@@ -46,6 +46,9 @@ type Upstream struct {
 	// (X-Forwarded-*, Forwarded, Via, X-Real-Ip, ...) but this upstream
 	// wants passed on as the client sent them. Stored canonical.
 	ForwardHeaders []string `yaml:"forward_headers"`
+	// AllowBodyOn lists the methods among GET, HEAD, OPTIONS and DELETE
+	// whose requests may carry a body to this upstream (default: none).
+	AllowBodyOn []string `yaml:"allow_body_on"`
 
 	Parsed        *url.URL      `yaml:"-"`
 	HeaderTimeout time.Duration `yaml:"-"`

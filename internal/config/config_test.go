@@ -19,6 +19,7 @@ upstreams:
     url: https://api.partner.example/v2/
     timeout: 5s
     forward_headers: [x-forwarded-for, X-API-KEY]
+    allow_body_on: [DELETE]
 clients:
   - name: billing
     key_sha256: ` + hashA + `
@@ -46,6 +47,9 @@ func TestParseGood(t *testing.T) {
 	}
 	if strings.Join(up.ForwardHeaders, ",") != "X-Forwarded-For,X-Api-Key" {
 		t.Errorf("forward_headers = %q, want canonical names", up.ForwardHeaders)
+	}
+	if !up.AllowsBodyOn("DELETE") || up.AllowsBodyOn("GET") {
+		t.Errorf("allow_body_on = %v", up.AllowBodyOn)
 	}
 	r := c.Limits.Resolved
 	if r.MaxBodyBytes != 1<<20 || r.TunnelIdleTimeout != time.Minute || r.DialTimeout != Defaults.DialTimeout {
@@ -114,6 +118,12 @@ func TestParseErrors(t *testing.T) {
 			`f.yaml:5:10: upstreams.q.url: must be an absolute URL`,
 			`f.yaml:7:10: upstreams.r.url: must not contain credentials`,
 			`f.yaml:8:3: upstreams.S#key: upstream name "S"`}},
+		{"bad allow_body_on", "upstreams:\n  p:\n    url: https://x.example\n    allow_body_on: [DELETE, POST, get, DELETE, TRACE]\n" +
+			"clients:\n  - name: c\n    key_sha256: " + hashA + "\n    upstreams: [p]\n", []string{
+			`f.yaml:4:29: upstreams.p.allow_body_on[1]: "POST": a request body can be allowed on GET, HEAD, OPTIONS, DELETE only`,
+			`f.yaml:4:35: upstreams.p.allow_body_on[2]: "get"`,
+			`f.yaml:4:40: upstreams.p.allow_body_on[3]: "DELETE" is listed twice`,
+			`upstreams.p.allow_body_on[4]: "TRACE"`}},
 		{"bad listen", base("listen: 8080\nproxy_listen: \"example.com:3128\"\n"), []string{
 			`f.yaml:8:9: listen: must be host:port`, `f.yaml:9:15: proxy_listen: host must be an IP address`}},
 		{"same listener twice", base("listen: 127.0.0.1:8080\nproxy_listen: 127.0.0.1:8080\n"), []string{`proxy_listen: 127.0.0.1:8080 is already used by listen`}},

@@ -177,6 +177,7 @@ func (v *validator) upstreams() {
 			up.HeaderTimeout = d
 		}
 		up.ForwardHeaders = v.forwardHeaders(path+".forward_headers", up.ForwardHeaders)
+		v.allowBodyOn(path, &up)
 		v.c.Upstreams[name] = up
 	}
 }

@@ -28,6 +28,9 @@ type Client struct {
 	Rate     *limits.Bucket
 	Requests *limits.Gate
 	Tunnels  *limits.Gate
+	// Egress sends this client's requests over upstream connections that
+	// no other client's requests use.
+	Egress *egress.Tenant
 
 	// The release funcs Admit hands out, made once: a method value made per
 	// request would be an allocation per request.
@@ -107,6 +110,7 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 			Rate:     limits.NewBucket(p.RequestsPerSecond, p.Burst),
 			Requests: limits.NewGate(p.MaxConcurrent),
 			Tunnels:  limits.NewGate(p.MaxTunnels),
+			Egress:   eg.For(cc.Name),
 		}
 		cl.leaveRequest, cl.leaveTunnel, cl.limits = cl.Requests.Leave, cl.Tunnels.Leave, p
 		c.byName[cc.Name] = cl

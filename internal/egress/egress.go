@@ -1,19 +1,33 @@
-// Package egress builds the one way out of the gateway: two HTTP clients and
-// a dialer whose every connection passes the address policy, verifies TLS
-// and is bounded in time. Relay, proxy and whoami all leave through it.
+// Package egress builds the one way out of the gateway: HTTP clients and a
+// dialer whose every connection passes the address policy, verifies TLS and
+// is bounded in time. Relay, proxy and whoami all leave through it.
 //
-// Requests go to the lean HTTP/1.1 client (internal/h1) when it can carry
-// them: plain http upstreams, and https upstreams that answered over
-// HTTP/1.1 when offered HTTP/2. Everything else (HTTP/2 partners, an https
-// upstream's first request, streamed or large bodies) goes through
-// http.Transport.
+// Two rules hold whichever client carries a request:
+//
+//   - Upstream connections are never shared between tenants (For): a
+//     partner that answers one client's request twice, or a client that
+//     smuggles a second request inside a body the partner ignores, can only
+//     ever reach that same client's later requests.
+//   - An HTTP/1.1 connection is reused only when it is known to be clean:
+//     nothing arrived after the previous response. internal/h1 checks that
+//     (over TLS too); http.Transport cannot be asked, and its background
+//     reader may hand bytes that arrived with the end of a response to the
+//     next request, so HTTP/1.1 through the Transport is single-use.
+//
+// So requests go to internal/h1 when it can carry them: plain http upstreams
+// and https upstreams that answered over HTTP/1.1. HTTP/2 partners go to a
+// per-tenant http.Transport that dials only HTTP/2. The rest (an https
+// upstream's first request, streamed or large bodies to HTTP/1.1 partners)
+// goes through a Transport without keep-alive.
 package egress
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -29,15 +43,23 @@ import (
 
 // Egress is the outbound side built from one config.
 type Egress struct {
-	Dialer    *netguard.Dialer
-	Transport *http.Transport
-	H1        *h1.Client
+	Dialer *netguard.Dialer
+	H1     *h1.Client
+	// Once carries HTTP/1.1 that h1 cannot (streamed or large bodies) and
+	// the first request to an https upstream, each on its own connection.
+	// Sharing it between tenants shares no connection.
+	Once *http.Transport
 
-	mu      sync.Mutex
-	h1Hosts map[string]bool // https host:ports that answered over HTTP/1.1
+	tlsConf     *tls.Config
+	lim         config.ResolvedLimits
+	h2PerTenant int // idle connections per tenant's HTTP/2 Transport
+
+	mu     sync.Mutex
+	protos map[string]int             // https host:port → 1 or 2, as it answered
+	h2     map[string]*http.Transport // per tenant, HTTP/2 only
 }
 
-// New builds the dialer and transport. self lists the gateway's own
+// New builds the dialer and transports. self lists the gateway's own
 // listeners, which are never a valid destination; onConnect (may be nil)
 // sees every upstream connection opened.
 func New(cfg *config.Config, self []netip.AddrPort, onConnect func()) (*Egress, error) {
@@ -66,17 +88,15 @@ func New(cfg *config.Config, self []netip.AddrPort, onConnect func()) (*Egress, 
 		}
 		tlsConf.RootCAs = pool
 	}
-	t := &http.Transport{
+	once := &http.Transport{
 		// Never an environment proxy: the gateway is the proxy.
 		Proxy:                  nil,
 		DialContext:            d.DialContext,
 		TLSClientConfig:        tlsConf,
 		TLSHandshakeTimeout:    lim.TLSHandshakeTimeout,
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           MaxIdleConns / 4,
-		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        upstreamIdle,
-		MaxResponseHeaderBytes: 1 << 20,
+		DisableKeepAlives:      true,
+		MaxResponseHeaderBytes: maxResponseHeader,
 		// Bodies pass through as the partner sent them: no transparent gzip.
 		DisableCompression: true,
 	}
@@ -84,13 +104,18 @@ func New(cfg *config.Config, self []netip.AddrPort, onConnect func()) (*Egress, 
 		Dial:                d.DialContext,
 		TLS:                 tlsConf,
 		TLSHandshakeTimeout: lim.TLSHandshakeTimeout,
-		MaxIdle:             MaxIdleConns - t.MaxIdleConns,
-		MaxIdlePerHost:      t.MaxIdleConnsPerHost,
-		IdleTimeout:         t.IdleConnTimeout,
-		MaxHeaderBytes:      t.MaxResponseHeaderBytes,
+		MaxIdle:             MaxIdleConns - h2Idle,
+		MaxIdlePerHost:      256,
+		IdleTimeout:         upstreamIdle,
+		MaxHeaderBytes:      maxResponseHeader,
 	}
-	return &Egress{Dialer: d, Transport: t, H1: c}, nil
+	// Every client, and "" for the gateway's own calls, may get an HTTP/2
+	// Transport; their idle connections share h2Idle.
+	perTenant := max(2, h2Idle/(len(cfg.Clients)+1))
+	return &Egress{Dialer: d, H1: c, Once: once, tlsConf: tlsConf, lim: lim, h2PerTenant: perTenant}, nil
 }
+
+const maxResponseHeader = 1 << 20
 
 // upstreamIdle is how long an upstream connection may wait idle for reuse.
 // It is shorter than the idle timeout of the load balancer most partners
@@ -99,59 +124,224 @@ func New(cfg *config.Config, self []netip.AddrPort, onConnect func()) (*Egress, 
 // cannot be retried from.
 const upstreamIdle = 50 * time.Second
 
-// MaxIdleConns bounds the upstream keep-alive pools across all upstreams:
-// a quarter for http.Transport (HTTP/2 needs few connections), the rest for
-// the HTTP/1.1 client.
+// MaxIdleConns bounds the upstream keep-alive pools across all upstreams
+// and tenants: a quarter for the HTTP/2 Transports (HTTP/2 needs few
+// connections), the rest for the HTTP/1.1 client.
 const MaxIdleConns = 1024
 
-// maxLearned bounds the memory of which https upstreams speak HTTP/1.1;
-// past it, new ones stay on http.Transport.
+const h2Idle = MaxIdleConns / 4
+
+// maxLearned bounds the memory of which protocol https upstreams speak;
+// past it, new ones stay on the single-use Transport.
 const maxLearned = 4096
 
-// RoundTrip sends req through the HTTP/1.1 client when it can carry it,
-// else through http.Transport. Neither follows redirects.
+// Tenant sends requests for one tenant (a client's name; "" for the
+// gateway's own calls) over connections no other tenant uses.
+type Tenant struct {
+	e    *Egress
+	name string
+}
+
+// For returns the way out for tenant. It is cheap, but callers on a hot
+// path keep it (core does, per client).
+func (e *Egress) For(tenant string) *Tenant { return &Tenant{e: e, name: tenant} }
+
+// RoundTrip sends req for the tenant "" (the gateway's own calls).
 func (e *Egress) RoundTrip(req *http.Request) (*http.Response, error) {
-	if h1.Eligible(req) && (req.URL.Scheme == "http" || e.speaksH1(req.URL.Host)) {
-		return e.H1.RoundTrip(req)
+	return e.roundTrip("", req)
+}
+
+// RoundTrip sends req over the tenant's connections. It never follows
+// redirects.
+func (t *Tenant) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.e.roundTrip(t.name, req)
+}
+
+func (e *Egress) roundTrip(tenant string, req *http.Request) (*http.Response, error) {
+	if UnexpectedBody(req) {
+		// A body the partner may not read may be read as a request of its
+		// own: the connection that carried it is never used again.
+		req.Close = true
 	}
-	resp, err := e.Transport.RoundTrip(req)
-	if err == nil && req.URL.Scheme == "https" && resp.ProtoMajor == 1 {
-		e.learnH1(req.URL.Host)
+	proto := 1
+	if req.URL.Scheme == "https" {
+		proto = e.proto(req.URL.Host)
+	}
+	switch {
+	case proto == 2:
+		resp, err, resend := e.viaH2(tenant, req)
+		if !errors.Is(err, errNotH2) {
+			return resp, err
+		}
+		// The partner no longer offers HTTP/2 on a new connection: nothing
+		// was sent. Unless the body was consumed, send it the HTTP/1.1 way.
+		e.learn(req.URL.Host, 1)
+		if !resend {
+			return nil, err
+		}
+		return e.roundTrip(tenant, req)
+	case proto == 1 && h1.Eligible(req):
+		return e.H1.Do(tenant, req)
+	}
+	resp, err := e.Once.RoundTrip(req)
+	if err == nil && req.URL.Scheme == "https" {
+		e.learn(req.URL.Host, resp.ProtoMajor)
 	}
 	return resp, err
 }
 
-func (e *Egress) speaksH1(host string) bool {
+// UnexpectedBody: a request that declares a body (any length, or any
+// Transfer-Encoding, even an empty chunked one) with a method whose requests
+// usually have none. Partners that do not read such bodies read them as a
+// next request.
+func UnexpectedBody(req *http.Request) bool {
+	if req.ContentLength == 0 && len(req.TransferEncoding) == 0 {
+		return false
+	}
+	return BodylessMethod(req.Method)
+}
+
+// BodylessMethod lists the methods whose requests carry no body by
+// convention (RFC 9110 9.3: content has no defined meaning), which many
+// servers therefore never read.
+func BodylessMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// proto returns 2 or 1 for an https host:port that answered before, else 0.
+func (e *Egress) proto(host string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.h1Hosts[host]
+	return e.protos[host]
 }
 
-func (e *Egress) learnH1(host string) {
+func (e *Egress) learn(host string, proto int) {
+	if proto != 1 && proto != 2 {
+		return
+	}
 	e.mu.Lock()
-	if e.h1Hosts == nil {
-		e.h1Hosts = map[string]bool{}
+	defer e.mu.Unlock()
+	if e.protos == nil {
+		e.protos = map[string]int{}
 	}
-	learned := !e.h1Hosts[host] && len(e.h1Hosts) < maxLearned
-	if learned {
-		e.h1Hosts[host] = true
-	}
-	e.mu.Unlock()
-	if learned {
-		// Requests that raced the first answer left HTTP/1.1 connections
-		// in the Transport's pool that nothing will use again (each with two
-		// goroutines). The Transport can only close all its idle
-		// connections; that happens once per upstream and config, and
-		// costs HTTP/2 partners at most one new connection.
-		e.Transport.CloseIdleConnections()
+	if _, ok := e.protos[host]; ok || len(e.protos) < maxLearned {
+		e.protos[host] = proto
 	}
 }
 
-// CloseIdleConnections closes both pools' idle connections (a replaced
+var errNotH2 = errors.New("egress: the partner did not negotiate HTTP/2")
+
+// viaH2 sends req through the tenant's HTTP/2 Transport. A body is passed
+// behind a guard, so that if the dial finds no HTTP/2 (and the Transport
+// closes the body unread) the request can still go another way: resend.
+func (e *Egress) viaH2(tenant string, req *http.Request) (resp *http.Response, err error, resend bool) {
+	t := e.h2For(tenant)
+	out := req
+	var g *bodyGuard
+	if req.Body != nil && req.Body != http.NoBody {
+		g = &bodyGuard{r: req.Body}
+		r := *req
+		r.Body = g
+		out = &r
+	}
+	resp, err = t.RoundTrip(out)
+	return resp, err, errors.Is(err, errNotH2) && (g == nil || !g.touched.Load())
+}
+
+// bodyGuard passes a body to a Transport that may close it unread.
+type bodyGuard struct {
+	r       io.ReadCloser
+	touched atomic.Bool
+}
+
+func (g *bodyGuard) Read(p []byte) (int, error) {
+	g.touched.Store(true)
+	return g.r.Read(p)
+}
+
+func (g *bodyGuard) Close() error {
+	if g.touched.Load() {
+		return g.r.Close()
+	}
+	return nil
+}
+
+// h2For returns tenant's HTTP/2 Transport, made on first use.
+func (e *Egress) h2For(tenant string) *http.Transport {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if t := e.h2[tenant]; t != nil {
+		return t
+	}
+	t := &http.Transport{
+		Proxy:          nil,
+		DialTLSContext: e.dialH2,
+		// A custom TLS dial still gets HTTP/2 when the connection
+		// negotiated it; dialH2 returns no other kind.
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           e.h2PerTenant,
+		MaxIdleConnsPerHost:    e.h2PerTenant,
+		IdleConnTimeout:        upstreamIdle,
+		MaxResponseHeaderBytes: maxResponseHeader,
+		DisableCompression:     true,
+	}
+	if e.h2 == nil {
+		e.h2 = map[string]*http.Transport{}
+	}
+	e.h2[tenant] = t
+	return t
+}
+
+// dialH2 opens a verified TLS connection that negotiated HTTP/2, or fails
+// with errNotH2 before anything is sent.
+func (e *Egress) dialH2(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := e.Dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := e.tlsConf.Clone()
+	cfg.ServerName = host
+	cfg.NextProtos = []string{"h2", "http/1.1"}
+	tc := tls.Client(nc, cfg)
+	timeout := e.lim.TLSHandshakeTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		tc.Close()
+		return nil, errNotH2
+	}
+	return tc, nil
+}
+
+// CloseIdleConnections closes every pool's idle connections (a replaced
 // config's egress winds down).
 func (e *Egress) CloseIdleConnections() {
-	e.Transport.CloseIdleConnections()
+	e.Once.CloseIdleConnections()
 	e.H1.CloseIdleConnections()
+	e.mu.Lock()
+	ts := make([]*http.Transport, 0, len(e.h2))
+	for _, t := range e.h2 {
+		ts = append(ts, t)
+	}
+	e.mu.Unlock()
+	for _, t := range ts {
+		t.CloseIdleConnections()
+	}
 }
 
 // resolver returns nil (the system resolver) or one that asks only addrs.

@@ -10,8 +10,17 @@
 // Streamed and large bodies, and partners that speak HTTP/2, stay on the
 // Transport (internal/egress routes between the two).
 //
-// What the Transport's background reader did for idle connections, noticing
-// that the partner closed one, is a non-blocking peek before reuse. A request
+// A connection is reused only if nothing arrived on it since its previous
+// response ended: no byte left in the reader's buffer, none decrypted or
+// half-received inside crypto/tls (a probe through the tls.Conn, see
+// tlsconn.go), and none in the socket (a non-blocking peek before reuse,
+// which also notices a partner that closed it). Stray bytes from a partner
+// (a second response, a body longer than announced, a body on a HEAD or 204)
+// would otherwise be read as the next request's answer. Pools are keyed by
+// tenant as well as by upstream, so no connection ever carries two clients'
+// requests (see Do).
+//
+// A request
 // that still meets a dead connection is sent again only if it is bodiless and
 // idempotent (GET, HEAD, OPTIONS, TRACE) and no byte of an answer came back:
 // a POST to a payment partner is never sent twice.
@@ -74,12 +83,17 @@ func Eligible(req *http.Request) bool {
 
 var errHeaderTooLarge = errors.New("h1: upstream response headers too large")
 
-// RoundTrip sends req (which must be Eligible, with an http or https URL)
-// and returns the response with its headers read. The body streams from the
-// connection; closing it after reading to the end returns the connection
-// to the pool. Cancelling the request's context at any point, including
+// RoundTrip is Do for the anonymous tenant "".
+func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) { return c.Do("", req) }
+
+// Do sends req (which must be Eligible, with an http or https URL) for
+// tenant and returns the response with its headers read. The body streams
+// from the connection; closing it after reading to the end returns the
+// connection to tenant's pool: connections are never shared between
+// tenants, so bytes one client provokes from a partner can only ever reach
+// that client. Cancelling the request's context at any point, including
 // while the body is read, breaks the connection.
-func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
+func (c *Client) Do(tenant string, req *http.Request) (*http.Response, error) {
 	if !Eligible(req) {
 		return nil, fmt.Errorf("h1: request body of unknown or large length (%d bytes)", req.ContentLength)
 	}
@@ -87,6 +101,7 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	key = tenant + "\x00" + key
 	ctx := req.Context()
 	body, err := readBody(req)
 	if err != nil {
@@ -175,6 +190,8 @@ type conn struct {
 	key    string
 	nc     net.Conn        // the TCP connection, or TLS over it
 	raw    syscall.RawConn // of the TCP connection: the liveness peek; nil: never reuse
+	tc     *tls.Conn       // nc when TLS, else nil
+	rec    *recordConn     // the TCP connection under tc
 	br     *bufio.Reader   // reads through conn.Read, which counts and limits
 	bw     *bufio.Writer
 	limit  int64 // bytes the reader may still take (the header phase only)
@@ -202,22 +219,27 @@ func (pc *conn) Read(p []byte) (int, error) {
 
 func (pc *conn) close() { pc.nc.Close() }
 
-// alive peeks at an idle connection without blocking: a partner's close
-// (EOF or reset) or any unsolicited byte means it must not carry a request.
-// For TLS the peek sees records, so a late session ticket also retires the
-// connection: a new handshake, never a wrong answer.
+// alive peeks at an idle connection's socket without blocking: a partner's
+// close (EOF or reset) or any unsolicited byte means it must not carry a
+// request. For TLS the peek sees records, so a late session ticket also
+// retires the connection: a new handshake, never a wrong answer. Where the
+// platform has no peek (peek_other.go), nothing is ever reused.
 func (pc *conn) alive() bool {
-	if pc.raw == nil {
+	return pc.raw != nil && peekEmpty(pc.raw)
+}
+
+// clean reports whether nothing at all arrived after the response that just
+// ended: no byte buffered in br and, over TLS, no record inside crypto/tls,
+// whether decrypted, complete or half received. The socket itself is
+// checked by alive, just before reuse.
+func (pc *conn) clean() bool {
+	if pc.br.Buffered() != 0 {
 		return false
 	}
-	ok := false
-	var b [1]byte
-	err := pc.raw.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
-		return true // never wait for readiness
-	})
-	return err == nil && ok
+	if pc.tc == nil {
+		return true
+	}
+	return pc.rec.probe(pc.tc)
 }
 
 var past = time.Unix(1, 0)
@@ -343,7 +365,7 @@ func (b *body1) Close() error {
 	b.done = true
 	// stop is false when the cancel callback ran or is running: the
 	// deadline is (or is about to be) in the past, so the connection goes.
-	if b.stop() && b.eof && b.reuse && b.pc.br.Buffered() == 0 {
+	if b.stop() && b.eof && b.reuse && b.pc.clean() {
 		b.c.put(b.pc)
 		return nil
 	}
@@ -415,7 +437,11 @@ func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL) (*conn,
 		}
 		// Only HTTP/1.1 is offered: this connection is read as HTTP/1.1.
 		cfg.NextProtos = []string{"http/1.1"}
-		tc := tls.Client(nc, cfg)
+		// The TLS layer reads through recordConn, which follows the
+		// record framing so that clean can tell a half-received record
+		// inside crypto/tls from none.
+		pc.rec = &recordConn{Conn: nc}
+		tc := tls.Client(pc.rec, cfg)
 		timeout := c.TLSHandshakeTimeout
 		if timeout <= 0 {
 			timeout = 10 * time.Second
@@ -427,7 +453,7 @@ func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL) (*conn,
 			nc.Close()
 			return nil, err
 		}
-		pc.nc = tc
+		pc.nc, pc.tc = tc, tc
 	}
 	pc.br = bufio.NewReaderSize(pc, 4<<10)
 	pc.bw = bufio.NewWriterSize(pc.nc, 4<<10)
@@ -437,7 +463,7 @@ func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL) (*conn,
 // put returns a connection whose exchange ended cleanly to the pool. When
 // the pool is full the oldest idle connection of any upstream makes room.
 func (c *Client) put(pc *conn) {
-	if pc.raw == nil {
+	if pc.raw == nil || !canPeek {
 		pc.close()
 		return
 	}

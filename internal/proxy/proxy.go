@@ -123,6 +123,10 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if !cl.MayReach(host, port) {
 		return apierr.New(http.StatusForbidden, apierr.CodeForbidden, "this client may not reach "+rec.Target)
 	}
+	// The proxy has no per-destination settings to opt in with.
+	if e := forward.RefuseBody(r, nil); e != nil {
+		return e
+	}
 	release, e := cl.Admit()
 	if e != nil {
 		return e
@@ -147,7 +151,7 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	return forward.Do(w, out, c.Egress, c.Timeouts(0), rec)
+	return forward.Do(w, out, cl.Egress, c.Timeouts(0), rec)
 }
 
 func bracket(host string) string {

@@ -97,6 +97,9 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if !cl.MayUseUpstream(name) {
 		return apierr.New(http.StatusForbidden, apierr.CodeForbidden, "this client may not use upstream "+quote(name))
 	}
+	if e := forward.RefuseBody(r, up.AllowsBodyOn); e != nil {
+		return e
+	}
 	release, e := cl.Admit()
 	if e != nil {
 		return e
@@ -116,7 +119,7 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	return forward.Do(w, out, c.Egress, c.Timeouts(up.HeaderTimeout), rec)
+	return forward.Do(w, out, cl.Egress, c.Timeouts(up.HeaderTimeout), rec)
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

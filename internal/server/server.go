@@ -16,7 +16,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/outgate/outgate/internal/audit"
@@ -72,25 +71,22 @@ const fdReserve = egress.MaxIdleConns + 64
 // operator may know better) but logged, since running out of descriptors
 // fails every accept and every upstream dial.
 func (g *gateway) maxConns(configured int) int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		rl.Cur = 1024
-	}
-	fits := limits.DefaultConns(rl.Cur, fdReserve)
+	nofile := openFileLimit()
+	fits := limits.DefaultConns(nofile, fdReserve)
 	eff := fits
 	if configured != 0 {
 		eff = configured
 	}
-	if rl.Cur < 4096 {
+	if nofile < 4096 {
 		g.log.Warn("the open-file limit is low for a gateway: each connection needs two descriptors; raise it (systemd LimitNOFILE=, docker --ulimit nofile=)",
-			"open_file_limit", rl.Cur, "max_connections", eff)
+			"open_file_limit", nofile, "max_connections", eff)
 	}
 	if configured == 0 {
 		return fits
 	}
 	if configured > fits {
 		g.log.Warn("limits.max_connections is more than the open-file limit allows; raise it (systemd LimitNOFILE=, docker --ulimit nofile=)",
-			"max_connections", configured, "open_file_limit", rl.Cur, "fits", fits)
+			"max_connections", configured, "open_file_limit", nofile, "fits", fits)
 	}
 	return configured
 }
