@@ -88,7 +88,7 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 		Relay       string     `json:"relay_function"`
 		IPs         []deployIP `json:"ips"`
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.StackStatus != "CREATE_COMPLETE" || !strings.HasPrefix(st.Relay, "pay-Relay") || len(st.IPs) != 2 {
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.StackStatus != "CREATE_COMPLETE" || st.Relay != "pay-relay" || len(st.IPs) != 2 {
 		t.Fatalf("status: exit %d %s\n%s", code, out, errs)
 	}
 

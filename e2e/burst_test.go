@@ -47,7 +47,9 @@ clients:
 network: {allow_cidrs: [127.0.0.0/8]}
 log: {level: error}
 # Every connection comes from 127.0.0.1: one source may take them all here.
-limits: {max_connections_per_ip: 1000000}
+# All 10,000 are opened before any sends its request (the phases below), so
+# the first ones accepted wait longer than the default auth_timeout.
+limits: {max_connections_per_ip: 1000000, auth_timeout: 10m}
 `, relayAddr, proxyAddr, adminAddr, origin, hash, origin)
 	path := filepath.Join(t.TempDir(), "gw.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
