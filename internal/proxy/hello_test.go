@@ -228,6 +228,9 @@ func TestCheckHello(t *testing.T) {
 		// Names that only map to the allowed one reach a server's default host.
 		{"fullwidth SNI", "api.example.com", hello{pre: hi, tls: true, sni: "\uff41\uff50\uff49.example.com"}, apierr.CodeSNINotAllowed, false},
 		{"ideographic full stop", "api.example.com", hello{pre: hi, tls: true, sni: "api\u3002example.com"}, apierr.CodeSNINotAllowed, false},
+		// RFC 6066 forbids an IP as SNI: the server takes it to its default host.
+		{"IP SNI for a name", "api.example.com", hello{pre: hi, tls: true, sni: "203.0.113.7"}, apierr.CodeSNINotAllowed, false},
+		{"IP SNI for that IP", "203.0.113.7", hello{pre: hi, tls: true, sni: "203.0.113.7"}, "", false},
 		{"fullwidth SNI for an IP", "203.0.113.7", hello{pre: hi, tls: true, sni: "\uff41pi.example.com"}, apierr.CodeSNINotAllowed, false},
 		{"SNI with a port (malformed)", "api.example.com", hello{pre: hi, tls: true, sni: "api.example.com:8443"}, apierr.CodeSNINotAllowed, false},
 		{"no SNI for a name", "api.example.com", hello{pre: hi, tls: true}, apierr.CodeSNINotAllowed, false},

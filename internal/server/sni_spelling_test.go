@@ -1,7 +1,11 @@
 package server_test
 
 import (
+	"os/exec"
+	"strings"
 	"testing"
+
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 // TestConnectSNIMustBeASCII: a ClientHello whose server name only maps to
@@ -30,5 +34,28 @@ func TestConnectSNIMustBeASCII(t *testing.T) {
 		if got := c.got.Load(); got != before {
 			t.Errorf("SNI %q: the shared address received %d bytes from a tunnel that should have been refused", sni, got-before)
 		}
+	}
+}
+
+// TestConnectSNINotAnIP: RFC 6066 section 3 forbids an IP address as the
+// server name, and a server matches none of its names with one: it takes
+// the tunnel to its default host, as with no SNI. A client allowed some IP
+// could so reach the default host of any address it may name. openssl
+// s_client sends the literal it is given.
+func TestConnectSNINotAnIP(t *testing.T) {
+	openssl := testutil.Tool(t, "openssl")
+	c, g, cl := sniSetup(t, "")
+	api := "api.example.com:" + c.port
+	before := c.got.Load()
+	cmd := exec.Command(openssl, "s_client", "-connect", api, "-proxy", g.Proxy, "-proxy_user", cl.name, "-proxy_pass", "pass:"+cl.key,
+		"-servername", "127.0.0.1", "-CAfile", c.ca, "-brief", "-ign_eof")
+	cmd.Stdin = strings.NewReader("GET / HTTP/1.0\r\nHost: api.example.com\r\n\r\n")
+	out, _ := cmd.CombinedOutput()
+	if strings.Contains(string(out), "tenant") {
+		t.Errorf("CONNECT %s with SNI 127.0.0.1 reached the partner:\n%s", api, out)
+	}
+	waitAudit(t, g, api, map[string]any{"reason": "sni_not_allowed", "detail": "IP"})
+	if got := c.got.Load(); got != before {
+		t.Errorf("the partner received %d bytes from a tunnel with an IP as SNI", got-before)
 	}
 }
