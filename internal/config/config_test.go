@@ -143,15 +143,17 @@ func TestParseErrors(t *testing.T) {
 		{"allow_cidrs quarters", base("network:\n  allow_cidrs: [0.0.0.0/2, 64.0.0.0/2, 128.0.0.0/2, 192.0.0.0/2]\n"), []string{`network.allow_cidrs: together`}},
 		{"allow_cidrs IPv4 as IPv6", base("network:\n  allow_cidrs: [\"::ffff:0:0/96\"]\n"), []string{`network.allow_cidrs: together`}},
 		{"allow_cidrs NAT64", base("network:\n  allow_cidrs: [\"64:ff9b::/96\"]\n"), []string{`network.allow_cidrs: together`}},
+		{"allow_cidrs local-use NAT64", base("network:\n  allow_cidrs: [\"64:ff9b:1::/48\"]\n"), []string{`network.allow_cidrs: together`}},
 		{"allow_cidrs IPv6 halves", base("network:\n  allow_cidrs: [\"::/1\", \"8000::/1\"]\n"), []string{`network.allow_cidrs: together`}},
 		{"allow_cidrs two /8s", base("network:\n  allow_cidrs: [8.0.0.0/8, 9.0.0.0/8]\n"), []string{`network.allow_cidrs: together these entries let through 33554432 public IPv4`}},
-		{"forward_headers", "upstreams:\n  p:\n    url: https://x.example\n    forward_headers: [X-Forwarded-For, x-forwarded-for, Authorization, Outgate-Key, \"Bad Name\", Connection]\n" +
+		{"forward_headers", "upstreams:\n  p:\n    url: https://x.example\n    forward_headers: [X-Forwarded-For, x-forwarded-for, Authorization, Outgate-Key, \"Bad Name\", Connection, X_Forwarded_For]\n" +
 			"clients:\n  - name: c\n    key_sha256: " + hashA + "\n    upstreams: [p]\n", []string{
 			`f.yaml:4:40: upstreams.p.forward_headers[1]: X-Forwarded-For is listed twice`,
 			`upstreams.p.forward_headers[2]: "Authorization" is forwarded anyway or never`,
 			`upstreams.p.forward_headers[3]: "Outgate-Key" is forwarded anyway or never`,
 			`upstreams.p.forward_headers[4]: "Bad Name" is not a header name`,
-			`upstreams.p.forward_headers[5]: "Connection" is forwarded anyway or never`}},
+			`upstreams.p.forward_headers[5]: "Connection" is forwarded anyway or never`,
+			`upstreams.p.forward_headers[6]: "X_Forwarded_For" has '_'`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

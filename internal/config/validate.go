@@ -195,6 +195,10 @@ func (v *validator) forwardHeaders(path string, names []string) []string {
 		switch {
 		case !headerName.MatchString(n):
 			v.errf(p, "%q is not a header name", n)
+		case strings.Contains(n, "_"):
+			// hop drops the '_' spellings whatever keep says: a partner that
+			// reads headers as CGI variables takes them for the dashed name.
+			v.errf(p, "%q has '_': name the header with '-' (the '_' spelling is never forwarded)", n)
 		case !hop.ClientHeader(n):
 			v.errf(p, "%q is forwarded anyway or never: only X-Forwarded-*, Forwarded, Via, X-Real-Ip, True-Client-Ip, X-Client-Ip, X-Cluster-Client-Ip, Cf-Connecting-Ip, Fastly-Client-Ip, X-Original-Forwarded-For, X-Originating-Ip and X-Api-Key can be named", n)
 		case seen[c]:

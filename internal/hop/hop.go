@@ -74,11 +74,25 @@ var clientHeaders = map[string]bool{
 
 const forwardedPrefix = "X-Forwarded-"
 
-// ClientHeader reports whether name (any case) is one of the headers that
-// describe the client, which outgate drops unless an upstream forwards it.
+// ClientHeader reports whether name (any case, '_' or '-') is one of the
+// headers that describe the client, which outgate drops unless an upstream
+// forwards it.
 func ClientHeader(name string) bool {
-	name = textproto.CanonicalMIMEHeaderKey(name)
+	name = textproto.CanonicalMIMEHeaderKey(dashed(name))
 	return clientHeaders[name] || len(name) > len(forwardedPrefix) && strings.HasPrefix(name, forwardedPrefix)
+}
+
+// dashed spells name with '-' for every '_'. CGI, PHP, and WSGI and Rack
+// servers hand headers to applications as variables named by upper-casing
+// and replacing '-' with '_', so X_Forwarded_For arrives as the same
+// HTTP_X_FORWARDED_FOR as X-Forwarded-For (nginx and Apache drop such names
+// by default; Python's wsgiref, older gunicorn and uWSGI do not): to a
+// partner, the two are one header.
+func dashed(name string) string {
+	if strings.IndexByte(name, '_') < 0 {
+		return name
+	}
+	return strings.ReplaceAll(name, "_", "-")
 }
 
 // StripRequest is Strip plus outgate's own headers and the client headers
@@ -87,7 +101,7 @@ func ClientHeader(name string) bool {
 func StripRequest(h http.Header, keep []string) {
 	Strip(h)
 	for k := range h {
-		if hasPrefixFold(k, OwnPrefix) || (clientHeaders[k] || ClientHeader(k)) && !kept(k, keep) {
+		if ownHeader(k) || (clientHeaders[k] || ClientHeader(k)) && !kept(k, keep) {
 			delete(h, k)
 		}
 	}
@@ -98,10 +112,16 @@ func StripRequest(h http.Header, keep []string) {
 func StripResponse(h http.Header) {
 	Strip(h)
 	for k := range h {
-		if hasPrefixFold(k, OwnPrefix) {
+		if ownHeader(k) {
 			delete(h, k)
 		}
 	}
+}
+
+// ownHeader reports an Outgate-* name, in any case and with '_' for '-'
+// (see dashed).
+func ownHeader(k string) bool {
+	return hasPrefixFold(k, OwnPrefix) || hasPrefixFold(k, "Outgate_")
 }
 
 func kept(k string, keep []string) bool {

@@ -94,12 +94,13 @@ func TestStripResponse(t *testing.T) {
 	h.Set("Outgate-Error", "unauthorized")
 	h.Set("Outgate-Request-Id", "someone-elses")
 	h["outgate-error"] = []string{"lower"}
+	h["Outgate_error"] = []string{"underscored"}
 	h.Set("Connection", "X-Hop")
 	h.Set("X-Hop", "1")
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Forwarded-For", "kept: the client may read what the partner says")
 	StripResponse(h)
-	for _, k := range []string{"Outgate-Error", "Outgate-Request-Id", "outgate-error", "Connection", "X-Hop"} {
+	for _, k := range []string{"Outgate-Error", "Outgate-Request-Id", "outgate-error", "Outgate_error", "Connection", "X-Hop"} {
 		if len(h[k]) != 0 {
 			t.Errorf("%s survived", k)
 		}
@@ -112,12 +113,14 @@ func TestStripResponse(t *testing.T) {
 }
 
 func TestClientHeader(t *testing.T) {
-	for _, k := range []string{"x-forwarded-for", "X-FORWARDED-HOST", "x-forwarded-anything", "forwarded", "VIA", "x-real-ip", "true-client-ip", "x-api-key"} {
+	for _, k := range []string{"x-forwarded-for", "X-FORWARDED-HOST", "x-forwarded-anything", "forwarded", "VIA", "x-real-ip", "true-client-ip", "x-api-key",
+		// CGI-style partners read '_' and '-' as one.
+		"X_Forwarded_For", "x-forwarded_host", "X_REAL_IP", "true_client_ip", "X_Api-Key"} {
 		if !ClientHeader(k) {
 			t.Errorf("ClientHeader(%q) = false", k)
 		}
 	}
-	for _, k := range []string{"X-Forwarded-", "X-Forwarded", "Authorization", "Outgate-Key", "Connection", "X-Request-Id"} {
+	for _, k := range []string{"X-Forwarded-", "X-Forwarded", "X_Forwarded_", "Authorization", "Outgate-Key", "Connection", "X-Request-Id", "X_Request_Id"} {
 		if ClientHeader(k) {
 			t.Errorf("ClientHeader(%q) = true", k)
 		}

@@ -125,6 +125,25 @@ func TestLambdaClientHeaders(t *testing.T) {
 		}
 	}
 
+	// The same claims spelled with '_', which CGI and WSGI partners read as
+	// the dashed names; not forwarded even where the dashed one is kept.
+	ev := sample(t, "events/testdata/lambda-urls-request.json")
+	ev["rawPath"] = "/optin/x"
+	h := ev["headers"].(map[string]any)
+	h["outgate-key"] = e.key
+	for _, k := range []string{"x_forwarded_for", "x_api_key", "x_real_ip", "outgate_key"} {
+		h[k] = "198.51.100.1"
+	}
+	if _, r := e.invoke(t, ev); r == nil {
+		t.Fatal("underscored claims: the partner got nothing")
+	} else {
+		for k, v := range r.Header {
+			if strings.Contains(k, "_") {
+				t.Errorf("underscored claims: the partner got %s = %q", k, v)
+			}
+		}
+	}
+
 	// A REST API event whose key API Gateway validated (requestContext.identity.apiKey).
 	for _, up := range []string{"partner", "optin"} {
 		ev := sample(t, "events/testdata/apigw-request.json")

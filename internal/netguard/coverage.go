@@ -10,9 +10,9 @@ import (
 // Coverage sizes what a list of allow_cidrs lets through of the public
 // address space (the addresses Classify calls Global): overlapping entries
 // count once, and an IPv6 prefix that embeds IPv4 addresses (IPv4-mapped,
-// IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16) counts as the IPv4
-// addresses it reaches. So 0.0.0.0/0 written as two /1s, or as
-// ::ffff:0:0/96, is as large as it is.
+// IPv4-compatible, NAT64 64:ff9b::/96 and 64:ff9b:1::/96, 6to4 2002::/16)
+// counts as the IPv4 addresses it reaches. So 0.0.0.0/0 written as two
+// /1s, or as ::ffff:0:0/96, is as large as it is.
 func Coverage(allow []netip.Prefix) (v4, v6 *big.Int) {
 	var s4, s6 []span
 	for _, p := range allow {
@@ -30,13 +30,21 @@ func Coverage(allow []netip.Prefix) (v4, v6 *big.Int) {
 }
 
 // embeddings are the IPv6 prefixes whose addresses Classify judges by the
-// IPv4 address at bit offset Bits() inside them.
+// IPv4 address at bit offset Bits() inside them, and localNAT64.
 var embeddings = []netip.Prefix{
 	netip.MustParsePrefix("::ffff:0:0/96"),
 	v4Compatible,
 	nat64,
 	sixToFour,
+	localNAT64,
 }
+
+// localNAT64 is RFC 8215's local-use NAT64 block (64:ff9b:1::/48) in RFC
+// 6052's /96 layout, the one local translators are set up with. Classify
+// blocks the block whole, but once allow_cidrs lets part of it through, a
+// translator on the network carries it on to the IPv4 addresses inside,
+// exactly as through 64:ff9b::/96: it is sized and checked as those.
+var localNAT64 = netip.MustParsePrefix("64:ff9b:1::/96")
 
 // embeddedV4 returns the IPv4 prefixes that the IPv6 prefix p reaches
 // through an embedding.

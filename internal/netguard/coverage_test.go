@@ -38,6 +38,10 @@ func TestCoverage(t *testing.T) {
 		{prefixes("0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2", "192.0.0.0/2"), all4, big.NewInt(0)},
 		{prefixes("::ffff:0:0/96"), all4, big.NewInt(0)},
 		{prefixes("64:ff9b::/96"), all4, big.NewInt(0)},
+		// RFC 8215 local-use NAT64, in RFC 6052's /96 layout (64:ff9b:1::/96)
+		{prefixes("64:ff9b:1::/48"), all4, big.NewInt(0)},
+		{prefixes("64:ff9b:1::/96"), all4, big.NewInt(0)},
+		{prefixes("64:ff9b:1::808:800/120"), big.NewInt(256), big.NewInt(0)},
 		{prefixes("::/96"), all4, big.NewInt(0)},
 		{prefixes("2002::/16"), all4, big.NewInt(0)},
 		{prefixes("2002:808::/32"), pow2(16), big.NewInt(0)}, // 6to4 of 8.8.0.0/16
@@ -106,6 +110,7 @@ func TestSensitive(t *testing.T) {
 	}{
 		{"127.0.0.0/8", "127.0.0.0"}, {"127.0.0.1/32", "127.0.0.1"}, {"0.0.0.0/1", "127.0.0.0"}, {"169.254.0.0/16", "169.254.169.254"},
 		{"100.64.0.0/10", "100.100.100.200"}, {"fd00::/8", "fd00:ec2::254"}, {"::ffff:127.0.0.0/104", "127.0.0.0"},
+		{"64:ff9b:1::a9fe:a9fe/128", "169.254.169.254"},
 		{"10.0.0.0/8", "invalid IP"}, {"172.16.0.0/12", "invalid IP"}, {"fc00::/8", "invalid IP"},
 	} {
 		if a, _ := SensitivePrefix(netip.MustParsePrefix(tt.p)); a.String() != tt.want {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,6 +141,20 @@ func checkHello(cl *core.Client, host string, port uint16, hl hello) (code, deta
 	sni, err := hostname.Normalize(hl.sni)
 	if err != nil {
 		return apierr.CodeSNINotAllowed, "the ClientHello's server name (SNI) is malformed"
+	}
+	if sni != strings.ToLower(hl.sni) {
+		// Normalize maps fullwidth letters, U+3002 and U-labels to an ASCII
+		// name, but the partner gets the bytes as sent: TLS servers match
+		// them (ASCII case aside) and send a name they do not know to their
+		// default server, on a shared address someone else's. RFC 6066
+		// section 3 has SNI in ASCII, so honest clients send the A-label.
+		return apierr.CodeSNINotAllowed, "the ClientHello's server name (SNI) " + strconv.Quote(hl.sni) + " is not in ASCII (RFC 6066)"
+	}
+	if ip, err := netip.ParseAddr(sni); err == nil && ip.String() != host {
+		// RFC 6066 section 3 forbids an IP as the server name; no server
+		// has it among its names, so it picks its default host, as with no
+		// SNI. That is fine only where the client asked for that address.
+		return apierr.CodeSNINotAllowed, "the ClientHello names an IP address (" + sni + ") as its server (SNI), and the destination is not that address"
 	}
 	if !cl.MayReach(sni, port) {
 		return apierr.CodeSNINotAllowed, "SNI " + sni + " is not among this client's hosts on port " + strconv.Itoa(int(port))

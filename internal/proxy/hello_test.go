@@ -225,6 +225,13 @@ func TestCheckHello(t *testing.T) {
 		{"allowed SNI", "api.example.com", hello{pre: hi, tls: true, sni: "api.example.com"}, "", false},
 		{"SNI in another spelling", "api.example.com", hello{pre: hi, tls: true, sni: "API.Example.COM"}, "", false},
 		{"another tenant", "api.example.com", hello{pre: hi, tls: true, sni: "other.example.com"}, apierr.CodeSNINotAllowed, false},
+		// Names that only map to the allowed one reach a server's default host.
+		{"fullwidth SNI", "api.example.com", hello{pre: hi, tls: true, sni: "\uff41\uff50\uff49.example.com"}, apierr.CodeSNINotAllowed, false},
+		{"ideographic full stop", "api.example.com", hello{pre: hi, tls: true, sni: "api\u3002example.com"}, apierr.CodeSNINotAllowed, false},
+		// RFC 6066 forbids an IP as SNI: the server takes it to its default host.
+		{"IP SNI for a name", "api.example.com", hello{pre: hi, tls: true, sni: "203.0.113.7"}, apierr.CodeSNINotAllowed, false},
+		{"IP SNI for that IP", "203.0.113.7", hello{pre: hi, tls: true, sni: "203.0.113.7"}, "", false},
+		{"fullwidth SNI for an IP", "203.0.113.7", hello{pre: hi, tls: true, sni: "\uff41pi.example.com"}, apierr.CodeSNINotAllowed, false},
 		{"SNI with a port (malformed)", "api.example.com", hello{pre: hi, tls: true, sni: "api.example.com:8443"}, apierr.CodeSNINotAllowed, false},
 		{"no SNI for a name", "api.example.com", hello{pre: hi, tls: true}, apierr.CodeSNINotAllowed, false},
 		{"no SNI for an IP", "203.0.113.7", hello{pre: hi, tls: true}, "", false},

@@ -87,14 +87,21 @@ func checkSegment(seg string) error {
 	}
 }
 
-// compat maps the characters whose NFKC form is '.', "..", '/', '\', ';' or
-// '%' to that form (golang.org/x/text/unicode/norm lists these sixteen).
-// "..." forms (U+2026, U+FE19) stay: three dots are a name, not a segment.
+// compat maps the characters whose NFKC form is '.', "..", '/', '\', ';',
+// '%', '?', '#' or a space to that form: every character whose NFKC form is
+// made of those alone, so each character isDotSegment cuts or trims at has
+// its look-alikes here too. "..." forms (U+2026, U+FE19) stay: three dots
+// are a name, not a segment.
 var compat = strings.NewReplacer(
 	"\u2024", ".", "\u2025", "..", "\uFE30", "..", "\uFE52", ".", "\uFF0E", ".",
 	"\uFF0F", "/", "\uFE68", `\`, "\uFF3C", `\`,
 	"\u037E", ";", "\uFE14", ";", "\uFE54", ";", "\uFF1B", ";",
 	"\uFE6A", "%", "\uFF05", "%",
+	"\u2047", "??", "\uFE16", "?", "\uFE56", "?", "\uFF1F", "?",
+	"\uFE5F", "#", "\uFF03", "#",
+	"\u00A0", " ", "\u2000", " ", "\u2001", " ", "\u2002", " ", "\u2003", " ", "\u2004", " ",
+	"\u2005", " ", "\u2006", " ", "\u2007", " ", "\u2008", " ", "\u2009", " ", "\u200A", " ",
+	"\u202F", " ", "\u205F", " ", "\u3000", " ",
 )
 
 func isDotSegment(s string) bool {

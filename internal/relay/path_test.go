@@ -4,6 +4,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestSplitPath(t *testing.T) {
@@ -68,6 +72,10 @@ func TestSplitPathRefusesDotSegmentsInAnySpelling(t *testing.T) {
 		// what Unicode normalisation (NFKC) turns into dots, slashes or ';'
 		"%EF%BC%8E%EF%BC%8E", "%E2%80%A5", "%E2%80%A4", "%EF%B9%92.", "..%EF%BC%9B", "a%EF%BC%8F..", "a%EF%BC%BC..",
 		"%EF%BC%852e%EF%BC%852e",
+		// ... and into '?', '#' (where a server parsing again ends the path)
+		// or a space (which it may trim)
+		"..%EF%BC%9Fx=1", "..%EF%BC%83", "..%EF%B9%96", "..%EF%B9%9F", "..%EF%B8%96", "..%E2%81%87",
+		"..%E3%80%80", "..%C2%A0", "%E2%80%89..",
 	} {
 		for _, path := range []string{"/p/" + seg, "/p/" + seg + "/admin", "/p/v1/" + seg + "/x"} {
 			if name, rest, err := SplitPath(path); err == nil {
@@ -117,4 +125,27 @@ func FuzzSplitPath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCompatCoversNFKC: compat holds every character whose NFKC form is
+// made only of what isDotSegment splits, cuts or trims at (and '%', which
+// starts another round of decoding), mapped to that form. A character
+// missing here would be a dot segment's look-alike that gets through.
+func TestCompatCoversNFKC(t *testing.T) {
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if !utf8.ValidRune(r) {
+			continue
+		}
+		s := string(r)
+		n := norm.NFKC.String(s)
+		if n == s || strings.Trim(n, `./\;%?# `) != "" {
+			continue
+		}
+		if len(n) >= 3 && strings.Trim(n, ".") == "" {
+			continue // "...": a name, not a dot segment
+		}
+		if got := compat.Replace(s); got != n {
+			t.Errorf("U+%04X: compat gives %q, NFKC %q", r, got, n)
+		}
+	}
 }

@@ -333,10 +333,17 @@ func connRules(lim config.ResolvedLimits, maxConns int) limits.ConnRules {
 }
 
 // adminRules: the admin listener has no keys to wait for, but a scraper
-// that stops reading must not keep one of its few slots either.
+// that stops reading must not keep one of its few slots either, and one
+// address (any host that can reach the port, with idle or kept-alive
+// sockets) must not hold all of them, or the load balancer's /readyz waits
+// behind it and the gateway is taken out of service.
 func adminRules(lim config.ResolvedLimits) limits.ConnRules {
-	return limits.ConnRules{WriteIdle: lim.WriteIdleTimeout}
+	return limits.ConnRules{PerSource: adminPerSource, WriteIdle: lim.WriteIdleTimeout}
 }
+
+// adminPerSource leaves three quarters of the admin slots to other
+// addresses: a scraper needs one connection, a health checker one or two.
+const adminPerSource = adminMaxConns / 4
 
 // shutdown drains: /readyz turns 503 at once (load balancers stop sending),
 // requests and tunnels in flight get the grace period, and the admin server

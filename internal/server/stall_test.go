@@ -160,7 +160,10 @@ func TestStalledTunnelClientIsCutOff(t *testing.T) {
 	}()
 	dst := l.Addr().String()
 	c := newClient("billing")
-	g := start(t, proxyConfig(c, []string{dst}, "network: {allow_cidrs: [127.0.0.0/8]}\nlimits: {max_tunnels: 1, write_idle_timeout: 300ms, tunnel_idle_timeout: 1h}\n"))
+	// The destination speaks first, so it is a raw tunnel: otherwise the
+	// tunnel would wait read_header_timeout for a ClientHello before any
+	// byte flowed toward the client.
+	g := start(t, proxyConfig(c, []string{dst}, fmt.Sprintf("    raw_tunnels: [%q]\nnetwork: {allow_cidrs: [127.0.0.0/8]}\nlimits: {max_tunnels: 1, write_idle_timeout: 300ms, tunnel_idle_timeout: 1h}\n", dst)))
 	s := smallReceiver(t, g.Proxy)
 	fmt.Fprintf(s, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", dst, dst, basic(c.name, c.key))
 	// Read nothing, not even the 200.
