@@ -397,13 +397,38 @@ print(r.status_code, r.text, end="")`
 		if _, err := os.Stat(filepath.Join(nodeClientDir, "node_modules", "undici")); err != nil {
 			testutil.Unavailable(t, "undici is not installed: run npm ci --prefix testdata/clients/node")
 		}
-		for u, body := range want {
+		fetch := func(u, proxyURL string) (string, error) {
 			// Output, not CombinedOutput: Node warns on stderr about IP
 			// addresses as TLS server names.
 			out, err := exec.Command(node, filepath.Join(nodeClientDir, "fetch.mjs"), u, proxyURL, bundle).Output()
-			if err != nil || string(out) != "200 "+body {
-				t.Errorf("node undici ProxyAgent via https proxy %s: %q, %v", u, out, err)
+			if ee, ok := err.(*exec.ExitError); ok {
+				err = fmt.Errorf("%v\n%s", err, ee.Stderr)
 			}
+			return string(out), err
+		}
+		if out, err := fetch(p.URL+"/tls", proxyURL); err != nil || out != "200 hello /tls" {
+			t.Errorf("node undici ProxyAgent via https proxy to %s/tls: %q, %v", p.URL, out, err)
+		}
+		// undici tunnels http:// URLs too (CONNECT, then plain HTTP inside):
+		// a tunnel that does not start with TLS is closed unless its
+		// destination is in raw_tunnels (docs/config.md), so the http
+		// destination needs the opt-in, as the README says.
+		if out, err := fetch(plain.URL+"/plain", proxyURL); err == nil {
+			t.Errorf("undici reached an http destination through a tunnel that is not TLS and not in raw_tunnels: %q", out)
+		}
+		raw := start(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+proxy_listen: 127.0.0.1:0
+clients:
+  - name: %s
+    key_sha256: %s
+    hosts: ["%s"]
+    raw_tunnels: ["%s"]
+network: {allow_cidrs: [127.0.0.0/8]}
+proxy_tls: {cert_file: %s, key_file: %s}
+`, c.name, c.hash, plainHost, plainHost, proxyCert, proxyKey))
+		if out, err := fetch(plain.URL+"/plain", fmt.Sprintf("https://%s:%s@%s", c.name, c.key, raw.Proxy)); err != nil || out != "200 plain /plain" {
+			t.Errorf("node undici via https proxy to an http destination in raw_tunnels: %q, %v", out, err)
 		}
 	})
 	if l := g.logs.String(); strings.Contains(l, c.key) {
