@@ -57,7 +57,11 @@ const OwnPrefix = "Outgate-"
 // trusts outgate's static IP), the host and scheme it used, the proxies on
 // the way, or API Gateway's API key. Outgate adds nothing about its client,
 // and by default it does not pass on what the client wrote there either.
-// Every name whose prefix is X-Forwarded- is one of them too.
+// Every name whose prefix is X-Forwarded- is one of them too. So are
+// X-Original-Url and X-Rewrite-Url: IIS's URL Rewrite and older Symfony and
+// Zend set-ups take the request's path from them, which would let a client
+// name a path outside the upstream's base path that the relay's path rule
+// never saw.
 var clientHeaders = map[string]bool{
 	"Forwarded":                true,
 	"Via":                      true,
@@ -70,6 +74,8 @@ var clientHeaders = map[string]bool{
 	"X-Original-Forwarded-For": true,
 	"X-Originating-Ip":         true,
 	"X-Api-Key":                true,
+	"X-Original-Url":           true,
+	"X-Rewrite-Url":            true,
 }
 
 const forwardedPrefix = "X-Forwarded-"

@@ -114,6 +114,8 @@ func TestStripResponse(t *testing.T) {
 
 func TestClientHeader(t *testing.T) {
 	for _, k := range []string{"x-forwarded-for", "X-FORWARDED-HOST", "x-forwarded-anything", "forwarded", "VIA", "x-real-ip", "true-client-ip", "x-api-key",
+		// Path overrides that IIS, Symfony and Zend read instead of the path.
+		"X-Original-URL", "x-rewrite-url",
 		// CGI-style partners read '_' and '-' as one.
 		"X_Forwarded_For", "x-forwarded_host", "X_REAL_IP", "true_client_ip", "X_Api-Key"} {
 		if !ClientHeader(k) {
