@@ -576,7 +576,13 @@ func (b *builder) guardian() {
 	b.add("GuardianAllocatePolicy", &iam.Policy{
 		PolicyName: "allocate-ips", Roles: []string{cf.Ref("GuardianRole")},
 		PolicyDocument: policy(map[string]any{"Effect": "Allow", "Action": "ec2:AllocateAddress", "Resource": eipArn,
-			"Condition": map[string]any{"StringEquals": map[string]any{"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
+			"Condition": map[string]any{"StringEquals": map[string]any{"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}},
+			// AllocateAddress with tags is authorized again as CreateTags on
+			// the new IP, which has no tags yet for the statement above on
+			// tagged IPs to match: allowed only as part of AllocateAddress.
+			map[string]any{"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": eipArn,
+				"Condition": map[string]any{"StringEquals": map[string]any{"ec2:CreateAction": "AllocateAddress",
+					"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
 		AWSCloudFormationCondition: "AllowAllocation",
 	})
 	guardianLogs := b.logGroup("Guardian", guardianSuffix, ParamCreateGuardianLogs)
