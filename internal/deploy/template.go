@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -576,7 +577,13 @@ func (b *builder) guardian() {
 	b.add("GuardianAllocatePolicy", &iam.Policy{
 		PolicyName: "allocate-ips", Roles: []string{cf.Ref("GuardianRole")},
 		PolicyDocument: policy(map[string]any{"Effect": "Allow", "Action": "ec2:AllocateAddress", "Resource": eipArn,
-			"Condition": map[string]any{"StringEquals": map[string]any{"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
+			"Condition": map[string]any{"StringEquals": map[string]any{"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}},
+			// AllocateAddress with tags is authorized again as CreateTags on
+			// the new IP, which has no tags yet for the statement above on
+			// tagged IPs to match: allowed only as part of AllocateAddress.
+			map[string]any{"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": eipArn,
+				"Condition": map[string]any{"StringEquals": map[string]any{"ec2:CreateAction": "AllocateAddress",
+					"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
 		AWSCloudFormationCondition: "AllowAllocation",
 	})
 	guardianLogs := b.logGroup("Guardian", guardianSuffix, ParamCreateGuardianLogs)
@@ -764,6 +771,35 @@ func (b *builder) relayHealthAlarms(relay string) {
 		Statistic:  cf.String("Sum"), Period: cf.Int(300), EvaluationPeriods: 3, DatapointsToAlarm: cf.Int(2),
 		Threshold: cf.Float64(0), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
 	})
+}
+
+// MaxTemplateBody is the most CloudFormation takes inline: CreateChangeSet's
+// TemplateBody is "a maximum length of 51,200 bytes" (AWS CloudFormation API
+// Reference, CreateChangeSet; "AWS CloudFormation quotas"). Larger ones must
+// come from S3 (TemplateURL), which up does not use.
+const MaxTemplateBody = 51200
+
+// TemplateBody is the template as up sends it: compact JSON, refused here
+// when CloudFormation would refuse it, so that happens before any Elastic
+// IP is allocated and billed rather than at CreateChangeSet.
+func TemplateBody(o TemplateOptions) ([]byte, error) {
+	s, err := Template(o)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := Render(s, "json")
+	if err != nil {
+		return nil, err
+	}
+	var body bytes.Buffer
+	if err := json.Compact(&body, raw); err != nil {
+		return nil, err
+	}
+	if body.Len() > MaxTemplateBody {
+		return nil, fmt.Errorf("the stack's template is %d bytes, more than the %d CloudFormation takes in one request: use fewer --endpoints (%d asked) or fewer --azs",
+			body.Len(), MaxTemplateBody, len(o.Endpoints))
+	}
+	return body.Bytes(), nil
 }
 
 // Render encodes the template as "json" or "yaml", with the properties

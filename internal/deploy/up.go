@@ -179,6 +179,12 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		return nil, err
 	}
 
+	// The template too: one CloudFormation would refuse must fail before
+	// any IP is allocated.
+	body, err := TemplateBody(o.Template)
+	if err != nil {
+		return nil, err
+	}
 	// Build the code before anything is allocated, so a failed build costs nothing.
 	relayZip, guardianZip, err := o.Zips(ctx, o.Template.Arch)
 	if err != nil {
@@ -234,14 +240,6 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		}
 	}
 
-	stack, err := Template(o.Template)
-	if err != nil {
-		return nil, err
-	}
-	body, err := Render(stack, "json")
-	if err != nil {
-		return nil, err
-	}
 	var allocs, pubs []string
 	for _, ip := range ips {
 		allocs = append(allocs, ip.AllocationID)

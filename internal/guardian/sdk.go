@@ -25,8 +25,10 @@ type EC2 interface {
 	// ec2:CreateTags on elastic-ip/* with aws:ResourceTag/outgate:deployment
 	// (the outgate:subnet tag that makes the IP-to-subnet mapping stable).
 	CreateTags(ctx context.Context, in *ec2.CreateTagsInput, opts ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
-	// ec2:AllocateAddress with aws:RequestTag/outgate:deployment; only used
-	// when the deployment allows new IPs (OUTGATE_ALLOW_ALLOCATE=true).
+	// ec2:AllocateAddress with aws:RequestTag/outgate:deployment, and
+	// ec2:CreateTags with ec2:CreateAction=AllocateAddress (EC2 authorizes
+	// the tags of the new IP as CreateTags); only used when the deployment
+	// allows new IPs (OUTGATE_ALLOW_ALLOCATE=true).
 	AllocateAddress(ctx context.Context, in *ec2.AllocateAddressInput, opts ...func(*ec2.Options)) (*ec2.AllocateAddressOutput, error)
 }
 
