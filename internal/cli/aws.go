@@ -125,7 +125,7 @@ with the Go toolchain.`,
 			}
 			o.Set = map[string]bool{}
 			for _, name := range []string{deploy.FlagMode, deploy.FlagAZs, deploy.FlagVPC, deploy.FlagSubnets, deploy.FlagEndpoints,
-				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory} {
+				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory, deploy.FlagNotify, deploy.FlagNotifyTopic} {
 				o.Set[name] = cmd.Flags().Changed(name)
 			}
 			if isTerminal(os.Stdin) {

@@ -2,9 +2,12 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 )
 
@@ -48,4 +51,50 @@ func alarmNotice(o TemplateOptions, say func(string, ...any)) {
 	default:
 		say("WARNING: no --notify or --notify-topic: the alarms publish to the stack's topic (output %s), which nobody is subscribed to", OutputAlarmTopic)
 	}
+}
+
+// keepAlarmRouting fills --notify / --notify-topic, when neither is given,
+// from the running stack's template: the addresses subscribed to its own
+// topic, or the topic of the user's that its alarms publish to. CloudFormation
+// updates a topic's Subscription list in place, so a template without them
+// would unsubscribe the addresses (or move the alarms to a topic nobody
+// reads) and the alarms would stop paging anyone, silently.
+func keepAlarmRouting(ctx context.Context, c CloudFormation, name string, o *TemplateOptions, set map[string]bool) error {
+	if set[FlagNotify] || set[FlagNotifyTopic] {
+		return nil
+	}
+	out, err := c.GetTemplate(ctx, &cloudformation.GetTemplateInput{StackName: aws.String(name)})
+	if err != nil {
+		return awsError("reading who the deployment's alarms page (cloudformation:GetTemplate); or give --notify or --notify-topic", err)
+	}
+	var doc struct {
+		Resources map[string]struct {
+			Properties struct {
+				Subscription []struct{ Protocol, Endpoint string }
+				AlarmActions []any
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(aws.ToString(out.TemplateBody)), &doc); err != nil {
+		return fmt.Errorf("reading the deployment's template to keep who its alarms page: %w; give --notify or --notify-topic", err)
+	}
+	if topic, ok := doc.Resources["AlarmTopic"]; ok {
+		o.Notify, o.NotifyTopic = nil, ""
+		for _, s := range topic.Properties.Subscription {
+			if s.Protocol == "email" {
+				o.Notify = append(o.Notify, s.Endpoint)
+			}
+		}
+		return nil
+	}
+	// No topic of its own: the alarms publish to the user's, by its ARN.
+	for _, id := range alarmIDs {
+		if a, ok := doc.Resources[id]; ok && len(a.Properties.AlarmActions) > 0 {
+			if arn, ok := a.Properties.AlarmActions[0].(string); ok {
+				o.Notify, o.NotifyTopic = nil, arn
+				return nil
+			}
+		}
+	}
+	return nil
 }

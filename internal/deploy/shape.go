@@ -171,6 +171,9 @@ const (
 	FlagSharedNAT = "shared-nat"
 	FlagArch      = "arch"
 	FlagMemory    = "memory"
+	// Not shape, but kept the same way: who the alarms page.
+	FlagNotify      = "notify"
+	FlagNotifyTopic = "notify-topic"
 )
 
 // NewDeploymentAZs is how many AZs (and IPs) a new deployment gets unless

@@ -138,6 +138,9 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			return nil, err
 		}
 		o.Template = keepShape(o.Template, o.Set, &shape.Template)
+		if err := keepAlarmRouting(ctx, c.CloudFormation, o.Name, &o.Template, o.Set); err != nil {
+			return nil, err
+		}
 	} else {
 		o.Template = keepShape(o.Template, o.Set, nil)
 	}
