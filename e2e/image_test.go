@@ -26,7 +26,8 @@ const demoKey = "og_demo_key_DO_NOT_USE_outside_the_local_demo"
 // the README says: read-only, no capabilities, as its non-root user, with
 // examples/outgate.yaml mounted. It drives the README's tour through it
 // (relay, proxy, 401, 403, metrics), runs the image's HEALTHCHECK, and stops
-// it with the runtime's SIGTERM while a request is in flight.
+// it with `podman stop` (the image's STOPSIGNAL, SIGTERM) while a request is
+// in flight: /readyz 503, /healthz 200, the request completes, exit 0.
 //
 // Networking: the container joins a network namespace the test makes (podman
 // --network ns:PATH), and the partner and the clients live in the same one.
@@ -53,8 +54,9 @@ func TestContainerImage(t *testing.T) {
 
 	// Build, offline.
 	tag := "localhost/outgate:e2e-" + suffix
+	imageDir := t.TempDir() // the build context: the binary the image holds
 	build := exec.Command(ipTool, "netns", "exec", ns, makeTool, "-C", "..", "image",
-		"IMAGE="+tag, "IMAGE_DIR="+t.TempDir(), "CONTAINER="+podman)
+		"IMAGE="+tag, "IMAGE_DIR="+imageDir, "CONTAINER="+podman)
 	build.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=readonly")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("make image: %v\n%s", err, out)
@@ -203,11 +205,12 @@ func TestContainerImage(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the request did not reach the partner; log:\n%s", logs.String())
 	}
-	// podman kill, not podman stop: the same SIGTERM, but podman refuses
-	// exec into a container it is stopping, and the checks below need it.
-	if code, out := pm("kill", "--signal", "TERM", name); code != 0 {
-		t.Fatalf("podman kill --signal TERM: exit %d %q", code, out)
-	}
+	// The runtime's own stop: STOPSIGNAL (SIGTERM), then SIGKILL after -t.
+	stopped := make(chan string, 1)
+	go func() {
+		code, out := pm("stop", "-t", "60", name)
+		stopped <- fmt.Sprintf("exit %d %q", code, out)
+	}()
 	for i := 0; ; i++ {
 		resp, err := direct.Get("http://127.0.0.1:9090/readyz")
 		if err == nil {
@@ -221,10 +224,20 @@ func TestContainerImage(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if code, out := pm("exec", name, "/outgate", "health"); code != 0 {
+	if resp, _ := get(t, direct, "http://127.0.0.1:9090/healthz", ""); resp.StatusCode != 200 {
+		t.Errorf("/healthz while draining: %d, want 200", resp.StatusCode)
+	}
+	// The image's own binary (podman refuses exec into a container it is
+	// stopping, so it runs beside the container, in its namespace).
+	healthCmd := func(args ...string) (int, string) {
+		cmd := exec.Command(ipTool, append([]string{"netns", "exec", ns, filepath.Join(imageDir, "outgate"), "health", "--config", sample}, args...)...)
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	if code, out := healthCmd(); code != 0 {
 		t.Errorf("outgate health while draining: exit %d %q, want 0 (alive)", code, out)
 	}
-	if code, out := pm("exec", name, "/outgate", "health", "--ready"); code != 1 || !strings.Contains(out, "503") {
+	if code, out := healthCmd("--ready"); code != 1 || !strings.Contains(out, "503") {
 		t.Errorf("outgate health --ready while draining: exit %d %q, want 1 with 503", code, out)
 	}
 	released = true
@@ -239,6 +252,9 @@ func TestContainerImage(t *testing.T) {
 		}
 	case <-time.After(90 * time.Second):
 		t.Fatalf("the container did not exit after SIGTERM\n%s", logs.String())
+	}
+	if s := <-stopped; !strings.HasPrefix(s, "exit 0 ") {
+		t.Errorf("podman stop: %s", s)
 	}
 	if !strings.Contains(logs.String(), `"msg":"stopped"`) {
 		t.Errorf("no stop line in the container's log:\n%s", logs.String())
