@@ -162,7 +162,11 @@ func TestContainerImage(t *testing.T) {
 	}
 
 	// Who it runs as, and with what: the process as the host sees it.
-	_, pid := pm("inspect", "--format", "{{.State.Pid}}", name)
+	pidOut, err := exec.Command(podman, "inspect", "--format", "{{.State.Pid}}", name).Output() // stdout only: podman logs to stderr
+	if err != nil {
+		t.Fatalf("podman inspect: %v", err)
+	}
+	pid := strings.TrimSpace(string(pidOut))
 	status, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		t.Fatalf("the container's process (pid %q): %v", pid, err)
