@@ -3,7 +3,7 @@
 DIST := internal/deploy/dist
 ARCHES := arm64:arm64 x86_64:amd64
 
-.PHONY: release zips test
+.PHONY: release zips test image image-context
 zips:
 	@for pair in $(ARCHES); do arch=$${pair%%:*}; goarch=$${pair##*:}; \
 	  for fn in outgate-relay outgate-guardian; do \
@@ -18,3 +18,22 @@ release: zips
 
 test:
 	npm ci --prefix testdata/clients/node --no-audit --no-fund && go test -race -count=1 ./...
+
+# The container image of `outgate serve` (Containerfile), built offline: the
+# static binary is built here and copied FROM scratch with the CA roots, so no
+# base image is pulled. CONTAINER=docker works too.
+IMAGE ?= localhost/outgate:dev
+CONTAINER ?= podman
+IMAGE_DIR ?= build/image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+
+image-context:
+	@test -f $(CA_BUNDLE) || { echo "no CA bundle at $(CA_BUNDLE): apt-get install ca-certificates, or pass CA_BUNDLE=FILE" >&2; exit 1; }
+	mkdir -p $(IMAGE_DIR)
+	GOOS=linux CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' -o $(IMAGE_DIR)/outgate ./cmd/outgate
+	chmod 0555 $(IMAGE_DIR)/outgate
+	install -m 0444 $(CA_BUNDLE) $(IMAGE_DIR)/ca-certificates.crt
+
+# podman (buildah) writes OCI images by default, which have no HEALTHCHECK.
+image: image-context
+	$(CONTAINER) build $(if $(filter podman buildah,$(notdir $(CONTAINER))),--format docker) -f Containerfile -t $(IMAGE) $(IMAGE_DIR)

@@ -10,10 +10,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/health"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/server"
 )
@@ -43,7 +45,7 @@ for partner APIs that allowlist addresses. It runs as an authenticated relay
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(serveCmd(), keysCmd(), configCmd(), planCmd(), templateCmd(), upCmd(), statusCmd(), downCmd(), ipsCmd(), verifyCmd(), attachCmd(), detachCmd())
+	root.AddCommand(serveCmd(), keysCmd(), configCmd(), planCmd(), templateCmd(), upCmd(), statusCmd(), downCmd(), ipsCmd(), verifyCmd(), attachCmd(), detachCmd(), healthCmd())
 	return root
 }
 
@@ -94,6 +96,56 @@ Logs and audit lines are JSON on stderr, one audit line per request or tunnel.`,
 		},
 	}
 	cmd.Flags().StringVarP(&cfgFlag, "config", "c", "", "config file (default: $OUTGATE_CONFIG_FILE)")
+	return cmd
+}
+
+func healthCmd() *cobra.Command {
+	var cfgFlag, addr string
+	var ready bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "health [--config FILE | --addr HOST:PORT] [--ready]",
+		Short: "Ask a running gateway's admin listener whether it is alive (exit 0) or not (exit 1)",
+		Long: `Ask the admin listener (admin_listen in the config, or --addr) of a gateway
+running beside this command for /healthz, or /readyz with --ready, and exit 0
+only if it answers 200. For container health checks that run a command (the
+image's HEALTHCHECK): the image has no shell or curl. /healthz stays 200 while
+SIGTERM drains; /readyz turns 503 at once.
+
+Only admin_listen is read from the config, so a file edited but not yet
+reloaded does not make the running gateway look unhealthy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if timeout <= 0 {
+				return usageError{fmt.Errorf("--timeout must be positive, got %s", timeout)}
+			}
+			target := addr
+			if target != "" {
+				a, err := health.DialAddr(target)
+				if err != nil {
+					return usageError{fmt.Errorf("--addr: %w", err)}
+				}
+				target = a
+			} else {
+				path, err := configPath(cfgFlag)
+				if err != nil {
+					return err
+				}
+				if target, err = health.AdminAddr(path); err != nil {
+					return err
+				}
+			}
+			probe := health.Live
+			if ready {
+				probe = health.Ready
+			}
+			return health.Check(cmd.Context(), target, probe, timeout)
+		},
+	}
+	cmd.Flags().StringVarP(&cfgFlag, "config", "c", "", "config file whose admin_listen to ask (default: $OUTGATE_CONFIG_FILE)")
+	cmd.Flags().StringVar(&addr, "addr", "", "admin listener to ask instead of the config's admin_listen")
+	cmd.Flags().BoolVar(&ready, "ready", false, "ask /readyz (503 while draining) instead of /healthz")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the answer")
 	return cmd
 }
 
