@@ -23,7 +23,6 @@ func AWS(load func(context.Context) (aws.Config, error)) Sources {
 		return ac, err
 	}
 	return Sources{
-		Euid: -1,
 		SSM: func(ctx context.Context) (SSM, error) {
 			c, err := cfg(ctx)
 			if err != nil {

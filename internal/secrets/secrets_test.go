@@ -89,7 +89,7 @@ func writeFile(t *testing.T, name, content string, mode os.FileMode) string {
 // read or swap, or that are too large; no error carries the value.
 func TestFileSource(t *testing.T) {
 	const value = "s3cr3t-VALUE"
-	src := secrets.Sources{Euid: -1}
+	src := secrets.Sources{}
 	ctx := context.Background()
 	good := writeFile(t, "key", value+"\n", 0o600)
 	if v, err := src.Fetch(ctx, secrets.Ref{Source: "file", Name: good}); err != nil || v != value {
@@ -176,7 +176,7 @@ func TestSetRefresh(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	var log lockedBuffer
-	set, err := secrets.Load(context.Background(), secrets.Sources{Euid: -1}, []secrets.Ref{ref, ref},
+	set, err := secrets.Load(context.Background(), secrets.Sources{}, []secrets.Ref{ref, ref},
 		secrets.Options{TTL: time.Minute, Now: clock, Log: slog.New(slog.NewJSONHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -44,9 +44,6 @@ type Sources struct {
 	// available here, and references to it fail).
 	SSM            func(context.Context) (SSM, error)
 	SecretsManager func(context.Context) (SecretsManager, error)
-	// Euid is the user the files must belong to (besides root); -1: the
-	// process's own.
-	Euid int
 }
 
 // Error is a reference that could not be resolved. Its text names the
@@ -144,10 +141,7 @@ func (s Sources) file(r Ref) (string, error) {
 		return "", &Error{Ref: r, Msg: fmt.Sprintf("mode %04o lets other users read or change it: chmod o-rwx,g-w", perm)}
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		euid := s.Euid
-		if euid < 0 {
-			euid = os.Geteuid()
-		}
+		euid := os.Geteuid()
 		if int(st.Uid) != euid && st.Uid != 0 {
 			return "", &Error{Ref: r, Msg: fmt.Sprintf("is owned by uid %d, neither the gateway's user (%d) nor root", st.Uid, euid)}
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/outgate/outgate/internal/metrics"
 	"github.com/outgate/outgate/internal/proxy"
 	"github.com/outgate/outgate/internal/relay"
+	"github.com/outgate/outgate/internal/secrets"
 )
 
 // Options configure Run.
@@ -37,6 +38,9 @@ type Options struct {
 	Reload <-chan struct{}
 	// Ready, if set, is called once every listener is bound.
 	Ready func(Addrs)
+	// Secrets reach the config's ${secret:...} references (the zero
+	// value: env and file only).
+	Secrets secrets.Sources
 }
 
 // Addrs are the bound listener addresses ("" when a listener is off).
@@ -44,6 +48,7 @@ type Addrs struct{ Relay, Proxy, Admin string }
 
 type gateway struct {
 	path    string
+	secrets secrets.Sources
 	log     *slog.Logger
 	audit   io.Writer
 	level   *slog.LevelVar
@@ -116,10 +121,11 @@ func Run(ctx context.Context, o Options) error {
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Log.Level))
 	g := &gateway{
-		path:  o.ConfigPath,
-		log:   slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})),
-		audit: out,
-		level: level,
+		path:    o.ConfigPath,
+		secrets: o.Secrets,
+		log:     slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})),
+		audit:   out,
+		level:   level,
 	}
 	g.logWarnings(cfg)
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
@@ -270,7 +276,7 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }})
+	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }, Secrets: g.secrets})
 }
 
 // logWarnings logs what `config check` would warn about (a loopback or cloud
