@@ -153,6 +153,12 @@ func parseRef(s string) (Ref, error) {
 			}
 			r.Name, r.Key = n, key
 		}
+		// Secret names are letters, digits and /_+=.@- (ARNs add ':').
+		for _, c := range []byte(r.Name) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("/_+=.@-:", c) >= 0) {
+				return Ref{}, fmt.Errorf("%s: a secret name is letters, digits and /_+=.@- (an ARN adds ':')", r)
+			}
+		}
 		if strings.HasPrefix(r.Name, "arn:") && !strings.HasPrefix(r.Name, "arn:aws") {
 			return Ref{}, fmt.Errorf("%s: not a Secrets Manager ARN", r)
 		}
