@@ -68,3 +68,39 @@ func TestApplyReplacesEverySpelling(t *testing.T) {
 		t.Error("an upstream without secrets got credentials")
 	}
 }
+
+// TestCertFollowsRefresh: after the secrets refresh with a new certificate,
+// Cert returns it under a new ID in the same slot (so egress replaces the
+// upstream's connections), and the same ID while nothing changed.
+func TestCertFollowsRefresh(t *testing.T) {
+	ca := testutil.NewClientCA(t)
+	cert, key := ca.Issue(t, "one")
+	t.Setenv("OUTGATE_T_CERT", cert)
+	t.Setenv("OUTGATE_T_KEY", key)
+	creds, err := load(t, `    url: https://api.pay.example
+    client_cert: "${secret:env:OUTGATE_T_CERT}"
+    client_key: "${secret:env:OUTGATE_T_KEY}"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := creds.For("pay")
+	first := up.Cert()
+	if first == nil || first.Slot != "pay" || !strings.HasPrefix(first.ID, "pay/") || up.Cert() != first {
+		t.Fatalf("cert %+v", first)
+	}
+	if err := creds.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if again := up.Cert(); again.ID != first.ID {
+		t.Errorf("the same certificate got a new ID: %s, %s", first.ID, again.ID)
+	}
+	cert, key = ca.Issue(t, "two")
+	t.Setenv("OUTGATE_T_CERT", cert)
+	t.Setenv("OUTGATE_T_KEY", key)
+	if err := creds.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if next := up.Cert(); next.ID == first.ID || next.Slot != "pay" || next.Cert.Leaf == nil && len(next.Cert.Certificate) == 0 {
+		t.Errorf("after rotation: %+v (was %s)", next, first.ID)
+	}
+}

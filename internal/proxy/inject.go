@@ -13,15 +13,18 @@ import (
 
 // partnerCreds finds the credentials an absolute-form proxy request gets:
 // those of an upstream the client may use whose URL has the same scheme,
-// host and port and whose base path holds the request's path. The relay's
-// path rule applies to such a request (no dot segment in any spelling), or
-// a client could aim the credentials at a path outside the base path. A
-// request to anywhere else gets none, and CONNECT never does: the gateway
-// cannot see inside the client's TLS.
+// host and port and whose base path holds the request's path (the longest
+// such base path, if several do). The relay's path rule applies to such a
+// request (no dot segment in any spelling), or a client could aim the
+// credentials at a path outside the base path. A request to anywhere else
+// gets none, and CONNECT never does: the gateway cannot see inside the
+// client's TLS.
 func partnerCreds(c *core.Core, cl *core.Client, scheme, host string, port uint16, escapedPath string) (*inject.Upstream, *apierr.E) {
 	if c.Creds == nil {
 		return nil, nil
 	}
+	var best *inject.Upstream
+	bestLen := -1
 	for _, name := range cl.Upstreams {
 		creds := c.Creds.For(name)
 		if creds == nil {
@@ -37,9 +40,9 @@ func partnerCreds(c *core.Core, cl *core.Client, scheme, host string, port uint1
 			return nil, apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "a request to upstream "+name+"'s partner: "+err.Error())
 		}
 		base := u.EscapedPath()
-		if escapedPath == base || base == "" || strings.HasPrefix(escapedPath, base+"/") {
-			return creds, nil
+		if (escapedPath == base || base == "" || strings.HasPrefix(escapedPath, base+"/")) && len(base) > bestLen {
+			best, bestLen = creds, len(base)
 		}
 	}
-	return nil, nil
+	return best, nil
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -221,8 +222,10 @@ func TestRelayMutualTLS(t *testing.T) {
 	certFile := secretFile(t, dir, "pay.crt", certPEM)
 	keyFile := secretFile(t, dir, "pay.key", keyPEM)
 	c := newClient("billing")
+	u, _ := url.Parse(srv.URL)
 	cfg := fmt.Sprintf(`
 listen: 127.0.0.1:0
+proxy_listen: 127.0.0.1:0
 upstreams:
   pay:
     url: %[1]s
@@ -233,8 +236,9 @@ clients:
   - name: billing
     key_sha256: %[4]s
     upstreams: [pay, nocert]
+    hosts: ["%[6]s"]
 network: {allow_cidrs: [127.0.0.0/8], ca_files: [%[5]s]}
-`, srv.URL, certFile, keyFile, c.hash, testutil.WriteCA(t, srv))
+`, srv.URL, certFile, keyFile, c.hash, testutil.WriteCA(t, srv), u.Host)
 	g := start(t, cfg)
 
 	call := func(route string) (int, string) {
@@ -258,6 +262,25 @@ network: {allow_cidrs: [127.0.0.0/8], ca_files: [%[5]s]}
 	}
 	if st, body := call("nocert"); st != 502 {
 		t.Fatalf("without a certificate, after the pay upstream's connection was pooled: %d %s", st, body)
+	}
+
+	// An absolute-form https proxy request to the upstream's origin goes
+	// out with the certificate; a CONNECT tunnel is the client's own TLS,
+	// which the gateway cannot add a certificate to: the partner refuses it.
+	if resp, body := rawProxyGet(t, g, c, srv.URL+"/x"); resp.StatusCode != 200 || body != "outgate-pay-1" {
+		t.Errorf("absolute-form https through the proxy: %d %s", resp.StatusCode, body)
+	}
+	conn, br, resp, _ := rawProxy(t, g, "CONNECT "+u.Host+" HTTP/1.1", "Host: "+u.Host, "Proxy-Authorization: "+basic(c.name, c.key))
+	if resp.StatusCode != 200 || br.Buffered() != 0 {
+		t.Fatalf("CONNECT: %d", resp.StatusCode)
+	}
+	tc := tls.Client(conn, &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, ServerName: "127.0.0.1"})
+	req, _ := http.NewRequest("GET", srv.URL+"/x", nil)
+	tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := req.Write(tc); err == nil {
+		if resp, err := http.ReadResponse(bufio.NewReader(tc), req); err == nil {
+			t.Errorf("a CONNECT tunnel without the client's own certificate was answered: %d", resp.StatusCode)
+		}
 	}
 
 	certPEM, keyPEM = ca.Issue(t, "outgate-pay-2")
