@@ -15,8 +15,10 @@ import (
 const DefaultTTL = 5 * time.Minute
 
 // fetchTimeout bounds one round of fetches: a source that does not answer
-// must not hold a start, a reload or a refresh for ever.
-const fetchTimeout = 10 * time.Second
+// must not hold a start, a reload or a refresh for ever. It is short enough
+// that the Lambda relay's cold start (10 s in all, up to 5 s of it reading
+// the config) ends with an error naming the secret rather than being cut off.
+const fetchTimeout = 4 * time.Second
 
 // retryAfterFailure spaces refreshes while a source is failing.
 const retryAfterFailure = 30 * time.Second
