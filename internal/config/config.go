@@ -65,9 +65,11 @@ type Upstream struct {
 	ClientCert string `yaml:"client_cert"`
 	ClientKey  string `yaml:"client_key"`
 
-	Parsed        *url.URL       `yaml:"-"`
-	Partner       PartnerSecrets `yaml:"-"`
-	HeaderTimeout time.Duration  `yaml:"-"`
+	Parsed        *url.URL      `yaml:"-"`
+	HeaderTimeout time.Duration `yaml:"-"`
+
+	// Partner is InjectHeaders, ClientCert and ClientKey, parsed.
+	Partner PartnerSecrets `yaml:"-"`
 }
 
 // Client is one caller of the gateway and what it may reach.

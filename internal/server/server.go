@@ -48,7 +48,6 @@ type Addrs struct{ Relay, Proxy, Admin string }
 
 type gateway struct {
 	path    string
-	secrets secrets.Sources
 	log     *slog.Logger
 	audit   io.Writer
 	level   *slog.LevelVar
@@ -60,6 +59,8 @@ type gateway struct {
 	conns   *limits.Conns
 	admin   *limits.Conns // the admin listener's own, apart from clients'
 	dials   atomic.Int64  // upstream connections opened, across reloads
+
+	secrets secrets.Sources // where the config's ${secret:...} references are read
 }
 
 // adminMaxConns bounds the admin listener on its own, so metrics can be
@@ -121,12 +122,12 @@ func Run(ctx context.Context, o Options) error {
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(cfg.Log.Level))
 	g := &gateway{
-		path:    o.ConfigPath,
-		secrets: o.Secrets,
-		log:     slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})),
-		audit:   out,
-		level:   level,
+		path:  o.ConfigPath,
+		log:   slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: level})),
+		audit: out,
+		level: level,
 	}
+	g.secrets = o.Secrets
 	g.logWarnings(cfg)
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
 	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
