@@ -76,6 +76,9 @@ type Deps struct {
 	// Secrets reach where the config's ${secret:...} references live
 	// (the zero value: env and file only).
 	Secrets secrets.Sources
+	// OnSecretRefresh, if set, sees every refresh of the secrets after
+	// the start (nil error: the new values are in use).
+	OnSecretRefresh func(error)
 }
 
 // New compiles a validated config.
@@ -113,7 +116,7 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 	}
 	// A secret that cannot be fetched fails the start or the reload,
 	// never a request.
-	if c.Creds, err = inject.Load(context.Background(), cfg, deps.Secrets, log); err != nil {
+	if c.Creds, err = inject.Load(context.Background(), cfg, deps.Secrets, log, deps.OnSecretRefresh); err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
 	for i := range cfg.Clients {

@@ -51,7 +51,7 @@ type Upstream struct {
 // and match their keys). It fails naming the references that do not, so
 // a start or a reload fails rather than a request. A config without secrets
 // gives nil Creds, which inject nothing.
-func Load(ctx context.Context, cfg *config.Config, src secrets.Sources, log *slog.Logger) (*Creds, error) {
+func Load(ctx context.Context, cfg *config.Config, src secrets.Sources, log *slog.Logger, onRefresh func(error)) (*Creds, error) {
 	refs := cfg.SecretRefs()
 	if len(refs) == 0 {
 		return nil, nil
@@ -68,7 +68,7 @@ func Load(ctx context.Context, cfg *config.Config, src secrets.Sources, log *slo
 		}
 		c.ups[name] = u
 	}
-	set, err := secrets.Load(ctx, src, refs, secrets.Options{TTL: cfg.Secrets.ResolvedTTL, Log: log, Check: c.check})
+	set, err := secrets.Load(ctx, src, refs, secrets.Options{TTL: cfg.Secrets.ResolvedTTL, Log: log, Check: c.check, OnRefresh: onRefresh})
 	if err != nil {
 		return nil, err
 	}

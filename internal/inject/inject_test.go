@@ -21,7 +21,7 @@ func load(t *testing.T, upstream string) (*inject.Creds, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return inject.Load(context.Background(), cfg, secrets.Sources{}, nil)
+	return inject.Load(context.Background(), cfg, secrets.Sources{}, nil, nil)
 }
 
 // TestLoadRefusesUnusableValues: a value no header can carry (a line break

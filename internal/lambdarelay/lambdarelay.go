@@ -102,7 +102,20 @@ func (h *Handler) logWarnings(cfg *config.Config) {
 }
 
 func (h *Handler) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: h.log, Audit: h.out, OnFinish: h.requestMetrics, Secrets: h.secrets})
+	return core.New(cfg, core.Deps{Log: h.log, Audit: h.out, OnFinish: h.requestMetrics, Secrets: h.secrets,
+		OnSecretRefresh: h.secretRefreshed})
+}
+
+// secretRefreshed emits SecretRefreshErrors (0 or 1) for each refresh of
+// the partner secrets: alarm on its sum, since an error keeps the previous
+// values and a rotated secret is not picked up.
+func (h *Handler) secretRefreshed(err error) {
+	v := 0.0
+	if err != nil {
+		v = 1
+	}
+	h.emf.Emit(map[string]string{"Function": h.function},
+		emf.Set{Dimensions: [][]string{{"Function"}}, Metrics: []emf.Metric{{Name: "SecretRefreshErrors", Unit: "Count", Value: v}}})
 }
 
 // maybeReload asks for the config again when it is due. Lambda freezes the

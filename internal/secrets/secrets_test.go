@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -176,8 +177,14 @@ func TestSetRefresh(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	var log lockedBuffer
+	var outcomes []string
+	onRefresh := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		outcomes = append(outcomes, fmt.Sprint(err != nil))
+	}
 	set, err := secrets.Load(context.Background(), secrets.Sources{}, []secrets.Ref{ref, ref},
-		secrets.Options{TTL: time.Minute, Now: clock, Log: slog.New(slog.NewJSONHandler(&log, nil))})
+		secrets.Options{TTL: time.Minute, Now: clock, Log: slog.New(slog.NewJSONHandler(&log, nil)), OnRefresh: onRefresh})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +222,20 @@ func TestSetRefresh(t *testing.T) {
 	if v := set.Current().Values[ref]; v != "two" {
 		t.Fatalf("a failed refresh replaced the value: %q", v)
 	}
+	mu.Lock()
+	if got := strings.Join(outcomes, " "); got != "false true" {
+		t.Errorf("refresh outcomes (failed?) %q, want one ok then one failure", got)
+	}
+	mu.Unlock()
+	// Within 30 s of a failure no new refresh starts, even past the ttl.
+	advance(29 * time.Second)
+	set.Current()
+	set.Wait()
+	mu.Lock()
+	if len(outcomes) != 2 {
+		t.Errorf("a refresh retried %d times right after a failure", len(outcomes)-2)
+	}
+	mu.Unlock()
 	if l := log.String(); !strings.Contains(l, "secret refresh failed") || !strings.Contains(l, p) || strings.Contains(l, "SECRET") || strings.Contains(l, "two") {
 		t.Errorf("log of the failed refresh: %s", l)
 	}

@@ -34,6 +34,7 @@ type Set struct {
 	log   *slog.Logger
 	check func(Values) error
 	now   func() time.Time
+	onRef func(error)
 
 	cur        atomic.Pointer[Snapshot]
 	refreshing atomic.Bool
@@ -56,12 +57,16 @@ type Options struct {
 	Check func(Values) error
 	// Now is the clock (time.Now if nil), for tests of the ttl.
 	Now func() time.Time
+	// OnRefresh, if set, sees the outcome of every refresh after Load (nil:
+	// the new values are in use), for a metric: a refresh that keeps
+	// failing means a rotated secret is not picked up.
+	OnRefresh func(error)
 }
 
 // Load fetches every reference (duplicates once). It fails, listing every
 // reference that failed, if any does.
 func Load(ctx context.Context, src Sources, refs []Ref, o Options) (*Set, error) {
-	s := &Set{src: src, ttl: o.TTL, log: o.Log, check: o.Check, now: o.Now}
+	s := &Set{src: src, ttl: o.TTL, log: o.Log, check: o.Check, now: o.Now, onRef: o.OnRefresh}
 	if s.ttl <= 0 {
 		s.ttl = DefaultTTL
 	}
@@ -154,6 +159,9 @@ func (s *Set) Current() *Snapshot {
 // retryAfterFailure (or the ttl, if shorter), not on every request.
 func (s *Set) Refresh(ctx context.Context) error {
 	snap, err := s.fetch(ctx)
+	if s.onRef != nil {
+		s.onRef(err)
+	}
 	if err != nil {
 		s.retryAt.Store(s.now().Add(min(s.ttl, retryAfterFailure)).UnixNano())
 		s.log.Warn("secret refresh failed; the previous values stay in use", "error", err.Error())

@@ -277,7 +277,17 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }, Secrets: g.secrets})
+	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }, Secrets: g.secrets,
+		OnSecretRefresh: g.secretRefreshed})
+}
+
+// secretRefreshed counts a refresh of the partner secrets.
+func (g *gateway) secretRefreshed(err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	g.metrics.SecretRefreshes.WithLabelValues(result).Inc()
 }
 
 // logWarnings logs what `config check` would warn about (a loopback or cloud
