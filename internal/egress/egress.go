@@ -355,8 +355,17 @@ func (e *Egress) certsFor(tenant string, cert *ClientCert) *certTransports {
 	return ct
 }
 
+// certH2Idle is the idle connections a tenant's HTTP/2 Transport for one
+// client certificate keeps: it reaches one upstream, and HTTP/2 carries
+// many requests on one connection.
+const certH2Idle = 2
+
 // newH2 makes an HTTP/2-only Transport presenting cert (nil: none).
 func (e *Egress) newH2(cert *ClientCert) *http.Transport {
+	idle := e.h2PerTenant
+	if cert != nil {
+		idle = certH2Idle
+	}
 	return &http.Transport{
 		Proxy: nil,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -365,8 +374,8 @@ func (e *Egress) newH2(cert *ClientCert) *http.Transport {
 		// A custom TLS dial still gets HTTP/2 when the connection
 		// negotiated it; dialH2 returns no other kind.
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           e.h2PerTenant,
-		MaxIdleConnsPerHost:    e.h2PerTenant,
+		MaxIdleConns:           idle,
+		MaxIdleConnsPerHost:    idle,
 		IdleConnTimeout:        upstreamIdle,
 		MaxResponseHeaderBytes: maxResponseHeader,
 		DisableCompression:     true,
