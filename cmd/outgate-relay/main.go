@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/lambdarelay"
+	"github.com/outgate/outgate/internal/secrets"
 )
 
 func main() {
@@ -58,6 +60,7 @@ func main() {
 		Metrics:  os.Stdout,
 		Reload:   reload,
 		Version:  version,
+		Secrets:  secrets.AWS(func(ctx context.Context) (aws.Config, error) { return awsconfig.LoadDefaultConfig(ctx) }),
 	})
 	if err != nil {
 		fatal("start", err)

@@ -13,12 +13,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
 
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/deploy"
 )
+
+// defaultAWS loads the AWS configuration from the default chain
+// (environment, profile, role), for secrets the config references.
+func defaultAWS(ctx context.Context) (aws.Config, error) { return awsconfig.LoadDefaultConfig(ctx) }
 
 type awsFlags struct{ profile, region string }
 

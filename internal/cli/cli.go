@@ -17,6 +17,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/health"
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/secrets"
 	"github.com/outgate/outgate/internal/server"
 )
 
@@ -92,7 +93,7 @@ Logs and audit lines are JSON on stderr, one audit line per request or tunnel.`,
 					}
 				}
 			}()
-			return server.Run(ctx, server.Options{ConfigPath: path, Reload: reload, LogOutput: cmd.ErrOrStderr()})
+			return server.Run(ctx, server.Options{ConfigPath: path, Reload: reload, LogOutput: cmd.ErrOrStderr(), Secrets: secrets.AWS(defaultAWS)})
 		},
 	}
 	cmd.Flags().StringVarP(&cfgFlag, "config", "c", "", "config file (default: $OUTGATE_CONFIG_FILE)")
@@ -210,6 +211,27 @@ func configCmd() *cobra.Command {
 			// loopback upstream is right in a test set-up.
 			for _, w := range cfg.Warnings {
 				fmt.Fprintln(cmd.ErrOrStderr(), cfg.Warning(w))
+			}
+			// Every secret is fetched (values never printed): a missing
+			// one fails the check; a source that could not be reached
+			// (no AWS credentials here) is a warning, since the gateway's
+			// own role may reach it.
+			missing := 0
+			for _, err := range secrets.Check(cmd.Context(), secrets.AWS(defaultAWS), cfg.SecretRefs()) {
+				var se *secrets.Error
+				if !errors.As(err, &se) {
+					return err
+				}
+				msg := se.Error()
+				if se.Unreachable {
+					fmt.Fprintln(cmd.ErrOrStderr(), cfg.SecretProblem(se.Ref, "could not check: "+msg, true))
+					continue
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), cfg.SecretProblem(se.Ref, msg, false))
+				missing++
+			}
+			if missing > 0 {
+				return fmt.Errorf("%s: %d secret(s) cannot be read", path, missing)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d clients, %d upstreams)\n", path, len(cfg.Clients), len(cfg.Upstreams))
 			return nil

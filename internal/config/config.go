@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outgate/outgate/internal/hostname"
+	"github.com/outgate/outgate/internal/secrets"
 )
 
 // Config is the configuration file's shape. Fields tagged yaml:"-" are filled
@@ -27,6 +28,8 @@ type Config struct {
 	// ProxyTLS makes proxy_listen an HTTPS proxy (https:// proxy URLs), so
 	// the key in Proxy-Authorization never crosses a network in the clear.
 	ProxyTLS TLS `yaml:"proxy_tls"`
+	// Secrets configures how partner secrets are refreshed (secrets.go).
+	Secrets Secrets `yaml:"secrets"`
 
 	// Source names where the config came from, for messages ("outgate.yaml").
 	Source string `yaml:"-"`
@@ -34,6 +37,9 @@ type Config struct {
 	// (an upstream on loopback or a cloud metadata address...), in file
 	// order; format each with Warning.
 	Warnings []Problem `yaml:"-"`
+	// SecretAt is where each ${secret:...} reference is first written,
+	// so a secret that cannot be fetched is reported at its place.
+	SecretAt map[secrets.Ref]Problem `yaml:"-"`
 }
 
 // Upstream is a relay route: /{name}/{rest} goes to URL + /{rest}.
@@ -49,9 +55,21 @@ type Upstream struct {
 	// AllowBodyOn lists the methods among GET, HEAD, OPTIONS and DELETE
 	// whose requests may carry a body to this upstream (default: none).
 	AllowBodyOn []string `yaml:"allow_body_on"`
+	// InjectHeaders are set on every request to this upstream, from
+	// secrets the gateway holds (secrets.go): the client's own copies of
+	// these headers are removed first.
+	InjectHeaders map[string]string `yaml:"inject_headers"`
+	// ClientCert and ClientKey are the PEM certificate (chain) and key
+	// the gateway presents to a partner that requires mutual TLS, each one
+	// ${secret:...} reference.
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
 
 	Parsed        *url.URL      `yaml:"-"`
 	HeaderTimeout time.Duration `yaml:"-"`
+
+	// Partner is InjectHeaders, ClientCert and ClientKey, parsed.
+	Partner PartnerSecrets `yaml:"-"`
 }
 
 // Client is one caller of the gateway and what it may reach.

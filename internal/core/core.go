@@ -5,6 +5,7 @@
 package core
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -18,8 +19,10 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/egress"
 	"github.com/outgate/outgate/internal/forward"
+	"github.com/outgate/outgate/internal/inject"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/limits"
+	"github.com/outgate/outgate/internal/secrets"
 )
 
 // Client is an authenticated caller with its budgets.
@@ -47,6 +50,9 @@ type Core struct {
 
 	onFinish func(*audit.Record)
 
+	// Creds are the partner credentials of the upstreams (nil: none).
+	Creds *inject.Creds
+
 	// Cert is the relay listener's certificate when tls is configured,
 	// ProxyCert the proxy listener's when proxy_tls is.
 	Cert, ProxyCert *tls.Certificate
@@ -67,6 +73,12 @@ type Deps struct {
 	// OnConnect, if set, sees every upstream connection opened (relay,
 	// proxy and tunnels): against requests, how well keep-alive works.
 	OnConnect func()
+	// Secrets reach where the config's ${secret:...} references live
+	// (the zero value: env and file only).
+	Secrets secrets.Sources
+	// OnSecretRefresh, if set, sees every refresh of the secrets after
+	// the start (nil error: the new values are in use).
+	OnSecretRefresh func(error)
 }
 
 // New compiles a validated config.
@@ -101,6 +113,11 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 			return nil, fmt.Errorf("proxy_tls: %w", err)
 		}
 		c.ProxyCert = &cert
+	}
+	// A secret that cannot be fetched fails the start or the reload,
+	// never a request.
+	if c.Creds, err = inject.Load(context.Background(), cfg, deps.Secrets, log, deps.OnSecretRefresh); err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
 	}
 	for i := range cfg.Clients {
 		cc := &cfg.Clients[i]

@@ -20,6 +20,8 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/scheduler"
 	"github.com/awslabs/goformation/v7/cloudformation/sns"
 	"github.com/awslabs/goformation/v7/cloudformation/tags"
+
+	"github.com/outgate/outgate/internal/secrets"
 )
 
 // TemplateOptions choose the shape of the stack.
@@ -45,6 +47,10 @@ type TemplateOptions struct {
 	// RelayConcurrency is the default of the relay's reserved concurrency
 	// (0: DefaultRelayConcurrency; NoRelayCap: no reservation).
 	RelayConcurrency int `json:"-"`
+	// Secrets are the config's ${secret:...} references: the relay's role
+	// may read exactly these (secrets.go). They come from the config on
+	// every `up`, not from the deployed shape.
+	Secrets []secrets.Ref `json:"-"`
 }
 
 // DefaultRelayConcurrency caps the relay's concurrent executions: enough for
@@ -120,6 +126,9 @@ func (o *TemplateOptions) Normalize() error {
 	}
 	if o.RelayConcurrency < NoRelayCap || o.RelayConcurrency > 1000 {
 		return fmt.Errorf("--relay-concurrency must be from 1 to 1000, or 0 for no cap, got %d", o.RelayConcurrency)
+	}
+	if err := checkRelaySecrets(o.Secrets); err != nil {
+		return err
 	}
 	if len(o.Notify) > 0 && o.NotifyTopic != "" {
 		return fmt.Errorf("--notify and --notify-topic exclude each other: subscribe the addresses to your topic instead")
@@ -500,13 +509,17 @@ func (b *builder) logGroup(logicalFn, suffix, cond string) string {
 }
 
 func (b *builder) relay() {
+	relayPolicies := []iam.Role_Policy{{PolicyName: "read-config", PolicyDocument: policy(map[string]any{
+		"Effect": "Allow", "Action": "ssm:GetParameter",
+		"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})}}
+	if p := secretsPolicy(b.o.Secrets); p != nil {
+		relayPolicies = append(relayPolicies, *p)
+	}
 	b.add("RelayRole", &iam.Role{
 		AssumeRolePolicyDocument: assumeRole("lambda.amazonaws.com"),
 		ManagedPolicyArns:        []string{cf.Sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")},
-		Policies: []iam.Role_Policy{{PolicyName: "read-config", PolicyDocument: policy(map[string]any{
-			"Effect": "Allow", "Action": "ssm:GetParameter",
-			"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})}},
-		Tags: []tags.Tag{deploymentTag()},
+		Policies:                 relayPolicies,
+		Tags:                     []tags.Tag{deploymentTag()},
 	})
 	relayLogs := b.logGroup("Relay", relaySuffix, ParamCreateRelayLogs)
 	b.add("Relay", &lambda.Function{

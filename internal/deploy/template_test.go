@@ -147,6 +147,7 @@ func allVariants() map[string]TemplateOptions {
 	v["eni-notify"] = TemplateOptions{AZs: 2, Notify: []string{"ops@example.com", "oncall+outgate@example.org"}}
 	v["eni-apigw-topic"] = TemplateOptions{Front: "apigw", Arch: "x86_64", NotifyTopic: "arn:aws:sns:eu-central-1:123456789012:pager-duty_1"}
 	v["nat-uncapped"] = TemplateOptions{Mode: "nat", RelayConcurrency: NoRelayCap, LogRetentionDays: 3653, Notify: []string{"a@example.com"}}
+	v["eni-secrets"] = TemplateOptions{Secrets: testSecretRefs}
 	return v
 }
 

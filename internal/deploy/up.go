@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/guardian"
 )
@@ -144,6 +145,12 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	} else {
 		o.Template = keepShape(o.Template, o.Set, nil)
 	}
+	// The relay's role reads exactly the secrets the config names.
+	cfg, err := config.Parse(o.ConfigYAML, "the config")
+	if err != nil {
+		return nil, err
+	}
+	o.Template.Secrets = cfg.SecretRefs()
 	if err := o.Template.Normalize(); err != nil {
 		return nil, ErrOptions{err}
 	}

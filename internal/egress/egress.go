@@ -57,6 +57,20 @@ type Egress struct {
 	mu     sync.Mutex
 	protos map[string]int             // https host:port → 1 or 2, as it answered
 	h2     map[string]*http.Transport // per tenant, HTTP/2 only
+	// certs holds the Transports of requests made with a client
+	// certificate, per tenant and ClientCert.Slot (the upstream): a
+	// rotated certificate replaces its slot's entry, so the map stays as
+	// large as the config.
+	certs map[string]*certTransports
+}
+
+// ClientCert is a client certificate for mutual TLS (see h1.ClientCert).
+type ClientCert = h1.ClientCert
+
+// certTransports are the Transports for one tenant and client certificate.
+type certTransports struct {
+	id       string // the ClientCert.ID they present
+	h2, once *http.Transport
 }
 
 // New builds the dialer and transports. self lists the gateway's own
@@ -148,16 +162,36 @@ func (e *Egress) For(tenant string) *Tenant { return &Tenant{e: e, name: tenant}
 
 // RoundTrip sends req for the tenant "" (the gateway's own calls).
 func (e *Egress) RoundTrip(req *http.Request) (*http.Response, error) {
-	return e.roundTrip("", req)
+	return e.roundTrip("", nil, req)
 }
 
 // RoundTrip sends req over the tenant's connections. It never follows
 // redirects.
 func (t *Tenant) RoundTrip(req *http.Request) (*http.Response, error) {
-	return t.e.roundTrip(t.name, req)
+	return t.e.roundTrip(t.name, nil, req)
 }
 
-func (e *Egress) roundTrip(tenant string, req *http.Request) (*http.Response, error) {
+// WithCert returns the tenant's way out presenting cert to partners that
+// ask for a client certificate; nil cert: the tenant itself. Connections
+// made with a certificate are used only for requests with the same
+// certificate (same ClientCert.ID) from the same tenant.
+func (t *Tenant) WithCert(cert *ClientCert) http.RoundTripper {
+	if cert == nil {
+		return t
+	}
+	return certTenant{t: t, cert: cert}
+}
+
+type certTenant struct {
+	t    *Tenant
+	cert *ClientCert
+}
+
+func (c certTenant) RoundTrip(req *http.Request) (*http.Response, error) {
+	return c.t.e.roundTrip(c.t.name, c.cert, req)
+}
+
+func (e *Egress) roundTrip(tenant string, cert *ClientCert, req *http.Request) (*http.Response, error) {
 	if UnexpectedBody(req) {
 		// A body the partner may not read may be read as a request of its
 		// own: the connection that carried it is never used again.
@@ -169,7 +203,7 @@ func (e *Egress) roundTrip(tenant string, req *http.Request) (*http.Response, er
 	}
 	switch {
 	case proto == 2:
-		resp, err, resend := e.viaH2(tenant, req)
+		resp, err, resend := e.viaH2(tenant, cert, req)
 		if !errors.Is(err, errNotH2) {
 			return resp, err
 		}
@@ -179,11 +213,15 @@ func (e *Egress) roundTrip(tenant string, req *http.Request) (*http.Response, er
 		if !resend {
 			return nil, err
 		}
-		return e.roundTrip(tenant, req)
+		return e.roundTrip(tenant, cert, req)
 	case proto == 1 && h1.Eligible(req):
-		return e.H1.Do(tenant, req)
+		return e.H1.DoCert(tenant, cert, req)
 	}
-	resp, err := e.Once.RoundTrip(req)
+	once := e.Once
+	if cert != nil {
+		once = e.certsFor(tenant, cert).once
+	}
+	resp, err := once.RoundTrip(req)
 	if err == nil && req.URL.Scheme == "https" {
 		e.learn(req.URL.Host, resp.ProtoMajor)
 	}
@@ -238,8 +276,13 @@ var errNotH2 = errors.New("egress: the partner did not negotiate HTTP/2")
 // viaH2 sends req through the tenant's HTTP/2 Transport. A body is passed
 // behind a guard, so that if the dial finds no HTTP/2 (and the Transport
 // closes the body unread) the request can still go another way: resend.
-func (e *Egress) viaH2(tenant string, req *http.Request) (resp *http.Response, err error, resend bool) {
-	t := e.h2For(tenant)
+func (e *Egress) viaH2(tenant string, cert *ClientCert, req *http.Request) (resp *http.Response, err error, resend bool) {
+	var t *http.Transport
+	if cert != nil {
+		t = e.certsFor(tenant, cert).h2
+	} else {
+		t = e.h2For(tenant)
+	}
 	out := req
 	var g *bodyGuard
 	if req.Body != nil && req.Body != http.NoBody {
@@ -277,18 +320,7 @@ func (e *Egress) h2For(tenant string) *http.Transport {
 	if t := e.h2[tenant]; t != nil {
 		return t
 	}
-	t := &http.Transport{
-		Proxy:          nil,
-		DialTLSContext: e.dialH2,
-		// A custom TLS dial still gets HTTP/2 when the connection
-		// negotiated it; dialH2 returns no other kind.
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           e.h2PerTenant,
-		MaxIdleConnsPerHost:    e.h2PerTenant,
-		IdleConnTimeout:        upstreamIdle,
-		MaxResponseHeaderBytes: maxResponseHeader,
-		DisableCompression:     true,
-	}
+	t := e.newH2(nil)
 	if e.h2 == nil {
 		e.h2 = map[string]*http.Transport{}
 	}
@@ -296,9 +328,63 @@ func (e *Egress) h2For(tenant string) *http.Transport {
 	return t
 }
 
+// certsFor returns the Transports for tenant presenting cert, made on first
+// use; a new certificate for the same slot (a rotation) replaces the old
+// ones, whose idle connections are closed.
+func (e *Egress) certsFor(tenant string, cert *ClientCert) *certTransports {
+	key := tenant + "\x00" + cert.Slot
+	e.mu.Lock()
+	ct := e.certs[key]
+	if ct != nil && ct.id == cert.ID {
+		e.mu.Unlock()
+		return ct
+	}
+	old := ct
+	ct = &certTransports{id: cert.ID, h2: e.newH2(cert), once: e.Once.Clone()}
+	ct.once.TLSClientConfig = e.tlsConf.Clone()
+	ct.once.TLSClientConfig.GetClientCertificate = h1.ClientCertificate(cert)
+	if e.certs == nil {
+		e.certs = map[string]*certTransports{}
+	}
+	e.certs[key] = ct
+	e.mu.Unlock()
+	if old != nil {
+		old.h2.CloseIdleConnections()
+		old.once.CloseIdleConnections()
+	}
+	return ct
+}
+
+// certH2Idle is the idle connections a tenant's HTTP/2 Transport for one
+// client certificate keeps: it reaches one upstream, and HTTP/2 carries
+// many requests on one connection.
+const certH2Idle = 2
+
+// newH2 makes an HTTP/2-only Transport presenting cert (nil: none).
+func (e *Egress) newH2(cert *ClientCert) *http.Transport {
+	idle := e.h2PerTenant
+	if cert != nil {
+		idle = certH2Idle
+	}
+	return &http.Transport{
+		Proxy: nil,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return e.dialH2(ctx, network, addr, cert)
+		},
+		// A custom TLS dial still gets HTTP/2 when the connection
+		// negotiated it; dialH2 returns no other kind.
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           idle,
+		MaxIdleConnsPerHost:    idle,
+		IdleConnTimeout:        upstreamIdle,
+		MaxResponseHeaderBytes: maxResponseHeader,
+		DisableCompression:     true,
+	}
+}
+
 // dialH2 opens a verified TLS connection that negotiated HTTP/2, or fails
 // with errNotH2 before anything is sent.
-func (e *Egress) dialH2(ctx context.Context, network, addr string) (net.Conn, error) {
+func (e *Egress) dialH2(ctx context.Context, network, addr string, cert *ClientCert) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -310,6 +396,7 @@ func (e *Egress) dialH2(ctx context.Context, network, addr string) (net.Conn, er
 	cfg := e.tlsConf.Clone()
 	cfg.ServerName = host
 	cfg.NextProtos = []string{"h2", "http/1.1"}
+	cfg.GetClientCertificate = h1.ClientCertificate(cert)
 	tc := tls.Client(nc, cfg)
 	timeout := e.lim.TLSHandshakeTimeout
 	if timeout <= 0 {
@@ -337,6 +424,9 @@ func (e *Egress) CloseIdleConnections() {
 	ts := make([]*http.Transport, 0, len(e.h2))
 	for _, t := range e.h2 {
 		ts = append(ts, t)
+	}
+	for _, ct := range e.certs {
+		ts = append(ts, ct.h2, ct.once)
 	}
 	e.mu.Unlock()
 	for _, t := range ts {

@@ -94,6 +94,26 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) { return c
 // that client. Cancelling the request's context at any point, including
 // while the body is read, breaks the connection.
 func (c *Client) Do(tenant string, req *http.Request) (*http.Response, error) {
+	return c.DoCert(tenant, nil, req)
+}
+
+// ClientCert is a TLS client certificate (mutual TLS) with an ID that
+// names it for pooling: the upstream it is for and a digest of the
+// certificate, so a rotated certificate gets a new ID.
+type ClientCert struct {
+	ID   string
+	Cert *tls.Certificate
+	// Slot names what the certificate is for (the upstream): a new ID in
+	// the same slot is a rotation, and replaces the old one.
+	Slot string
+}
+
+// DoCert is Do presenting cert (if not nil) to an https upstream that asks
+// for a client certificate. Connections made with a certificate are pooled
+// under its ID as well as the tenant and upstream: a connection
+// authenticated as one partner identity never carries a request meant for
+// another upstream or made after the certificate rotated.
+func (c *Client) DoCert(tenant string, cert *ClientCert, req *http.Request) (*http.Response, error) {
 	if !Eligible(req) {
 		return nil, fmt.Errorf("h1: request body of unknown or large length (%d bytes)", req.ContentLength)
 	}
@@ -101,7 +121,11 @@ func (c *Client) Do(tenant string, req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	key = tenant + "\x00" + key
+	if cert != nil {
+		key = tenant + "\x00cert:" + cert.ID + "\x00" + key
+	} else {
+		key = tenant + "\x00" + key
+	}
 	ctx := req.Context()
 	body, err := readBody(req)
 	if err != nil {
@@ -111,7 +135,7 @@ func (c *Client) Do(tenant string, req *http.Request) (*http.Response, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		pc, err := c.get(ctx, key, addr, req.URL)
+		pc, err := c.get(ctx, key, addr, req.URL, cert)
 		if err != nil {
 			return nil, err
 		}
@@ -388,7 +412,7 @@ func (c *Client) idleTimeout() time.Duration {
 }
 
 // get returns a live idle connection to key, or dials one.
-func (c *Client) get(ctx context.Context, key, addr string, u *url.URL) (*conn, error) {
+func (c *Client) get(ctx context.Context, key, addr string, u *url.URL, cert *ClientCert) (*conn, error) {
 	for {
 		pc := c.take(key)
 		if pc == nil {
@@ -399,7 +423,7 @@ func (c *Client) get(ctx context.Context, key, addr string, u *url.URL) (*conn, 
 		}
 		pc.close()
 	}
-	return c.dial(ctx, key, addr, u)
+	return c.dial(ctx, key, addr, u, cert)
 }
 
 func (c *Client) take(key string) *conn {
@@ -416,7 +440,7 @@ func (c *Client) take(key string) *conn {
 	return pc
 }
 
-func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL) (*conn, error) {
+func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL, cert *ClientCert) (*conn, error) {
 	nc, err := c.Dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -435,6 +459,7 @@ func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL) (*conn,
 		if cfg.ServerName == "" {
 			cfg.ServerName = u.Hostname()
 		}
+		cfg.GetClientCertificate = ClientCertificate(cert)
 		// Only HTTP/1.1 is offered: this connection is read as HTTP/1.1.
 		cfg.NextProtos = []string{"http/1.1"}
 		// The TLS layer reads through recordConn, which follows the
@@ -458,6 +483,19 @@ func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL) (*conn,
 	pc.br = bufio.NewReaderSize(pc, 4<<10)
 	pc.bw = bufio.NewWriterSize(pc.nc, 4<<10)
 	return pc, nil
+}
+
+// ClientCertificate is the tls.Config hook that presents cert when the
+// server asks for one, or no certificate (nil cert). crypto/tls would pick
+// from Certificates by the server's accepted CAs and send none on a
+// mismatch; the partner, not the gateway, should judge the certificate.
+func ClientCertificate(cert *ClientCert) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		if cert == nil || cert.Cert == nil {
+			return &tls.Certificate{}, nil
+		}
+		return cert.Cert, nil
+	}
 }
 
 // put returns a connection whose exchange ended cleanly to the pool. When

@@ -24,6 +24,7 @@ import (
 	"github.com/outgate/outgate/internal/core"
 	"github.com/outgate/outgate/internal/emf"
 	"github.com/outgate/outgate/internal/relay"
+	"github.com/outgate/outgate/internal/secrets"
 )
 
 // MaxResponsePayload is the most a response event may weigh, JSON envelope
@@ -48,6 +49,9 @@ type Options struct {
 	Reload      func(context.Context) (*config.Config, string, error)
 	Version     string // the version of Config, as Reload reports it
 	ReloadEvery time.Duration
+	// Secrets reach the config's ${secret:...} references (SSM and
+	// Secrets Manager with the function's role).
+	Secrets secrets.Sources
 }
 
 // Handler answers Lambda invocations.
@@ -65,6 +69,7 @@ type Handler struct {
 	emf      *emf.Writer
 	log      *slog.Logger
 	out      io.Writer // audit lines
+	secrets  secrets.Sources
 }
 
 // New builds the handler. Listener settings in the config are ignored.
@@ -77,7 +82,7 @@ func New(o Options) (*Handler, error) {
 		o.ReloadEvery = time.Minute
 	}
 	h := &Handler{function: o.Function, expected: o.Expected, emf: emf.New(o.Metrics), log: logger, out: o.Log,
-		reload: o.Reload, every: o.ReloadEvery, version: o.Version, now: time.Now}
+		reload: o.Reload, every: o.ReloadEvery, version: o.Version, now: time.Now, secrets: o.Secrets}
 	h.checked = h.now()
 	c, err := h.build(o.Config)
 	if err != nil {
@@ -97,7 +102,20 @@ func (h *Handler) logWarnings(cfg *config.Config) {
 }
 
 func (h *Handler) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: h.log, Audit: h.out, OnFinish: h.requestMetrics})
+	return core.New(cfg, core.Deps{Log: h.log, Audit: h.out, OnFinish: h.requestMetrics, Secrets: h.secrets,
+		OnSecretRefresh: h.secretRefreshed})
+}
+
+// secretRefreshed emits SecretRefreshErrors (0 or 1) for each refresh of
+// the partner secrets: alarm on its sum, since an error keeps the previous
+// values and a rotated secret is not picked up.
+func (h *Handler) secretRefreshed(err error) {
+	v := 0.0
+	if err != nil {
+		v = 1
+	}
+	h.emf.Emit(map[string]string{"Function": h.function},
+		emf.Set{Dimensions: [][]string{{"Function"}}, Metrics: []emf.Metric{{Name: "SecretRefreshErrors", Unit: "Count", Value: v}}})
 }
 
 // maybeReload asks for the config again when it is due. Lambda freezes the

@@ -20,6 +20,8 @@ type Metrics struct {
 	Duration *prometheus.HistogramVec // mode
 	Bytes    *prometheus.CounterVec   // direction
 	Reloads  *prometheus.CounterVec   // result
+	// SecretRefreshes counts refreshes of partner secrets, by result.
+	SecretRefreshes *prometheus.CounterVec
 
 	// The two byte counters, resolved once: Observe runs per request.
 	bytesIn, bytesOut prometheus.Counter
@@ -60,6 +62,10 @@ func New(src Sources) *Metrics {
 			Help: "Config reloads on SIGHUP, by result (ok, error).",
 		}, []string{"result"}),
 	}
+	m.SecretRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "outgate_secret_refreshes_total",
+		Help: "Refreshes of partner secrets every secrets.ttl, by result (ok, error). Errors keep the previous values in use: a rotated secret is not picked up.",
+	}, []string{"result"})
 	gauge := func(name, help string, f func() int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
 	}
@@ -85,7 +91,7 @@ func New(src Sources) *Metrics {
 			}, func() float64 { return float64(src.ConnsRefused()[reason]) }))
 		}
 	}
-	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.Reloads,
+	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.Reloads, m.SecretRefreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.bytesIn, m.bytesOut = m.Bytes.WithLabelValues("in"), m.Bytes.WithLabelValues("out")
 	return m

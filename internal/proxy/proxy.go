@@ -127,6 +127,10 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if e := forward.RefuseBody(r, nil); e != nil {
 		return e
 	}
+	creds, e := partnerCreds(c, cl, scheme, host, port, rec.Path)
+	if e != nil {
+		return e
+	}
 	release, e := cl.Admit()
 	if e != nil {
 		return e
@@ -151,7 +155,8 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	return forward.Do(w, out, cl.Egress, c.Timeouts(0), rec)
+	creds.Apply(out.Header)
+	return forward.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(0), rec)
 }
 
 func bracket(host string) string {

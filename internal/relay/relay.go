@@ -119,7 +119,11 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	return forward.Do(w, out, cl.Egress, c.Timeouts(up.HeaderTimeout), rec)
+	// The partner's credentials, held by the gateway: the client's own
+	// copies of the injected headers go first.
+	creds := c.Creds.For(name)
+	creds.Apply(out.Header)
+	return forward.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(up.HeaderTimeout), rec)
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

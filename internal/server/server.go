@@ -26,6 +26,7 @@ import (
 	"github.com/outgate/outgate/internal/metrics"
 	"github.com/outgate/outgate/internal/proxy"
 	"github.com/outgate/outgate/internal/relay"
+	"github.com/outgate/outgate/internal/secrets"
 )
 
 // Options configure Run.
@@ -37,6 +38,9 @@ type Options struct {
 	Reload <-chan struct{}
 	// Ready, if set, is called once every listener is bound.
 	Ready func(Addrs)
+	// Secrets reach the config's ${secret:...} references (the zero
+	// value: env and file only).
+	Secrets secrets.Sources
 }
 
 // Addrs are the bound listener addresses ("" when a listener is off).
@@ -55,6 +59,8 @@ type gateway struct {
 	conns   *limits.Conns
 	admin   *limits.Conns // the admin listener's own, apart from clients'
 	dials   atomic.Int64  // upstream connections opened, across reloads
+
+	secrets secrets.Sources // where the config's ${secret:...} references are read
 }
 
 // adminMaxConns bounds the admin listener on its own, so metrics can be
@@ -121,6 +127,7 @@ func Run(ctx context.Context, o Options) error {
 		audit: out,
 		level: level,
 	}
+	g.secrets = o.Secrets
 	g.logWarnings(cfg)
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
 	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
@@ -270,7 +277,17 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }})
+	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }, Secrets: g.secrets,
+		OnSecretRefresh: g.secretRefreshed})
+}
+
+// secretRefreshed counts a refresh of the partner secrets.
+func (g *gateway) secretRefreshed(err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	g.metrics.SecretRefreshes.WithLabelValues(result).Inc()
 }
 
 // logWarnings logs what `config check` would warn about (a loopback or cloud

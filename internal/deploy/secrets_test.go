@@ -1,0 +1,160 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/secrets"
+	"github.com/outgate/outgate/internal/testutil"
+)
+
+var testSecretRefs = []secrets.Ref{
+	{Source: "ssm", Name: "/outgate/pay/basic"},
+	{Source: "ssm", Name: "plain-name"},
+	{Source: "ssm", Name: "/outgate/pay/basic"},
+	{Source: "secretsmanager", Name: "pay/keys", Key: "api_key"},
+	{Source: "secretsmanager", Name: "pay/keys", Key: "other"},
+	{Source: "secretsmanager", Name: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mtls-AbCdEf"},
+}
+
+// relayPolicies renders the template and returns the relay role's inline
+// policies by name, as CloudFormation gets them.
+func relayPolicies(t *testing.T, o TemplateOptions) map[string]string {
+	t.Helper()
+	var doc struct {
+		Resources map[string]struct {
+			Properties struct {
+				Policies []struct {
+					PolicyName     string
+					PolicyDocument json.RawMessage
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(render(t, o, "json"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, p := range doc.Resources["RelayRole"].Properties.Policies {
+		out[p.PolicyName] = string(p.PolicyDocument)
+	}
+	return out
+}
+
+// TestRelayRoleReadsExactlyTheNamedSecrets: the relay's role may read the
+// parameters and secrets the config names and nothing else: no wildcard
+// beyond Secrets Manager's six-character suffix, kms:Decrypt only through
+// SSM and Secrets Manager; and no such policy when the config names none.
+func TestRelayRoleReadsExactlyTheNamedSecrets(t *testing.T) {
+	if _, ok := relayPolicies(t, TemplateOptions{})["read-partner-secrets"]; ok {
+		t.Error("a config without secrets got a secrets policy")
+	}
+	doc := relayPolicies(t, TemplateOptions{Secrets: testSecretRefs})["read-partner-secrets"]
+	var p struct {
+		Statement []struct {
+			Effect    string
+			Action    string
+			Resource  json.RawMessage
+			Condition map[string]map[string]json.RawMessage
+		}
+	}
+	if err := json.Unmarshal([]byte(doc), &p); err != nil {
+		t.Fatalf("%v: %s", err, doc)
+	}
+	got := map[string]string{}
+	for _, s := range p.Statement {
+		if s.Effect != "Allow" {
+			t.Errorf("statement %s: effect %s", s.Action, s.Effect)
+		}
+		var b bytes.Buffer
+		json.Compact(&b, s.Resource)
+		got[s.Action] = b.String()
+		if s.Action == "kms:Decrypt" {
+			via := string(s.Condition["StringEquals"]["kms:ViaService"])
+			if !strings.Contains(via, "ssm.${AWS::Region}.amazonaws.com") || !strings.Contains(via, "secretsmanager.${AWS::Region}.amazonaws.com") {
+				t.Errorf("kms:Decrypt not limited to the services: %s", via)
+			}
+		}
+	}
+	want := map[string]string{
+		"ssm:GetParameter": `[{"Fn::Sub":"arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/outgate/pay/basic"},` +
+			`{"Fn::Sub":"arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/plain-name"}]`,
+		"secretsmanager:GetSecretValue": `[{"Fn::Sub":"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:pay/keys-??????"},` +
+			`"arn:aws:secretsmanager:eu-west-1:123456789012:secret:mtls-AbCdEf","arn:aws:secretsmanager:eu-west-1:123456789012:secret:mtls-AbCdEf-??????"]`,
+		"kms:Decrypt": `{"Fn::Sub":"arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}`,
+	}
+	for action, res := range want {
+		if got[action] != res {
+			t.Errorf("%s on\n%s\nwant\n%s", action, got[action], res)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("statements: %v", got)
+	}
+
+	// The relay cannot read environment variables or files of the user's.
+	_, err := Template(TemplateOptions{Secrets: []secrets.Ref{{Source: "env", Name: "PAY_KEY"}}})
+	if err == nil || !strings.Contains(err.Error(), "${secret:env:PAY_KEY}: the relay function reads only") {
+		t.Errorf("env secret in a Lambda deployment: %v", err)
+	}
+}
+
+// TestUpGrantsTheConfigsSecrets: `up` reads the references from the config
+// it deploys and the relay's role, as CloudFormation (moto) creates it, may
+// read those ARNs; a config with an env: reference is refused before
+// anything is allocated.
+func TestUpGrantsTheConfigsSecrets(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.12.0.0/16", 1)
+	noGuardianRuns(t)
+	upstream := "upstreams:\n  pay:\n    url: https://api.pay.example\n    inject_headers: {X-Api-Key: \"${secret:ssm:/outgate/pay/key}\"}\n" +
+		"    client_cert: \"${secret:secretsmanager:pay/mtls#cert}\"\n    client_key: \"${secret:secretsmanager:pay/mtls#key}\"\n"
+	client := "clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", upstreams: [pay]}]\n"
+	o := motoUp("sec", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
+	o.ConfigYAML = []byte(upstream + client)
+	if _, err := Up(ctx, c, o); err != nil {
+		t.Fatal(err)
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := DescribeDeployed(ctx, c.CloudFormation, "sec")
+	if err != nil || d.Resources["RelayRole"] == "" {
+		t.Fatalf("RelayRole: %v, %v", d, err)
+	}
+	pol, err := iam.NewFromConfig(ac).GetRolePolicy(ctx, &iam.GetRolePolicyInput{
+		RoleName: aws.String(d.Resources["RelayRole"]), PolicyName: aws.String("read-partner-secrets")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := url.QueryUnescape(aws.ToString(pol.PolicyDocument))
+	for _, want := range []string{
+		"arn:aws:ssm:us-east-1:123456789012:parameter/outgate/pay/key",
+		"arn:aws:secretsmanager:us-east-1:123456789012:secret:pay/mtls-??????",
+		"ssm.us-east-1.amazonaws.com",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("the relay role's policy lacks %s:\n%s", want, doc)
+		}
+	}
+
+	o = motoUp("envsec", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
+	o.ConfigYAML = []byte("upstreams:\n  pay:\n    url: https://api.pay.example\n    inject_headers: {X-Api-Key: \"${secret:env:PAY}\"}\n" + client)
+	if _, err := Up(ctx, c, o); err == nil || !strings.Contains(err.Error(), "the relay function reads only") {
+		t.Errorf("env secret: %v", err)
+	}
+	if ips, _ := ListIPs(ctx, c.EC2, "envsec"); len(ips) != 0 {
+		t.Errorf("the refused deployment allocated %d IPs", len(ips))
+	}
+}
