@@ -246,7 +246,7 @@ func TestResponseAtTheLimit(t *testing.T) {
 		const n0 = 1_000_000
 		probe := run(n0, 10, "xml")
 		if probe.status != 200 {
-			t.Fatalf("%s probe: status %d", kind.name, probe.status)
+			t.Fatalf("%s probe: status %d\n%s", kind.name, probe.status, e.out)
 		}
 		// XML: one byte of event per byte of body (no HTML escaping).
 		n := n0 + lambdaLimit - len(probe.raw)
