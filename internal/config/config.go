@@ -27,6 +27,8 @@ type Config struct {
 	// ProxyTLS makes proxy_listen an HTTPS proxy (https:// proxy URLs), so
 	// the key in Proxy-Authorization never crosses a network in the clear.
 	ProxyTLS TLS `yaml:"proxy_tls"`
+	// IdempotencyStore keeps the records of upstreams' idempotency keys.
+	IdempotencyStore IdempotencyStore `yaml:"idempotency_store"`
 
 	// Source names where the config came from, for messages ("outgate.yaml").
 	Source string `yaml:"-"`
@@ -49,6 +51,8 @@ type Upstream struct {
 	// AllowBodyOn lists the methods among GET, HEAD, OPTIONS and DELETE
 	// whose requests may carry a body to this upstream (default: none).
 	AllowBodyOn []string `yaml:"allow_body_on"`
+	// Idempotency turns on idempotency keys for this upstream (nil: off).
+	Idempotency *Idempotency `yaml:"idempotency"`
 
 	Parsed        *url.URL      `yaml:"-"`
 	HeaderTimeout time.Duration `yaml:"-"`

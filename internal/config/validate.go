@@ -96,6 +96,7 @@ func (v *validator) validate() {
 	v.clients()
 	v.network()
 	v.limits()
+	v.idempotencyStore()
 	v.tls("tls", &c.TLS)
 	v.tls("proxy_tls", &c.ProxyTLS)
 	if c.ProxyTLS.Enabled() && c.ProxyListen == "" {
@@ -178,6 +179,7 @@ func (v *validator) upstreams() {
 		}
 		up.ForwardHeaders = v.forwardHeaders(path+".forward_headers", up.ForwardHeaders)
 		v.allowBodyOn(path, &up)
+		v.idempotency(path, &up)
 		v.c.Upstreams[name] = up
 	}
 }

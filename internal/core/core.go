@@ -18,6 +18,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/egress"
 	"github.com/outgate/outgate/internal/forward"
+	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/limits"
 )
@@ -51,8 +52,12 @@ type Core struct {
 	// ProxyCert the proxy listener's when proxy_tls is.
 	Cert, ProxyCert *tls.Certificate
 
-	byName map[string]*Client
-	byHash map[[32]byte]*Client
+	// Idempotency keeps idempotency-key records (nil when no upstream uses them).
+	Idempotency idempotency.Store
+
+	byName      map[string]*Client
+	byHash      map[[32]byte]*Client
+	idemOrigins map[string]Idempotent
 }
 
 // Deps are the parts that outlive one config.
@@ -67,10 +72,17 @@ type Deps struct {
 	// OnConnect, if set, sees every upstream connection opened (relay,
 	// proxy and tunnels): against requests, how well keep-alive works.
 	OnConnect func()
+	// Idempotency is the store of idempotency keys; required when an
+	// upstream turns idempotency on (the records outlive a config).
+	Idempotency idempotency.Store
 }
 
 // New compiles a validated config.
 func New(cfg *config.Config, deps Deps) (*Core, error) {
+	if cfg.UsesIdempotency() && deps.Idempotency == nil {
+		// Deny by default: never send a keyed request unprotected.
+		return nil, fmt.Errorf("an upstream has idempotency on, but no idempotency store is available here")
+	}
 	eg, err := egress.New(cfg, deps.Self, deps.OnConnect)
 	if err != nil {
 		return nil, err
@@ -87,6 +99,9 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 		onFinish: deps.OnFinish,
 		byName:   map[string]*Client{},
 		byHash:   map[[32]byte]*Client{},
+
+		Idempotency: deps.Idempotency,
+		idemOrigins: idempotentOrigins(cfg),
 	}
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)

@@ -52,10 +52,10 @@ const (
 // Outcomes, for the audit line's "idempotency" field and the metrics: what
 // the key did for this request. Fixed words, never the key or the answer.
 const (
-	OutcomeSent          = "sent"           // first request: recorded, sent, answer stored
+	OutcomeSent          = "sent"            // first request: recorded, sent, answer stored
 	OutcomeSentNotStored = "sent_not_stored" // first request: answer sent, too large to keep
-	OutcomeReleased      = "released"       // first request never left the gateway: key free again
-	OutcomeMarkedUnknown = "marked_unknown" // first request: sent, no complete answer
+	OutcomeReleased      = "released"        // first request never left the gateway: key free again
+	OutcomeMarkedUnknown = "marked_unknown"  // first request: sent, no complete answer
 	OutcomeReplay        = "replay"
 	OutcomeInFlight      = "in_flight"
 	OutcomeKeyReused     = "key_reused"
@@ -196,6 +196,13 @@ func (c *Call) End(ctx context.Context, sendErr *apierr.E, failed bool) (string,
 	}
 	a := Answer{Status: c.cap.status, Header: c.cap.header, Body: c.cap.body.Bytes()}
 	return OutcomeSent, c.store.Complete(ctx, c.key, c.token, a)
+}
+
+// Release frees the key of a request that was never sent.
+func (c *Call) Release(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	return c.store.Release(ctx, c.key, c.token)
 }
 
 // Abort settles the claim of a request whose handler is unwinding (a

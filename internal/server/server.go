@@ -22,6 +22,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/core"
 	"github.com/outgate/outgate/internal/egress"
+	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/limits"
 	"github.com/outgate/outgate/internal/metrics"
 	"github.com/outgate/outgate/internal/proxy"
@@ -55,6 +56,10 @@ type gateway struct {
 	conns   *limits.Conns
 	admin   *limits.Conns // the admin listener's own, apart from clients'
 	dials   atomic.Int64  // upstream connections opened, across reloads
+	// idem is the idempotency store, opened once an upstream needs it and
+	// kept across reloads; idemConf the settings it was opened with.
+	idem     idempotency.Store
+	idemConf config.IdempotencyStore
 }
 
 // adminMaxConns bounds the admin listener on its own, so metrics can be
@@ -128,6 +133,15 @@ func Run(ctx context.Context, o Options) error {
 		ConnsRefused: g.conns.Refused, Dials: g.dials.Load})
 	g.admin = limits.NewConns(adminMaxConns)
 	g.admin.SetRules(adminRules(cfg.Limits.Resolved))
+	if g.idem, err = openIdempotency(cfg); err != nil {
+		return err
+	}
+	g.idemConf = cfg.IdempotencyStore
+	defer func() {
+		if g.idem != nil {
+			g.idem.Close()
+		}
+	}()
 
 	var lns []net.Listener
 	closeAll := func() {
@@ -270,7 +284,12 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }})
+	idem, err := g.idempotencyFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) },
+		Idempotency: idem})
 }
 
 // logWarnings logs what `config check` would warn about (a loopback or cloud
