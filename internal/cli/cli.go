@@ -43,7 +43,7 @@ for partner APIs that allowlist addresses. It runs as an authenticated relay
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(serveCmd(), keysCmd(), configCmd(), planCmd(), templateCmd(), upCmd(), statusCmd(), downCmd(), ipsCmd(), verifyCmd(), attachCmd(), detachCmd())
+	root.AddCommand(serveCmd(), keysCmd(), configCmd(), planCmd(), templateCmd(), upCmd(), statusCmd(), downCmd(), ipsCmd(), verifyCmd(), attachCmd(), detachCmd(), idempotencyCmd())
 	return root
 }
 

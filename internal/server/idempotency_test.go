@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/idempotency"
+	"github.com/outgate/outgate/internal/server"
 )
 
 // countingPartner answers per path and counts the requests it got per
@@ -340,4 +345,46 @@ func idemMetric(t *testing.T, g *gateway, outcome string) float64 {
 		}
 	}
 	return 0
+}
+
+// An operator who reconciled an unknown outcome clears the key, with the
+// gateway running (through admin_listen) or stopped (the file itself).
+func TestIdempotencyClear(t *testing.T) {
+	cp, p := newCountingPartner(t)
+	a, b := newClient("shop"), newClient("other")
+	g := start(t, idemConfig(p, a, b, ""))
+	resp, body := do(t, nil, keyed(t, g, a, "POST", "/bank/hang", "c1", "x"))
+	wantError(t, resp, body, 504, "upstream_timeout")
+	resp, body = do(t, nil, keyed(t, g, a, "POST", "/bank/hang", "c1", "x"))
+	wantError(t, resp, body, 409, "outcome_unknown")
+
+	cfg, err := config.Load(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AdminListen = g.Admin // the file says port 0
+	// Another client's clear of the same key name touches nothing of shop's.
+	if ok, err := server.ClearKey(context.Background(), cfg, idempotency.Key{Client: b.name, Upstream: "bank", Key: "c1"}); err != nil || ok {
+		t.Fatalf("clear of other's c1 = %v, %v", ok, err)
+	}
+	resp, body = do(t, nil, keyed(t, g, a, "POST", "/bank/hang", "c1", "x"))
+	wantError(t, resp, body, 409, "outcome_unknown")
+
+	if ok, err := server.ClearKey(context.Background(), cfg, idempotency.Key{Client: a.name, Upstream: "bank", Key: "c1"}); err != nil || !ok {
+		t.Fatalf("clear through the running gateway = %v, %v", ok, err)
+	}
+	resp, body = do(t, nil, keyed(t, g, a, "POST", "/bank/pay", "c1", "y"))
+	if resp.StatusCode != 201 || cp.count("c1") != 2 {
+		t.Fatalf("after clear: %d %q, partner count %d", resp.StatusCode, body, cp.count("c1"))
+	}
+
+	g.stop()
+	<-g.done
+	g.done <- nil // for the cleanup
+	if ok, err := server.ClearKey(context.Background(), cfg, idempotency.Key{Client: a.name, Upstream: "bank", Key: "c1"}); err != nil || !ok {
+		t.Fatalf("clear with the gateway stopped = %v, %v", ok, err)
+	}
+	if ok, err := server.ClearKey(context.Background(), cfg, idempotency.Key{Client: a.name, Upstream: "bank", Key: "c1"}); err != nil || ok {
+		t.Fatalf("second clear = %v, %v; want nothing to clear", ok, err)
+	}
 }

@@ -399,6 +399,7 @@ func (g *gateway) shutdown(servers []*http.Server, admin *http.Server) {
 func (g *gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", g.metrics.Handler())
+	mux.HandleFunc("POST "+AdminClearPath, g.clearHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
