@@ -14,11 +14,14 @@ import (
 	"strings"
 	"time"
 
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	bbolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/idempotency/bolt"
+	"github.com/outgate/outgate/internal/idempotency/dynamo"
 )
 
 // idemSweepEvery is how often expired idempotency records are deleted.
@@ -32,7 +35,7 @@ func openIdempotency(cfg *config.Config) (idempotency.Store, error) {
 	}
 	s := cfg.IdempotencyStore
 	if s.DynamoDBTable != "" {
-		return nil, errors.New("idempotency_store.dynamodb_table: outgate serve does not support the DynamoDB store yet; use path (the embedded store)")
+		return openDynamo(context.Background(), s.DynamoDBTable)
 	}
 	st, err := bolt.Open(s.Path, bolt.Options{MaxKeysPerClient: s.MaxKeys, SweepEvery: idemSweepEvery})
 	if err != nil {
@@ -107,8 +110,12 @@ func ClearKey(ctx context.Context, cfg *config.Config, k idempotency.Key) (bool,
 	if !cfg.UsesIdempotency() {
 		return false, errors.New("no upstream in this config uses idempotency")
 	}
-	if cfg.IdempotencyStore.DynamoDBTable != "" {
-		return false, errors.New("idempotency_store.dynamodb_table: clearing keys of the DynamoDB store is not supported yet")
+	if t := cfg.IdempotencyStore.DynamoDBTable; t != "" {
+		st, err := openDynamo(ctx, t)
+		if err != nil {
+			return false, err
+		}
+		return st.Clear(ctx, k)
 	}
 	if _, err := os.Stat(cfg.IdempotencyStore.Path); err != nil {
 		return false, fmt.Errorf("no idempotency store: %w", err)
@@ -151,4 +158,22 @@ func ClearKey(ctx context.Context, cfg *config.Config, k idempotency.Key) (bool,
 		return false, fmt.Errorf("the gateway's answer: %w", err)
 	}
 	return out.Cleared, nil
+}
+
+// openDynamo uses the AWS SDK's default credentials and region (the
+// environment, the instance role).
+func openDynamo(ctx context.Context, table string) (idempotency.Store, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("idempotency_store.dynamodb_table: AWS configuration: %w", err)
+	}
+	st := dynamo.New(dynamodb.NewFromConfig(cfg), table, nil)
+	// Fail at start, not on the first payment: the table must exist and
+	// the credentials must reach it (a read of a key no client can have).
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := st.Get(pctx, idempotency.Key{Key: "outgate-start-probe"}); err != nil {
+		return nil, fmt.Errorf("idempotency_store.dynamodb_table %s: %w", table, err)
+	}
+	return st, nil
 }

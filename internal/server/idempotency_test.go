@@ -13,9 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/server"
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 // countingPartner answers per path and counts the requests it got per
@@ -386,5 +392,54 @@ func TestIdempotencyClear(t *testing.T) {
 	}
 	if ok, err := server.ClearKey(context.Background(), cfg, idempotency.Key{Client: a.name, Upstream: "bank", Key: "c1"}); err != nil || ok {
 		t.Fatalf("second clear = %v, %v; want nothing to clear", ok, err)
+	}
+}
+
+// With idempotency_store.dynamodb_table, outgate serve keeps its keys in
+// DynamoDB (moto here), and clear works on the table.
+func TestIdempotencyDynamoDBStore(t *testing.T) {
+	testutil.Moto(t)
+	awsCfg, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(awsCfg)
+	if _, err := db.CreateTable(context.Background(), &dynamodb.CreateTableInput{
+		TableName:            aws.String("outgate-idem"),
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A missing table fails the start, not the first payment.
+	cp, p := newCountingPartner(t)
+	a, b := newClient("shop"), newClient("other")
+	if err := runOnce(t, idemConfig(p, a, b, "idempotency_store: {dynamodb_table: no-such-table}\n")); err == nil || !strings.Contains(err.Error(), "no-such-table") {
+		t.Fatalf("start with a missing table: %v", err)
+	}
+	g := start(t, idemConfig(p, a, b, "idempotency_store: {dynamodb_table: outgate-idem}\n"))
+	for i := range 2 {
+		resp, body := do(t, nil, keyed(t, g, a, "POST", "/bank/pay", "d1", "x"))
+		if resp.StatusCode != 201 || body != "paid d1 (x) #1" || (i == 1) != (resp.Header.Get("Outgate-Idempotent-Replay") == "true") {
+			t.Fatalf("try %d: %d %q %v", i, resp.StatusCode, body, resp.Header)
+		}
+	}
+	resp, body := do(t, nil, keyed(t, g, a, "POST", "/bank/hang", "d2", "x"))
+	wantError(t, resp, body, 504, "upstream_timeout")
+	resp, body = do(t, nil, keyed(t, g, a, "POST", "/bank/hang", "d2", "x"))
+	wantError(t, resp, body, 409, "outcome_unknown")
+	cfg, err := config.Load(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := server.ClearKey(context.Background(), cfg, idempotency.Key{Client: a.name, Upstream: "bank", Key: "d2"}); err != nil || !ok {
+		t.Fatalf("clear = %v, %v", ok, err)
+	}
+	if resp, _ := do(t, nil, keyed(t, g, a, "POST", "/bank/pay", "d2", "x")); resp.StatusCode != 201 {
+		t.Fatalf("after clear: %d", resp.StatusCode)
+	}
+	if cp.count("d1") != 1 || cp.count("d2") != 2 {
+		t.Fatalf("partner counts d1 %d, d2 %d", cp.count("d1"), cp.count("d2"))
 	}
 }
