@@ -17,9 +17,11 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/idempotency/dynamo"
 	"github.com/outgate/outgate/internal/lambdarelay"
 )
 
@@ -50,6 +52,16 @@ func main() {
 	if err != nil {
 		fatal("config", err)
 	}
+	idem, err := lambdarelay.OpenIdempotency(cfg, os.Getenv, func() (dynamo.API, error) {
+		ac, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return dynamodb.NewFromConfig(ac), nil
+	})
+	if err != nil {
+		fatal("config", err)
+	}
 	h, err := lambdarelay.New(lambdarelay.Options{
 		Config:   cfg,
 		Function: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
@@ -58,6 +70,8 @@ func main() {
 		Metrics:  os.Stdout,
 		Reload:   reload,
 		Version:  version,
+
+		Idempotency: idem,
 	})
 	if err != nil {
 		fatal("start", err)

@@ -281,5 +281,16 @@ func (c *capture) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Hold passes a holding writer's verdict through (forward.Holder: the Lambda
+// relay's, which may send response_too_large instead of the answer), so
+// the capture never hides that the answer was not delivered; End then
+// marks the key unknown.
+func (c *capture) Hold() (*apierr.E, string) {
+	if h, ok := c.ResponseWriter.(interface{ Hold() (*apierr.E, string) }); ok {
+		return h.Hold()
+	}
+	return nil, ""
+}
+
 // Unwrap lets http.ResponseController reach the real writer (Flush).
 func (c *capture) Unwrap() http.ResponseWriter { return c.ResponseWriter }

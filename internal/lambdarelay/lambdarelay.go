@@ -23,6 +23,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/core"
 	"github.com/outgate/outgate/internal/emf"
+	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/relay"
 )
 
@@ -48,6 +49,9 @@ type Options struct {
 	Reload      func(context.Context) (*config.Config, string, error)
 	Version     string // the version of Config, as Reload reports it
 	ReloadEvery time.Duration
+	// Idempotency is the store of upstreams' idempotency keys (DynamoDB:
+	// OpenIdempotency); nil refuses a config that uses them.
+	Idempotency idempotency.Store
 }
 
 // Handler answers Lambda invocations.
@@ -65,6 +69,7 @@ type Handler struct {
 	emf      *emf.Writer
 	log      *slog.Logger
 	out      io.Writer // audit lines
+	idem     idempotency.Store
 }
 
 // New builds the handler. Listener settings in the config are ignored.
@@ -77,7 +82,7 @@ func New(o Options) (*Handler, error) {
 		o.ReloadEvery = time.Minute
 	}
 	h := &Handler{function: o.Function, expected: o.Expected, emf: emf.New(o.Metrics), log: logger, out: o.Log,
-		reload: o.Reload, every: o.ReloadEvery, version: o.Version, now: time.Now}
+		reload: o.Reload, every: o.ReloadEvery, version: o.Version, now: time.Now, idem: o.Idempotency}
 	h.checked = h.now()
 	c, err := h.build(o.Config)
 	if err != nil {
@@ -97,7 +102,7 @@ func (h *Handler) logWarnings(cfg *config.Config) {
 }
 
 func (h *Handler) build(cfg *config.Config) (*core.Core, error) {
-	return core.New(cfg, core.Deps{Log: h.log, Audit: h.out, OnFinish: h.requestMetrics})
+	return core.New(cfg, core.Deps{Log: h.log, Audit: h.out, OnFinish: h.requestMetrics, Idempotency: h.idem})
 }
 
 // maybeReload asks for the config again when it is due. Lambda freezes the
