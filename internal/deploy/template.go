@@ -505,7 +505,8 @@ func (b *builder) relay() {
 		ManagedPolicyArns:        []string{cf.Sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")},
 		Policies: []iam.Role_Policy{{PolicyName: "read-config", PolicyDocument: policy(map[string]any{
 			"Effect": "Allow", "Action": "ssm:GetParameter",
-			"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})}},
+			"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})},
+			b.idempotency()},
 		Tags: []tags.Tag{deploymentTag()},
 	})
 	relayLogs := b.logGroup("Relay", relaySuffix, ParamCreateRelayLogs)
@@ -524,6 +525,7 @@ func (b *builder) relay() {
 		Environment: &lambda.Function_Environment{Variables: map[string]string{
 			"OUTGATE_CONFIG_SSM":   cf.Ref(ParamConfig),
 			"OUTGATE_EXPECTED_IPS": b.expectedIPs(),
+			envIdempotencyTable:    cf.Ref(idempotencyTable),
 		}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
