@@ -62,10 +62,13 @@ func idempotentOrigins(cfg *config.Config) map[string]Idempotent {
 	return out
 }
 
-// IdempotentFor returns the idempotency that covers a proxy request to an
-// origin, if any.
-func (c *Core) IdempotentFor(origin string) (Idempotent, bool) {
-	i, ok := c.idemOrigins[origin]
+// IdempotentFor returns the idempotency that covers a proxy request to
+// scheme://host:port, if any. Without idempotency it costs a length check.
+func (c *Core) IdempotentFor(scheme, host string, port uint16) (Idempotent, bool) {
+	if len(c.idemOrigins) == 0 {
+		return Idempotent{}, false
+	}
+	i, ok := c.idemOrigins[Origin(scheme, host, port)]
 	return i, ok
 }
 
@@ -73,10 +76,12 @@ func (c *Core) IdempotentFor(origin string) (Idempotent, bool) {
 // key, sends the request (or replays, or refuses), and settles the claim
 // from how the forwarding ended. path is the upstream path, so a key used
 // through the relay and the proxy to one partner names one request.
-// r's body must be bounded already; out is built by build after the claim
-// (the body is read for the fingerprint first).
+// r's body must be bounded already; the upstream request (target, host,
+// keep: as forward.Request takes them) is built after the claim, since the
+// body is read for the fingerprint first. It takes plain values, not a
+// closure, so the relay's path without idempotency allocates nothing more.
 func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem Idempotent, path string, header time.Duration,
-	build func() (*http.Request, *apierr.E), rec *audit.Record) (e *apierr.E) {
+	target, host string, keep []string, rec *audit.Record) (e *apierr.E) {
 	t := c.Timeouts(header)
 	call, replay, outcome, e := idempotency.Begin(r.Context(), c.Idempotency, idem.Policy, cl.Name, idem.Upstream, w, r, path, t.Header+idempotencyLeaseExtra)
 	rec.Idempotency = outcome
@@ -88,13 +93,13 @@ func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem
 		rec.BytesOut = idempotency.Replay(w, replay)
 		return nil
 	}
-	out, e := build()
-	if e != nil {
+	out, err := forward.Request(r.Context(), r, target, host, keep)
+	if err != nil {
 		if call != nil {
 			call.Release(r.Context())
 			rec.Idempotency = idempotency.OutcomeReleased
 		}
-		return e
+		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
 	if call == nil {
 		return forward.Do(w, out, cl.Egress, t, rec)
@@ -110,7 +115,7 @@ func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem
 		}
 	}()
 	e = forward.Do(call.Writer(w), out, cl.Egress, t, rec)
-	outcome, err := call.End(r.Context(), e, rec.Decision == audit.Error)
+	outcome, err = call.End(r.Context(), e, rec.Decision == audit.Error)
 	rec.Idempotency = outcome
 	if err != nil {
 		// The record stays in flight, then reads as unknown: never sent twice.

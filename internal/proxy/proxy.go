@@ -147,22 +147,15 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 		target.Host = bracket(host)
 	}
 	target.Fragment = ""
-	build := func() (*http.Request, *apierr.E) {
-		out, err := forward.Request(r.Context(), r, target.String(), target.Host, nil)
-		if err != nil {
-			return nil, apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
-		}
-		return out, nil
-	}
 	// An upstream's idempotency covers proxy requests to its origin
 	// (CONNECT tunnels are TLS end to end: nothing to see there).
-	if idem, ok := c.IdempotentFor(core.Origin(scheme, host, port)); ok {
+	if idem, ok := c.IdempotentFor(scheme, host, port); ok {
 		rec.Route = idem.Upstream
-		return c.SendOnce(w, r, cl, idem, target.EscapedPath(), 0, build, rec)
+		return c.SendOnce(w, r, cl, idem, target.EscapedPath(), 0, target.String(), target.Host, nil, rec)
 	}
-	out, e := build()
-	if e != nil {
-		return e
+	out, err := forward.Request(r.Context(), r, target.String(), target.Host, nil)
+	if err != nil {
+		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
 	return forward.Do(w, out, cl.Egress, c.Timeouts(0), rec)
 }

@@ -115,20 +115,13 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	target.RawPath = up.Parsed.EscapedPath() + rest
 	target.Path, _ = url.PathUnescape(target.RawPath) // SplitPath checked the encoding
 	target.RawQuery = r.URL.RawQuery
-	build := func() (*http.Request, *apierr.E) {
-		out, err := forward.Request(r.Context(), r, target.String(), up.Parsed.Host, up.ForwardHeaders)
-		if err != nil {
-			return nil, apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
-		}
-		return out, nil
-	}
 	if up.Idempotency != nil {
 		idem := core.Idempotent{Upstream: name, Policy: up.Idempotency.Policy}
-		return c.SendOnce(w, r, cl, idem, target.RawPath, up.HeaderTimeout, build, rec)
+		return c.SendOnce(w, r, cl, idem, target.RawPath, up.HeaderTimeout, target.String(), up.Parsed.Host, up.ForwardHeaders, rec)
 	}
-	out, e := build()
-	if e != nil {
-		return e
+	out, err := forward.Request(r.Context(), r, target.String(), up.Parsed.Host, up.ForwardHeaders)
+	if err != nil {
+		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
 	return forward.Do(w, out, cl.Egress, c.Timeouts(up.HeaderTimeout), rec)
 }
