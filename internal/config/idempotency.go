@@ -34,9 +34,13 @@ type IdempotencyStore struct {
 	DynamoDBTable string `yaml:"dynamodb_table"`
 	// MaxKeysPerClient bounds one client's live keys (default 100000).
 	MaxKeysPerClient *int `yaml:"max_keys_per_client"`
+	// MaxStoredBytesPerClient bounds the bytes of one client's stored
+	// answers (embedded store; default 1GiB).
+	MaxStoredBytesPerClient string `yaml:"max_stored_bytes_per_client"`
 
 	// Resolved (yaml:"-") after validation.
-	MaxKeys int `yaml:"-"`
+	MaxKeys  int   `yaml:"-"`
+	MaxBytes int64 `yaml:"-"`
 }
 
 // Idempotency defaults and bounds.
@@ -47,6 +51,7 @@ const (
 	DefaultMaxStoredBody     = 256 << 10
 	MaxMaxStoredBody         = 6 << 20
 	DefaultMaxKeysPerClient  = 100_000
+	DefaultMaxStoredBytes    = 1 << 30
 	// DefaultIdempotencyFile is the embedded store's file name beside the config.
 	DefaultIdempotencyFile = "outgate-idempotency.db"
 )
@@ -134,6 +139,8 @@ func (v *validator) idempotencyStore() {
 			s.Path = filepath.Join(v.dir, s.Path)
 		}
 	}
+	s.MaxBytes = DefaultMaxStoredBytes
+	v.size("idempotency_store.max_stored_bytes_per_client", s.MaxStoredBytesPerClient, &s.MaxBytes)
 	s.MaxKeys = DefaultMaxKeysPerClient
 	if m := s.MaxKeysPerClient; m != nil {
 		if *m < 1 || *m > 100_000_000 {

@@ -33,7 +33,7 @@ clients:
 	if c.Upstreams["plain"].Idempotency != nil {
 		t.Error("an upstream without idempotency got it")
 	}
-	if want := filepath.Join("/etc/outgate", DefaultIdempotencyFile); c.IdempotencyStore.Path != want || c.IdempotencyStore.MaxKeys != DefaultMaxKeysPerClient {
+	if want := filepath.Join("/etc/outgate", DefaultIdempotencyFile); c.IdempotencyStore.Path != want || c.IdempotencyStore.MaxKeys != DefaultMaxKeysPerClient || c.IdempotencyStore.MaxBytes != 1<<30 {
 		t.Errorf("store = %+v, want the file beside the config", c.IdempotencyStore)
 	}
 	if !c.UsesIdempotency() {
@@ -51,7 +51,7 @@ func TestIdempotencyErrors(t *testing.T) {
       ttl: 24
       max_stored_body: 7MiB
       requird: true
-idempotency_store: {path: x.db, dynamodb_table: "t!", max_keys_per_client: 0}
+idempotency_store: {path: x.db, dynamodb_table: "t!", max_keys_per_client: 0, max_stored_bytes_per_client: lots}
 clients:
   - {name: a, key_sha256: ` + hashA + `, upstreams: [bank]}
 `
@@ -80,6 +80,7 @@ clients:
 		`o.yaml:9:20: idempotency_store: path (embedded store) and dynamodb_table are exclusive`,
 		`o.yaml:9:49: idempotency_store.dynamodb_table: "t!" must be`,
 		`o.yaml:9:76: idempotency_store.max_keys_per_client: must be from 1`,
+		`o.yaml:9:108: idempotency_store.max_stored_bytes_per_client: "lots" is not a size`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

@@ -37,7 +37,7 @@ func openIdempotency(cfg *config.Config) (idempotency.Store, error) {
 	if s.DynamoDBTable != "" {
 		return openDynamo(context.Background(), s.DynamoDBTable)
 	}
-	st, err := bolt.Open(s.Path, bolt.Options{MaxKeysPerClient: s.MaxKeys, SweepEvery: idemSweepEvery})
+	st, err := bolt.Open(s.Path, bolt.Options{MaxKeysPerClient: s.MaxKeys, MaxBytesPerClient: s.MaxBytes, SweepEvery: idemSweepEvery})
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func (g *gateway) idempotencyFor(cfg *config.Config) (idempotency.Store, error) 
 		return st, nil
 	}
 	n, o := cfg.IdempotencyStore, g.idemConf
-	if n.Path != o.Path || n.DynamoDBTable != o.DynamoDBTable || n.MaxKeys != o.MaxKeys {
+	if n.Path != o.Path || n.DynamoDBTable != o.DynamoDBTable || n.MaxKeys != o.MaxKeys || n.MaxBytes != o.MaxBytes {
 		return nil, fmt.Errorf("idempotency_store cannot change on reload; restart outgate for that")
 	}
 	return g.idem, nil

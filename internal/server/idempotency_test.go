@@ -443,3 +443,33 @@ func TestIdempotencyDynamoDBStore(t *testing.T) {
 		t.Fatalf("partner counts d1 %d, d2 %d", cp.count("d1"), cp.count("d2"))
 	}
 }
+
+// A reload may turn idempotency on (the store opens then); it may not move
+// the store while records live in it.
+func TestIdempotencyOnReload(t *testing.T) {
+	cp, p := newCountingPartner(t)
+	a, b := newClient("shop"), newClient("other")
+	plain := strings.Replace(idemConfig(p, a, b, ""), "    idempotency: {max_stored_body: 1KiB}\n", "", 1)
+	plain = strings.Replace(plain, "    idempotency: {required: true, methods: [POST]}\n", "", 1)
+	plain = strings.Replace(plain, "    idempotency: {}\n", "", 1)
+	g := start(t, plain)
+	for range 2 {
+		do(t, nil, keyed(t, g, a, "POST", "/bank/pay", "r1", "x"))
+	}
+	if cp.count("r1") != 2 {
+		t.Fatalf("without idempotency the partner got r1 %d times, want 2", cp.count("r1"))
+	}
+	g.rewrite(t, idemConfig(p, a, b, ""))
+	waitFor(t, func() bool { return len(g.logs.lines("config reloaded")) > 0 })
+	for range 2 {
+		do(t, nil, keyed(t, g, a, "POST", "/bank/pay", "r2", "x"))
+	}
+	if cp.count("r2") != 1 {
+		t.Fatalf("after the reload the partner got r2 %d times, want 1", cp.count("r2"))
+	}
+	g.rewrite(t, idemConfig(p, a, b, "idempotency_store: {path: elsewhere.db}\n"))
+	waitFor(t, func() bool { return strings.Contains(g.logs.String(), "config reload refused") })
+	if !strings.Contains(g.logs.String(), "idempotency_store cannot change on reload") {
+		t.Errorf("the refusal does not say why:\n%s", g.logs.String())
+	}
+}

@@ -29,6 +29,9 @@ type Options struct {
 	// MaxKeysPerClient bounds one client's live records (so one client
 	// cannot fill the file for everyone). Required.
 	MaxKeysPerClient int
+	// MaxBytesPerClient bounds the bytes of one client's stored answers
+	// (0: no bound); an answer past it is kept as NotStored.
+	MaxBytesPerClient int64
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 	// SweepEvery runs the expiry sweep in the background (0: never; the
@@ -216,23 +219,52 @@ func remove(tx *bbolt.Tx, key []byte) error {
 	if err := tx.Bucket(bExpiry).Delete(expiryKey(r.Expires, key)); err != nil {
 		return err
 	}
-	return addCount(tx, clientOf(key), -1)
+	return addUsage(tx, clientOf(key), -1, -answerBytes(r))
 }
 
-func count(tx *bbolt.Tx, client []byte) int64 {
+// usage is a client's live records and the bytes of their stored answers.
+type usage struct{ n, bytes int64 }
+
+func usageOf(tx *bbolt.Tx, client []byte) usage {
 	v := tx.Bucket(bCounts).Get(client)
-	if len(v) != 8 {
-		return 0
+	var u usage
+	if len(v) >= 8 {
+		u.n = int64(binary.BigEndian.Uint64(v))
 	}
-	return int64(binary.BigEndian.Uint64(v))
+	if len(v) >= 16 {
+		u.bytes = int64(binary.BigEndian.Uint64(v[8:]))
+	}
+	return u
 }
 
-func addCount(tx *bbolt.Tx, client []byte, d int64) error {
-	n := max(0, count(tx, client)+d)
-	if n == 0 {
+func count(tx *bbolt.Tx, client []byte) int64 { return usageOf(tx, client).n }
+
+func addUsage(tx *bbolt.Tx, client []byte, dn, dbytes int64) error {
+	u := usageOf(tx, client)
+	u.n, u.bytes = max(0, u.n+dn), max(0, u.bytes+dbytes)
+	if u.n == 0 {
 		return tx.Bucket(bCounts).Delete(client)
 	}
-	return tx.Bucket(bCounts).Put(client, binary.BigEndian.AppendUint64(nil, uint64(n)))
+	v := binary.BigEndian.AppendUint64(nil, uint64(u.n))
+	return tx.Bucket(bCounts).Put(client, binary.BigEndian.AppendUint64(v, uint64(u.bytes)))
+}
+
+func addCount(tx *bbolt.Tx, client []byte, d int64) error { return addUsage(tx, client, d, 0) }
+
+// answerBytes is what a record's stored answer counts against its
+// client's MaxBytesPerClient.
+func answerBytes(r *idempotency.Record) int64 {
+	if r.Answer == nil {
+		return 0
+	}
+	n := int64(len(r.Answer.Body))
+	for k, vs := range r.Answer.Header {
+		n += int64(len(k))
+		for _, v := range vs {
+			n += int64(len(v))
+		}
+	}
+	return n
 }
 
 // Claim implements idempotency.Store.
@@ -307,7 +339,23 @@ func (s *Store) settle(k idempotency.Key, token string, f func(tx *bbolt.Tx, key
 func (s *Store) Complete(_ context.Context, k idempotency.Key, token string, a idempotency.Answer) error {
 	return s.settle(k, token, func(tx *bbolt.Tx, key []byte, r *idempotency.Record) error {
 		r.State, r.Answer = idempotency.Completed, &a
-		return put(tx, key, r)
+		n := answerBytes(r)
+		over := func() bool { return s.o.MaxBytesPerClient > 0 && usageOf(tx, clientOf(key)).bytes+n > s.o.MaxBytesPerClient }
+		if over() {
+			// Expired answers may still hold the room: sweep, then look again.
+			if _, err := sweep(tx, s.o.Now()); err != nil {
+				return err
+			}
+		}
+		if over() {
+			// The client's answers fill its share: keep the status only,
+			// as for an answer over max_stored_body (never sent again).
+			r.State, r.Answer, n = idempotency.NotStored, &idempotency.Answer{Status: a.Status}, 0
+		}
+		if err := put(tx, key, r); err != nil {
+			return err
+		}
+		return addUsage(tx, clientOf(key), 0, n)
 	})
 }
 

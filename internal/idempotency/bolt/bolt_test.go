@@ -95,3 +95,42 @@ func TestOneProcessPerFile(t *testing.T) {
 		t.Fatal("a second Open of a locked file succeeded")
 	}
 }
+
+// A client's stored answers are bounded in bytes too: past the bound an
+// answer is kept as NotStored (the duplicate is refused, never re-sent),
+// other clients are not affected, and expiry gives the room back.
+func TestBytesPerClient(t *testing.T) {
+	clk := storetest.NewClock()
+	s, err := Open(filepath.Join(t.TempDir(), "idem.db"), Options{MaxKeysPerClient: 100, MaxBytesPerClient: 1000, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	complete := func(client, key string, n int) idempotency.State {
+		t.Helper()
+		k := idempotency.Key{Client: client, Upstream: "bank", Key: key}
+		tok, _, err := s.Claim(ctx, idempotency.Claim{Key: k, TTL: time.Hour, Lease: time.Minute})
+		if err != nil || tok == "" {
+			t.Fatalf("claim %v: %q %v", k, tok, err)
+		}
+		if err := s.Complete(ctx, k, tok, idempotency.Answer{Status: 200, Body: make([]byte, n)}); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := s.Get(ctx, k)
+		return r.State
+	}
+	if st := complete("shop", "a", 600); st != idempotency.Completed {
+		t.Fatalf("first answer: %v", st)
+	}
+	if st := complete("shop", "b", 600); st != idempotency.NotStored {
+		t.Fatalf("answer past the bound: %v, want not_stored", st)
+	}
+	if st := complete("other", "a", 600); st != idempotency.Completed {
+		t.Fatalf("another client's answer: %v", st)
+	}
+	clk.Advance(time.Hour)
+	if st := complete("shop", "c", 600); st != idempotency.Completed {
+		t.Fatalf("after expiry: %v", st)
+	}
+}
