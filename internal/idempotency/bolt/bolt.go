@@ -340,7 +340,9 @@ func (s *Store) Complete(_ context.Context, k idempotency.Key, token string, a i
 	return s.settle(k, token, func(tx *bbolt.Tx, key []byte, r *idempotency.Record) error {
 		r.State, r.Answer = idempotency.Completed, &a
 		n := answerBytes(r)
-		over := func() bool { return s.o.MaxBytesPerClient > 0 && usageOf(tx, clientOf(key)).bytes+n > s.o.MaxBytesPerClient }
+		over := func() bool {
+			return s.o.MaxBytesPerClient > 0 && usageOf(tx, clientOf(key)).bytes+n > s.o.MaxBytesPerClient
+		}
 		if over() {
 			// Expired answers may still hold the room: sweep, then look again.
 			if _, err := sweep(tx, s.o.Now()); err != nil {
