@@ -127,6 +127,18 @@ network:
 	if len(seen) != 4 {
 		t.Errorf("the partner saw %v; want done and three killed keys once each", seen)
 	}
+
+	// The operator's way out, with the gateway stopped: the CLI opens the
+	// store itself.
+	for want, k := range map[string]string{"cleared": "kill-0", "no such key": "never-used"} {
+		out, err := exec.Command(binary(t), "idempotency", "clear", "--config", path, "--client", "shop", "--upstream", "bank", k).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), want) {
+			t.Errorf("idempotency clear %s: %v\n%s", k, err, out)
+		}
+	}
+	if out, err := exec.Command(binary(t), "idempotency", "clear", "--config", path, "kill-1").CombinedOutput(); err == nil {
+		t.Errorf("clear without --client and --upstream succeeded:\n%s", out)
+	}
 }
 
 type serveProc struct {

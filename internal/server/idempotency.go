@@ -72,6 +72,12 @@ func (g *gateway) idempotencyFor(cfg *config.Config) (idempotency.Store, error) 
 // the running gateway, so the command cannot open it then).
 const AdminClearPath = "/idempotency/clear"
 
+// adminClearHeader must be on a clear request: a browser on the gateway
+// host cannot add it to a cross-site form post (it would need a CORS
+// preflight, which the admin listener never answers), so a web page cannot
+// clear keys through the loopback address.
+const adminClearHeader = "Outgate-Admin-Action"
+
 // clearHandler clears one key. It answers only peers on loopback: clearing a
 // key lets the next request with it go to the partner again, so it is an
 // operator's act on the gateway host, never something any host that can
@@ -80,6 +86,10 @@ func (g *gateway) clearHandler(w http.ResponseWriter, r *http.Request) {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil || !ap.Addr().Unmap().IsLoopback() {
 		http.Error(w, "clearing idempotency keys is allowed from the gateway host only", http.StatusForbidden)
+		return
+	}
+	if r.Header.Get(adminClearHeader) != "clear" {
+		http.Error(w, "missing "+adminClearHeader+": clear", http.StatusBadRequest)
 		return
 	}
 	st := g.core.Load().Idempotency
@@ -144,6 +154,7 @@ func ClearKey(ctx context.Context, cfg *config.Config, k idempotency.Key) (bool,
 		return false, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(adminClearHeader, "clear")
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		return false, fmt.Errorf("asking the gateway at %s: %w", cfg.AdminListen, err)

@@ -376,6 +376,17 @@ func TestIdempotencyClear(t *testing.T) {
 	resp, body = do(t, nil, keyed(t, g, a, "POST", "/bank/hang", "c1", "x"))
 	wantError(t, resp, body, 409, "outcome_unknown")
 
+	// A cross-site form post (what a web page on the gateway host could
+	// send to the loopback admin address) is refused: no custom header.
+	form := strings.NewReader("client=" + a.name + "&upstream=bank&key=c1")
+	req := mustReq(t, "POST", "http://"+g.Admin+server.AdminClearPath)
+	req.Body = io.NopCloser(form)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, body := do(t, nil, req); resp.StatusCode != 400 {
+		t.Fatalf("a plain form post: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, nil, keyed(t, g, a, "POST", "/bank/hang", "c1", "x"))
+	wantError(t, resp, body, 409, "outcome_unknown")
 	if ok, err := server.ClearKey(context.Background(), cfg, idempotency.Key{Client: a.name, Upstream: "bank", Key: "c1"}); err != nil || !ok {
 		t.Fatalf("clear through the running gateway = %v, %v", ok, err)
 	}
