@@ -37,16 +37,17 @@ const (
 // and payment references fit).
 const MaxKeyLen = 255
 
-// Error codes (apierr.E.Code) for idempotent requests.
+// Error codes (apierr.E.Code) for idempotent requests; apierr holds them
+// with the gateway's other codes.
 const (
-	CodeKeyRequired     = "idempotency_key_required"
-	CodeKeyInvalid      = "idempotency_key_invalid"
-	CodeInFlight        = "idempotency_in_flight"
-	CodeKeyReused       = "idempotency_key_reused"
-	CodeOutcomeUnknown  = "outcome_unknown"
-	CodeAnswerNotStored = "idempotency_answer_not_stored"
-	CodeStoreFull       = "idempotency_store_full"
-	CodeUnavailable     = "idempotency_unavailable"
+	CodeKeyRequired     = apierr.CodeIdempotencyKeyRequired
+	CodeKeyInvalid      = apierr.CodeIdempotencyKeyInvalid
+	CodeInFlight        = apierr.CodeIdempotencyInFlight
+	CodeKeyReused       = apierr.CodeIdempotencyKeyReused
+	CodeOutcomeUnknown  = apierr.CodeOutcomeUnknown
+	CodeAnswerNotStored = apierr.CodeIdempotencyNotStored
+	CodeStoreFull       = apierr.CodeIdempotencyStoreFull
+	CodeUnavailable     = apierr.CodeIdempotencyUnavailable
 )
 
 // Outcomes, for the audit line's "idempotency" field and the metrics: what
