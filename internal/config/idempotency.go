@@ -48,6 +48,7 @@ const (
 	DefaultIdempotencyHeader = "Idempotency-Key"
 	DefaultIdempotencyTTL    = 24 * time.Hour
 	MaxIdempotencyTTL        = 30 * 24 * time.Hour
+	MinIdempotencyTTL        = time.Hour
 	DefaultMaxStoredBody     = 256 << 10
 	MaxMaxStoredBody         = 6 << 20
 	DefaultMaxKeysPerClient  = 100_000
@@ -105,8 +106,15 @@ func (v *validator) idempotency(path string, up *Upstream) {
 		}
 	}
 	v.duration(path+".ttl", ic.TTL, &p.TTL)
-	if p.TTL > MaxIdempotencyTTL {
+	switch {
+	case p.TTL > MaxIdempotencyTTL:
 		v.errf(path+".ttl", "%s is more than the 720h (30 days) a key can be kept", p.TTL)
+	case p.TTL < MinIdempotencyTTL:
+		// A key that expired while its request was still in flight would
+		// let a retry go out beside it.
+		v.errf(path+".ttl", "%s is less than 1h: a key must outlive its request and the retries after it", p.TTL)
+	case up.HeaderTimeout > 0 && p.TTL < up.HeaderTimeout+time.Hour:
+		v.errf(path+".ttl", "%s does not outlive this upstream's timeout (%s) by an hour: a key must outlive its request and the retries after it", p.TTL, up.HeaderTimeout)
 	}
 	v.size(path+".max_stored_body", ic.MaxStoredBody, &p.MaxStoredBody)
 	if p.MaxStoredBody > MaxMaxStoredBody {

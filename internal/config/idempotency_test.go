@@ -41,6 +41,26 @@ clients:
 	}
 }
 
+func TestIdempotencyTTLOutlivesTheRequest(t *testing.T) {
+	for ttl, want := range map[string]string{
+		"30m": `o.yaml:5:24: upstreams.bank.idempotency.ttl: 30m0s is less than 1h`,
+		"2h":  `o.yaml:5:24: upstreams.bank.idempotency.ttl: 2h0m0s does not outlive this upstream's timeout (1h30m0s) by an hour`,
+	} {
+		src := `upstreams:
+  bank:
+    url: https://bank.example
+    timeout: 90m
+    idempotency: {ttl: ` + ttl + `}
+clients:
+  - {name: a, key_sha256: ` + hashA + `, upstreams: [bank]}
+`
+		_, err := Parse([]byte(src), "o.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ttl %s: %v, want %s", ttl, err, want)
+		}
+	}
+}
+
 func TestIdempotencyErrors(t *testing.T) {
 	src := `upstreams:
   bank:
