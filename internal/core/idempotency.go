@@ -83,8 +83,11 @@ func (c *Core) IdempotentFor(scheme, host string, port uint16) (Idempotent, bool
 func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem Idempotent, path string, header time.Duration,
 	target, host string, keep []string, rec *audit.Record) (e *apierr.E) {
 	t := c.Timeouts(header)
-	call, replay, outcome, e := idempotency.Begin(r.Context(), c.Idempotency, idem.Policy, cl.Name, idem.Upstream, w, r, path, t.Header+idempotencyLeaseExtra)
+	call, replay, outcome, e, storeErr := idempotency.Begin(r.Context(), c.Idempotency, idem.Policy, cl.Name, idem.Upstream, w, r, path, t.Header+idempotencyLeaseExtra)
 	rec.Idempotency = outcome
+	if storeErr != nil {
+		rec.Decision, rec.Detail = audit.Error, "idempotency store: "+storeErr.Error()
+	}
 	if e != nil {
 		return e
 	}

@@ -81,64 +81,65 @@ type Call struct {
 }
 
 // Begin applies the policy to a request before it is sent. It returns:
-//   - (nil, nil, nil) when the request is not covered (method not in the
+//   - nothing (all nil, outcome "") when the request is not covered (method not in the
 //     list, or no key and none required): send it as usual;
 //   - a Call when the key was claimed: send the request through
 //     Call.Writer, then call End (or Abort if the handler panics);
 //   - a stored answer to Replay;
-//   - or the refusal to send, with the outcome for the audit line.
+//   - or the refusal to send, with the outcome for the audit line, and
+//     for a failing store its error (for the operator, never the client).
 //
 // A covered request's body is read here (it is part of the fingerprint), so
 // r.Body must already be bounded; it is replaced with the bytes read.
-func Begin(ctx context.Context, s Store, p *Policy, client, upstream string, w http.ResponseWriter, r *http.Request, path string, lease time.Duration) (call *Call, replay *Answer, outcome string, e *apierr.E) {
+func Begin(ctx context.Context, s Store, p *Policy, client, upstream string, w http.ResponseWriter, r *http.Request, path string, lease time.Duration) (call *Call, replay *Answer, outcome string, e *apierr.E, storeErr error) {
 	if !slices.Contains(p.Methods, r.Method) {
-		return nil, nil, "", nil
+		return nil, nil, "", nil, nil
 	}
 	vals := r.Header.Values(p.Header)
 	if len(vals) == 0 {
 		if p.Required {
-			return nil, nil, OutcomeRefused, apierr.New(http.StatusBadRequest, CodeKeyRequired, fmt.Sprintf("%s requests to this upstream need an %s header", r.Method, p.Header))
+			return nil, nil, OutcomeRefused, apierr.New(http.StatusBadRequest, CodeKeyRequired, fmt.Sprintf("%s requests to this upstream need an %s header", r.Method, p.Header)), nil
 		}
-		return nil, nil, "", nil
+		return nil, nil, "", nil, nil
 	}
 	if len(vals) > 1 || !validKey(vals[0]) {
-		return nil, nil, OutcomeRefused, apierr.New(http.StatusBadRequest, CodeKeyInvalid, fmt.Sprintf("%s must be one value of 1 to %d visible ASCII characters", p.Header, MaxKeyLen))
+		return nil, nil, OutcomeRefused, apierr.New(http.StatusBadRequest, CodeKeyInvalid, fmt.Sprintf("%s must be one value of 1 to %d visible ASCII characters", p.Header, MaxKeyLen)), nil
 	}
 	body, e := readBody(r)
 	if e != nil {
-		return nil, nil, OutcomeRefused, e
+		return nil, nil, OutcomeRefused, e, nil
 	}
 	k := Key{Client: client, Upstream: upstream, Key: vals[0]}
 	fp := NewFingerprint(r.Method, path, r.URL.RawQuery, body)
 	token, prior, err := s.Claim(ctx, Claim{Key: k, Fingerprint: fp, TTL: p.TTL, Lease: lease})
 	switch {
 	case errors.Is(err, ErrFull):
-		return nil, nil, OutcomeRefused, apierr.New(http.StatusTooManyRequests, CodeStoreFull, "this client holds as many live idempotency keys as the gateway keeps; retry later")
+		return nil, nil, OutcomeRefused, apierr.New(http.StatusTooManyRequests, CodeStoreFull, "this client holds as many live idempotency keys as the gateway keeps; retry later"), nil
 	case err != nil:
 		// Fail closed: without a record the request would go out unprotected.
-		return nil, nil, OutcomeRefused, &apierr.E{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the idempotency store is unavailable; the request was not sent", RetryAfter: time.Second}
+		return nil, nil, OutcomeRefused, &apierr.E{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the idempotency store is unavailable; the request was not sent", RetryAfter: time.Second}, err
 	}
 	if prior != nil {
 		if prior.Fingerprint != fp {
-			return nil, nil, OutcomeKeyReused, apierr.New(http.StatusUnprocessableEntity, CodeKeyReused, "this "+p.Header+" was used for a different request (method, path, query or body); use a new key")
+			return nil, nil, OutcomeKeyReused, apierr.New(http.StatusUnprocessableEntity, CodeKeyReused, "this "+p.Header+" was used for a different request (method, path, query or body); use a new key"), nil
 		}
 		switch prior.State {
 		case Completed:
-			return nil, prior.Answer, OutcomeReplay, nil
+			return nil, prior.Answer, OutcomeReplay, nil, nil
 		case InFlight:
-			return nil, nil, OutcomeInFlight, &apierr.E{Status: http.StatusConflict, Code: CodeInFlight, Message: "a request with this key is in flight; retry later", RetryAfter: inFlightRetry}
+			return nil, nil, OutcomeInFlight, &apierr.E{Status: http.StatusConflict, Code: CodeInFlight, Message: "a request with this key is in flight; retry later", RetryAfter: inFlightRetry}, nil
 		case NotStored:
 			if prior.Answer != nil {
 				w.Header().Set(StatusHeader, strconv.Itoa(prior.Answer.Status))
 			}
-			return nil, nil, OutcomeNotStored, apierr.New(http.StatusConflict, CodeAnswerNotStored, "a request with this key was answered (the partner's status is in "+StatusHeader+"), but the answer was larger than max_stored_body and was not kept; it is not sent again")
+			return nil, nil, OutcomeNotStored, apierr.New(http.StatusConflict, CodeAnswerNotStored, "a request with this key was answered (the partner's status is in "+StatusHeader+"), but the answer was too large to keep (max_stored_body, or the client's share of the store); it is not sent again"), nil
 		default:
-			return nil, nil, OutcomeUnknown, apierr.New(http.StatusConflict, CodeOutcomeUnknown, "a request with this key was sent and no complete answer came back: check with the partner before anything else; outgate will not send it again")
+			return nil, nil, OutcomeUnknown, apierr.New(http.StatusConflict, CodeOutcomeUnknown, "a request with this key was sent and no complete answer came back: check with the partner before anything else; outgate will not send it again"), nil
 		}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
-	return &Call{store: s, key: k, token: token, cap: &capture{max: p.MaxStoredBody}}, nil, "", nil
+	return &Call{store: s, key: k, token: token, cap: &capture{max: p.MaxStoredBody}}, nil, "", nil, nil
 }
 
 func validKey(k string) bool {

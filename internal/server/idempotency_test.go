@@ -453,6 +453,19 @@ func TestIdempotencyDynamoDBStore(t *testing.T) {
 	if cp.count("d1") != 1 || cp.count("d2") != 2 {
 		t.Fatalf("partner counts d1 %d, d2 %d", cp.count("d1"), cp.count("d2"))
 	}
+
+	// A store that fails refuses the request: it never goes out unprotected.
+	if _, err := db.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String("outgate-idem")}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = do(t, nil, keyed(t, g, a, "POST", "/bank/pay", "d3", "x"))
+	wantError(t, resp, body, 503, "idempotency_unavailable")
+	if cp.count("d3") != 0 {
+		t.Fatal("a request went out without its record")
+	}
+	if au := g.logs.audit(t, resp.Header.Get("Outgate-Request-Id")); au["decision"] != "error" || !strings.Contains(fmt.Sprint(au["detail"]), "idempotency store") {
+		t.Errorf("audit of a store failure: %v", au)
+	}
 }
 
 // A reload may turn idempotency on (the store opens then); it may not move
