@@ -18,9 +18,11 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/idempotency/dynamo"
 	"github.com/outgate/outgate/internal/lambdarelay"
 	"github.com/outgate/outgate/internal/secrets"
 )
@@ -52,15 +54,26 @@ func main() {
 	if err != nil {
 		fatal("config", err)
 	}
+	idem, err := lambdarelay.OpenIdempotency(cfg, os.Getenv, func() (dynamo.API, error) {
+		ac, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return dynamodb.NewFromConfig(ac), nil
+	})
+	if err != nil {
+		fatal("config", err)
+	}
 	h, err := lambdarelay.New(lambdarelay.Options{
-		Config:   cfg,
-		Function: os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
-		Expected: expected,
-		Log:      os.Stdout,
-		Metrics:  os.Stdout,
-		Reload:   reload,
-		Version:  version,
-		Secrets:  secrets.AWS(func(ctx context.Context) (aws.Config, error) { return awsconfig.LoadDefaultConfig(ctx) }),
+		Config:      cfg,
+		Function:    os.Getenv("AWS_LAMBDA_FUNCTION_NAME"),
+		Expected:    expected,
+		Log:         os.Stdout,
+		Metrics:     os.Stdout,
+		Reload:      reload,
+		Version:     version,
+		Secrets:     secrets.AWS(func(ctx context.Context) (aws.Config, error) { return awsconfig.LoadDefaultConfig(ctx) }),
+		Idempotency: idem,
 	})
 	if err != nil {
 		fatal("start", err)

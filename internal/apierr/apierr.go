@@ -49,6 +49,15 @@ const (
 	// within read_header_timeout) and the destination is not in raw_tunnels.
 	CodeSNINotAllowed = "sni_not_allowed"
 	CodeTunnelNotTLS  = "tunnel_not_tls"
+	// Idempotency keys (docs/safe-retries.md): the request was not sent.
+	CodeIdempotencyKeyRequired = "idempotency_key_required"      // 400
+	CodeIdempotencyKeyInvalid  = "idempotency_key_invalid"       // 400
+	CodeIdempotencyInFlight    = "idempotency_in_flight"         // 409, Retry-After
+	CodeIdempotencyKeyReused   = "idempotency_key_reused"        // 422
+	CodeOutcomeUnknown         = "outcome_unknown"               // 409
+	CodeIdempotencyNotStored   = "idempotency_answer_not_stored" // 409, Outgate-Idempotent-Status
+	CodeIdempotencyStoreFull   = "idempotency_store_full"        // 429
+	CodeIdempotencyUnavailable = "idempotency_unavailable"       // 503, Retry-After
 )
 
 // New is a shorthand for &E{...}.

@@ -31,6 +31,9 @@ type Record struct {
 	Decision  string
 	Reason    string // the error code, or why a tunnel ended
 	Detail    string // internal detail for operators (never shown to clients)
+	// Idempotency is what an idempotency key did (idempotency.Outcome*):
+	// a fixed word, never the key or the stored answer.
+	Idempotency string
 }
 
 // Decisions.
@@ -110,6 +113,9 @@ func AppendLine(b []byte, now time.Time, r *Record) []byte {
 	}
 	if r.Detail != "" {
 		b = appendField(b, "detail", r.Detail)
+	}
+	if r.Idempotency != "" {
+		b = appendField(b, "idempotency", r.Idempotency)
 	}
 	return append(b, "}\n"...)
 }

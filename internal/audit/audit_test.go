@@ -32,6 +32,9 @@ func viaSlog(now time.Time, r *Record) string {
 	if r.Detail != "" {
 		attrs = append(attrs, slog.String("detail", r.Detail))
 	}
+	if r.Idempotency != "" {
+		attrs = append(attrs, slog.String("idempotency", r.Idempotency))
+	}
 	rec := slog.NewRecord(now, slog.LevelInfo, "request", 0)
 	rec.AddAttrs(attrs...)
 	h.Handle(context.Background(), rec)
@@ -43,6 +46,8 @@ func TestLineMatchesSlog(t *testing.T) {
 	for _, r := range []Record{
 		{Start: now.Add(-1500 * time.Microsecond), RequestID: "abc", Mode: "relay", Client: "billing", Route: "pay", Method: "POST",
 			Path: "/v1/charges", Status: 200, BytesIn: 12, BytesOut: 3456, Upstream: 1234 * time.Microsecond, Decision: Allow},
+		{Start: now.Add(-time.Millisecond), RequestID: "def", Mode: "relay", Client: "billing", Route: "pay", Method: "POST",
+			Path: "/v1/charges", Status: 409, Decision: Deny, Reason: "outcome_unknown", Idempotency: "outcome_unknown"},
 		{Start: now, Mode: "proxy", Target: "api.example:443", Method: "GET", Path: "/", Status: 403, Decision: Deny, Reason: "destination_blocked",
 			Detail: "169.254.169.254 is link-local"},
 		{Start: now.Add(-3 * time.Hour), Mode: "connect", Client: "x", Target: "h:1", Decision: Error, Reason: "idle_timeout"},

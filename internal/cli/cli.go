@@ -46,7 +46,7 @@ for partner APIs that allowlist addresses. It runs as an authenticated relay
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(serveCmd(), keysCmd(), configCmd(), planCmd(), templateCmd(), upCmd(), statusCmd(), downCmd(), ipsCmd(), verifyCmd(), attachCmd(), detachCmd(), healthCmd())
+	root.AddCommand(serveCmd(), keysCmd(), configCmd(), planCmd(), templateCmd(), upCmd(), statusCmd(), downCmd(), ipsCmd(), verifyCmd(), attachCmd(), detachCmd(), healthCmd(), idempotencyCmd())
 	return root
 }
 

@@ -46,7 +46,8 @@ relay cap) under a light workload: 1M requests a month of 500 ms.`,
 			if u.Front != "url" && u.Front != "apigw" {
 				return usageError{fmt.Errorf("--front must be url or apigw, got %q", u.Front)}
 			}
-			for name, v := range map[string]float64{"--requests-per-month": u.RequestsPerMonth, "--avg-duration-ms": u.AvgDurationMs, "--gb-per-month": u.GBPerMonth} {
+			for name, v := range map[string]float64{"--requests-per-month": u.RequestsPerMonth, "--avg-duration-ms": u.AvgDurationMs, "--gb-per-month": u.GBPerMonth,
+				"--idempotent-requests": u.IdempotentPerMonth, "--idempotent-answer-kb": u.IdempotentAnswerKB} {
 				if v < 0 {
 					return usageError{fmt.Errorf("%s cannot be negative", name)}
 				}
@@ -98,6 +99,8 @@ relay cap) under a light workload: 1M requests a month of 500 ms.`,
 	f.IntVar(&u.RelayConcurrency, "relay-concurrency", u.RelayConcurrency, "the relay's reserved concurrency, as given to up (0: no cap)")
 	f.IntVar(&u.LogRetentionDays, "log-retention-days", u.LogRetentionDays, "days the functions' logs are kept, as given to up")
 	f.Float64Var(&u.LogBytesPerRequest, "log-bytes-per-request", u.LogBytesPerRequest, "bytes of log one relay call writes")
+	f.Float64Var(&u.IdempotentPerMonth, "idempotent-requests", 0, "relay requests a month with an idempotency key (the DynamoDB table)")
+	f.Float64Var(&u.IdempotentAnswerKB, "idempotent-answer-kb", u.IdempotentAnswerKB, "average answer size in KB of those requests (stored for replays)")
 	f.BoolVar(&u.FreeTier, "free-tier", false, "subtract the AWS free tier")
 	f.StringVar(&u.Front, "front", "url", "front door: url (Function URL) or apigw (API Gateway HTTP API)")
 	f.StringVar(&endpoints, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")

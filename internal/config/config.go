@@ -30,6 +30,8 @@ type Config struct {
 	ProxyTLS TLS `yaml:"proxy_tls"`
 	// Secrets configures how partner secrets are refreshed (secrets.go).
 	Secrets Secrets `yaml:"secrets"`
+	// IdempotencyStore keeps the records of upstreams' idempotency keys.
+	IdempotencyStore IdempotencyStore `yaml:"idempotency_store"`
 
 	// Source names where the config came from, for messages ("outgate.yaml").
 	Source string `yaml:"-"`
@@ -64,6 +66,8 @@ type Upstream struct {
 	// ${secret:...} reference.
 	ClientCert string `yaml:"client_cert"`
 	ClientKey  string `yaml:"client_key"`
+	// Idempotency turns on idempotency keys for this upstream (nil: off).
+	Idempotency *Idempotency `yaml:"idempotency"`
 
 	Parsed        *url.URL      `yaml:"-"`
 	HeaderTimeout time.Duration `yaml:"-"`

@@ -97,6 +97,7 @@ func (v *validator) validate() {
 	v.network()
 	v.limits()
 	v.secrets()
+	v.idempotencyStore()
 	v.tls("tls", &c.TLS)
 	v.tls("proxy_tls", &c.ProxyTLS)
 	if c.ProxyTLS.Enabled() && c.ProxyListen == "" {
@@ -180,6 +181,7 @@ func (v *validator) upstreams() {
 		up.ForwardHeaders = v.forwardHeaders(path+".forward_headers", up.ForwardHeaders)
 		v.allowBodyOn(path, &up)
 		v.partnerSecrets(path, &up)
+		v.idempotency(path, &up)
 		v.c.Upstreams[name] = up
 	}
 }

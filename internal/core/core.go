@@ -19,6 +19,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/egress"
 	"github.com/outgate/outgate/internal/forward"
+	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/inject"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/limits"
@@ -57,8 +58,12 @@ type Core struct {
 	// ProxyCert the proxy listener's when proxy_tls is.
 	Cert, ProxyCert *tls.Certificate
 
-	byName map[string]*Client
-	byHash map[[32]byte]*Client
+	// Idempotency keeps idempotency-key records (nil when no upstream uses them).
+	Idempotency idempotency.Store
+
+	byName      map[string]*Client
+	byHash      map[[32]byte]*Client
+	idemOrigins map[string]Idempotent
 }
 
 // Deps are the parts that outlive one config.
@@ -79,10 +84,17 @@ type Deps struct {
 	// OnSecretRefresh, if set, sees every refresh of the secrets after
 	// the start (nil error: the new values are in use).
 	OnSecretRefresh func(error)
+	// Idempotency is the store of idempotency keys; required when an
+	// upstream turns idempotency on (the records outlive a config).
+	Idempotency idempotency.Store
 }
 
 // New compiles a validated config.
 func New(cfg *config.Config, deps Deps) (*Core, error) {
+	if cfg.UsesIdempotency() && deps.Idempotency == nil {
+		// Deny by default: never send a keyed request unprotected.
+		return nil, fmt.Errorf("an upstream has idempotency on, but no idempotency store is available here")
+	}
 	eg, err := egress.New(cfg, deps.Self, deps.OnConnect)
 	if err != nil {
 		return nil, err
@@ -99,6 +111,9 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 		onFinish: deps.OnFinish,
 		byName:   map[string]*Client{},
 		byHash:   map[[32]byte]*Client{},
+
+		Idempotency: deps.Idempotency,
+		idemOrigins: idempotentOrigins(cfg),
 	}
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)

@@ -27,6 +27,10 @@ type Usage struct {
 	// Lambda's START/END/REPORT lines, the audit line and the metrics line.
 	LogBytesPerRequest float64
 	LogRetentionDays   int
+	// IdempotentPerMonth are relay requests with an idempotency key, and
+	// IdempotentAnswerKB their answers' average size (the DynamoDB line).
+	IdempotentPerMonth float64
+	IdempotentAnswerKB float64
 }
 
 // DefaultUsage is what `outgate plan` prices with no flags: the deployment
@@ -34,7 +38,8 @@ type Usage struct {
 // relay cap) under a light workload.
 func DefaultUsage() Usage {
 	return Usage{RequestsPerMonth: 1e6, AvgDurationMs: 500, MemoryMB: RelayMemoryMB, GBPerMonth: 1, Arch: "arm64", AZs: 2, Front: "url",
-		RelayConcurrency: DefaultRelayConcurrency, LogBytesPerRequest: 1024, LogRetentionDays: DefaultLogRetentionDays}
+		RelayConcurrency: DefaultRelayConcurrency, LogBytesPerRequest: 1024, LogRetentionDays: DefaultLogRetentionDays,
+		IdempotentAnswerKB: 1}
 }
 
 // Line is one item of a monthly bill.
@@ -190,7 +195,7 @@ func planENI(p Prices, u Usage) Estimate {
 		Line{"Lambda (guardian)", round2(guardianGBSeconds*gbSecondRate(p, u.Arch) + guardianInvocations/1e6*p.LambdaPerMillionRequests), "every minute, 128 MB " + u.Arch},
 		ipLine(p, u.AZs, "one per AZ, on the Lambda ENIs"))
 	e.Lines = append(e.Lines, monitoringLines(p, u, relayMetrics+guardianMetrics, alarmMetricsENI, true)...)
-	e.Lines = append(e.Lines, frontLine(p, u), transferLine(p, u))
+	e.Lines = append(e.Lines, frontLine(p, u), transferLine(p, u), idempotencyLine(u))
 	e = total(e)
 	atCap(p, u, &e)
 	return e
@@ -217,7 +222,7 @@ func planNAT(p Prices, u Usage) Estimate {
 			fmt.Sprintf("$%.3f/hour per AZ, plus $%.2f/GB it carries", p.InterfaceEndpointHour, p.InterfaceEndpointGB)})
 	}
 	e.Lines = append(e.Lines, monitoringLines(p, u, relayMetrics, alarmMetricsNAT, false)...)
-	e.Lines = append(e.Lines, frontLine(p, u), transferLine(p, u))
+	e.Lines = append(e.Lines, frontLine(p, u), transferLine(p, u), idempotencyLine(u))
 	e = total(e)
 	atCap(p, u, &e)
 	return e

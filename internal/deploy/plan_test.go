@@ -178,3 +178,28 @@ func TestNoPointersOutsideTheRepository(t *testing.T) {
 		t.Error("docs/lambda.md still says up is in progress")
 	}
 }
+
+// The idempotency table costs nothing when no request has a key, and a
+// stated volume is priced from DynamoDB's on-demand figures.
+func TestPlanIdempotencyTable(t *testing.T) {
+	p, _ := PricesFor("us-east-1")
+	u := DefaultUsage()
+	line := func(u Usage) Line {
+		for _, l := range Plan(p, u)[0].Lines {
+			if l.Item == "DynamoDB (idempotency keys)" {
+				return l
+			}
+		}
+		t.Fatal("no DynamoDB line")
+		return Line{}
+	}
+	if l := line(u); l.USD != 0 {
+		t.Errorf("no keyed requests: %+v", l)
+	}
+	u.IdempotentPerMonth, u.IdempotentAnswerKB = 1e6, 1
+	// 1M claims + 1M answers of 2 KB items = 3M write units ($1.875), 100k
+	// reads ($0.0125), 1M x 24/730 x 2 KB = 0.066 GB at $0.45 ($0.03).
+	if l := line(u); l.USD != 1.92 {
+		t.Errorf("1M keyed requests: %+v, want $1.92", l)
+	}
+}

@@ -511,7 +511,8 @@ func (b *builder) logGroup(logicalFn, suffix, cond string) string {
 func (b *builder) relay() {
 	relayPolicies := []iam.Role_Policy{{PolicyName: "read-config", PolicyDocument: policy(map[string]any{
 		"Effect": "Allow", "Action": "ssm:GetParameter",
-		"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})}}
+		"Resource": cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${" + ParamConfig + "}")})},
+		b.idempotency()}
 	if p := secretsPolicy(b.o.Secrets); p != nil {
 		relayPolicies = append(relayPolicies, *p)
 	}
@@ -537,6 +538,7 @@ func (b *builder) relay() {
 		Environment: &lambda.Function_Environment{Variables: map[string]string{
 			"OUTGATE_CONFIG_SSM":   cf.Ref(ParamConfig),
 			"OUTGATE_EXPECTED_IPS": b.expectedIPs(),
+			envIdempotencyTable:    cf.Ref(idempotencyTable),
 		}},
 		Tags: []tags.Tag{deploymentTag()},
 	})

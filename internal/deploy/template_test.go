@@ -206,13 +206,16 @@ var (
 // AlarmDescription 1024; EventBridge Scheduler CreateSchedule Description
 // 512; SNS topic DisplayName 100.
 var descriptionMax = map[string]map[string]int{
-	"AWS::Lambda::Function":                 {"Description": 256},
-	"AWS::CloudWatch::Alarm":                {"AlarmDescription": 1024, "AlarmName": 255},
-	"AWS::Scheduler::Schedule":              {"Description": 512},
-	"AWS::SNS::Topic":                       {"DisplayName": 100},
-	"AWS::EC2::SecurityGroup":               {},
-	"AWS::IAM::Role":                        {},
-	"AWS::Logs::LogGroup":                   {},
+	"AWS::Lambda::Function":    {"Description": 256},
+	"AWS::CloudWatch::Alarm":   {"AlarmDescription": 1024, "AlarmName": 255},
+	"AWS::Scheduler::Schedule": {"Description": 512},
+	"AWS::SNS::Topic":          {"DisplayName": 100},
+	"AWS::EC2::SecurityGroup":  {},
+	"AWS::IAM::Role":           {},
+	"AWS::Logs::LogGroup":      {},
+	// The idempotency table has no TableName (CloudFormation generates one)
+	// and no free text; its tags are the checked ones.
+	"AWS::DynamoDB::Table":                  {},
 	"AWS::ApiGatewayV2::Api":                {},
 	"AWS::IAM::Policy":                      {},
 	"AWS::EC2::EIP":                         {},

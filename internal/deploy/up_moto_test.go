@@ -46,6 +46,7 @@ func TestUpDoesNoHarm(t *testing.T) {
 	if len(ips) != 1 || first.Resources["NatGateway0"] == "" {
 		t.Fatalf("nat deployment: IPs %+v, resources %v", ips, first.Resources)
 	}
+	checkIdempotencyTable(t, first)
 	current := ips[0].AllocationID
 
 	// A plain re-run (the CLI's defaults, no flag set) keeps all of it.

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/idempotency"
+	"github.com/outgate/outgate/internal/idempotency/dynamo"
 )
 
 // SSM is the one SSM call the relay makes, read once per cold start.
@@ -25,7 +27,33 @@ const (
 	EnvConfig      = "OUTGATE_CONFIG"       // the YAML config itself
 	EnvConfigSSM   = "OUTGATE_CONFIG_SSM"   // or the name of an SSM parameter holding it
 	EnvExpectedIPs = "OUTGATE_EXPECTED_IPS" // comma-separated allowlisted egress IPs
+	// EnvIdempotencyTable names the DynamoDB table of idempotency keys; it
+	// overrides the config's idempotency_store.dynamodb_table.
+	EnvIdempotencyTable = "OUTGATE_IDEMPOTENCY_TABLE"
 )
+
+// OpenIdempotency returns the relay's idempotency store: DynamoDB, the table
+// from OUTGATE_IDEMPOTENCY_TABLE or the config's dynamodb_table; nil when
+// neither names one and no upstream uses idempotency. A Lambda function has
+// no disk that outlives it, so the embedded store is refused. newAPI is
+// called only when a table is named.
+func OpenIdempotency(cfg *config.Config, getenv func(string) string, newAPI func() (dynamo.API, error)) (idempotency.Store, error) {
+	table := getenv(EnvIdempotencyTable)
+	if table == "" {
+		table = cfg.IdempotencyStore.DynamoDBTable
+	}
+	if table == "" {
+		if cfg.UsesIdempotency() {
+			return nil, errors.New("an upstream uses idempotency: the Lambda relay keeps keys in DynamoDB only; set idempotency_store.dynamodb_table (a function's disk does not outlive it)")
+		}
+		return nil, nil
+	}
+	api, err := newAPI()
+	if err != nil {
+		return nil, fmt.Errorf("DynamoDB client: %w", err)
+	}
+	return dynamo.New(api, table, nil), nil
+}
 
 // LoadConfig reads the config from OUTGATE_CONFIG or OUTGATE_CONFIG_SSM.
 // newSSM is called only when the SSM variable is used.

@@ -23,6 +23,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/core"
 	"github.com/outgate/outgate/internal/emf"
+	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/relay"
 	"github.com/outgate/outgate/internal/secrets"
 )
@@ -52,6 +53,9 @@ type Options struct {
 	// Secrets reach the config's ${secret:...} references (SSM and
 	// Secrets Manager with the function's role).
 	Secrets secrets.Sources
+	// Idempotency is the store of upstreams' idempotency keys (DynamoDB:
+	// OpenIdempotency); nil refuses a config that uses them.
+	Idempotency idempotency.Store
 }
 
 // Handler answers Lambda invocations.
@@ -70,6 +74,7 @@ type Handler struct {
 	log      *slog.Logger
 	out      io.Writer // audit lines
 	secrets  secrets.Sources
+	idem     idempotency.Store
 }
 
 // New builds the handler. Listener settings in the config are ignored.
@@ -82,7 +87,7 @@ func New(o Options) (*Handler, error) {
 		o.ReloadEvery = time.Minute
 	}
 	h := &Handler{function: o.Function, expected: o.Expected, emf: emf.New(o.Metrics), log: logger, out: o.Log,
-		reload: o.Reload, every: o.ReloadEvery, version: o.Version, now: time.Now, secrets: o.Secrets}
+		reload: o.Reload, every: o.ReloadEvery, version: o.Version, now: time.Now, secrets: o.Secrets, idem: o.Idempotency}
 	h.checked = h.now()
 	c, err := h.build(o.Config)
 	if err != nil {
@@ -103,7 +108,7 @@ func (h *Handler) logWarnings(cfg *config.Config) {
 
 func (h *Handler) build(cfg *config.Config) (*core.Core, error) {
 	return core.New(cfg, core.Deps{Log: h.log, Audit: h.out, OnFinish: h.requestMetrics, Secrets: h.secrets,
-		OnSecretRefresh: h.secretRefreshed})
+		OnSecretRefresh: h.secretRefreshed, Idempotency: h.idem})
 }
 
 // secretRefreshed emits SecretRefreshErrors (0 or 1) for each refresh of

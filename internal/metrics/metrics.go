@@ -22,6 +22,9 @@ type Metrics struct {
 	Reloads  *prometheus.CounterVec   // result
 	// SecretRefreshes counts refreshes of partner secrets, by result.
 	SecretRefreshes *prometheus.CounterVec
+	// Idempotency counts what idempotency keys did: replays, conflicts,
+	// unknown outcomes (a fixed set of words: idempotency.Outcome*).
+	Idempotency *prometheus.CounterVec // outcome
 
 	// The two byte counters, resolved once: Observe runs per request.
 	bytesIn, bytesOut prometheus.Counter
@@ -61,6 +64,10 @@ func New(src Sources) *Metrics {
 			Name: "outgate_config_reloads_total",
 			Help: "Config reloads on SIGHUP, by result (ok, error).",
 		}, []string{"result"}),
+		Idempotency: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outgate_idempotency_total",
+			Help: "Requests with an idempotency key, by outcome: sent, sent_not_stored, released, marked_unknown (sent, no complete answer), replay, in_flight, key_reused, outcome_unknown, answer_not_stored, refused.",
+		}, []string{"outcome"}),
 	}
 	m.SecretRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "outgate_secret_refreshes_total",
@@ -91,7 +98,7 @@ func New(src Sources) *Metrics {
 			}, func() float64 { return float64(src.ConnsRefused()[reason]) }))
 		}
 	}
-	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.Reloads, m.SecretRefreshes,
+	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.Reloads, m.SecretRefreshes, m.Idempotency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.bytesIn, m.bytesOut = m.Bytes.WithLabelValues("in"), m.Bytes.WithLabelValues("out")
 	return m
@@ -107,6 +114,9 @@ func (m *Metrics) Observe(r *audit.Record) {
 	m.Duration.WithLabelValues(r.Mode).Observe(time.Since(r.Start).Seconds())
 	m.bytesIn.Add(float64(r.BytesIn))
 	m.bytesOut.Add(float64(r.BytesOut))
+	if r.Idempotency != "" {
+		m.Idempotency.WithLabelValues(r.Idempotency).Inc()
+	}
 }
 
 // Handler serves the registry in the Prometheus text format.

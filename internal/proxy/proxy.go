@@ -151,6 +151,12 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 		target.Host = bracket(host)
 	}
 	target.Fragment = ""
+	// An upstream's idempotency covers proxy requests to its origin
+	// (CONNECT tunnels are TLS end to end: nothing to see there).
+	if idem, ok := c.IdempotentFor(scheme, host, port); ok {
+		rec.Route = idem.Upstream
+		return c.SendOnce(w, r, cl, idem, target.EscapedPath(), 0, target.String(), target.Host, nil, creds, rec)
+	}
 	out, err := forward.Request(r.Context(), r, target.String(), target.Host, nil)
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")

@@ -115,13 +115,17 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	target.RawPath = up.Parsed.EscapedPath() + rest
 	target.Path, _ = url.PathUnescape(target.RawPath) // SplitPath checked the encoding
 	target.RawQuery = r.URL.RawQuery
+	// The partner's credentials, held by the gateway: the client's own
+	// copies of the injected headers go first.
+	creds := c.Creds.For(name)
+	if up.Idempotency != nil {
+		idem := core.Idempotent{Upstream: name, Policy: up.Idempotency.Policy}
+		return c.SendOnce(w, r, cl, idem, target.RawPath, up.HeaderTimeout, target.String(), up.Parsed.Host, up.ForwardHeaders, creds, rec)
+	}
 	out, err := forward.Request(r.Context(), r, target.String(), up.Parsed.Host, up.ForwardHeaders)
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	// The partner's credentials, held by the gateway: the client's own
-	// copies of the injected headers go first.
-	creds := c.Creds.For(name)
 	creds.Apply(out.Header)
 	return forward.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(up.HeaderTimeout), rec)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/core"
 	"github.com/outgate/outgate/internal/egress"
+	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/limits"
 	"github.com/outgate/outgate/internal/metrics"
 	"github.com/outgate/outgate/internal/proxy"
@@ -61,6 +62,10 @@ type gateway struct {
 	dials   atomic.Int64  // upstream connections opened, across reloads
 
 	secrets secrets.Sources // where the config's ${secret:...} references are read
+	// idem is the idempotency store, opened once an upstream needs it and
+	// kept across reloads; idemConf the settings it was opened with.
+	idem     idempotency.Store
+	idemConf config.IdempotencyStore
 }
 
 // adminMaxConns bounds the admin listener on its own, so metrics can be
@@ -135,6 +140,15 @@ func Run(ctx context.Context, o Options) error {
 		ConnsRefused: g.conns.Refused, Dials: g.dials.Load})
 	g.admin = limits.NewConns(adminMaxConns)
 	g.admin.SetRules(adminRules(cfg.Limits.Resolved))
+	if g.idem, err = openIdempotency(cfg); err != nil {
+		return err
+	}
+	g.idemConf = cfg.IdempotencyStore
+	defer func() {
+		if g.idem != nil {
+			g.idem.Close()
+		}
+	}()
 
 	var lns []net.Listener
 	closeAll := func() {
@@ -277,8 +291,12 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
+	idem, err := g.idempotencyFor(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }, Secrets: g.secrets,
-		OnSecretRefresh: g.secretRefreshed})
+		OnSecretRefresh: g.secretRefreshed, Idempotency: idem})
 }
 
 // secretRefreshed counts a refresh of the partner secrets.
@@ -397,6 +415,7 @@ func (g *gateway) shutdown(servers []*http.Server, admin *http.Server) {
 func (g *gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", g.metrics.Handler())
+	mux.HandleFunc("POST "+AdminClearPath, g.clearHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})

@@ -1,0 +1,133 @@
+package core
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/outgate/outgate/internal/apierr"
+	"github.com/outgate/outgate/internal/audit"
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/forward"
+	"github.com/outgate/outgate/internal/hostname"
+	"github.com/outgate/outgate/internal/idempotency"
+	"github.com/outgate/outgate/internal/inject"
+)
+
+// idempotencyLeaseExtra is how long past the response-header timeout a
+// claim may stay in flight before readers see it as unknown: room for the
+// answer's body to stream. A claim still in flight then is settled by its
+// owner all the same; only what duplicates are told changes.
+const idempotencyLeaseExtra = 5 * time.Minute
+
+// Idempotent is the upstream whose idempotency applies to a request.
+type Idempotent struct {
+	Upstream string
+	Policy   *idempotency.Policy
+}
+
+// Origin is scheme://host:port, the way proxy requests find an upstream's
+// idempotency policy.
+func Origin(scheme, host string, port uint16) string {
+	return scheme + "://" + hostname.JoinTarget(host, port)
+}
+
+// idempotentOrigins maps the origins of upstreams with idempotency to them,
+// for plain-HTTP (absolute-form) proxy requests. When two such upstreams
+// share an origin, the first by name wins (docs/config.md).
+func idempotentOrigins(cfg *config.Config) map[string]Idempotent {
+	names := make([]string, 0, len(cfg.Upstreams))
+	for n, u := range cfg.Upstreams {
+		if u.Idempotency != nil && u.Parsed != nil {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	out := map[string]Idempotent{}
+	for _, n := range names {
+		u := cfg.Upstreams[n]
+		def := uint16(443)
+		if u.Parsed.Scheme == "http" {
+			def = 80
+		}
+		host, port, err := hostname.SplitTarget(u.Parsed.Host, def)
+		if err != nil {
+			continue
+		}
+		o := Origin(u.Parsed.Scheme, host, port)
+		if _, ok := out[o]; !ok {
+			out[o] = Idempotent{Upstream: n, Policy: u.Idempotency.Policy}
+		}
+	}
+	return out
+}
+
+// IdempotentFor returns the idempotency that covers a proxy request to
+// scheme://host:port, if any. Without idempotency it costs a length check.
+func (c *Core) IdempotentFor(scheme, host string, port uint16) (Idempotent, bool) {
+	if len(c.idemOrigins) == 0 {
+		return Idempotent{}, false
+	}
+	i, ok := c.idemOrigins[Origin(scheme, host, port)]
+	return i, ok
+}
+
+// SendOnce applies an upstream's idempotency to a request: it claims the
+// key, sends the request (or replays, or refuses), and settles the claim
+// from how the forwarding ended. path is the upstream path, so a key used
+// through the relay and the proxy to one partner names one request.
+// r's body must be bounded already; the upstream request (target, host,
+// keep: as forward.Request takes them) is built after the claim, since the
+// body is read for the fingerprint first. It takes plain values, not a
+// closure, so the relay's path without idempotency allocates nothing more.
+// creds are the partner credentials the request carries (nil: none), put on
+// it as on a request without idempotency.
+func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem Idempotent, path string, header time.Duration,
+	target, host string, keep []string, creds *inject.Upstream, rec *audit.Record) (e *apierr.E) {
+	t := c.Timeouts(header)
+	call, replay, outcome, e, storeErr := idempotency.Begin(r.Context(), c.Idempotency, idem.Policy, cl.Name, idem.Upstream, w, r, path, t.Header+idempotencyLeaseExtra)
+	rec.Idempotency = outcome
+	if storeErr != nil {
+		rec.Decision, rec.Detail = audit.Error, "idempotency store: "+storeErr.Error()
+	}
+	if e != nil {
+		return e
+	}
+	if replay != nil {
+		rec.Status = replay.Status
+		rec.BytesOut = idempotency.Replay(w, replay)
+		return nil
+	}
+	out, err := forward.Request(r.Context(), r, target, host, keep)
+	if err != nil {
+		if call != nil {
+			call.Release(r.Context())
+			rec.Idempotency = idempotency.OutcomeReleased
+		}
+		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
+	}
+	creds.Apply(out.Header)
+	eg := cl.Egress.WithCert(creds.Cert())
+	if call == nil {
+		return forward.Do(w, out, eg, t, rec)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			// A response broken off midway (http.ErrAbortHandler).
+			rec.Idempotency = idempotency.OutcomeMarkedUnknown
+			if err := call.Abort(context.WithoutCancel(r.Context())); err != nil {
+				c.Log.Error("idempotency store: cannot mark a key unknown", "request_id", rec.RequestID, "error", err.Error())
+			}
+			panic(p)
+		}
+	}()
+	e = forward.Do(call.Writer(w), out, eg, t, rec)
+	outcome, err = call.End(r.Context(), e, rec.Decision == audit.Error)
+	rec.Idempotency = outcome
+	if err != nil {
+		// The record stays in flight, then reads as unknown: never sent twice.
+		c.Log.Error("idempotency store: cannot settle a key", "request_id", rec.RequestID, "outcome", outcome, "error", err.Error())
+	}
+	return e
+}
