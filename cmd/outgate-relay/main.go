@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -19,12 +20,16 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/outgate/outgate/internal/buildinfo"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/lambdarelay"
 )
 
 func main() {
 	ctx := context.Background()
+	// One line per cold start that says which build runs, as `outgate
+	// version` and serve's outgate_build_info metric do.
+	slog.New(slog.NewJSONHandler(os.Stdout, nil)).Info("outgate-relay starting", buildinfo.Get().Attrs()...)
 	var (
 		cfg     *config.Config
 		version string

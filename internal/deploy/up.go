@@ -391,7 +391,7 @@ func keepNATMapping(ips []IP, natAlloc []string) []IP {
 func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
 	if o.Template.VPCID == "" {
 		if len(o.PrivateCIDRs) > 0 {
-			return nil, fmt.Errorf("--private-cidrs apply to --mode nat with --vpc-id (outgate picks the blocks of a VPC it creates)")
+			return nil, ErrOptions{errors.New("--private-cidrs apply to --mode nat with --vpc-id (outgate picks the blocks of a VPC it creates)")}
 		}
 		return nil, nil
 	}
@@ -401,7 +401,7 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 	}
 	if o.Template.Mode != "nat" {
 		if len(o.PrivateCIDRs) > 0 {
-			return nil, fmt.Errorf("--private-cidrs apply to --mode nat (in eni mode the relay runs in the public subnets given)")
+			return nil, ErrOptions{errors.New("--private-cidrs apply to --mode nat (in eni mode the relay runs in the public subnets given)")}
 		}
 		return nil, nil
 	}
