@@ -22,11 +22,8 @@ func processEnv() env {
 	return env{interactive: func() bool { return isTerminal(os.Stdin) }}
 }
 
-// isTerminal reports whether f is a terminal (a character device).
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
+// isTerminal reports whether f is a terminal someone can type at.
+func isTerminal(f *os.File) bool { return terminal(f.Fd()) }
 
 // confirm asks on w and reads one answer from r: only "y" or "yes" go ahead.
 func confirm(r io.Reader, w io.Writer) bool {
