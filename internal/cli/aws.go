@@ -81,8 +81,12 @@ with the Go toolchain.`,
 				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory, deploy.FlagNotify, deploy.FlagNotifyTopic} {
 				o.Set[name] = cmd.Flags().Changed(name)
 			}
+			declined := false
 			if g.env.interactive() {
-				o.Confirm = func([]deploy.Change) bool { return confirm(cmd.InOrStdin(), cmd.ErrOrStderr()) }
+				o.Confirm = func([]deploy.Change) bool {
+					declined = !confirm(cmd.InOrStdin(), cmd.ErrOrStderr())
+					return !declined
+				}
 			}
 			c, err := g.clients(ctx)
 			if err != nil {
@@ -91,6 +95,9 @@ with the Go toolchain.`,
 			res, err := deploy.Up(ctx, c, o)
 			var needsYes deploy.ErrNeedsYes
 			var bad deploy.ErrOptions
+			if declined && errors.As(err, &needsYes) {
+				return errors.New("not confirmed; nothing was changed") // as every question answered no
+			}
 			if errors.As(err, &needsYes) || errors.As(err, &bad) {
 				return usageError{err}
 			}
