@@ -53,6 +53,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func run(e env, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRoot(e)
+	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
+		// Shell completion offers the flags help shows: only the global
+		// flags the command takes.
+		if target, _, err := root.Find(args[1:]); err == nil {
+			fitHelp(target)
+		}
+	}
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

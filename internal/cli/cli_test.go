@@ -335,6 +335,13 @@ func TestCompletionOfFlagValues(t *testing.T) {
 			t.Errorf("complete %v: %q, want %v then :4 (no file completion)", tc.args, r.out, tc.want)
 		}
 	}
+	// Flag names: the global flags only where they apply.
+	if r := runCLI(t, false, "", cobra.ShellCompRequestCmd, "serve", "--"); strings.Contains(r.out, "--region") || !strings.Contains(r.out, "--config") {
+		t.Errorf("complete serve --: %q", r.out)
+	}
+	if r := runCLI(t, false, "", cobra.ShellCompRequestCmd, "status", "--"); !strings.Contains(r.out, "--region") || !strings.Contains(r.out, "--name") {
+		t.Errorf("complete status --: %q", r.out)
+	}
 	r := runCLI(t, false, "", cobra.ShellCompRequestCmd, "status", "--region", "ap-")
 	if !strings.Contains(r.out, "ap-northeast-2\n") || strings.Contains(r.out, "us-east-1") {
 		t.Errorf("complete --region ap-: %q", r.out)
