@@ -429,7 +429,7 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 		say("private subnets for the relay: %s (free blocks of %s; --private-cidrs to choose)", strings.Join(cidrs, ", "), v.CIDR)
 	case strings.Join(cidrs, ",") != current:
 		if err := checkPrivateCIDRs(v, cidrs, o.Template.AZs); err != nil {
-			return nil, err
+			return nil, ErrOptions{err} // the blocks given are wrong: a usage error
 		}
 	}
 	if o.Template.interfaceEndpoints() {
