@@ -3,9 +3,11 @@
 //
 //	GOOS=linux GOARCH=arm64 go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./cmd/outgate-relay
 //
-// It reads its config once per cold start from OUTGATE_CONFIG (the YAML) or
-// OUTGATE_CONFIG_SSM (an SSM parameter, SecureString allowed). A bad config
-// ends the cold start with one JSON log line, not a stack trace.
+// It reads its config at cold start from OUTGATE_CONFIG (the YAML) or
+// OUTGATE_CONFIG_SSM (an SSM parameter, SecureString allowed; then again at
+// most once a minute, so outgate keys add/revoke take effect without a
+// deploy). A bad config ends the cold start with one JSON log line, not a
+// stack trace. Its first line says which build starts.
 package main
 
 import (
