@@ -2,19 +2,27 @@
 # user with only this binary can run `outgate up`.
 DIST := internal/deploy/dist
 ARCHES := arm64:arm64 x86_64:amd64
+# What `outgate version`, serve's outgate_build_info metric and the Lambda
+# functions' startup line report. The zips get no build date, so the same
+# commit gives the same zips (up skips code that has not changed).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO := github.com/outgate/outgate/internal/buildinfo
+STAMP := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)
 
 .PHONY: release zips test image image-context
 zips:
 	@for pair in $(ARCHES); do arch=$${pair%%:*}; goarch=$${pair##*:}; \
 	  for fn in outgate-relay outgate-guardian; do \
 	    tmp=$$(mktemp -d); \
-	    GOOS=linux GOARCH=$$goarch CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags='-s -w -buildid=' -o $$tmp/bootstrap ./cmd/$$fn || exit 1; \
+	    GOOS=linux GOARCH=$$goarch CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags='-s -w -buildid= $(STAMP)' -o $$tmp/bootstrap ./cmd/$$fn || exit 1; \
 	    (cd $$tmp && touch -d 2020-01-01 bootstrap && zip -q -X $$OLDPWD/$(DIST)/$$fn-$$arch.zip bootstrap) || exit 1; \
 	    rm -rf $$tmp; \
 	  done; done
 
 release: zips
-	go build -trimpath -o outgate ./cmd/outgate
+	go build -trimpath -ldflags='$(STAMP) -X $(BUILDINFO).buildDate=$(BUILD_DATE)' -o outgate ./cmd/outgate
 
 test:
 	npm ci --prefix testdata/clients/node --no-audit --no-fund && go test -race -count=1 ./...

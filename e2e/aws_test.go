@@ -62,7 +62,7 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 	}
 	// Flags that cannot go together are refused before anything is made.
 	out, errs, code = run("up", "--name", "pay", "--config", cfg, "--vpc-id", vpc, "--subnet-ids", subnets, "--private-cidrs", "10.9.200.0/24,10.9.201.0/24")
-	if code != 1 || !strings.Contains(errs, "--private-cidrs apply to --mode nat") {
+	if code != 2 || !strings.Contains(errs, "--private-cidrs apply to --mode nat") {
 		t.Fatalf("--private-cidrs in eni mode: exit %d\n%s\n%s", code, out, errs)
 	}
 	// --arch x86_64: moto's CloudFormation makes every function x86_64
@@ -179,17 +179,27 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 	if _, errs, code := run("up", "--name", "pay", "--config", cfg, "--mode", "nat", "--yes", "--poll", "100ms", "--wait", "0"); code != 1 || !strings.Contains(errs, "outgate detach --function "+fn) {
 		t.Fatalf("switch with an attached function: exit %d\n%s", code, errs)
 	}
-	if _, errs, code := run("down", "--name", "pay", "--poll", "100ms"); code != 1 || !strings.Contains(errs, "outgate detach --function "+fn) {
+	if _, errs, code := run("down", "--name", "pay", "--poll", "100ms", "--yes"); code != 1 || !strings.Contains(errs, "outgate detach --function "+fn) {
 		t.Fatalf("down with an attached function: exit %d\n%s", code, errs)
 	}
-	out, errs, code = run("detach", "--function", fn, "--poll", "100ms")
+	// detach and down, run without a terminal, need --yes and change nothing without it.
+	if _, errs, code := run("detach", "--function", fn, "--poll", "100ms"); code != 2 || !strings.Contains(errs, "--yes") || functionVPC(t, fn) != relayVPC {
+		t.Fatalf("detach without --yes: exit %d, VPC config now %q\n%s", code, functionVPC(t, fn), errs)
+	}
+	out, errs, code = run("detach", "--function", fn, "--poll", "100ms", "--yes")
 	if code != 0 || functionVPC(t, fn) != "|" {
 		t.Fatalf("detach: exit %d, VPC config now %q\n%s", code, functionVPC(t, fn), errs)
 	}
 
 	interruptSwitch(t, bin, cfg)
 
-	out, errs, code = run("down", "--name", "pay", "--poll", "100ms")
+	if _, errs, code := run("down", "--name", "pay", "--poll", "100ms"); code != 2 || !strings.Contains(errs, "not a terminal") {
+		t.Fatalf("down without --yes: exit %d\n%s", code, errs)
+	}
+	if _, errs, code := run("status", "--name", "pay"); code != 0 {
+		t.Fatalf("down without --yes deleted the stack: %s", errs)
+	}
+	out, errs, code = run("down", "--name", "pay", "--poll", "100ms", "--yes")
 	if code != 0 || !strings.Contains(out, up.IPs[0].PublicIP) || !strings.Contains(out, "kept") {
 		t.Fatalf("down: exit %d\n%s\n%s", code, out, errs)
 	}
@@ -202,11 +212,13 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 		t.Error("status of a deleted stack succeeded")
 	}
 
-	// Releasing needs the IPs typed back; a wrong one releases nothing.
+	// Releasing off a terminal needs --yes: the IPs piped in are not a
+	// confirmation, and nothing is released (typing them back on a terminal
+	// is tested in internal/cli).
 	cmd := exec.Command(bin, "ips", "release", "--name", "pay", up.IPs[0].PublicIP)
-	cmd.Stdin = strings.NewReader("198.51.100.1\n")
-	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(b), "nothing was released") {
-		t.Errorf("release with a wrong confirmation: %s", b)
+	cmd.Stdin = strings.NewReader(up.IPs[0].PublicIP + "\n")
+	if b, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(b), "nothing was released") {
+		t.Errorf("release off a terminal without --yes: exit %d, %s", cmd.ProcessState.ExitCode(), b)
 	}
 	if _, errs, code := run("ips", "release", "--name", "pay", "--yes", "203.0.113.99"); code == 0 || !strings.Contains(errs, "not an IP of deployment") {
 		t.Errorf("releasing a foreign IP: %s", errs)

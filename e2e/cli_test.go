@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -164,27 +165,95 @@ func freePortNum(t *testing.T) string {
 	return port
 }
 
-// TestRelayColdStartWithBadConfig: the Lambda bootstrap with a bad config
-// exits 1 with one JSON line that names the problem, not a stack trace.
+// TestRelayColdStartWithBadConfig: the Lambda bootstrap says which build
+// starts (one JSON line on stdout, as outgate version does), and with a bad
+// config exits 1 with one JSON line on stderr that names the problem, not a
+// stack trace.
 func TestRelayColdStartWithBadConfig(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "bootstrap")
-	out, err := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bin, "github.com/outgate/outgate/cmd/outgate-relay").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := stampedBuild(t, "github.com/outgate/outgate/cmd/outgate-relay", "-tags", "lambda.norpc")
 	cmd := exec.Command(bin)
 	cmd.Env = []string{"OUTGATE_CONFIG=clients:\n  - name: a\n    key_sha256: nothex\n    hosts: [x.example]\n", "PATH=/usr/bin:/bin"}
-	out, _ = cmd.CombinedOutput()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Run()
 	if cmd.ProcessState.ExitCode() != 1 {
-		t.Fatalf("exit %d, want 1; output:\n%s", cmd.ProcessState.ExitCode(), out)
+		t.Fatalf("exit %d, want 1; output:\n%s%s", cmd.ProcessState.ExitCode(), &stdout, &stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	checkStartLine(t, "outgate-relay", stdout.String())
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	var m map[string]string
 	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &m) != nil {
-		t.Fatalf("want one JSON line, got:\n%s", out)
+		t.Fatalf("want one JSON line, got:\n%s", &stderr)
 	}
 	if !strings.Contains(m["error"], "$OUTGATE_CONFIG:3:17: clients[0].key_sha256: must be 64 hex digits") || m["level"] != "ERROR" {
 		t.Errorf("line %v", m)
+	}
+}
+
+// TestGuardianStartLine: the guardian's bootstrap says which build starts,
+// before anything else (here its configuration is missing).
+func TestGuardianStartLine(t *testing.T) {
+	bin := stampedBuild(t, "github.com/outgate/outgate/cmd/outgate-guardian", "-tags", "lambda.norpc")
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Run()
+	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(stderr.String(), "outgate-guardian cannot start") {
+		t.Fatalf("exit %d, want 1 and a start error; output:\n%s%s", cmd.ProcessState.ExitCode(), &stdout, &stderr)
+	}
+	checkStartLine(t, "outgate-guardian", stdout.String())
+}
+
+// TestVersionStamped: the version, commit and build date make release
+// stamps are what outgate version and --version print.
+func TestVersionStamped(t *testing.T) {
+	bin := stampedBuild(t, "github.com/outgate/outgate/cmd/outgate")
+	out, err := exec.Command(bin, "version", "-o", "json").Output()
+	var v map[string]any
+	if err != nil || json.Unmarshal(out, &v) != nil {
+		t.Fatalf("version -o json: %v, %s", err, out)
+	}
+	for k, want := range map[string]string{"version": stampVersion, "commit": stampCommit, "build_date": stampDate, "go_version": runtime.Version()} {
+		if v[k] != want {
+			t.Errorf("version -o json: %s is %v, want %s", k, v[k], want)
+		}
+	}
+	text, _ := exec.Command(bin, "version").Output()
+	flag, _ := exec.Command(bin, "--version").Output()
+	if string(text) != string(flag) || !strings.HasPrefix(string(text), "outgate "+stampVersion+"\n") || !strings.Contains(string(text), stampDate) {
+		t.Errorf("version %q, --version %q", text, flag)
+	}
+}
+
+const (
+	stampVersion = "v0.0.0-e2e"
+	stampCommit  = "0123456789abcdef0123456789abcdef01234567"
+	stampDate    = "2026-01-02T03:04:05Z"
+)
+
+// stampedBuild builds pkg with the linker flags make release uses.
+func stampedBuild(t *testing.T, pkg string, flags ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "bin")
+	const bi = "github.com/outgate/outgate/internal/buildinfo"
+	ldflags := "-X " + bi + ".version=" + stampVersion + " -X " + bi + ".commit=" + stampCommit + " -X " + bi + ".buildDate=" + stampDate
+	args := append(append([]string{"build"}, flags...), "-ldflags", ldflags, "-o", bin, pkg)
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// checkStartLine finds the JSON start line of a Lambda bootstrap.
+func checkStartLine(t *testing.T, name, stdout string) {
+	t.Helper()
+	var m map[string]any
+	if json.Unmarshal([]byte(strings.TrimSpace(stdout)), &m) != nil {
+		t.Fatalf("stdout is not one JSON line: %q", stdout)
+	}
+	if m["msg"] != name+" starting" || m["version"] != stampVersion || m["commit"] != stampCommit || m["go_version"] != runtime.Version() {
+		t.Errorf("start line %v", m)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -17,11 +18,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 
+	"github.com/outgate/outgate/internal/buildinfo"
 	"github.com/outgate/outgate/internal/guardian"
 )
 
 func main() {
 	ctx := context.Background()
+	// One line per cold start that says which build runs, as `outgate
+	// version` and serve's outgate_build_info metric do.
+	slog.New(slog.NewJSONHandler(os.Stdout, nil)).Info("outgate-guardian starting", buildinfo.Get().Attrs()...)
 	cfg, err := guardian.ConfigFromEnv(os.Getenv)
 	if err != nil {
 		fatal(err)

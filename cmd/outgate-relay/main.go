@@ -3,15 +3,18 @@
 //
 //	GOOS=linux GOARCH=arm64 go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bootstrap ./cmd/outgate-relay
 //
-// It reads its config once per cold start from OUTGATE_CONFIG (the YAML) or
-// OUTGATE_CONFIG_SSM (an SSM parameter, SecureString allowed). A bad config
-// ends the cold start with one JSON log line, not a stack trace.
+// It reads its config at cold start from OUTGATE_CONFIG (the YAML) or
+// OUTGATE_CONFIG_SSM (an SSM parameter, SecureString allowed; then again at
+// most once a minute, so outgate keys add/revoke take effect without a
+// deploy). A bad config ends the cold start with one JSON log line, not a
+// stack trace. Its first line says which build starts.
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/outgate/outgate/internal/buildinfo"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/idempotency/dynamo"
 	"github.com/outgate/outgate/internal/lambdarelay"
@@ -29,6 +33,9 @@ import (
 
 func main() {
 	ctx := context.Background()
+	// One line per cold start that says which build runs, as `outgate
+	// version` and serve's outgate_build_info metric do.
+	slog.New(slog.NewJSONHandler(os.Stdout, nil)).Info("outgate-relay starting", buildinfo.Get().Attrs()...)
 	var (
 		cfg     *config.Config
 		version string

@@ -3,15 +3,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
 
 	"github.com/outgate/outgate/internal/cli"
 )
 
 func main() {
-	if err := cli.Root().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "outgate:", err)
-		os.Exit(cli.ExitCode(err))
-	}
+	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

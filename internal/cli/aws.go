@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -25,53 +24,17 @@ import (
 // (environment, profile, role), for secrets the config references.
 func defaultAWS(ctx context.Context) (aws.Config, error) { return awsconfig.LoadDefaultConfig(ctx) }
 
-type awsFlags struct{ profile, region string }
-
-func (f *awsFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.profile, "profile", "", "AWS profile (default: the AWS default credential chain)")
-	cmd.Flags().StringVar(&f.region, "region", "", "AWS region (default: AWS_REGION or the profile's)")
-}
-
-func (f *awsFlags) clients(ctx context.Context) (deploy.Clients, error) {
-	var opts []func(*awsconfig.LoadOptions) error
-	if f.profile != "" {
-		opts = append(opts, awsconfig.WithSharedConfigProfile(f.profile))
-	}
-	if f.region != "" {
-		opts = append(opts, awsconfig.WithRegion(f.region))
-	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return deploy.Clients{}, fmt.Errorf("loading AWS configuration: %w", err)
-	}
-	if ac.Region == "" {
-		return deploy.Clients{}, usageError{errors.New("no AWS region: pass --region or set AWS_REGION")}
-	}
-	return deploy.NewClients(ac, os.Getenv("AWS_ENDPOINT_URL") != ""), nil
-}
-
-// forDeployment checks a deployment name, then makes the clients.
-func (f *awsFlags) forDeployment(ctx context.Context, name string) (deploy.Clients, error) {
-	if err := deploy.ValidateName(name); err != nil {
-		return deploy.Clients{}, usageError{err}
-	}
-	return f.clients(ctx)
-}
-
 func printJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-func upCmd() *cobra.Command {
+func upCmd(g *globals) *cobra.Command {
 	var (
-		af                    awsFlags
-		o                     deploy.UpOptions
-		cfgPath, subnets, eps string
-		adopt                 []string
-		timeout               time.Duration
-		output                string
+		o       deploy.UpOptions
+		cfgPath string
+		timeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "up --name N --config FILE",
@@ -118,38 +81,36 @@ with the Go toolchain.`,
 			if _, err := config.Parse(data, cfgPath); err != nil {
 				return err
 			}
-			o.ConfigYAML, o.AdoptEIPs, o.Out, o.Zips = data, adopt, cmd.ErrOrStderr(), deploy.BuildZips
-			if subnets != "" {
-				o.Template.SubnetIDs = strings.Split(subnets, ",")
-			}
-			if eps != "" {
-				o.Template.Endpoints = strings.Split(eps, ",")
-			}
-			if err := deploy.ValidateName(o.Name); err != nil {
-				return usageError{err}
-			}
+			o.Name, o.ConfigYAML, o.Out, o.Zips = g.name, data, cmd.ErrOrStderr(), deploy.BuildZips
 			o.Set = map[string]bool{}
 			for _, name := range []string{deploy.FlagMode, deploy.FlagAZs, deploy.FlagVPC, deploy.FlagSubnets, deploy.FlagEndpoints,
 				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory, deploy.FlagNotify, deploy.FlagNotifyTopic} {
 				o.Set[name] = cmd.Flags().Changed(name)
 			}
-			if isTerminal(os.Stdin) {
-				o.Confirm = func([]deploy.Change) bool { return confirm(cmd.InOrStdin(), cmd.ErrOrStderr()) }
+			declined := false
+			if g.env.interactive() {
+				o.Confirm = func([]deploy.Change) bool {
+					declined = !confirm(cmd.InOrStdin(), cmd.ErrOrStderr())
+					return !declined
+				}
 			}
-			c, err := af.clients(ctx)
+			c, err := g.clients(ctx)
 			if err != nil {
 				return err
 			}
 			res, err := deploy.Up(ctx, c, o)
 			var needsYes deploy.ErrNeedsYes
 			var bad deploy.ErrOptions
+			if declined && errors.As(err, &needsYes) {
+				return errors.New("not confirmed; nothing was changed") // as every question answered no
+			}
 			if errors.As(err, &needsYes) || errors.As(err, &bad) {
 				return usageError{err}
 			}
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			if g.output == "json" {
 				return printJSON(cmd, res)
 			}
 			w := cmd.OutOrStdout()
@@ -169,52 +130,46 @@ with the Go toolchain.`,
 			return nil
 		},
 	}
-	af.add(cmd)
+	usesAWS(usesName(usesOutput(cmd, "text", "json")))
 	f := cmd.Flags()
-	f.StringVar(&o.Name, "name", "", "deployment name (the stack name)")
 	f.StringVar(&cfgPath, "config", "", "gateway config file to deploy")
 	f.StringVar(&o.Template.Mode, "mode", "eni", "eni or nat (switching keeps the same IPs); default: what is deployed, eni for a new deployment")
 	f.IntVar(&o.Template.AZs, "azs", 0, "availability zones, 1-3, one IP each; default: what is deployed, 2 for a new deployment (1 is the cheapest)")
 	f.StringVar(&o.Template.VPCID, "vpc-id", "", "use an existing VPC instead of creating one")
-	f.StringVar(&subnets, "subnet-ids", "", "public subnets of --vpc-id, one per AZ, comma-separated")
-	f.StringSliceVar(&o.PrivateCIDRs, "private-cidrs", nil, "nat mode with --vpc-id: blocks for the relay's private subnets, one per AZ (default: free /24s)")
-	f.StringVar(&eps, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
+	f.Var(newList(&o.Template.SubnetIDs), "subnet-ids", "public subnets of --vpc-id, one per AZ (repeat or comma-separate)")
+	f.Var(newList(&o.PrivateCIDRs), "private-cidrs", "nat mode with --vpc-id: blocks for the relay's private subnets, one per AZ (repeat or comma-separate; default: free /24s)")
+	f.Var(newList(&o.Template.Endpoints), "endpoints", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs (repeat or comma-separate)")
 	f.StringVar(&o.Template.Front, "front", "url", "url (Function URL) or apigw (API Gateway HTTP API)")
 	f.BoolVar(&o.Template.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
 	f.StringVar(&o.Template.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
 	templateAlarmFlags(cmd, &o.Template)
 	f.IntVar(&o.Template.MemoryMB, "memory", deploy.RelayMemoryMB, "the relay's memory in MB (128-10240)")
-	f.BoolVar(&o.Yes, "yes", false, "go ahead with changes that move the IPs or the relay URL (mode, AZs, VPC, subnets, front door) without asking")
-	f.StringSliceVar(&adopt, "adopt-eip", nil, "Elastic IP allocation ids to reuse (repeat or comma-separate)")
+	f.BoolVar(&o.Yes, "yes", false, "go ahead with changes that move the IPs or the relay URL (mode, AZs, VPC, subnets, front door) without asking (needed when stdin is not a terminal)")
+	f.Var(newList(&o.AdoptEIPs), "adopt-eip", "Elastic IP allocation ids to reuse (repeat or comma-separate)")
 	f.IntVar(&o.SpareIPs, "spare-ips", 0, "eni mode: extra Elastic IPs beyond one per AZ, for an extra ENI to use without a human (give them to partners too)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the change set and stop")
 	f.DurationVar(&o.Wait, "wait", 3*time.Minute, "how long to wait for the IPs to be attached (0: don't)")
 	f.DurationVar(&o.Poll, "poll", 5*time.Second, "how often to poll CloudFormation")
 	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long (the stack operation goes on in AWS)")
-	f.StringVarP(&output, "output", "o", "text", "text or json")
+	completeValues(cmd)
 	return cmd
 }
 
-func statusCmd() *cobra.Command {
-	var (
-		af           awsFlags
-		name, output string
-		ifType       string
-	)
+func statusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status --name N",
 		Short: "Show a deployment: IPs and their attachment, ENIs, the relay's state, what needs a human",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := af.forDeployment(cmd.Context(), name)
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
-			s, err := deploy.ReadStatus(cmd.Context(), c, name, ifType)
+			s, err := deploy.ReadStatus(cmd.Context(), c, g.name)
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			if g.output == "json" {
 				return printJSON(cmd, s)
 			}
 			w := cmd.OutOrStdout()
@@ -248,27 +203,32 @@ func statusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	af.add(cmd)
-	cmd.Flags().StringVar(&name, "name", "", "deployment name")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
-	cmd.Flags().StringVar(&ifType, "interface-type", "lambda", "ENI type to list (tests against emulators use interface)")
-	cmd.Flags().MarkHidden("interface-type")
-	return cmd
+	return usesAWS(usesName(usesOutput(cmd, "text", "json")))
 }
 
-func downCmd() *cobra.Command {
+func downCmd(g *globals) *cobra.Command {
 	var (
-		af         awsFlags
-		name       string
-		poll       time.Duration
-		deleteLogs bool
+		poll            time.Duration
+		deleteLogs, yes bool
 	)
 	cmd := &cobra.Command{
 		Use:   "down --name N",
 		Short: "Delete a deployment's stack; its Elastic IPs are kept and printed",
-		Args:  cobra.NoArgs,
+		Long: `Delete a deployment's stack: its functions, its VPC (if outgate made it), alarms and
+config. The Elastic IPs are kept (and billed) so partners' allowlists stay valid; up reuses
+them. On a terminal down asks first; in a script it needs --yes (without it nothing is
+deleted, exit 2).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := af.forDeployment(cmd.Context(), name)
+			name := g.name
+			what := "down deletes deployment " + name + " (its stack; the Elastic IPs are kept)"
+			if deleteLogs {
+				what += ", and its log groups"
+			}
+			if err := g.mayAct(cmd, yes, what); err != nil {
+				return err
+			}
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -290,33 +250,29 @@ func downCmd() *cobra.Command {
 			return nil
 		},
 	}
-	af.add(cmd)
-	cmd.Flags().StringVar(&name, "name", "", "deployment name")
+	usesAWS(usesName(cmd))
+	yesFlag(cmd, &yes)
 	cmd.Flags().DurationVar(&poll, "poll", 5*time.Second, "how often to poll CloudFormation")
 	cmd.Flags().BoolVar(&deleteLogs, "delete-logs", false, "also delete the functions' log groups (kept by default: the logs of an incident outlive the deployment)")
 	return cmd
 }
 
-func ipsCmd() *cobra.Command {
+func ipsCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{Use: "ips", Short: "List or release a deployment's Elastic IPs"}
-	var (
-		af           awsFlags
-		name, output string
-	)
 	list := &cobra.Command{
 		Use:   "list --name N",
 		Short: "List the deployment's Elastic IPs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := af.forDeployment(cmd.Context(), name)
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
-			ips, err := deploy.ListIPs(cmd.Context(), c.EC2, name)
+			ips, err := deploy.ListIPs(cmd.Context(), c.EC2, g.name)
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			if g.output == "json" {
 				return printJSON(cmd, ips)
 			}
 			for _, ip := range ips {
@@ -325,25 +281,20 @@ func ipsCmd() *cobra.Command {
 			return nil
 		},
 	}
-	af.add(list)
-	list.Flags().StringVar(&name, "name", "", "deployment name")
-	list.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	usesAWS(usesName(usesOutput(list, "text", "json")))
 
-	var (
-		raf   awsFlags
-		rname string
-		yes   bool
-	)
+	var yes bool
 	release := &cobra.Command{
 		Use:   "release --name N IP [IP...]",
 		Short: "Give IPs back to AWS (partners' allowlists stop working for them)",
 		Long: `Release Elastic IPs of a deployment. This cannot be undone: a released IP is gone, and
-partners that allowlisted it must be told a new one. Type each IP; without --yes you are asked
-to type them again to confirm.`,
+partners that allowlisted it must be told a new one. Type each IP; on a terminal you are
+asked to type them again to confirm; in a script it needs --yes (without it nothing is
+released, exit 2).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := deploy.ValidateName(rname); err != nil {
-				return usageError{err}
+			if !yes && !g.env.interactive() {
+				return usageError{fmt.Errorf("releasing %s cannot be undone and stdin is not a terminal, so nobody can confirm; nothing was released. Pass --yes to go ahead", strings.Join(args, " "))}
 			}
 			if !yes {
 				fmt.Fprintf(cmd.ErrOrStderr(), "Releasing %s cannot be undone. Type the IP(s) again to confirm: ", strings.Join(args, " "))
@@ -359,45 +310,38 @@ to type them again to confirm.`,
 					return errors.New("the IPs typed do not match; nothing was released")
 				}
 			}
-			c, err := raf.clients(cmd.Context())
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
-			if err := deploy.ReleaseIPs(cmd.Context(), c, rname, args); err != nil {
+			if err := deploy.ReleaseIPs(cmd.Context(), c, g.name, args); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "released %s\n", strings.Join(args, " "))
 			return nil
 		},
 	}
-	raf.add(release)
-	release.Flags().StringVar(&rname, "name", "", "deployment name")
-	release.Flags().BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	usesAWS(usesName(release))
+	yesFlag(release, &yes)
 	root.AddCommand(list, release)
 	return root
 }
 
-func verifyCmd() *cobra.Command {
-	var (
-		af        awsFlags
-		name, key string
-	)
+func verifyCmd(g *globals) *cobra.Command {
+	var key string
 	cmd := &cobra.Command{
 		Use:   "verify --name N --key KEY",
 		Short: "Check through the deployed relay that calls leave from the deployment's IPs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.ValidateName(name); err != nil {
-				return usageError{err}
-			}
 			if key == "" {
 				key = os.Getenv("OUTGATE_KEY")
 			}
-			c, err := af.clients(cmd.Context())
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
-			s, err := deploy.ReadStatus(cmd.Context(), c, name, "")
+			s, err := deploy.ReadStatus(cmd.Context(), c, g.name)
 			if err != nil {
 				return err
 			}
@@ -420,17 +364,15 @@ func verifyCmd() *cobra.Command {
 			return nil
 		},
 	}
-	af.add(cmd)
-	cmd.Flags().StringVar(&name, "name", "", "deployment name")
+	usesAWS(usesName(cmd))
 	cmd.Flags().StringVar(&key, "key", "", "a client key of the deployment (default: $OUTGATE_KEY)")
 	return cmd
 }
 
-func attachCmd() *cobra.Command {
+func attachCmd(g *globals) *cobra.Command {
 	var (
-		af             awsFlags
-		name, function string
-		poll           time.Duration
+		function string
+		poll     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "attach --name N --function F",
@@ -443,67 +385,67 @@ AWSLambdaVPCAccessExecutionRole policy; its previous VPC config is kept in a tag
 internet only through the static IP, and AWS services only over the internet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := deploy.ValidateName(name); err != nil {
-				return usageError{err}
-			}
 			if function == "" {
 				return usageError{errors.New("--function is required")}
 			}
-			c, err := af.clients(cmd.Context())
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
-			st, err := deploy.DescribeDeployed(cmd.Context(), c.CloudFormation, name)
+			st, err := deploy.DescribeDeployed(cmd.Context(), c.CloudFormation, g.name)
 			if err != nil {
 				return err
 			}
 			if err := deploy.Attach(cmd.Context(), c.Lambda, c.IAM, st, function, poll, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s now leaves through deployment %s\n", function, name)
+			fmt.Fprintf(cmd.OutOrStdout(), "%s now leaves through deployment %s\n", function, g.name)
 			return nil
 		},
 	}
-	af.add(cmd)
-	cmd.Flags().StringVar(&name, "name", "", "deployment name")
+	usesAWS(usesName(cmd))
 	cmd.Flags().StringVar(&function, "function", "", "function name or ARN")
 	cmd.Flags().DurationVar(&poll, "poll", 3*time.Second, "how often to check the function's state")
 	return cmd
 }
 
-func detachCmd() *cobra.Command {
+func detachCmd(g *globals) *cobra.Command {
 	var (
-		af       awsFlags
 		function string
 		poll     time.Duration
+		yes      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "detach --function F",
 		Short: "Restore the VPC config a function had before outgate attach",
-		Args:  cobra.NoArgs,
+		Long: `Restore the VPC config a function had before outgate attach: from then on it leaves
+from wherever it left before, not from the deployment's static IPs, so partners that allowlist
+them refuse its calls. On a terminal detach asks first; in a script it needs --yes (without it
+nothing is changed, exit 2).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if function == "" {
 				return usageError{errors.New("--function is required")}
 			}
-			c, err := af.clients(cmd.Context())
+			if err := g.mayAct(cmd, yes, "detach moves "+function+" off the deployment's static IPs"); err != nil {
+				return err
+			}
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
 			return deploy.Detach(cmd.Context(), c.Lambda, function, poll, cmd.ErrOrStderr())
 		},
 	}
-	af.add(cmd)
+	usesAWS(cmd)
+	yesFlag(cmd, &yes)
 	cmd.Flags().StringVar(&function, "function", "", "function name or ARN")
 	cmd.Flags().DurationVar(&poll, "poll", 3*time.Second, "how often to check the function's state")
 	return cmd
 }
 
-func keysAddCmd() *cobra.Command {
-	var (
-		af     awsFlags
-		k      deploy.KeyEdit
-		output string
-	)
+func keysAddCmd(g *globals) *cobra.Command {
+	var k deploy.KeyEdit
 	cmd := &cobra.Command{
 		Use:   "add --name N --client C [--config FILE]",
 		Short: "Give a client of a deployment a new key (old keys keep working until revoked)",
@@ -515,7 +457,8 @@ you deploy from is edited too, so the next up keeps the key. The key is printed 
 			if k.Client == "" {
 				return usageError{errors.New("--client is required")}
 			}
-			c, err := af.forDeployment(cmd.Context(), k.Name)
+			k.Name = g.name
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -523,7 +466,7 @@ you deploy from is edited too, so the next up keeps the key. The key is printed 
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			if g.output == "json" {
 				return printJSON(cmd, map[string]string{"client": k.Client, "key": key, "key_sha256": hash})
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "client:     %s\nkey:        %s\nkey_sha256: %s\n", k.Client, key, hash)
@@ -533,17 +476,14 @@ you deploy from is edited too, so the next up keeps the key. The key is printed 
 			return nil
 		},
 	}
-	af.add(cmd)
-	cmd.Flags().StringVar(&k.Name, "name", "", "deployment name")
+	usesAWS(usesName(usesOutput(cmd, "text", "json")))
 	cmd.Flags().StringVar(&k.Client, "client", "", "client name in the config")
 	cmd.Flags().StringVar(&k.File, "config", "", "the config file you deploy from (edited too)")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
 }
 
-func keysRevokeCmd() *cobra.Command {
+func keysRevokeCmd(g *globals) *cobra.Command {
 	var (
-		af   awsFlags
 		k    deploy.KeyEdit
 		hash string
 	)
@@ -555,7 +495,8 @@ func keysRevokeCmd() *cobra.Command {
 			if k.Client == "" || hash == "" {
 				return usageError{errors.New("--client and --key-sha256 are required")}
 			}
-			c, err := af.forDeployment(cmd.Context(), k.Name)
+			k.Name = g.name
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -566,25 +507,21 @@ func keysRevokeCmd() *cobra.Command {
 			return nil
 		},
 	}
-	af.add(cmd)
-	cmd.Flags().StringVar(&k.Name, "name", "", "deployment name")
+	usesAWS(usesName(cmd))
 	cmd.Flags().StringVar(&k.Client, "client", "", "client name in the config")
 	cmd.Flags().StringVar(&hash, "key-sha256", "", "the key's SHA-256, as printed by keys add")
 	cmd.Flags().StringVar(&k.File, "config", "", "the config file you deploy from (edited too)")
 	return cmd
 }
 
-func keysListCmd() *cobra.Command {
-	var (
-		af           awsFlags
-		name, output string
-	)
+func keysListCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list --name N",
 		Short: "List the clients of a deployment and the hashes of their keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := af.forDeployment(cmd.Context(), name)
+			name := g.name
+			c, err := g.clients(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -600,7 +537,7 @@ func keysListCmd() *cobra.Command {
 			for _, cl := range cfg.Clients {
 				list[cl.Name] = cl.KeySHA256
 			}
-			if output == "json" {
+			if g.output == "json" {
 				return printJSON(cmd, list)
 			}
 			for _, cl := range cfg.Clients {
@@ -609,24 +546,5 @@ func keysListCmd() *cobra.Command {
 			return nil
 		},
 	}
-	af.add(cmd)
-	cmd.Flags().StringVar(&name, "name", "", "deployment name")
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
-	return cmd
-}
-
-// isTerminal reports whether f is a terminal (a character device), where
-// up may ask before a disruptive change.
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// confirm asks on w and reads one answer from r: only "y" or "yes" go ahead.
-func confirm(r io.Reader, w io.Writer) bool {
-	fmt.Fprint(w, "Go ahead? [y/N] ")
-	var answer string
-	fmt.Fscanln(r, &answer)
-	answer = strings.ToLower(strings.TrimSpace(answer))
-	return answer == "y" || answer == "yes"
+	return usesAWS(usesName(usesOutput(cmd, "text", "json")))
 }

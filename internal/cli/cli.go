@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/outgate/outgate/internal/buildinfo"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/health"
 	"github.com/outgate/outgate/internal/keys"
@@ -24,7 +26,10 @@ import (
 // usageError marks errors caused by how the command was called (exit 2).
 type usageError struct{ error }
 
-// ExitCode is 2 for usage errors and 1 for everything else.
+func (u usageError) Unwrap() error { return u.error }
+
+// ExitCode is 2 for usage errors and 1 for everything else; exitStatus
+// documents them for users.
 func ExitCode(err error) int {
 	var u usageError
 	if errors.As(err, &u) {
@@ -33,21 +38,96 @@ func ExitCode(err error) int {
 	return 1
 }
 
-// Root returns the outgate command tree.
-func Root() *cobra.Command {
+const exitStatus = `Exit status (every command):
+  0  done
+  1  failed: a bad config, an AWS or network error, a gateway that is not
+     healthy, a question answered no
+  2  usage error: an unknown command or flag, a bad flag value, flags that
+     conflict or do not apply to the command, a missing required flag, or a
+     destructive command (down, detach, ips release, an up that moves the
+     IPs) without --yes when stdin is not a terminal. Nothing was changed.`
+
+// Main runs the command line args and returns the exit status.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return run(processEnv(), args, stdin, stdout, stderr)
+}
+
+func run(e env, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(e)
+	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
+		// Shell completion offers the flags help shows: only the global
+		// flags the command takes.
+		if target, _, err := root.Find(args[1:]); err == nil {
+			fitHelp(target)
+		}
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(stderr, "outgate:", err)
+		return ExitCode(err)
+	}
+	return 0
+}
+
+func newRoot(e env) *cobra.Command {
+	g := &globals{env: e}
 	root := &cobra.Command{
 		Use:   "outgate",
 		Short: "A static outbound IP for serverless code",
 		Long: `outgate gives serverless functions (Lambda, Vercel, Netlify) a static outbound IP
 for partner APIs that allowlist addresses. It runs as an authenticated relay
 (https://gateway/{upstream}/... with an Outgate-Key header) and a forward proxy
-(HTTPS_PROXY=http://client:key@gateway:3128) with a deny-by-default egress policy.`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
+(HTTPS_PROXY=http://client:key@gateway:3128) with a deny-by-default egress policy.
+
+` + exitStatus,
+		Version:           buildinfo.Get().Version,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return g.check(cmd) },
 	}
+	root.SetVersionTemplate(versionText(buildinfo.Get()))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(serveCmd(), keysCmd(), configCmd(), planCmd(), templateCmd(), upCmd(), statusCmd(), downCmd(), ipsCmd(), verifyCmd(), attachCmd(), detachCmd(), healthCmd(), idempotencyCmd())
+	g.declare(root)
+	root.AddCommand(serveCmd(), keysCmd(g), configCmd(), planCmd(g), templateCmd(g), upCmd(g), statusCmd(g), downCmd(g),
+		ipsCmd(g), verifyCmd(g), attachCmd(g), detachCmd(g), healthCmd(), idempotencyCmd(), versionCmd(g))
+	help := root.HelpFunc()
+	root.SetHelpFunc(func(c *cobra.Command, args []string) { fitHelp(c); help(c, args) })
+	usageArgs(root)
 	return root
+}
+
+// usageArgs makes every wrong argument a usage error (exit 2): cobra's own
+// argument checks return plain errors, and a command group given an
+// unknown subcommand would otherwise print its help and exit 0.
+func usageArgs(c *cobra.Command) {
+	switch {
+	case c.HasSubCommands() && c.Run == nil && c.RunE == nil:
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + s[0] + "?"
+			}
+			return usageError{errors.New(msg)}
+		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	case c.Args != nil:
+		check := c.Args
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
 }
 
 func configPath(flag string) (string, error) {
@@ -150,12 +230,11 @@ reloaded does not make the running gateway look unhealthy.`,
 	return cmd
 }
 
-func keysCmd() *cobra.Command {
+func keysCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Make client keys, and add or revoke them on a deployment",
 	}
-	var output string
 	newCmd := &cobra.Command{
 		Use:   "new [-o json]",
 		Short: "Print a fresh client key and the key_sha256 to put in the config",
@@ -167,19 +246,15 @@ URL) and put only key_sha256 in the config: outgate never stores keys.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			key, sum := keys.New()
 			w := cmd.OutOrStdout()
-			switch output {
-			case "json":
+			if g.output == "json" {
 				return json.NewEncoder(w).Encode(map[string]string{"key": key, "key_sha256": sum})
-			case "", "text":
-				fmt.Fprintf(w, "key:        %s\nkey_sha256: %s\n", key, sum)
-				return nil
-			default:
-				return usageError{fmt.Errorf("-o must be text or json, got %q", output)}
 			}
+			fmt.Fprintf(w, "key:        %s\nkey_sha256: %s\n", key, sum)
+			return nil
 		},
 	}
-	newCmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
-	cmd.AddCommand(newCmd, keysAddCmd(), keysRevokeCmd(), keysListCmd())
+	usesOutput(newCmd, "text", "json")
+	cmd.AddCommand(newCmd, keysAddCmd(g), keysRevokeCmd(g), keysListCmd(g))
 	return cmd
 }
 

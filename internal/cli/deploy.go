@@ -13,12 +13,10 @@ import (
 	"github.com/outgate/outgate/internal/deploy"
 )
 
-func planCmd() *cobra.Command {
+func planCmd(g *globals) *cobra.Command {
 	var (
-		u            = deploy.DefaultUsage()
-		mode, region string
-		output       string
-		endpoints    string
+		u    = deploy.DefaultUsage()
+		mode string
 	)
 	cmd := &cobra.Command{
 		Use:   "plan",
@@ -31,7 +29,10 @@ the most a month can cost when every call the relay's concurrency cap lets in is
   nat  AWS-managed: the relay in private subnets behind a NAT gateway (hourly and per-GB fees)
 
 The defaults are what ` + "`outgate up`" + ` deploys with no options (arm64, 256 MB, two AZs, the default
-relay cap) under a light workload: 1M requests a month of 500 ms.`,
+relay cap) under a light workload: 1M requests a month of 500 ms.
+
+The region is the one every command uses (--region, AWS_REGION, or the profile's); with none,
+plan prices us-east-1 and says so. No credentials are needed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if mode != "" && mode != "eni" && mode != "nat" {
@@ -61,8 +62,9 @@ relay cap) under a light workload: 1M requests a month of 500 ms.`,
 			if u.MemoryMB < 128 || u.MemoryMB > 10240 {
 				return usageError{fmt.Errorf("--memory-mb must be from 128 to 10240, got %v", u.MemoryMB)}
 			}
-			if endpoints != "" {
-				u.Endpoints = strings.Split(endpoints, ",")
+			region, err := g.planRegion(cmd)
+			if err != nil {
+				return err
 			}
 			p, err := deploy.PricesFor(region)
 			if err != nil {
@@ -77,19 +79,17 @@ relay cap) under a light workload: 1M requests a month of 500 ms.`,
 				}
 			}
 			w := cmd.OutOrStdout()
-			switch output {
-			case "json":
+			if g.output == "json" {
 				return json.NewEncoder(w).Encode(map[string]any{"region": region, "prices_recorded": p.Recorded, "prices_source": p.Source, "prices_note": p.Note, "usage": u, "modes": est})
-			case "", "text":
-				printPlan(w, region, p, u, est)
-				return nil
 			}
-			return usageError{fmt.Errorf("-o must be text or json, got %q", output)}
+			printPlan(w, region, p, u, est)
+			return nil
 		},
 	}
+	usesAWS(cmd)
+	usesOutput(cmd, "text", "json")
 	f := cmd.Flags()
 	f.StringVar(&mode, "mode", "", "show one mode only: eni or nat (default: both)")
-	f.StringVar(&region, "region", "us-east-1", "AWS region (any commercial region; regions without recorded prices use us-east-1's, marked)")
 	f.IntVar(&u.AZs, "azs", u.AZs, "availability zones (1-3): one static IP each")
 	f.Float64Var(&u.RequestsPerMonth, "requests-per-month", u.RequestsPerMonth, "relay requests a month")
 	f.Float64Var(&u.AvgDurationMs, "avg-duration-ms", u.AvgDurationMs, "average relay duration in ms (mostly the partner's answer time)")
@@ -103,9 +103,9 @@ relay cap) under a light workload: 1M requests a month of 500 ms.`,
 	f.Float64Var(&u.IdempotentAnswerKB, "idempotent-answer-kb", u.IdempotentAnswerKB, "average answer size in KB of those requests (stored for replays)")
 	f.BoolVar(&u.FreeTier, "free-tier", false, "subtract the AWS free tier")
 	f.StringVar(&u.Front, "front", "url", "front door: url (Function URL) or apigw (API Gateway HTTP API)")
-	f.StringVar(&endpoints, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
+	f.Var(newList(&u.Endpoints), "endpoints", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs (repeat or comma-separate)")
 	f.BoolVar(&u.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs (cheaper; an AZ outage cuts egress)")
-	f.StringVarP(&output, "output", "o", "text", "text or json")
+	completeValues(cmd)
 	return cmd
 }
 
@@ -136,13 +136,24 @@ func printPlan(w io.Writer, region string, p deploy.Prices, u deploy.Usage, est 
 	}
 }
 
+// planRegion is the region every command would use; plan alone needs no
+// region (no AWS call), so with none it prices us-east-1 and says so.
+func (g *globals) planRegion(cmd *cobra.Command) (string, error) {
+	ac, err := g.awsConfig(cmd.Context())
+	if err != nil {
+		return "", err
+	}
+	if ac.Region == "" {
+		fmt.Fprintln(cmd.ErrOrStderr(), "no region given (--region, AWS_REGION or the profile's): prices for us-east-1")
+		return "us-east-1", nil
+	}
+	return ac.Region, nil
+}
+
 func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
 
-func templateCmd() *cobra.Command {
-	var (
-		o                    deploy.TemplateOptions
-		output, subnets, eps string
-	)
+func templateCmd(g *globals) *cobra.Command {
+	var o deploy.TemplateOptions
 	cmd := &cobra.Command{
 		Use:   "template",
 		Short: "Print the CloudFormation template, for deploying through your own pipeline",
@@ -152,17 +163,11 @@ the outgate config. With EipAllocationIds empty it creates the Elastic IPs and k
 the stack is deleted; in eni mode the guardian attaches them within a minute.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if subnets != "" {
-				o.SubnetIDs = strings.Split(subnets, ",")
-			}
-			if eps != "" {
-				o.Endpoints = strings.Split(eps, ",")
-			}
 			t, err := deploy.Template(o)
 			if err != nil {
 				return usageError{err}
 			}
-			out, err := deploy.Render(t, output)
+			out, err := deploy.Render(t, g.output)
 			if err != nil {
 				return usageError{err}
 			}
@@ -170,17 +175,18 @@ the stack is deleted; in eni mode the guardian attaches them within a minute.`,
 			return err
 		},
 	}
+	usesOutput(cmd, "json", "yaml")
 	f := cmd.Flags()
 	f.StringVar(&o.Mode, "mode", "eni", "eni (Elastic IP on the Lambda ENI) or nat (NAT gateway)")
 	f.IntVar(&o.AZs, "azs", 0, "availability zones, 1-3 (default 1, or the number of --subnet-ids)")
 	f.StringVar(&o.VPCID, "vpc-id", "", "use this VPC instead of creating one")
-	f.StringVar(&subnets, "subnet-ids", "", "public subnets of --vpc-id, one per AZ, comma-separated (eni: the relay's; nat: the NAT gateways', with parameters PrivateSubnetCidrs and PublicSubnetAzs for the relay's private subnets)")
-	f.StringVar(&eps, "endpoints", "", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs")
+	f.Var(newList(&o.SubnetIDs), "subnet-ids", "public subnets of --vpc-id, one per AZ, comma-separated (eni: the relay's; nat: the NAT gateways', with parameters PrivateSubnetCidrs and PublicSubnetAzs for the relay's private subnets)")
+	f.Var(newList(&o.Endpoints), "endpoints", "nat mode: VPC endpoints, e.g. s3,dynamodb,sqs (repeat or comma-separate)")
 	f.StringVar(&o.Front, "front", "url", "url (Function URL) or apigw (API Gateway HTTP API)")
 	f.BoolVar(&o.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
 	f.StringVar(&o.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
 	templateAlarmFlags(cmd, &o)
-	f.StringVarP(&output, "output", "o", "json", "json or yaml")
+	completeValues(cmd)
 	return cmd
 }
 
@@ -189,7 +195,7 @@ the stack is deleted; in eni mode the guardian attaches them within a minute.`,
 // template spells that NoRelayCap, as 0 there means "the default".
 func templateAlarmFlags(cmd *cobra.Command, o *deploy.TemplateOptions) {
 	f := cmd.Flags()
-	f.StringSliceVar(&o.Notify, "notify", nil, "email address the stack's alarm topic mails (repeat or comma-separate; each must confirm AWS's subscription mail)")
+	f.Var(newList(&o.Notify), "notify", "email address the stack's alarm topic mails (repeat or comma-separate; each must confirm AWS's subscription mail)")
 	f.StringVar(&o.NotifyTopic, "notify-topic", "", "an existing SNS topic ARN every alarm publishes to, instead of a topic of the stack's own")
 	f.IntVar(&o.LogRetentionDays, "log-retention-days", deploy.DefaultLogRetentionDays, "days CloudWatch Logs keeps the functions' logs (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)")
 	f.Var(relayCap{&o.RelayConcurrency}, "relay-concurrency", "the relay's reserved concurrency: at most this many calls at once, which caps what a flood of calls can cost; 0 for no cap")

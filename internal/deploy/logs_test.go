@@ -116,7 +116,7 @@ func TestStatusShowsTheAlarms(t *testing.T) {
 		{AlarmName: aws.String(name("GuardianNotRunningAlarm")), StateValue: cwtypes.StateValueOk},
 		{AlarmName: aws.String("al-eu-EgressIpAlarm"), StateValue: cwtypes.StateValueAlarm},
 	}}
-	s, err := ReadStatus(ctx, c, "al", "")
+	s, err := ReadStatus(ctx, c, "al")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,7 @@ func TestSwitchModesKeepsTheIPs(t *testing.T) {
 	}
 	inUse(t, api, privID, aws.ToString(relayENI.NetworkInterface.NetworkInterfaceId))
 	c.CloudWatch = fakeCloudWatch{} // moto cannot speak CloudWatch's RPC v2 CBOR (status reads the alarms)
-	s, err := ReadStatus(ctx, c, "switch", "interface")
+	s, err := readStatus(ctx, c, "switch", "interface")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestStatusReadsTheGuardiansLastRun(t *testing.T) {
 	// CBOR), so CloudWatch is an in-memory fake behind the same narrow
 	// interface here; first with no datapoints at all.
 	c.CloudWatch = fakeCloudWatch{}
-	s, err := ReadStatus(ctx, c, "st", "")
+	s, err := ReadStatus(ctx, c, "st")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestStatusReadsTheGuardiansLastRun(t *testing.T) {
 		{Timestamp: aws.Time(time.Now().Add(-3 * time.Minute)), Maximum: aws.Float64(0)},
 		{Timestamp: aws.Time(time.Now().Add(-1 * time.Minute)), Maximum: aws.Float64(1)},
 	}}
-	s, _ = ReadStatus(ctx, c, "st", "")
+	s, _ = ReadStatus(ctx, c, "st")
 	if s.Guardian == nil || s.Guardian.ENIsWithoutIP != 1 || !containsText(s.NeedsAttention, "without a static IP") {
 		t.Errorf("with a run that found an ENI without IP: %+v", s)
 	}

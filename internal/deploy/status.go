@@ -37,7 +37,13 @@ type ENI struct {
 }
 
 // ReadStatus gathers a deployment's state and what needs a human.
-func ReadStatus(ctx context.Context, c Clients, name string, interfaceType string) (*Status, error) {
+func ReadStatus(ctx context.Context, c Clients, name string) (*Status, error) {
+	return readStatus(ctx, c, name, "lambda")
+}
+
+// readStatus lists the relay's ENIs of interfaceType: "lambda" in AWS; the
+// moto tests pass "interface", the only type moto makes.
+func readStatus(ctx context.Context, c Clients, name string, interfaceType string) (*Status, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -73,9 +79,6 @@ func ReadStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	// sit in private subnets without one and the NAT gateways hold the IPs.
 	eniMode := st.Outputs[OutputGuardian] != ""
 	if sg := st.Outputs[OutputSecurityGrp]; sg != "" {
-		if interfaceType == "" {
-			interfaceType = "lambda"
-		}
 		out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: []ec2types.Filter{
 			{Name: aws.String("group-id"), Values: []string{sg}}, {Name: aws.String("interface-type"), Values: []string{interfaceType}}}})
 		if err != nil {

@@ -398,7 +398,7 @@ func keepNATMapping(ips []IP, natAlloc []string) []IP {
 func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
 	if o.Template.VPCID == "" {
 		if len(o.PrivateCIDRs) > 0 {
-			return nil, fmt.Errorf("--private-cidrs apply to --mode nat with --vpc-id (outgate picks the blocks of a VPC it creates)")
+			return nil, ErrOptions{errors.New("--private-cidrs apply to --mode nat with --vpc-id (outgate picks the blocks of a VPC it creates)")}
 		}
 		return nil, nil
 	}
@@ -408,7 +408,7 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 	}
 	if o.Template.Mode != "nat" {
 		if len(o.PrivateCIDRs) > 0 {
-			return nil, fmt.Errorf("--private-cidrs apply to --mode nat (in eni mode the relay runs in the public subnets given)")
+			return nil, ErrOptions{errors.New("--private-cidrs apply to --mode nat (in eni mode the relay runs in the public subnets given)")}
 		}
 		return nil, nil
 	}
@@ -436,7 +436,7 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 		say("private subnets for the relay: %s (free blocks of %s; --private-cidrs to choose)", strings.Join(cidrs, ", "), v.CIDR)
 	case strings.Join(cidrs, ",") != current:
 		if err := checkPrivateCIDRs(v, cidrs, o.Template.AZs); err != nil {
-			return nil, err
+			return nil, ErrOptions{err} // the blocks given are wrong: a usage error
 		}
 	}
 	if o.Template.interfaceEndpoints() {

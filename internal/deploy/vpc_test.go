@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -102,6 +103,12 @@ func TestUpChecksTheExistingVPC(t *testing.T) {
 		_, err := Up(ctx, c, o)
 		if err == nil || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%s: %v, want an error with %q", tc.name, err, tc.err)
+		}
+		// Wrong --private-cidrs are the flags' fault (the CLI exits 2);
+		// a VPC or subnet that is not as said is the account's (exit 1).
+		var bad ErrOptions
+		if errors.As(err, &bad) != (tc.cidr != nil) {
+			t.Errorf("%s: ErrOptions is %v, want %v", tc.name, errors.As(err, &bad), tc.cidr != nil)
 		}
 	}
 	if ips, _ := ListIPs(ctx, c.EC2, "check"); len(ips) != 0 {

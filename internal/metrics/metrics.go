@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outgate/outgate/internal/audit"
+	"github.com/outgate/outgate/internal/buildinfo"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -76,7 +77,13 @@ func New(src Sources) *Metrics {
 	gauge := func(name, help string, f func() int) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
 	}
+	bi := buildinfo.Get()
 	r.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "outgate_build_info",
+			Help:        "Always 1; its labels say which build runs (as outgate version does).",
+			ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "go_version": bi.GoVersion},
+		}, func() float64 { return 1 }),
 		gauge("outgate_tunnels_active", "CONNECT tunnels open now.", src.Tunnels),
 		gauge("outgate_connections_open", "Client connections open now on the relay and proxy listeners.", src.ConnsOpen),
 		gauge("outgate_connections_max", "limits.max_connections in force.", src.ConnsMax),
