@@ -77,12 +77,12 @@ func TestConfigCheck(t *testing.T) {
 	os.WriteFile(bad, []byte("clients:\n  - name: a\n    key_sha256: nothex\n"), 0o600)
 
 	out, err := exec.Command(binary(t), "config", "check", "--config", good).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "good.yaml: ok (1 clients, 0 upstreams)") {
+	if err != nil || !strings.Contains(string(out), "good.yaml: ok (1 client, 0 upstreams)") {
 		t.Errorf("good config: %q, %v", out, err)
 	}
 	cmd := exec.Command(binary(t), "config", "check", "--config", bad)
 	out, _ = cmd.CombinedOutput()
-	for _, want := range []string{bad + ":2:5: clients[0]: client \"a\" has no rights", bad + ":3:17: clients[0].key_sha256: must be 64 hex digits", "2 problem(s)"} {
+	for _, want := range []string{bad + ":2:5: clients[0]: client \"a\" has no rights", bad + ":3:17: clients[0].key_sha256: must be 64 hex digits", "2 problems"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("bad config output lacks %q:\n%s", want, out)
 		}

@@ -52,7 +52,7 @@ func TestConfigCheckSecrets(t *testing.T) {
 	}
 
 	good := write("good.yaml", "      X-Api-Key: \"${secret:ssm:/pay/key}\"\n      X-Env: \"${secret:env:OUTGATE_E2E_SECRET}\"\n")
-	if code, out, errOut := check(good); code != 0 || !strings.Contains(out, "ok (1 clients, 1 upstreams)") {
+	if code, out, errOut := check(good); code != 0 || !strings.Contains(out, "ok (1 client, 1 upstream)") {
 		t.Errorf("present secrets: exit %d, %q %q", code, out, errOut)
 	}
 

@@ -33,7 +33,7 @@ func TestConfigCheckWarnsAndRefuses(t *testing.T) {
 		t.Fatalf("a metadata upstream is a warning, not an error: %v\n%s", err, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "meta.yaml:1:25: warning: upstreams.meta.url: 169.254.169.254 is cloud metadata") ||
-		!strings.Contains(stdout.String(), "meta.yaml: ok (1 clients, 1 upstreams)") {
+		!strings.Contains(stdout.String(), "meta.yaml: ok (1 client, 1 upstream)") {
 		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/testutil"
@@ -77,7 +77,7 @@ func TestContainerExamples(t *testing.T) {
 			if !strings.Contains(cfg, keyPlaceholder) {
 				t.Fatalf("no key placeholder in the %s config", name)
 			}
-			if code, out := check(cfg); code != 1 || !strings.Contains(out, "key_sha256: must be 64 hex digits") || !strings.Contains(out, ": 1 problem(s)") {
+			if code, out := check(cfg); code != 1 || !strings.Contains(out, "key_sha256: must be 64 hex digits") || !strings.Contains(out, ": 1 problem") {
 				t.Errorf("as shipped: exit %d, %q; want only the placeholder refused", code, out)
 			}
 			if code, out := check(strings.ReplaceAll(cfg, keyPlaceholder, hash)); code != 0 {

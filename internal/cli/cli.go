@@ -278,7 +278,7 @@ func configCmd() *cobra.Command {
 				var ce *config.Error
 				if errors.As(err, &ce) {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
-					return fmt.Errorf("%s: %d problem(s)", path, len(ce.Problems))
+					return fmt.Errorf("%s: %s", path, count(len(ce.Problems), "problem", "problems"))
 				}
 				return err
 			}
@@ -308,11 +308,19 @@ func configCmd() *cobra.Command {
 			if missing > 0 {
 				return fmt.Errorf("%s: %d secret(s) cannot be read", path, missing)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d clients, %d upstreams)\n", path, len(cfg.Clients), len(cfg.Upstreams))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%s, %s)\n", path, count(len(cfg.Clients), "client", "clients"), count(len(cfg.Upstreams), "upstream", "upstreams"))
 			return nil
 		},
 	}
 	check.Flags().StringVarP(&cfgFlag, "config", "c", "", "config file (default: $OUTGATE_CONFIG_FILE)")
 	cmd.AddCommand(check)
 	return cmd
+}
+
+// count says n things in English: "1 client", "2 clients".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

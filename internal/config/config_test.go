@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -127,7 +128,18 @@ func TestParseErrors(t *testing.T) {
 		{"bad listen", base("listen: 8080\nproxy_listen: \"example.com:3128\"\n"), []string{
 			`f.yaml:8:9: listen: must be host:port`, `f.yaml:9:15: proxy_listen: host must be an IP address`}},
 		{"same listener twice", base("listen: 127.0.0.1:8080\nproxy_listen: 127.0.0.1:8080\n"), []string{`proxy_listen: 127.0.0.1:8080 is already used by listen`}},
-		{"type mismatch", base("limits:\n  burst: many\n"), []string{`f.yaml:9:`, "cannot unmarshal"}},
+		{"type mismatch", base("limits:\n  burst: many\n"), []string{`f.yaml:9:3: expected a number, got a string "many"`}},
+		// The key over-indented on line 7 is reported there, at its text,
+		// not at the start of the mapping it broke (7:1 before).
+		{"over-indented key", "upstreams:\n  partner:\n    url: https://api.partner.example\nclients:\n  - name: billing\n    upstreams: [partner]\n      key_sha256: " + hashA + "\n",
+			[]string{`f.yaml:7:7: this line's indentation does not line up with the keys above it`}},
+		// The same key with room to be taken for a value's continuation.
+		{"over-indented after a scalar", "upstreams:\n  partner:\n    url: https://api.partner.example\nclients:\n  - name: billing\n      key_sha256: " + hashA + "\n    upstreams: [partner]\n",
+			[]string{`f.yaml:6:7: a key here is indented deeper than the key above it`}},
+		{"under-indented url", "upstreams:\n  partner:\n  url: https://api.partner.example\nclients:\n  - name: billing\n    key_sha256: " + hashA + "\n    upstreams: [partner]\n",
+			[]string{`f.yaml:3:8: upstreams.url: must be a mapping of keys`, `got the value "https://api.partner.example": is "url:" meant to be indented under the entry above it?`}},
+		{"list where a mapping goes", base("limits: [1, 2]\n"), []string{`f.yaml:8:9: limits: must be a mapping of keys (key: value lines indented under it), got a list`}},
+		{"tab", base("limits:\n\tburst: 1\n"), []string{`f.yaml:9:1: a tab: YAML indents with spaces only`}},
 		{"two documents", base("---\nlisten: x\n"), []string{"only one YAML document"}},
 		{"bad log level", base("log:\n  level: loud\n"), []string{`log.level: must be one of`}},
 		{"limit range", base("limits:\n  burst: 0\n  requests_per_second: -1\n"), []string{`limits.burst: must be from 1`, `limits.requests_per_second: must be more than 0`}},
@@ -166,9 +178,15 @@ func TestParseErrors(t *testing.T) {
 					t.Errorf("error does not contain %q:\n%s", w, err)
 				}
 			}
+			// Users write YAML, not Go: no Go type name in any message.
+			if goType.MatchString(err.Error()) {
+				t.Errorf("error names a Go type:\n%s", err)
+			}
 		})
 	}
 }
+
+var goType = regexp.MustCompile(`\bconfig\.[A-Z]|\[\]string|map\[string\]|!!(str|int|map|seq)`)
 
 // TestAllowCIDRsWithinBounds: private ranges of any size, and public ones up
 // to a /8 in all (overlaps counted once), are fine.

@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Load reads and validates a config file.
@@ -36,9 +36,9 @@ func Parse(data []byte, source string) (*Config, error) {
 		}
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			e.addYAML(te.Errors)
+			e.addYAML(te.Errors, data)
 		} else {
-			e.addYAML([]string{strings.TrimPrefix(err.Error(), "yaml: ")})
+			e.addYAML([]string{strings.TrimPrefix(err.Error(), "yaml: ")}, data)
 		}
 		return nil, e.sorted()
 	}
@@ -64,7 +64,7 @@ func Parse(data []byte, source string) (*Config, error) {
 	if err := root.Decode(&c); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			e.addYAML(te.Errors)
+			e.addYAML(te.Errors, data)
 		} else {
 			e.add(0, 0, "", "%v", err)
 		}
@@ -89,10 +89,16 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, pos map[string]*yaml.N
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if !isMapping(n) && !isNull(n) && (t.Kind() == reflect.Struct || t.Kind() == reflect.Map) && !reflect.PointerTo(t).Implements(unmarshaler) {
+		// Said here, with the path, rather than by the decoder, whose
+		// message names Go types ("into config.Upstream").
+		e.add(n.Line, n.Column, path, "must be a mapping of keys (key: value lines indented under it), got %s%s", describe(n), misindented(path, t))
+		return
+	}
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			return // the decoder reports the type mismatch
+			return
 		}
 		fields := map[string]reflect.Type{}
 		var names []string
@@ -138,6 +144,42 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, pos map[string]*yaml.N
 			checkKeys(item, t.Elem(), p, pos, e)
 		}
 	}
+}
+
+var unmarshaler = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+func isMapping(n *yaml.Node) bool { return n.Kind == yaml.MappingNode }
+func isNull(n *yaml.Node) bool    { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+// describe names what a node holds, in the words of the config's docs.
+func describe(n *yaml.Node) string {
+	switch {
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	case n.Kind == yaml.ScalarNode:
+		v := n.Value
+		if len(v) > 40 {
+			v = v[:40] + "..."
+		}
+		return fmt.Sprintf("the value %q", v)
+	}
+	return "something else"
+}
+
+// misindented: a key that is one of the fields of the mapping expected in
+// its place (upstreams: {url: ...} where upstreams.NAME.url was meant) was
+// almost surely meant one level deeper.
+func misindented(path string, t reflect.Type) string {
+	key := path[strings.LastIndex(path, ".")+1:]
+	if t.Kind() != reflect.Struct || key == "" {
+		return ""
+	}
+	for i := 0; i < t.NumField(); i++ {
+		if strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0] == key {
+			return fmt.Sprintf(": is %q meant to be indented under the entry above it?", key+":")
+		}
+	}
+	return ""
 }
 
 func join(path, key string) string {

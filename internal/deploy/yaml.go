@@ -1,6 +1,6 @@
 package deploy
 
-import "gopkg.in/yaml.v3"
+import "go.yaml.in/yaml/v3"
 
 // toYAML renders a decoded JSON document as YAML. Intrinsics stay in their
 // long form (Fn::GetAtt: [...]), which CloudFormation accepts in YAML.
