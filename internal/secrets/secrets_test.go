@@ -43,13 +43,21 @@ func TestParseTemplate(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"${env:X}":                         "only ${secret:SOURCE:NAME}",
-		"${secret:env:X":                   "unterminated",
-		"${secret:vault:x}":                "unknown source",
-		"${secret:env:1X}":                 "environment variable name",
-		"${secret:file:relative/path}":     "absolute path",
-		"${secret:ssm:/a b}":               "printable ASCII",
-		"${secret:ssm:/a*b}":               "SSM parameter name",
+		"${env:X}":                     "only ${secret:SOURCE:NAME}",
+		"${secret:env:X":               "unterminated",
+		"${secret:vault:x}":            "unknown source",
+		"${secret:env:1X}":             "environment variable name",
+		"${secret:file:relative/path}": "absolute path",
+		"${secret:ssm:/a b}":           "printable ASCII",
+		"${secret:ssm:/a*b}":           "SSM parameter name",
+		// SSM: "For parameters in a hierarchy, you must include a leading
+		// forward slash character (/) when you create or reference a
+		// parameter" (API Reference, PutParameter/GetParameter, Name).
+		// Without it the relay role's grant (parameter/pay/key) and the
+		// name asked for would not be the same parameter.
+		"${secret:ssm:pay/key}":            "begin with '/'",
+		"${secret:ssm:/pay/key/}":          "empty level",
+		"${secret:ssm://pay}":              "empty level",
 		"${secret:secretsmanager:name#}":   "NAME#KEY",
 		"${secret:secretsmanager:arn:x:y}": "not a Secrets Manager",
 		"${secret:env:}":                   "1 to",
