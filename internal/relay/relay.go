@@ -100,6 +100,11 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if e := forward.RefuseBody(r, up.AllowsBodyOn); e != nil {
 		return e
 	}
+	// The partner's credentials, held by the gateway.
+	creds := c.Creds.For(name)
+	if e := creds.RefuseMethod(r.Method); e != nil {
+		return e
+	}
 	release, e := cl.Admit()
 	if e != nil {
 		return e
@@ -119,9 +124,7 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
-	// The partner's credentials, held by the gateway: the client's own
-	// copies of the injected headers go first.
-	creds := c.Creds.For(name)
+	// The client's own copies of the injected headers go first.
 	creds.Apply(out.Header)
 	return forward.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(up.HeaderTimeout), rec)
 }

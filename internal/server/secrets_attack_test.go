@@ -256,3 +256,62 @@ network: {allow_cidrs: [127.0.0.0/8], ca_files: [%[5]s]}
 		})
 	}
 }
+
+// TestTraceCannotEchoInjectedCredentials: a partner that answers TRACE as
+// RFC 9110 9.3.8 describes (the request it received, as the body: Apache's
+// TraceEnable, many Java servers) would hand the gateway's credentials to
+// the client. RFC 9110 9.3.8: "A client MUST NOT generate fields in a TRACE
+// request containing sensitive data that might be disclosed by the
+// response" - the gateway is that client. TRACE to an upstream whose
+// credentials it adds is refused, on the relay and the proxy; elsewhere it
+// goes as before.
+func TestTraceCannotEchoInjectedCredentials(t *testing.T) {
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "message/http")
+		r.Write(w) // the request line and every header, as received
+	}))
+	t.Cleanup(echo.Close)
+	c := newClient("billing")
+	t.Setenv("OUTGATE_TEST_TRACE_KEY", "TRACESECRET")
+	u, _ := url.Parse(echo.URL)
+	g := start(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+proxy_listen: 127.0.0.1:0
+upstreams:
+  pay:
+    url: %[1]s/v1
+    inject_headers: {Authorization: "Bearer ${secret:env:OUTGATE_TEST_TRACE_KEY}"}
+  open: {url: "%[1]s/v1"}
+clients:
+  - {name: billing, key_sha256: %[2]s, upstreams: [pay, open], hosts: ["%[3]s"]}
+network: {allow_cidrs: [127.0.0.1/32]}
+`, echo.URL, c.hash, u.Host))
+
+	resp, body := do(t, nil, relayReq(t, g, "TRACE", "/pay/x", c.key, nil))
+	if strings.Contains(body, "TRACESECRET") {
+		t.Errorf("relay TRACE: the client read the injected credential: %d %s", resp.StatusCode, body)
+	}
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("relay TRACE to an upstream with credentials: %d %s", resp.StatusCode, body)
+	}
+	// TRACK is IIS's TRACE; a server that folds case takes "trace" for it.
+	for _, m := range []string{"TRACK", "trace"} {
+		if resp, body := do(t, nil, relayReq(t, g, m, "/pay/x", c.key, nil)); resp.StatusCode != http.StatusMethodNotAllowed || strings.Contains(body, "TRACESECRET") {
+			t.Errorf("relay %s: %d %s", m, resp.StatusCode, body)
+		}
+	}
+	conn, _, presp, pbody := rawProxy(t, g, "TRACE "+echo.URL+"/v1/x HTTP/1.1", "Host: "+u.Host, "Proxy-Authorization: "+basic(c.name, c.key), "Connection: close")
+	conn.Close()
+	if strings.Contains(pbody, "TRACESECRET") || presp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("proxy TRACE under the base path: %d %s", presp.StatusCode, pbody)
+	}
+	// Without credentials TRACE goes as before.
+	if resp, body := do(t, nil, relayReq(t, g, "TRACE", "/open/x", c.key, nil)); resp.StatusCode != 200 || !strings.HasPrefix(body, "TRACE /v1/x") {
+		t.Errorf("relay TRACE to an upstream without credentials: %d %s", resp.StatusCode, body)
+	}
+	conn, _, presp, pbody = rawProxy(t, g, "TRACE "+echo.URL+"/elsewhere HTTP/1.1", "Host: "+u.Host, "Proxy-Authorization: "+basic(c.name, c.key), "Connection: close")
+	conn.Close()
+	if presp.StatusCode != 200 || strings.Contains(pbody, "TRACESECRET") {
+		t.Errorf("proxy TRACE outside the base path: %d %s", presp.StatusCode, pbody)
+	}
+}
