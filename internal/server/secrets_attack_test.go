@@ -44,7 +44,7 @@ func rawRelay(t *testing.T, g *gateway, raw string) (*http.Response, string) {
 // never the gateway's outside the base path.
 func TestClientCannotSteerOrKeepInjectedCredentials(t *testing.T) {
 	p := newHeaderPartner(t)
-	c := newClient("billing")
+	c, other := newClient("billing"), newClient("hostonly")
 	t.Setenv("OUTGATE_TEST_ATTACK_KEY", "GATEWAYSECRET")
 	u, _ := url.Parse(p.URL)
 	_, port, _ := net.SplitHostPort(u.Host)
@@ -61,9 +61,20 @@ clients:
     key_sha256: %[2]s
     upstreams: [pay]
     hosts: ["%[3]s", "localhost:%[4]s"]
+  - name: hostonly
+    key_sha256: %[5]s
+    hosts: ["%[3]s"]
 network: {allow_cidrs: [127.0.0.0/8]}
-`, p.URL, c.hash, u.Host, port)
+`, p.URL, c.hash, u.Host, port, other.hash)
 	g := start(t, cfg)
+
+	// A client that may reach the partner's host but not the upstream
+	// gets no credentials there, even under the base path.
+	conn, _, resp, body := rawProxy(t, g, "GET "+p.URL+"/v1/x HTTP/1.1", "Host: "+u.Host, "Proxy-Authorization: "+basic(other.name, other.key), "Connection: close")
+	conn.Close()
+	if resp.StatusCode != 200 || len(p.seen("X-Api-Key")) != 0 {
+		t.Errorf("a client without the upstream: %d %s, partner got X-Api-Key %q", resp.StatusCode, body, p.seen("X-Api-Key"))
+	}
 
 	reset := func() { p.mu.Lock(); p.last, p.path = nil, ""; p.mu.Unlock() }
 	onlyGateways := func(what string) {
@@ -96,7 +107,7 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	}
 	// A trailer: the request's trailers are not forwarded at all.
 	reset()
-	resp, body := rawRelay(t, g, "POST /pay/x HTTP/1.1\r\nHost: x\r\nOutgate-Key: "+c.key+"\r\nTrailer: X-Api-Key\r\n"+
+	resp, body = rawRelay(t, g, "POST /pay/x HTTP/1.1\r\nHost: x\r\nOutgate-Key: "+c.key+"\r\nTrailer: X-Api-Key\r\n"+
 		"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\nX-Api-Key: client-trailer\r\n\r\n")
 	if resp.StatusCode == 200 {
 		onlyGateways("trailer")
