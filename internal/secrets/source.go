@@ -151,6 +151,16 @@ func (s Sources) file(r Ref) (string, error) {
 			return "", &Error{Ref: r, Msg: fmt.Sprintf("is owned by uid %d, neither the gateway's user (%d) nor root", st.Uid, euid)}
 		}
 	}
+	// Kernel files (/proc) report size 0, whatever they hold, and reading
+	// one may block or take what it returns from others (/proc/kmsg): an
+	// empty size is refused before any read. A real empty file has no
+	// secret in it either.
+	if fi.Size() == 0 {
+		return "", &Error{Ref: r, Msg: "is empty, or a kernel file (/proc) whose size is not what it holds"}
+	}
+	if fi.Size() > MaxValue {
+		return "", &Error{Ref: r, Msg: fmt.Sprintf("the file is larger than %d bytes", MaxValue)}
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxValue+1))
 	if err != nil {
 		return "", &Error{Ref: r, Msg: "cannot read the file", Err: err}
