@@ -109,11 +109,11 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	reset()
 	resp, body = rawRelay(t, g, "POST /pay/x HTTP/1.1\r\nHost: x\r\nOutgate-Key: "+c.key+"\r\nTrailer: X-Api-Key\r\n"+
 		"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\nX-Api-Key: client-trailer\r\n\r\n")
-	if resp.StatusCode == 200 {
-		onlyGateways("trailer")
-	} else if resp.StatusCode != 400 && resp.StatusCode != 405 {
+	t.Logf("relay, trailer -> %d", resp.StatusCode)
+	if resp.StatusCode != 200 {
 		t.Errorf("trailer: %d %s", resp.StatusCode, body)
 	}
+	onlyGateways("trailer")
 
 	// Proxy: absolute-form targets. Every request the partner answers must
 	// have the credentials only if its path is the base path or below it,
