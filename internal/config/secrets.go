@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net"
 	"net/textproto"
 	"sort"
 	"strings"
@@ -131,6 +132,9 @@ func (v *validator) partnerSecrets(path string, up *Upstream) {
 		ps.Headers = append(ps.Headers, InjectHeader{Name: c, Value: t})
 	}
 	sort.Slice(ps.Headers, func(i, j int) bool { return ps.Headers[i].Name < ps.Headers[j].Name })
+	if len(ps.Headers) > 0 && up.Parsed != nil && up.Parsed.Scheme == "http" && !loopbackHost(up.Parsed.Hostname()) {
+		v.warnf(path+".inject_headers", "the url is http://: these credentials cross the network unencrypted, readable and reusable by anyone on the way; use the partner's https:// url")
+	}
 
 	switch {
 	case up.ClientCert == "" && up.ClientKey == "":
@@ -155,6 +159,16 @@ func (v *validator) partnerSecrets(path string, up *Upstream) {
 		}
 	}
 	up.Partner = ps
+}
+
+// loopbackHost: a partner on the gateway's own machine, where http:// has
+// no network to cross (tests, a local sidecar).
+func loopbackHost(h string) bool {
+	if strings.EqualFold(strings.TrimSuffix(h, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (v *validator) secrets() {

@@ -93,3 +93,38 @@ secrets:
 		}
 	}
 }
+
+// TestInjectHeadersOverPlainHTTPWarns: inject_headers on an http:// url
+// send the partner's credentials in clear text over the network; the
+// config stays valid (a partner may have no https), with a warning at the
+// key. A loopback partner has no network in between.
+func TestInjectHeadersOverPlainHTTPWarns(t *testing.T) {
+	y := `upstreams:
+  plain:
+    url: http://api.pay.example/v1
+    inject_headers: {X-Api-Key: "${secret:env:K}"}
+  local:
+    url: http://127.0.0.1:8080
+    inject_headers: {X-Api-Key: "${secret:env:K}"}
+  tls:
+    url: https://api.pay.example/v1
+    inject_headers: {X-Api-Key: "${secret:env:K}"}
+clients:
+  - {name: c, key_sha256: ` + hashA + `, upstreams: [plain, local, tls]}
+network: {allow_cidrs: [127.0.0.0/8]}
+`
+	c, err := Parse([]byte(y), "f.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings {
+		if strings.Contains(w.Msg, "unencrypted") {
+			got = append(got, c.Warning(w))
+		}
+	}
+	want := "f.yaml:4:21: warning: upstreams.plain.inject_headers: the url is http://"
+	if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+		t.Errorf("warnings %q, want one starting %q", got, want)
+	}
+}

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	cf "github.com/awslabs/goformation/v7/cloudformation"
@@ -9,6 +10,10 @@ import (
 
 	"github.com/outgate/outgate/internal/secrets"
 )
+
+// completeSecretARN is a secret ARN ending in the '-' and six random
+// characters Secrets Manager adds to the name.
+var completeSecretARN = regexp.MustCompile(`:secret:.+-[A-Za-z0-9]{6}$`)
 
 // checkRelaySecrets refuses references the relay function cannot read: it
 // has no environment of the user's and no files, only its role's access to
@@ -48,10 +53,17 @@ func secretsPolicy(refs []secrets.Ref) *iam.Role_Policy {
 			add(&params, cf.Sub("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"+name))
 		case secrets.SourceSecretsManager:
 			if strings.HasPrefix(r.Name, "arn:") {
-				// A complete ARN, or a partial one without the random
-				// suffix Secrets Manager adds.
-				add(&secretARNs, r.Name)
-				add(&secretARNs, r.Name+"-??????")
+				// Secrets Manager reads an ARN ending in '-' and six
+				// characters as complete, and any other as partial,
+				// which it matches with the random suffix it lacks
+				// (API Reference, GetSecretValue, SecretId). Each gets
+				// only its grant: the suffix after a complete ARN
+				// would grant another secret, named like that ARN's end.
+				if completeSecretARN.MatchString(r.Name) {
+					add(&secretARNs, r.Name)
+				} else {
+					add(&secretARNs, r.Name+"-??????")
+				}
 				continue
 			}
 			// A name: the ARN ends in '-' and six random characters.

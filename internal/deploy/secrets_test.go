@@ -24,6 +24,7 @@ var testSecretRefs = []secrets.Ref{
 	{Source: "secretsmanager", Name: "pay/keys", Key: "api_key"},
 	{Source: "secretsmanager", Name: "pay/keys", Key: "other"},
 	{Source: "secretsmanager", Name: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mtls-AbCdEf"},
+	{Source: "secretsmanager", Name: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:pay/partial"},
 }
 
 // relayPolicies renders the template and returns the relay role's inline
@@ -54,6 +55,15 @@ func relayPolicies(t *testing.T, o TemplateOptions) map[string]string {
 // parameters and secrets the config names and nothing else: no wildcard
 // beyond Secrets Manager's six-character suffix, kms:Decrypt only through
 // SSM and Secrets Manager; and no such policy when the config names none.
+//
+// An ARN ending in '-' and six characters is a complete ARN to Secrets
+// Manager ("if your secret has a name that ends in a hyphen followed by six
+// characters ... Secrets Manager [assumes] that you're specifying a complete
+// ARN": Secrets Manager API Reference, GetSecretValue, SecretId; User Guide,
+// troubleshoot.html#ARN_secretnamehyphen), so it is granted as written: the
+// suffix wildcard after it would also grant the different secret whose
+// name is "mtls-AbCdEf". Any other ARN is a partial one, matched by
+// Secrets Manager with the suffix it lacks, so it is granted with it.
 func TestRelayRoleReadsExactlyTheNamedSecrets(t *testing.T) {
 	if _, ok := relayPolicies(t, TemplateOptions{})["read-partner-secrets"]; ok {
 		t.Error("a config without secrets got a secrets policy")
@@ -89,7 +99,7 @@ func TestRelayRoleReadsExactlyTheNamedSecrets(t *testing.T) {
 		"ssm:GetParameter": `[{"Fn::Sub":"arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/outgate/pay/basic"},` +
 			`{"Fn::Sub":"arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/plain-name"}]`,
 		"secretsmanager:GetSecretValue": `[{"Fn::Sub":"arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:pay/keys-??????"},` +
-			`"arn:aws:secretsmanager:eu-west-1:123456789012:secret:mtls-AbCdEf","arn:aws:secretsmanager:eu-west-1:123456789012:secret:mtls-AbCdEf-??????"]`,
+			`"arn:aws:secretsmanager:eu-west-1:123456789012:secret:mtls-AbCdEf","arn:aws:secretsmanager:eu-west-1:123456789012:secret:pay/partial-??????"]`,
 		"kms:Decrypt": `{"Fn::Sub":"arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*"}`,
 	}
 	for action, res := range want {

@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/outgate/outgate/internal/apierr"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/egress"
 	"github.com/outgate/outgate/internal/secrets"
@@ -169,6 +170,24 @@ func (u *Upstream) Apply(h http.Header) {
 			h[ih.Name] = []string{val}
 		}
 	}
+}
+
+// RefuseMethod returns the error for a request whose method may not carry
+// the credentials, or nil. TRACE asks the partner to send the request back
+// as it received it, injected headers included, and TRACK is IIS's TRACE:
+// RFC 9110 9.3.8 says a client "MUST NOT generate fields in a TRACE request
+// containing sensitive data that might be disclosed by the response", and
+// here the gateway is that client. Methods are case-sensitive, but a server
+// that folds case would take "trace" for TRACE.
+func (u *Upstream) RefuseMethod(method string) *apierr.E {
+	if u == nil {
+		return nil
+	}
+	if strings.EqualFold(method, "TRACE") || strings.EqualFold(method, "TRACK") {
+		return apierr.New(http.StatusMethodNotAllowed, apierr.CodeMethodNotAllowed,
+			method+" is not sent with the partner credentials the gateway adds: the partner would echo them back")
+	}
+	return nil
 }
 
 // Cert returns the client certificate to present, or nil. It is rebuilt

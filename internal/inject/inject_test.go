@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/outgate/outgate/internal/config"
@@ -102,5 +103,113 @@ func TestCertFollowsRefresh(t *testing.T) {
 	}
 	if next := up.Cert(); next.ID == first.ID || next.Slot != "pay" || next.Cert.Leaf == nil && len(next.Cert.Certificate) == 0 {
 		t.Errorf("after rotation: %+v (was %s)", next, first.ID)
+	}
+}
+
+// TestRefreshRacesRequests: requests applying the credentials while the
+// secrets refresh (run with -race) each get one consistent generation of
+// values, never a header built from two, and a certificate whose ID
+// matches the generation it was built from; a refresh that fails in the
+// middle leaves the last good generation in use.
+func TestRefreshRacesRequests(t *testing.T) {
+	ca := testutil.NewClientCA(t)
+	type gen struct{ a, b, cert, key string }
+	gens := make([]gen, 4)
+	for i := range gens {
+		c, k := ca.Issue(t, fmt.Sprintf("gen-%d", i))
+		gens[i] = gen{fmt.Sprintf("user%d", i), fmt.Sprintf("pass%d", i), c, k}
+	}
+	var mu sync.Mutex
+	cur, broken := 0, false
+	src := secrets.Sources{LookupEnv: func(name string) (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken {
+			return "", false
+		}
+		g := gens[cur]
+		return map[string]string{"A": g.a, "B": g.b, "CERT": g.cert, "KEY": g.key}[name], true
+	}}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`upstreams:
+  pay:
+    url: https://api.pay.example
+    inject_headers: {Authorization: "Basic ${secret:env:A}:${secret:env:B}"}
+    client_cert: "${secret:env:CERT}"
+    client_key: "${secret:env:KEY}"
+clients: [{name: c, key_sha256: %s, upstreams: [pay]}]
+`, hash)), "f.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := inject.Load(context.Background(), cfg, src, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := creds.For("pay")
+	valid := map[string]bool{}
+	for i := range gens {
+		valid[fmt.Sprintf("Basic user%d:pass%d", i, i)] = true
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	stop := make(chan struct{})
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100000; i++ { // bounded; ends at stop
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				h := http.Header{"Authorization": {"Bearer client"}}
+				up.Apply(h)
+				if v := h["Authorization"]; len(v) != 1 || !valid[v[0]] {
+					select {
+					case errs <- fmt.Sprintf("Authorization %q", v):
+					default:
+					}
+				}
+				if c := up.Cert(); c == nil || c.Cert == nil || !strings.HasPrefix(c.ID, "pay/") {
+					select {
+					case errs <- fmt.Sprintf("cert %+v", c):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	ids := map[string]bool{up.Cert().ID: true}
+	for round := 1; round < 40; round++ {
+		mu.Lock()
+		cur, broken = round%len(gens), round%5 == 0
+		mu.Unlock()
+		err := creds.Refresh(context.Background())
+		if broken != (err != nil) {
+			t.Errorf("round %d: broken %v, refresh error %v", round, broken, err)
+		}
+		ids[up.Cert().ID] = true
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	if len(ids) != len(gens) {
+		t.Errorf("%d certificate IDs for %d certificates", len(ids), len(gens))
+	}
+	// A refresh that fails keeps the last good generation (round 39's).
+	mu.Lock()
+	broken = true
+	mu.Unlock()
+	if creds.Refresh(context.Background()) == nil {
+		t.Fatal("a refresh without values succeeded")
+	}
+	h := http.Header{}
+	up.Apply(h)
+	if want := fmt.Sprintf("Basic user%d:pass%d", 39%len(gens), 39%len(gens)); h.Get("Authorization") != want {
+		t.Errorf("after a failed refresh: %q, want %q", h.Get("Authorization"), want)
 	}
 }

@@ -121,6 +121,25 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		t.Errorf("the relay's log holds a secret value:\n%s", out)
 	}
 
+	// TRACE would have the partner echo the injected credentials back
+	// (TestTraceCannotEchoInjectedCredentials): refused, nothing sent.
+	mu.Lock()
+	got = nil
+	mu.Unlock()
+	ev := sample(t, "events/testdata/lambda-urls-request.json")
+	ev["rawPath"] = "/pay/charge"
+	ev["requestContext"].(map[string]any)["http"].(map[string]any)["method"] = "TRACE"
+	ev["headers"].(map[string]any)["outgate-key"] = e.key
+	ev["body"] = ""
+	if resp := e.invoke(t, ev); resp["statusCode"] != float64(405) {
+		t.Errorf("TRACE: %v", resp)
+	}
+	mu.Lock()
+	if got != nil {
+		t.Error("TRACE reached the partner")
+	}
+	mu.Unlock()
+
 	_, err = lambdarelay.New(lambdarelay.Options{Config: yaml("/pay/missing"), Log: io.Discard, Metrics: io.Discard, Secrets: src})
 	if err == nil || !strings.Contains(err.Error(), "${secret:ssm:/pay/missing}: no such SSM parameter") {
 		t.Errorf("cold start with a missing secret: %v", err)

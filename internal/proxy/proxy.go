@@ -131,6 +131,9 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if e != nil {
 		return e
 	}
+	if e := creds.RefuseMethod(r.Method); e != nil {
+		return e
+	}
 	release, e := cl.Admit()
 	if e != nil {
 		return e

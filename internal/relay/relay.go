@@ -100,6 +100,11 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if e := forward.RefuseBody(r, up.AllowsBodyOn); e != nil {
 		return e
 	}
+	// The partner's credentials, held by the gateway.
+	creds := c.Creds.For(name)
+	if e := creds.RefuseMethod(r.Method); e != nil {
+		return e
+	}
 	release, e := cl.Admit()
 	if e != nil {
 		return e
@@ -115,9 +120,6 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	target.RawPath = up.Parsed.EscapedPath() + rest
 	target.Path, _ = url.PathUnescape(target.RawPath) // SplitPath checked the encoding
 	target.RawQuery = r.URL.RawQuery
-	// The partner's credentials, held by the gateway: the client's own
-	// copies of the injected headers go first.
-	creds := c.Creds.For(name)
 	if up.Idempotency != nil {
 		idem := core.Idempotent{Upstream: name, Policy: up.Idempotency.Policy}
 		return c.SendOnce(w, r, cl, idem, target.RawPath, up.HeaderTimeout, target.String(), up.Parsed.Host, up.ForwardHeaders, creds, rec)
@@ -126,6 +128,7 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
+	// The client's own copies of the injected headers go first.
 	creds.Apply(out.Header)
 	return forward.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(up.HeaderTimeout), rec)
 }

@@ -146,6 +146,14 @@ func parseRef(s string) (Ref, error) {
 				return Ref{}, fmt.Errorf("%s: an SSM parameter name is letters, digits and _.-/", r)
 			}
 		}
+		// A name in a hierarchy starts with '/' (SSM refuses one that
+		// does not), and no level of it is empty.
+		if strings.Contains(name, "/") && !strings.HasPrefix(name, "/") {
+			return Ref{}, fmt.Errorf("%s: an SSM parameter name with a hierarchy must begin with '/'", r)
+		}
+		if strings.HasSuffix(name, "/") || strings.Contains(name, "//") {
+			return Ref{}, fmt.Errorf("%s: an SSM parameter name has no empty level ('//' or a trailing '/')", r)
+		}
 	case SourceSecretsManager:
 		if n, key, ok := strings.Cut(name, "#"); ok {
 			if n == "" || key == "" {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,13 +43,21 @@ func TestParseTemplate(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"${env:X}":                         "only ${secret:SOURCE:NAME}",
-		"${secret:env:X":                   "unterminated",
-		"${secret:vault:x}":                "unknown source",
-		"${secret:env:1X}":                 "environment variable name",
-		"${secret:file:relative/path}":     "absolute path",
-		"${secret:ssm:/a b}":               "printable ASCII",
-		"${secret:ssm:/a*b}":               "SSM parameter name",
+		"${env:X}":                     "only ${secret:SOURCE:NAME}",
+		"${secret:env:X":               "unterminated",
+		"${secret:vault:x}":            "unknown source",
+		"${secret:env:1X}":             "environment variable name",
+		"${secret:file:relative/path}": "absolute path",
+		"${secret:ssm:/a b}":           "printable ASCII",
+		"${secret:ssm:/a*b}":           "SSM parameter name",
+		// SSM: "For parameters in a hierarchy, you must include a leading
+		// forward slash character (/) when you create or reference a
+		// parameter" (API Reference, PutParameter/GetParameter, Name).
+		// Without it the relay role's grant (parameter/pay/key) and the
+		// name asked for would not be the same parameter.
+		"${secret:ssm:pay/key}":            "begin with '/'",
+		"${secret:ssm:/pay/key/}":          "empty level",
+		"${secret:ssm://pay}":              "empty level",
 		"${secret:secretsmanager:name#}":   "NAME#KEY",
 		"${secret:secretsmanager:arn:x:y}": "not a Secrets Manager",
 		"${secret:env:}":                   "1 to",
@@ -250,5 +259,51 @@ func TestLoadFailsListingEveryReference(t *testing.T) {
 	var se *secrets.Error
 	if !errors.As(err, &se) {
 		t.Errorf("not a *secrets.Error: %T", err)
+	}
+}
+
+// TestFileSourceRefusesSpecialFiles: a file: reference to something that is
+// not a secret file fails at once, naming the reference. A FIFO used to
+// hang the open for ever (start, a reload or every later refresh waited on
+// a writer, past the 4 s bound on fetches), whether named directly or
+// through a symlink; /proc files pass the owner and mode checks (0400,
+// owned by the gateway's user) and /proc/self/environ would hand the
+// gateway's whole environment, AWS credentials included, to a partner.
+func TestFileSourceRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		fifo:                     "not a regular file",
+		link:                     "not a regular file",
+		"/proc/self/environ":     "kernel",
+		"/proc/self/syscall":     "kernel",
+		"/proc/self/personality": "kernel",
+	}
+	for path, want := range cases {
+		done := make(chan error, 1)
+		go func() {
+			_, err := secrets.Sources{}.Fetch(context.Background(), secrets.Ref{Source: "file", Name: path})
+			done <- err
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(time.Minute): // a failure bound, not synchronisation
+			// Let the blocked open return so the test can end.
+			if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				w.Close()
+			}
+			t.Fatalf("%s: Fetch still blocked after a minute", path)
+		}
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "${secret:file:"+path+"}") {
+			t.Errorf("%s: error %v, want one naming the reference with %q", path, err, want)
+		}
 	}
 }

@@ -118,8 +118,13 @@ func trimNewline(v string) string {
 // file reads a secret file, refusing one that others could read or replace:
 // it must be a regular file, owned by the gateway's user or root, with no
 // permission for other users and no write permission for its group.
+//
+// It is opened non-blocking: opening a FIFO for reading otherwise waits for
+// a writer, for ever (the open cannot be cancelled, so the bound on a round
+// of fetches would not end it); non-blocking, the open returns and the
+// file's type refuses it. Regular files ignore O_NONBLOCK.
 func (s Sources) file(r Ref) (string, error) {
-	f, err := os.Open(r.Name)
+	f, err := os.OpenFile(r.Name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		msg := "cannot open the file"
 		if errors.Is(err, os.ErrNotExist) {
@@ -146,12 +151,31 @@ func (s Sources) file(r Ref) (string, error) {
 			return "", &Error{Ref: r, Msg: fmt.Sprintf("is owned by uid %d, neither the gateway's user (%d) nor root", st.Uid, euid)}
 		}
 	}
+	// Kernel files (/proc) report size 0, whatever they hold, and reading
+	// one may block or take what it returns from others (/proc/kmsg): an
+	// empty size is refused before any read. A real empty file has no
+	// secret in it either.
+	if fi.Size() == 0 {
+		return "", &Error{Ref: r, Msg: "is empty, or a kernel file (/proc) whose size is not what it holds"}
+	}
+	if fi.Size() > MaxValue {
+		return "", &Error{Ref: r, Msg: fmt.Sprintf("the file is larger than %d bytes", MaxValue)}
+	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxValue+1))
 	if err != nil {
 		return "", &Error{Ref: r, Msg: "cannot read the file", Err: err}
 	}
 	if len(b) > MaxValue {
 		return "", &Error{Ref: r, Msg: fmt.Sprintf("the file is larger than %d bytes", MaxValue)}
+	}
+	// A regular file holds the bytes its size says. Kernel files (/proc,
+	// /sys) do not: they report 0 or 4096 and make their content up when
+	// read, and some pass the checks above (/proc/self/environ is 0400 and
+	// the gateway's own, and holds its AWS credentials). A size that
+	// changed during the read is a file being rewritten: the next refresh
+	// reads it whole.
+	if int64(len(b)) != fi.Size() {
+		return "", &Error{Ref: r, Msg: fmt.Sprintf("read %d bytes where the file's size is %d: a kernel file (/proc, /sys) or one being rewritten, not a secret file", len(b), fi.Size())}
 	}
 	return trimNewline(string(b)), nil
 }
