@@ -71,8 +71,9 @@ type body struct {
 	} `json:"error"`
 }
 
-// Write sends e as the response. Callers add any other headers first.
-func Write(w http.ResponseWriter, requestID string, e *E) {
+// Write sends e as the response and returns the body bytes written, for
+// the audit line. Callers add any other headers first.
+func Write(w http.ResponseWriter, requestID string, e *E) int64 {
 	var b body
 	b.Error.Code, b.Error.Message, b.Error.RequestID = e.Code, e.Message, requestID
 	data, _ := json.Marshal(b)
@@ -86,5 +87,6 @@ func Write(w http.ResponseWriter, requestID string, e *E) {
 		h.Set("Retry-After", strconv.Itoa(secs))
 	}
 	w.WriteHeader(e.Status)
-	w.Write(append(data, '\n'))
+	n, _ := w.Write(append(data, '\n'))
+	return int64(n)
 }

@@ -60,7 +60,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// keep-alive slot to wait in.
 		w.Header().Set("Connection", "close")
 	}
-	apierr.Write(w, rec.RequestID, e)
+	rec.BytesOut = apierr.Write(w, rec.RequestID, e)
 }
 
 // authenticate reads Proxy-Authorization: Basic base64(name:key).

@@ -60,7 +60,7 @@ func fail(w http.ResponseWriter, rec *audit.Record, e *apierr.E) {
 		// keep-alive slot to wait in.
 		w.Header().Set("Connection", "close")
 	}
-	apierr.Write(w, rec.RequestID, e)
+	rec.BytesOut = apierr.Write(w, rec.RequestID, e)
 }
 
 // authenticate checks the Outgate-Key header. Authentication comes before

@@ -239,6 +239,10 @@ func TestRelayErrors(t *testing.T) {
 			if a["status"] != float64(tt.status) || a["reason"] != tt.code || a["decision"] == "allow" {
 				t.Errorf("audit line %v", a)
 			}
+			// The error body the gateway sent is what the line counts.
+			if a["bytes_out"] != float64(len(body)) {
+				t.Errorf("audit bytes_out %v, the client got %d bytes", a["bytes_out"], len(body))
+			}
 		})
 	}
 	if strings.Contains(g.logs.String(), c.key) || strings.Contains(g.logs.String(), other.key) {
