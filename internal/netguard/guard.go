@@ -67,7 +67,9 @@ func (p *Policy) Check(ap netip.AddrPort) error {
 type Dialer struct {
 	Policy   *Policy
 	Resolver Resolver
-	Timeout  time.Duration // per connection attempt and overall; 0 means 10s
+	// Timeout bounds the whole dial, name lookup and every connection
+	// attempt together (not each attempt); 0 means 10s.
+	Timeout time.Duration
 	// KeepAlive for outgoing TCP connections; 0 means the net package default.
 	KeepAlive time.Duration
 	// OnConnect, if set, is called for every connection established.
