@@ -18,19 +18,22 @@ import (
 type Record struct {
 	Start     time.Time
 	RequestID string
-	Mode      string // relay, proxy, connect, endpoint
-	Client    string // empty until authenticated
-	Route     string // relay upstream name
-	Target    string // host:port for proxy and connect
-	Method    string
-	Path      string // without the query string
-	Status    int
-	BytesIn   int64         // from the client to the upstream
-	BytesOut  int64         // from the upstream to the client
-	Upstream  time.Duration // time spent waiting on the upstream (headers and body)
-	Decision  string
-	Reason    string // the error code, or why a tunnel ended
-	Detail    string // internal detail for operators (never shown to clients)
+	// TraceID is the trace id of the request's W3C traceparent header, if
+	// it had a valid one (TraceID), so a line can be found from a trace.
+	TraceID  string
+	Mode     string // relay, proxy, connect, endpoint
+	Client   string // empty until authenticated
+	Route    string // relay upstream name
+	Target   string // host:port for proxy and connect
+	Method   string
+	Path     string // without the query string
+	Status   int
+	BytesIn  int64         // from the client to the upstream
+	BytesOut int64         // from the upstream to the client
+	Upstream time.Duration // time spent waiting on the upstream (headers and body)
+	Decision string
+	Reason   string // the error code, or why a tunnel ended
+	Detail   string // internal detail for operators (never shown to clients)
 	// Idempotency is what an idempotency key did (idempotency.Outcome*):
 	// a fixed word, never the key or the stored answer.
 	Idempotency string
@@ -87,6 +90,9 @@ func AppendLine(b []byte, now time.Time, r *Record) []byte {
 	b = now.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"request"`...)
 	b = appendField(b, "request_id", r.RequestID)
+	if r.TraceID != "" {
+		b = appendField(b, "trace_id", r.TraceID)
+	}
 	b = appendField(b, "mode", r.Mode)
 	b = appendField(b, "client", r.Client)
 	if r.Route != "" {
@@ -179,4 +185,33 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// TraceID returns the trace id of a W3C Trace Context traceparent header
+// ("00-<32 hex>-<16 hex>-<2 hex>"), or "" if the header is not a valid one:
+// only 32 lower-case hex digits, not all zero, ever reach the audit line,
+// whatever a client sends. Versions above 00 may append fields (the spec's
+// forward compatibility); version ff is invalid.
+func TraceID(traceparent string) string {
+	h := traceparent
+	if len(h) < 55 || h[2] != '-' || h[35] != '-' || h[52] != '-' || !lowerHex(h[:2]) || h[:2] == "ff" {
+		return ""
+	}
+	if (h[:2] == "00" && len(h) != 55) || (len(h) > 55 && h[55] != '-') {
+		return ""
+	}
+	id, parent, flags := h[3:35], h[36:52], h[53:55]
+	if !lowerHex(id) || !lowerHex(parent) || !lowerHex(flags) || id == "00000000000000000000000000000000" || parent == "0000000000000000" {
+		return ""
+	}
+	return id
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

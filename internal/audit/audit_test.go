@@ -15,7 +15,11 @@ import (
 func viaSlog(now time.Time, r *Record) string {
 	var buf bytes.Buffer
 	h := slog.NewJSONHandler(&buf, nil)
-	attrs := []slog.Attr{slog.String("request_id", r.RequestID), slog.String("mode", r.Mode), slog.String("client", r.Client)}
+	attrs := []slog.Attr{slog.String("request_id", r.RequestID)}
+	if r.TraceID != "" {
+		attrs = append(attrs, slog.String("trace_id", r.TraceID))
+	}
+	attrs = append(attrs, slog.String("mode", r.Mode), slog.String("client", r.Client))
 	if r.Route != "" {
 		attrs = append(attrs, slog.String("route", r.Route))
 	}
@@ -46,6 +50,7 @@ func TestLineMatchesSlog(t *testing.T) {
 	for _, r := range []Record{
 		{Start: now.Add(-1500 * time.Microsecond), RequestID: "abc", Mode: "relay", Client: "billing", Route: "pay", Method: "POST",
 			Path: "/v1/charges", Status: 200, BytesIn: 12, BytesOut: 3456, Upstream: 1234 * time.Microsecond, Decision: Allow},
+		{Start: now, RequestID: "ghi", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Mode: "relay", Decision: Allow},
 		{Start: now.Add(-time.Millisecond), RequestID: "def", Mode: "relay", Client: "billing", Route: "pay", Method: "POST",
 			Path: "/v1/charges", Status: 409, Decision: Deny, Reason: "outcome_unknown", Idempotency: "outcome_unknown"},
 		{Start: now, Mode: "proxy", Target: "api.example:443", Method: "GET", Path: "/", Status: 403, Decision: Deny, Reason: "destination_blocked",
@@ -105,3 +110,24 @@ func BenchmarkLog(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestTraceID: only a well-formed traceparent's trace id is taken (W3C
+// Trace Context, section 3.2); anything else a client sends gives none.
+func TestTraceID(t *testing.T) {
+	for in, want := range map[string]string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01":      "4bf92f3577b34da6a3ce929d0e0e4736",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what": "4bf92f3577b34da6a3ce929d0e0e4736", // a later version may add fields
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x":    "",                                 // version 00 has exactly four
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01":      "",
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01":      "",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01":      "",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01":      "",
+		"00-4bf92f3577b34da6a3ce929d0e0e473\"-00f067aa0ba902b7-01":     "",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7":         "",
+		"": "", "garbage": "",
+	} {
+		if got := TraceID(in); got != want {
+			t.Errorf("TraceID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

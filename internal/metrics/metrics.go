@@ -17,8 +17,13 @@ import (
 // Metrics is one registry with outgate's collectors on it.
 type Metrics struct {
 	Registry *prometheus.Registry
-	Requests *prometheus.CounterVec   // mode, client, decision, code
+	Requests *prometheus.CounterVec   // mode, client, decision, error_code
 	Duration *prometheus.HistogramVec // mode
+	// UpstreamDuration is the time spent on the upstream per route (the
+	// relay's upstream name; empty for proxy requests to a host).
+	UpstreamDuration *prometheus.HistogramVec // mode, route
+	// LastReload is when the config in force was loaded (start or SIGHUP).
+	LastReload prometheus.Gauge
 	Bytes    *prometheus.CounterVec   // direction
 	Reloads  *prometheus.CounterVec   // result
 	// SecretRefreshes counts refreshes of partner secrets, by result.
@@ -50,8 +55,17 @@ func New(src Sources) *Metrics {
 		Registry: r,
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outgate_requests_total",
-			Help: "Requests and tunnels handled, by mode, client, decision and outgate error code (empty when the request was allowed).",
-		}, []string{"mode", "client", "decision", "code"}),
+			Help: "Requests and tunnels handled, by mode, client, decision and outgate error code (empty when the request was allowed; error_code, since code means the HTTP status elsewhere).",
+		}, []string{"mode", "client", "decision", "error_code"}),
+		UpstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "outgate_upstream_duration_seconds",
+			Help:    "Time spent on the upstream (response headers and body) for requests that reached one, by mode and route (the relay's upstream name; empty for proxy requests).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"mode", "route"}),
+		LastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outgate_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time the config in force was loaded: at start, then at each successful SIGHUP reload.",
+		}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "outgate_request_duration_seconds",
 			Help:    "Time from request to the end of the response (or tunnel), by mode.",
@@ -59,7 +73,7 @@ func New(src Sources) *Metrics {
 		}, []string{"mode"}),
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outgate_bytes_total",
-			Help: "Body and tunnel bytes carried, by direction (in: client to upstream, out: upstream to client).",
+			Help: "Body and tunnel bytes carried, by direction (in: client to upstream, out: to the client, the gateway's own error bodies included).",
 		}, []string{"direction"}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outgate_config_reloads_total",
@@ -105,7 +119,7 @@ func New(src Sources) *Metrics {
 			}, func() float64 { return float64(src.ConnsRefused()[reason]) }))
 		}
 	}
-	r.MustRegister(m.Requests, m.Duration, m.Bytes, m.Reloads, m.SecretRefreshes, m.Idempotency,
+	r.MustRegister(m.Requests, m.Duration, m.UpstreamDuration, m.LastReload, m.Bytes, m.Reloads, m.SecretRefreshes, m.Idempotency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.bytesIn, m.bytesOut = m.Bytes.WithLabelValues("in"), m.Bytes.WithLabelValues("out")
 	return m
@@ -119,6 +133,12 @@ func (m *Metrics) Observe(r *audit.Record) {
 	}
 	m.Requests.WithLabelValues(r.Mode, r.Client, r.Decision, code).Inc()
 	m.Duration.WithLabelValues(r.Mode).Observe(time.Since(r.Start).Seconds())
+	if r.Upstream > 0 {
+		// Route is a configured upstream name once a request reaches one
+		// (the relay sets it before checking it exists, but such a request
+		// never reaches an upstream), so the label stays bounded.
+		m.UpstreamDuration.WithLabelValues(r.Mode, r.Route).Observe(r.Upstream.Seconds())
+	}
 	m.bytesIn.Add(float64(r.BytesIn))
 	m.bytesOut.Add(float64(r.BytesOut))
 	if r.Idempotency != "" {

@@ -31,6 +31,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &audit.Record{
 		Start:     time.Now(),
 		RequestID: audit.NewRequestID(),
+		TraceID:   audit.TraceID(r.Header.Get("Traceparent")),
 		Mode:      "relay",
 		Method:    r.Method,
 		Path:      r.URL.EscapedPath(),

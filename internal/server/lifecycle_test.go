@@ -16,10 +16,12 @@ func TestReload(t *testing.T) {
 	a, b := newClient("a"), newClient("b")
 	cfg := relayConfig(p, a, "", "admin_listen: 127.0.0.1:0\n")
 	g := start(t, cfg)
-	if resp, _ := do(t, nil, relayReq(t, g, "GET", "/partner/x", b.key, nil)); resp.StatusCode != 401 {
+	resp, denied := do(t, nil, relayReq(t, g, "GET", "/partner/x", b.key, nil))
+	if resp.StatusCode != 401 {
 		t.Fatalf("b before reload: %d", resp.StatusCode)
 	}
 	// A good config adds client b.
+	reloadedAt := time.Now()
 	g.rewrite(t, relayConfig(p, a, fmt.Sprintf("  - {name: b, key_sha256: %s, upstreams: [partner]}\n", b.hash), "admin_listen: 127.0.0.1:0\n"))
 	waitFor(t, func() bool { return len(g.logs.lines("config reloaded")) == 1 })
 	if resp, body := do(t, nil, relayReq(t, g, "GET", "/partner/x", b.key, nil)); resp.StatusCode != 200 {
@@ -41,15 +43,20 @@ func TestReload(t *testing.T) {
 
 	resp, body := do(t, nil, mustReq(t, "GET", "http://"+g.Admin+"/metrics"))
 	for _, want := range []string{`outgate_config_reloads_total{result="ok"} 1`, `outgate_config_reloads_total{result="error"} 2`,
-		`outgate_requests_total{client="b",code="",decision="allow",mode="relay"} 2`,
-		`outgate_requests_total{client="",code="unauthorized",decision="deny",mode="relay"} 1`,
-		`outgate_bytes_total{direction="in"} 0`, `outgate_bytes_total{direction="out"} 4`} { // two "ok" bodies
+		`outgate_requests_total{client="b",decision="allow",error_code="",mode="relay"} 2`,
+		`outgate_requests_total{client="",decision="deny",error_code="unauthorized",mode="relay"} 1`,
+		`outgate_bytes_total{direction="in"} 0`, fmt.Sprintf(`outgate_bytes_total{direction="out"} %d`, 4+len(denied)), // two "ok" bodies and the 401's
+		`outgate_upstream_duration_seconds_count{mode="relay",route="partner"} 2`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 	if resp.StatusCode != 200 {
 		t.Errorf("/metrics: %d", resp.StatusCode)
+	}
+	// The one good reload is when the config in force was loaded.
+	if ts := testutil.Metric(t, g.Admin, "outgate_config_last_reload_success_timestamp_seconds"); ts < float64(reloadedAt.Unix()) || ts > float64(time.Now().Unix()+1) {
+		t.Errorf("last reload success at %v, the good reload was at %v", ts, reloadedAt.Unix())
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if resp, _ := do(t, nil, mustReq(t, "GET", "http://"+g.Admin+path)); resp.StatusCode != 200 {

@@ -138,6 +138,7 @@ func Run(ctx context.Context, o Options) error {
 	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
 	g.metrics = metrics.New(metrics.Sources{Tunnels: g.tunnels.Count, ConnsOpen: g.conns.Open, ConnsMax: g.conns.Max, ConnWaits: g.conns.Waits,
 		ConnsRefused: g.conns.Refused, Dials: g.dials.Load})
+	g.metrics.LastReload.SetToCurrentTime()
 	g.admin = limits.NewConns(adminMaxConns)
 	g.admin.SetRules(adminRules(cfg.Limits.Resolved))
 	if g.idem, err = openIdempotency(cfg); err != nil {
@@ -354,6 +355,7 @@ func (g *gateway) reload() {
 	g.level.Set(parseLevel(cfg.Log.Level))
 	old.Close()
 	g.metrics.Reloads.WithLabelValues("ok").Inc()
+	g.metrics.LastReload.SetToCurrentTime()
 	g.log.Info("config reloaded", "config", g.path, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams))
 	g.logWarnings(cfg)
 }
