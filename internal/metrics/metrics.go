@@ -24,8 +24,8 @@ type Metrics struct {
 	UpstreamDuration *prometheus.HistogramVec // mode, route
 	// LastReload is when the config in force was loaded (start or SIGHUP).
 	LastReload prometheus.Gauge
-	Bytes    *prometheus.CounterVec   // direction
-	Reloads  *prometheus.CounterVec   // result
+	Bytes      *prometheus.CounterVec // direction
+	Reloads    *prometheus.CounterVec // result
 	// SecretRefreshes counts refreshes of partner secrets, by result.
 	SecretRefreshes *prometheus.CounterVec
 	// Idempotency counts what idempotency keys did: replays, conflicts,
