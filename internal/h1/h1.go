@@ -66,7 +66,7 @@ type Client struct {
 	MaxHeaderBytes      int64         // response status line and headers; 0: 1 MiB
 
 	mu      sync.Mutex
-	idle    map[string][]*conn // per upstream, most recently used last
+	idle    map[poolKey][]*conn // per tenant, certificate and upstream, most recently used last
 	nidle   int
 	sweeper *time.Timer
 	closed  bool
@@ -117,14 +117,13 @@ func (c *Client) DoCert(tenant string, cert *ClientCert, req *http.Request) (*ht
 	if !Eligible(req) {
 		return nil, fmt.Errorf("h1: request body of unknown or large length (%d bytes)", req.ContentLength)
 	}
-	key, addr, err := target(req.URL)
+	dest, addr, err := target(req.URL)
 	if err != nil {
 		return nil, err
 	}
+	key := poolKey{tenant: tenant, target: dest}
 	if cert != nil {
-		key = tenant + "\x00cert:" + cert.ID + "\x00" + key
-	} else {
-		key = tenant + "\x00" + key
+		key.cert = cert.ID
 	}
 	ctx := req.Context()
 	body, err := readBody(req)
@@ -180,7 +179,12 @@ func replayable(req *http.Request) bool {
 	return false
 }
 
-// target returns the pool key and the address to dial.
+// poolKey is what a connection may be reused for: one tenant, one client
+// certificate (or none) and one upstream scheme://host:port. A struct, not
+// a joined string, so a request costs no allocation to find its pool.
+type poolKey struct{ tenant, cert, target string }
+
+// target returns the upstream part of the pool key and the address to dial.
 func target(u *url.URL) (key, addr string, err error) {
 	port := u.Port()
 	switch u.Scheme {
@@ -211,7 +215,7 @@ func (e *nothingReceived) Unwrap() error { return e.err }
 
 // conn is one upstream connection. It is used by one request at a time.
 type conn struct {
-	key    string
+	key    poolKey
 	nc     net.Conn        // the TCP connection, or TLS over it
 	raw    syscall.RawConn // of the TCP connection: the liveness peek; nil: never reuse
 	tc     *tls.Conn       // nc when TLS, else nil
@@ -412,7 +416,7 @@ func (c *Client) idleTimeout() time.Duration {
 }
 
 // get returns a live idle connection to key, or dials one.
-func (c *Client) get(ctx context.Context, key, addr string, u *url.URL, cert *ClientCert) (*conn, error) {
+func (c *Client) get(ctx context.Context, key poolKey, addr string, u *url.URL, cert *ClientCert) (*conn, error) {
 	for {
 		pc := c.take(key)
 		if pc == nil {
@@ -426,7 +430,7 @@ func (c *Client) get(ctx context.Context, key, addr string, u *url.URL, cert *Cl
 	return c.dial(ctx, key, addr, u, cert)
 }
 
-func (c *Client) take(key string) *conn {
+func (c *Client) take(key poolKey) *conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	list := c.idle[key]
@@ -440,7 +444,7 @@ func (c *Client) take(key string) *conn {
 	return pc
 }
 
-func (c *Client) dial(ctx context.Context, key, addr string, u *url.URL, cert *ClientCert) (*conn, error) {
+func (c *Client) dial(ctx context.Context, key poolKey, addr string, u *url.URL, cert *ClientCert) (*conn, error) {
 	nc, err := c.Dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -525,7 +529,7 @@ func (c *Client) put(pc *conn) {
 		evict = c.removeOldestLocked()
 	}
 	if c.idle == nil {
-		c.idle = map[string][]*conn{}
+		c.idle = map[poolKey][]*conn{}
 	}
 	c.idle[pc.key] = append(c.idle[pc.key], pc)
 	c.nidle++
@@ -539,13 +543,16 @@ func (c *Client) put(pc *conn) {
 }
 
 func (c *Client) removeOldestLocked() *conn {
-	var oldest string
+	var (
+		oldest poolKey
+		found  bool
+	)
 	for k, list := range c.idle {
-		if len(list) > 0 && (oldest == "" || list[0].idleAt.Before(c.idle[oldest][0].idleAt)) {
-			oldest = k
+		if len(list) > 0 && (!found || list[0].idleAt.Before(c.idle[oldest][0].idleAt)) {
+			oldest, found = k, true
 		}
 	}
-	if oldest == "" {
+	if !found {
 		return nil
 	}
 	list := c.idle[oldest]

@@ -467,7 +467,7 @@ func TestPoolBounds(t *testing.T) {
 		t.Fatalf("idle = %d, want 3", n)
 	}
 	c.mu.Lock()
-	na, nb := len(c.idle["\x00http://"+a.Addr]), len(c.idle["\x00http://"+b.Addr]) // tenant ""
+	na, nb := len(c.idle[poolKey{target: "http://" + a.Addr}]), len(c.idle[poolKey{target: "http://" + b.Addr}]) // tenant ""
 	c.mu.Unlock()
 	if na != 1 || nb != 2 {
 		t.Errorf("idle per upstream a=%d b=%d, want 1 and 2", na, nb)

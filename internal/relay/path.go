@@ -69,7 +69,11 @@ var (
 func checkSegment(seg string) error {
 	s := seg
 	for round := 0; ; round++ {
-		s = compat.Replace(s)
+		if !isASCII(s) {
+			// Every compat key is non-ASCII: an ASCII segment (nearly
+			// all of them) has nothing to fold, and Replace allocates.
+			s = compat.Replace(s)
+		}
 		if isDotSegment(s) {
 			return errDotSegment
 		}
@@ -105,7 +109,15 @@ var compat = strings.NewReplacer(
 )
 
 func isDotSegment(s string) bool {
-	for _, piece := range strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '\\' }) {
+	// Each piece between '/' or '\\' (split by hand: this runs for every
+	// segment of every relay request, and FieldsFunc allocates).
+	for len(s) > 0 {
+		piece := s
+		if i := strings.IndexAny(s, `/\`); i >= 0 {
+			piece, s = s[:i], s[i+1:]
+		} else {
+			s = ""
+		}
 		if i := strings.IndexAny(piece, ";?#\x00"); i >= 0 {
 			piece = piece[:i]
 		}
@@ -115,6 +127,15 @@ func isDotSegment(s string) bool {
 		}
 	}
 	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // hasOverlong reports a byte sequence that encodes a character in more
