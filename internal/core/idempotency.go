@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/outgate/outgate/internal/apierr"
@@ -33,10 +34,16 @@ func Origin(scheme, host string, port uint16) string {
 	return scheme + "://" + hostname.JoinTarget(host, port)
 }
 
-// idempotentOrigins maps the origins of upstreams with idempotency to them,
-// for plain-HTTP (absolute-form) proxy requests. When two such upstreams
-// share an origin, the first by name wins (docs/config.md).
-func idempotentOrigins(cfg *config.Config) map[string]Idempotent {
+// idemBase is one upstream with idempotency under an origin, with its
+// escaped base path (no trailing slash).
+type idemBase struct {
+	base string
+	Idempotent
+}
+
+// idempotentOrigins maps the origins of upstreams with idempotency to them
+// (sorted by name), for plain-HTTP (absolute-form) proxy requests.
+func idempotentOrigins(cfg *config.Config) map[string][]idemBase {
 	names := make([]string, 0, len(cfg.Upstreams))
 	for n, u := range cfg.Upstreams {
 		if u.Idempotency != nil && u.Parsed != nil {
@@ -44,7 +51,7 @@ func idempotentOrigins(cfg *config.Config) map[string]Idempotent {
 		}
 	}
 	sort.Strings(names)
-	out := map[string]Idempotent{}
+	out := map[string][]idemBase{}
 	for _, n := range names {
 		u := cfg.Upstreams[n]
 		def := uint16(443)
@@ -56,21 +63,33 @@ func idempotentOrigins(cfg *config.Config) map[string]Idempotent {
 			continue
 		}
 		o := Origin(u.Parsed.Scheme, host, port)
-		if _, ok := out[o]; !ok {
-			out[o] = Idempotent{Upstream: n, Policy: u.Idempotency.Policy}
-		}
+		out[o] = append(out[o], idemBase{base: strings.TrimSuffix(u.Parsed.EscapedPath(), "/"),
+			Idempotent: Idempotent{Upstream: n, Policy: u.Idempotency.Policy}})
 	}
 	return out
 }
 
 // IdempotentFor returns the idempotency that covers a proxy request to
-// scheme://host:port, if any. Without idempotency it costs a length check.
-func (c *Core) IdempotentFor(scheme, host string, port uint16) (Idempotent, bool) {
+// scheme://host:port with this escaped path, if any: the upstream whose
+// base path holds the path (the longest), since the relay files a request
+// under that upstream and one key must name one request whichever way it
+// comes; else the first upstream of the origin by name. Without
+// idempotency it costs a length check.
+func (c *Core) IdempotentFor(scheme, host string, port uint16, escapedPath string) (Idempotent, bool) {
 	if len(c.idemOrigins) == 0 {
 		return Idempotent{}, false
 	}
-	i, ok := c.idemOrigins[Origin(scheme, host, port)]
-	return i, ok
+	bases, ok := c.idemOrigins[Origin(scheme, host, port)]
+	if !ok {
+		return Idempotent{}, false
+	}
+	best, bestLen := bases[0].Idempotent, -1
+	for _, b := range bases {
+		if (escapedPath == b.base || strings.HasPrefix(escapedPath, b.base+"/")) && len(b.base) > bestLen {
+			best, bestLen = b.Idempotent, len(b.base)
+		}
+	}
+	return best, true
 }
 
 // SendOnce applies an upstream's idempotency to a request: it claims the

@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -55,4 +58,62 @@ func clearReq(t *testing.T, g *gateway, host, form string) *http.Request {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Outgate-Admin-Action", "clear")
 	return req
+}
+
+// Two upstreams on one partner origin (two API versions, two products): a
+// request retried through the proxy instead of the relay, with the same
+// key, is the same request and must never be sent again. The proxy must
+// file it under the upstream whose base path it is under, as the relay
+// does, not under the first upstream of that origin by name.
+func TestIdempotencyProxySharedOriginUsesTheRelaysKeySpace(t *testing.T) {
+	cp := &countingPartner{seen: map[string]int{}}
+	plain := httptest.NewServer(http.HandlerFunc(cp.handler))
+	defer plain.Close()
+	c := newClient("shop")
+	host := strings.TrimPrefix(plain.URL, "http://")
+	g := start(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+proxy_listen: 127.0.0.1:0
+upstreams:
+  apay: {url: "%s/v1", idempotency: {}}
+  bpay: {url: "%s/v2", idempotency: {}}
+clients:
+  - {name: %s, key_sha256: %s, hosts: ["%s"], upstreams: [apay, bpay]}
+network:
+  allow_cidrs: [127.0.0.0/8]
+`, plain.URL, plain.URL, c.name, c.hash, host))
+	resp, body := do(t, nil, keyed(t, g, c, "POST", "/bpay/send", "s1", "hi"))
+	if resp.StatusCode != 201 || body != "paid s1 (hi) #1" {
+		t.Fatalf("relay: %d %q", resp.StatusCode, body)
+	}
+	pu := &url.URL{Scheme: "http", User: url.UserPassword(c.name, c.key), Host: g.Proxy}
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}}
+	req, _ := http.NewRequest("POST", plain.URL+"/v2/send", strings.NewReader("hi"))
+	req.Header.Set("Idempotency-Key", "s1")
+	resp, body = do(t, hc, req)
+	if resp.StatusCode != 201 || body != "paid s1 (hi) #1" || resp.Header.Get("Outgate-Idempotent-Replay") != "true" {
+		t.Errorf("proxy retry: %d %q replay=%q; want the relay's answer replayed", resp.StatusCode, body, resp.Header.Get("Outgate-Idempotent-Replay"))
+	}
+	if n := cp.count("s1"); n != 1 {
+		t.Fatalf("the partner saw s1 %d times", n)
+	}
+	// Under apay's base path the key is apay's: a new request there.
+	req, _ = http.NewRequest("POST", plain.URL+"/v1/send", strings.NewReader("hi"))
+	req.Header.Set("Idempotency-Key", "s1")
+	resp, body = do(t, hc, req)
+	if resp.StatusCode != 201 || resp.Header.Get("Outgate-Idempotent-Replay") != "" {
+		t.Errorf("proxy to apay: %d %q", resp.StatusCode, body)
+	}
+	if a := g.logs.audit(t, resp.Header.Get("Outgate-Request-Id")); a["route"] != "apay" {
+		t.Errorf("audit route = %v, want apay", a["route"])
+	}
+	// A path that climbs from one base path into another is refused, not
+	// filed under the base it starts in.
+	req, _ = http.NewRequest("POST", plain.URL+"/v2/%2e%2e/v1/send", strings.NewReader("hi"))
+	req.Header.Set("Idempotency-Key", "s2")
+	resp, body = do(t, hc, req)
+	wantError(t, resp, body, 400, "bad_request")
+	if n := cp.count("s2"); n != 0 {
+		t.Fatalf("the partner saw s2 %d times", n)
+	}
 }
