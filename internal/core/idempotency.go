@@ -17,10 +17,15 @@ import (
 )
 
 // idempotencyLeaseExtra is how long past the response-header timeout a
-// claim may stay in flight before readers see it as unknown: room for the
-// answer's body to stream. A claim still in flight then is settled by its
-// owner all the same; only what duplicates are told changes.
-const idempotencyLeaseExtra = 5 * time.Minute
+// claim may stay in flight (its lease): room for the answer's body to
+// stream. Duplicates are told outcome_unknown past it, and an answer still
+// streaming then is cut off and its key marked unknown: the record expires
+// a ttl after the claim, and an exchange that outlived it (a partner that
+// drips its answer a byte per upstream_idle_timeout) would leave the key
+// free while its request is still in flight. A ttl is at least an hour past
+// the response-header timeout, so the record outlives the lease by 55
+// minutes. A variable for tests only.
+var idempotencyLeaseExtra = 5 * time.Minute
 
 // Idempotent is the upstream whose idempotency applies to a request.
 type Idempotent struct {
@@ -105,7 +110,9 @@ func (c *Core) IdempotentFor(scheme, host string, port uint16, escapedPath strin
 func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem Idempotent, path string, header time.Duration,
 	target, host string, keep []string, creds *inject.Upstream, rec *audit.Record) (e *apierr.E) {
 	t := c.Timeouts(header)
-	call, replay, outcome, e, storeErr := idempotency.Begin(r.Context(), c.Idempotency, idem.Policy, cl.Name, idem.Upstream, w, r, path, t.Header+idempotencyLeaseExtra)
+	lease := t.Header + idempotencyLeaseExtra
+	claimed := time.Now() // no later than the store's own claim time
+	call, replay, outcome, e, storeErr := idempotency.Begin(r.Context(), c.Idempotency, idem.Policy, cl.Name, idem.Upstream, w, r, path, lease)
 	rec.Idempotency = outcome
 	if storeErr != nil {
 		rec.Decision, rec.Detail = audit.Error, "idempotency store: "+storeErr.Error()
@@ -118,7 +125,14 @@ func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem
 		rec.BytesOut = idempotency.Replay(w, replay)
 		return nil
 	}
-	out, err := forward.Request(r.Context(), r, target, host, keep)
+	ctx := r.Context()
+	if call != nil {
+		// The exchange ends with the lease (see idempotencyLeaseExtra).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, claimed.Add(lease))
+		defer cancel()
+	}
+	out, err := forward.Request(ctx, r, target, host, keep)
 	if err != nil {
 		if call != nil {
 			call.Release(r.Context())
