@@ -1,7 +1,14 @@
 package server_test
 
 import (
+	"bytes"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"sync/atomic"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/outgate/outgate/internal/server"
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 // A web page that rebound its own name to 127.0.0.1 (DNS rebinding) is
@@ -116,4 +124,109 @@ network:
 	if n := cp.count("s2"); n != 0 {
 		t.Fatalf("the partner saw s2 %d times", n)
 	}
+}
+
+// resettingH2Partner is an HTTP/2 partner that takes each request and
+// then resets its stream with PROTOCOL_ERROR (a careless partner, or a
+// proxy in front of one): the request reached it, and may have moved money.
+// Go's HTTP/2 transport retries a bodiless request after exactly that
+// reset, on its own. It counts the requests it got.
+func resettingH2Partner(t *testing.T) (url, ca string, seen *atomic.Int32) {
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.EnableHTTP2 = true
+	srv.StartTLS() // for its certificate only
+	t.Cleanup(srv.Close)
+	cfg := srv.TLS.Clone()
+	cfg.NextProtos = []string{"h2"}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	seen = &atomic.Int32{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			go func() {
+				defer c.Close()
+				preface := make([]byte, len(http2.ClientPreface))
+				if _, err := io.ReadFull(c, preface); err != nil {
+					return
+				}
+				fr := http2.NewFramer(c, c)
+				fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+				if fr.WriteSettings() != nil {
+					return
+				}
+				for { // ends when the connection closes
+					f, err := fr.ReadFrame()
+					if err != nil {
+						return
+					}
+					switch f := f.(type) {
+					case *http2.SettingsFrame:
+						if !f.IsAck() {
+							fr.WriteSettingsAck()
+						}
+					case *http2.MetaHeadersFrame:
+						if strings.HasSuffix(f.PseudoValue("path"), "/hello") {
+							// A plain answer, so the gateway learns the
+							// partner speaks HTTP/2.
+							var b bytes.Buffer
+							hpack.NewEncoder(&b).WriteField(hpack.HeaderField{Name: ":status", Value: "204"})
+							fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: b.Bytes(), EndStream: true, EndHeaders: true})
+							continue
+						}
+						seen.Add(1)
+						fr.WriteRSTStream(f.StreamID, http2.ErrCodeProtocol)
+					}
+				}
+			}()
+		}
+	}()
+	return "https://" + ln.Addr().String(), testutil.WriteCA(t, srv), seen
+}
+
+// A keyed request without a body (POST /payouts/po_1/execute) to an HTTP/2
+// partner that resets the stream after taking it must not be sent again by
+// the transport's own retry: outgate promises one send per key.
+func TestIdempotentBodilessRequestIsNotRetriedByHTTP2(t *testing.T) {
+	u, ca, seen := resettingH2Partner(t)
+	c := newClient("shop")
+	g := start(t, fmt.Sprintf(`
+listen: 127.0.0.1:0
+upstreams:
+  bank: {url: "%s/v1", timeout: 2s, idempotency: {}}
+clients:
+  - {name: %s, key_sha256: %s, upstreams: [bank]}
+network:
+  allow_cidrs: [127.0.0.0/8]
+  ca_files: [%s]
+`, u, c.name, c.hash, ca))
+	resp, body := do(t, nil, keyed(t, g, c, "POST", "/bank/payouts/po_1/execute", "x1", ""))
+	if n := seen.Load(); n != 1 {
+		t.Errorf("the partner got the request %d times", n)
+	}
+	wantError(t, resp, body, 502, "bad_gateway")
+	resp, body = do(t, nil, keyed(t, g, c, "POST", "/bank/payouts/po_1/execute", "x1", ""))
+	wantError(t, resp, body, 409, "outcome_unknown")
+	if n := seen.Load(); n != 1 {
+		t.Fatalf("after the retry the partner got the request %d times", n)
+	}
+
+	// Once the gateway knows the partner speaks HTTP/2 (its pooled
+	// HTTP/2 connections), the same holds.
+	resp, body = do(t, nil, relayReq(t, g, "GET", "/bank/hello", c.key, nil))
+	if resp.StatusCode != 204 || resp.ProtoMajor != 1 {
+		t.Fatalf("hello: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, nil, keyed(t, g, c, "DELETE", "/bank/mandates/m_1", "x2", ""))
+	if n := seen.Load(); n != 2 {
+		t.Errorf("the partner got the DELETE %d times", n-1)
+	}
+	wantError(t, resp, body, 502, "bad_gateway")
 }
