@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/server"
 	"github.com/outgate/outgate/internal/testutil"
 )
@@ -229,4 +232,53 @@ network:
 		t.Errorf("the partner got the DELETE %d times", n-1)
 	}
 	wantError(t, resp, body, 502, "bad_gateway")
+}
+
+// Clearing a key whose request is on its way to the partner right now
+// would let a retry go out beside it: the running gateway refuses, and the
+// request settles as usual.
+func TestIdempotencyClearRefusesAKeyInFlight(t *testing.T) {
+	cp, p := newCountingPartner(t)
+	a, b := newClient("shop"), newClient("other")
+	g := start(t, idemConfig(p, a, b, ""))
+	cfg, err := config.Load(g.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AdminListen = g.Admin
+
+	type result struct {
+		resp *http.Response
+		body string
+	}
+	first := make(chan result, 1)
+	go func() {
+		req := keyed(t, g, a, "POST", "/strict/slow", "f1", "x")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			first <- result{}
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		first <- result{resp, string(body)}
+	}()
+	<-cp.arrived // the partner has the request; its answer is pending
+	ok, err := server.ClearKey(context.Background(), cfg, idempotency.Key{Client: a.name, Upstream: "strict", Key: "f1"})
+	if err == nil || ok || !strings.Contains(err.Error(), "in flight") {
+		t.Errorf("clear of a key in flight = %v, %v; want refused", ok, err)
+	}
+	resp, body := do(t, nil, keyed(t, g, a, "POST", "/strict/slow", "f1", "x"))
+	wantError(t, resp, body, 409, "idempotency_in_flight")
+	cp.release <- struct{}{}
+	if r := <-first; r.resp == nil || r.resp.StatusCode != 201 {
+		t.Fatalf("the first request: %+v", r)
+	}
+	resp, _ = do(t, nil, keyed(t, g, a, "POST", "/strict/slow", "f1", "x"))
+	if resp.StatusCode != 201 || resp.Header.Get("Outgate-Idempotent-Replay") != "true" {
+		t.Errorf("after the answer: %d, replay %q", resp.StatusCode, resp.Header.Get("Outgate-Idempotent-Replay"))
+	}
+	if n := cp.count("f1"); n != 1 {
+		t.Fatalf("the partner saw f1 %d times", n)
+	}
 }

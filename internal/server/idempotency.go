@@ -107,6 +107,10 @@ func (g *gateway) clearHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ok, err := st.Clear(r.Context(), k)
+	if errors.Is(err, idempotency.ErrInFlight) {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
 	if err != nil {
 		g.log.Error("idempotency clear failed", "error", err.Error())
 		http.Error(w, "the store failed", http.StatusInternalServerError)

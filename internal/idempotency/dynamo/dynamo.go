@@ -275,7 +275,18 @@ func (s *Store) Release(ctx context.Context, k idempotency.Key, token string) er
 
 // Clear implements idempotency.Store.
 func (s *Store) Clear(ctx context.Context, k idempotency.Key) (bool, error) {
-	out, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.table, Key: keyOf(k), ReturnValues: types.ReturnValueAllOld})
+	now := ns(s.now())
+	out, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.table, Key: keyOf(k), ReturnValues: types.ReturnValueAllOld,
+		// Never a request in flight within its lease (ErrInFlight).
+		ConditionExpression:      aws.String("attribute_not_exists(#k) OR #s <> :inflight OR #l <= :now OR #e <= :now"),
+		ExpressionAttributeNames: map[string]string{"#k": AttrKey, "#s": attrState, "#l": attrLease, "#e": attrExpires},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":inflight": &types.AttributeValueMemberN{Value: strconv.Itoa(int(idempotency.InFlight))},
+			":now":      now,
+		}})
+	if isConditionFailed(err) {
+		return false, idempotency.ErrInFlight
+	}
 	if err != nil || len(out.Attributes) == 0 {
 		return false, err
 	}
