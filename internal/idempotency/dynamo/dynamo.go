@@ -122,11 +122,17 @@ func (s *Store) Claim(ctx context.Context, c idempotency.Claim) (string, *idempo
 		if !isConditionFailed(err) {
 			return "", nil, err
 		}
-		r, err := s.Get(ctx, c.Key)
+		r, err := s.get(ctx, c.Key)
 		if err != nil {
 			return "", nil, err
 		}
+		if r != nil && r.Token == tok {
+			// Our own write: the SDK retried a PutItem whose reply was
+			// lost, and the retry met the item the first attempt made.
+			return tok, nil, nil
+		}
 		if r != nil {
+			r.Token = ""
 			return "", r, nil
 		}
 	}
@@ -135,6 +141,15 @@ func (s *Store) Claim(ctx context.Context, c idempotency.Claim) (string, *idempo
 
 // Get implements idempotency.Store.
 func (s *Store) Get(ctx context.Context, k idempotency.Key) (*idempotency.Record, error) {
+	r, err := s.get(ctx, k)
+	if r != nil {
+		r.Token = ""
+	}
+	return r, err
+}
+
+// get is Get with the claim's token, for Claim alone.
+func (s *Store) get(ctx context.Context, k idempotency.Key) (*idempotency.Record, error) {
 	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: keyOf(k), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		return nil, err
@@ -151,7 +166,6 @@ func (s *Store) Get(ctx context.Context, k idempotency.Key) (*idempotency.Record
 		return nil, nil
 	}
 	e := r.Effective(now)
-	e.Token = ""
 	return &e, nil
 }
 
