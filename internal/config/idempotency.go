@@ -131,7 +131,32 @@ func isHopByHop(h string) bool {
 	return false
 }
 
+// idempotencyTimeouts checks each ttl against limits.response_header_timeout
+// (after limits are resolved): the relay waits that long for an upstream
+// without a timeout of its own, and the proxy for every origin, so a claim
+// can stay in flight that long plus five minutes (core's lease). A record
+// that expired inside its lease would let a retry go out beside its
+// request; the key must outlive the lease by half an hour at least.
+func (v *validator) idempotencyTimeouts() {
+	lease := v.c.Limits.Resolved.ResponseHeaderTimeout + 5*time.Minute
+	names := make([]string, 0, len(v.c.Upstreams))
+	for n := range v.c.Upstreams {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		ic := v.c.Upstreams[n].Idempotency
+		if ic == nil || ic.Policy == nil || ic.Policy.TTL < MinIdempotencyTTL {
+			continue
+		}
+		if ttl := ic.Policy.TTL; ttl < lease+30*time.Minute {
+			v.errf("upstreams."+n+".idempotency.ttl", "%s does not outlive limits.response_header_timeout (%s) by 35 minutes: the relay waits that long for an upstream without a timeout, and the proxy for every origin, then 5 minutes for the answer; a key must outlive its request and the retries after it", ttl, v.c.Limits.Resolved.ResponseHeaderTimeout)
+		}
+	}
+}
+
 func (v *validator) idempotencyStore() {
+	v.idempotencyTimeouts()
 	s := &v.c.IdempotencyStore
 	if s.Path != "" && s.DynamoDBTable != "" {
 		v.errf("idempotency_store", "path (embedded store) and dynamodb_table are exclusive: choose one")

@@ -61,6 +61,39 @@ clients:
 	}
 }
 
+// The proxy, and the relay for an upstream without a timeout, wait for
+// limits.response_header_timeout: a ttl must outlive that too, or a claim's
+// lease (that wait plus five minutes) could end after its record expired.
+func TestIdempotencyTTLOutlivesTheGlobalHeaderTimeout(t *testing.T) {
+	for timeout, want := range map[string]string{
+		"":            `o.yaml:5:24: upstreams.bank.idempotency.ttl: 2h0m0s does not outlive limits.response_header_timeout (1h30m0s) by 35 minutes`,
+		"timeout: 5m": `o.yaml:5:24: upstreams.bank.idempotency.ttl: 2h0m0s does not outlive limits.response_header_timeout (1h30m0s) by 35 minutes`,
+	} {
+		src := `upstreams:
+  bank:
+    url: https://bank.example
+    ` + timeout + `
+    idempotency: {ttl: 2h}
+limits: {response_header_timeout: 90m}
+clients:
+  - {name: a, key_sha256: ` + hashA + `, upstreams: [bank]}
+`
+		_, err := Parse([]byte(src), "o.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("with %q: %v, want %s", timeout, err, want)
+		}
+	}
+	ok := `upstreams:
+  bank: {url: https://bank.example, idempotency: {ttl: 2h}}
+limits: {response_header_timeout: 85m}
+clients:
+  - {name: a, key_sha256: ` + hashA + `, upstreams: [bank]}
+`
+	if _, err := Parse([]byte(ok), "o.yaml"); err != nil {
+		t.Errorf("ttl 2h past an 85m header timeout: %v", err)
+	}
+}
+
 func TestIdempotencyErrors(t *testing.T) {
 	src := `upstreams:
   bank:

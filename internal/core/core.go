@@ -63,7 +63,7 @@ type Core struct {
 
 	byName      map[string]*Client
 	byHash      map[[32]byte]*Client
-	idemOrigins map[string]Idempotent
+	idemOrigins map[string][]idemBase
 }
 
 // Deps are the parts that outlive one config.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/outgate/outgate/internal/apierr"
@@ -16,10 +17,15 @@ import (
 )
 
 // idempotencyLeaseExtra is how long past the response-header timeout a
-// claim may stay in flight before readers see it as unknown: room for the
-// answer's body to stream. A claim still in flight then is settled by its
-// owner all the same; only what duplicates are told changes.
-const idempotencyLeaseExtra = 5 * time.Minute
+// claim may stay in flight (its lease): room for the answer's body to
+// stream. Duplicates are told outcome_unknown past it, and an answer still
+// streaming then is cut off and its key marked unknown: the record expires
+// a ttl after the claim, and an exchange that outlived it (a partner that
+// drips its answer a byte per upstream_idle_timeout) would leave the key
+// free while its request is still in flight. A ttl is at least an hour past
+// the response-header timeout, so the record outlives the lease by 55
+// minutes. A variable for tests only.
+var idempotencyLeaseExtra = 5 * time.Minute
 
 // Idempotent is the upstream whose idempotency applies to a request.
 type Idempotent struct {
@@ -33,10 +39,16 @@ func Origin(scheme, host string, port uint16) string {
 	return scheme + "://" + hostname.JoinTarget(host, port)
 }
 
-// idempotentOrigins maps the origins of upstreams with idempotency to them,
-// for plain-HTTP (absolute-form) proxy requests. When two such upstreams
-// share an origin, the first by name wins (docs/config.md).
-func idempotentOrigins(cfg *config.Config) map[string]Idempotent {
+// idemBase is one upstream with idempotency under an origin, with its
+// escaped base path (no trailing slash).
+type idemBase struct {
+	base string
+	Idempotent
+}
+
+// idempotentOrigins maps the origins of upstreams with idempotency to them
+// (sorted by name), for plain-HTTP (absolute-form) proxy requests.
+func idempotentOrigins(cfg *config.Config) map[string][]idemBase {
 	names := make([]string, 0, len(cfg.Upstreams))
 	for n, u := range cfg.Upstreams {
 		if u.Idempotency != nil && u.Parsed != nil {
@@ -44,7 +56,7 @@ func idempotentOrigins(cfg *config.Config) map[string]Idempotent {
 		}
 	}
 	sort.Strings(names)
-	out := map[string]Idempotent{}
+	out := map[string][]idemBase{}
 	for _, n := range names {
 		u := cfg.Upstreams[n]
 		def := uint16(443)
@@ -56,21 +68,33 @@ func idempotentOrigins(cfg *config.Config) map[string]Idempotent {
 			continue
 		}
 		o := Origin(u.Parsed.Scheme, host, port)
-		if _, ok := out[o]; !ok {
-			out[o] = Idempotent{Upstream: n, Policy: u.Idempotency.Policy}
-		}
+		out[o] = append(out[o], idemBase{base: strings.TrimSuffix(u.Parsed.EscapedPath(), "/"),
+			Idempotent: Idempotent{Upstream: n, Policy: u.Idempotency.Policy}})
 	}
 	return out
 }
 
 // IdempotentFor returns the idempotency that covers a proxy request to
-// scheme://host:port, if any. Without idempotency it costs a length check.
-func (c *Core) IdempotentFor(scheme, host string, port uint16) (Idempotent, bool) {
+// scheme://host:port with this escaped path, if any: the upstream whose
+// base path holds the path (the longest), since the relay files a request
+// under that upstream and one key must name one request whichever way it
+// comes; else the first upstream of the origin by name. Without
+// idempotency it costs a length check.
+func (c *Core) IdempotentFor(scheme, host string, port uint16, escapedPath string) (Idempotent, bool) {
 	if len(c.idemOrigins) == 0 {
 		return Idempotent{}, false
 	}
-	i, ok := c.idemOrigins[Origin(scheme, host, port)]
-	return i, ok
+	bases, ok := c.idemOrigins[Origin(scheme, host, port)]
+	if !ok {
+		return Idempotent{}, false
+	}
+	best, bestLen := bases[0].Idempotent, -1
+	for _, b := range bases {
+		if (escapedPath == b.base || strings.HasPrefix(escapedPath, b.base+"/")) && len(b.base) > bestLen {
+			best, bestLen = b.Idempotent, len(b.base)
+		}
+	}
+	return best, true
 }
 
 // SendOnce applies an upstream's idempotency to a request: it claims the
@@ -86,7 +110,9 @@ func (c *Core) IdempotentFor(scheme, host string, port uint16) (Idempotent, bool
 func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem Idempotent, path string, header time.Duration,
 	target, host string, keep []string, creds *inject.Upstream, rec *audit.Record) (e *apierr.E) {
 	t := c.Timeouts(header)
-	call, replay, outcome, e, storeErr := idempotency.Begin(r.Context(), c.Idempotency, idem.Policy, cl.Name, idem.Upstream, w, r, path, t.Header+idempotencyLeaseExtra)
+	lease := t.Header + idempotencyLeaseExtra
+	claimed := time.Now() // no later than the store's own claim time
+	call, replay, outcome, e, storeErr := idempotency.Begin(r.Context(), c.Idempotency, idem.Policy, cl.Name, idem.Upstream, w, r, path, lease)
 	rec.Idempotency = outcome
 	if storeErr != nil {
 		rec.Decision, rec.Detail = audit.Error, "idempotency store: "+storeErr.Error()
@@ -99,7 +125,14 @@ func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem
 		rec.BytesOut = idempotency.Replay(w, replay)
 		return nil
 	}
-	out, err := forward.Request(r.Context(), r, target, host, keep)
+	ctx := r.Context()
+	if call != nil {
+		// The exchange ends with the lease (see idempotencyLeaseExtra).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, claimed.Add(lease))
+		defer cancel()
+	}
+	out, err := forward.Request(ctx, r, target, host, keep)
 	if err != nil {
 		if call != nil {
 			call.Release(r.Context())

@@ -221,7 +221,7 @@ func (e *Egress) roundTrip(tenant string, cert *ClientCert, req *http.Request) (
 	if cert != nil {
 		once = e.certsFor(tenant, cert).once
 	}
-	resp, err := once.RoundTrip(req)
+	resp, err := once.RoundTrip(noRetry(req))
 	if err == nil && req.URL.Scheme == "https" {
 		e.learn(req.URL.Host, resp.ProtoMajor)
 	}
@@ -283,7 +283,7 @@ func (e *Egress) viaH2(tenant string, cert *ClientCert, req *http.Request) (resp
 	} else {
 		t = e.h2For(tenant)
 	}
-	out := req
+	out := noRetry(req)
 	var g *bodyGuard
 	if req.Body != nil && req.Body != http.NoBody {
 		g = &bodyGuard{r: req.Body}
@@ -294,6 +294,37 @@ func (e *Egress) viaH2(tenant string, cert *ClientCert, req *http.Request) (resp
 	resp, err = t.RoundTrip(out)
 	return resp, err, errors.Is(err, errNotH2) && (g == nil || !g.touched.Load())
 }
+
+// noRetry gives a bodiless request whose method is not safe an empty body
+// that is not http.NoBody, for the Transports that may speak HTTP/2. Go's
+// HTTP/2 transport re-sends a request without a body on its own when the
+// partner resets its stream with PROTOCOL_ERROR, though the partner had the
+// request and may have acted on it (a payout, a transfer: one keyed POST
+// reached a resetting partner 201 times in two seconds). It never re-sends
+// a request whose body it has consumed. The wire cost: over HTTP/2 such a
+// request has an empty DATA frame instead of content-length: 0, and a
+// first contact that turns out HTTP/1.1 sends a POST, PUT or PATCH with an
+// empty chunked body instead of Content-Length: 0 (requests to a host
+// known to speak HTTP/1.1 go through h1, which this does not touch).
+func noRetry(req *http.Request) *http.Request {
+	if req.Body != nil && req.Body != http.NoBody {
+		return req
+	}
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return req
+	}
+	r := *req
+	r.Body, r.ContentLength = emptyBody{}, 0
+	return &r
+}
+
+// emptyBody is a body of no bytes that Transports cannot tell from one
+// they would have to replay.
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Close() error             { return nil }
 
 // bodyGuard passes a body to a Transport that may close it unread.
 type bodyGuard struct {

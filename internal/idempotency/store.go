@@ -135,6 +135,10 @@ var (
 	// ErrNotOwner: the record is no longer the caller's in-flight claim (it
 	// expired, was cleared, or its lease ran out and it turned Unknown).
 	ErrNotOwner = errors.New("idempotency store: the claim is no longer held")
+	// ErrInFlight: Clear found the key's request in flight within its
+	// lease. Clearing it would let a retry go out beside it; the operator
+	// clears a key once it settled (unknown) or its lease ended.
+	ErrInFlight = errors.New("idempotency store: a request with this key is in flight now; clear the key once it is settled (outcome unknown) or its lease has ended")
 )
 
 // Store keeps records. Implementations must pass storetest.Run.
@@ -155,8 +159,9 @@ type Store interface {
 	Release(ctx context.Context, k Key, token string) error
 	// Get returns the live record of k (nil if none), as Effective.
 	Get(ctx context.Context, k Key) (*Record, error)
-	// Clear deletes the record of k whatever its state (the operator's
-	// `outgate idempotency clear`); false if there was none.
+	// Clear deletes the record of k (the operator's `outgate idempotency
+	// clear`); false if there was none. A record in flight within its lease
+	// is kept (ErrInFlight): its request may be on its way to the partner.
 	Clear(ctx context.Context, k Key) (bool, error)
 	Close() error
 }

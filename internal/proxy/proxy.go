@@ -17,6 +17,7 @@ import (
 	"github.com/outgate/outgate/internal/hop"
 	"github.com/outgate/outgate/internal/hostname"
 	"github.com/outgate/outgate/internal/limits"
+	"github.com/outgate/outgate/internal/relay"
 )
 
 // Handler serves proxy requests with whatever Core is current. Tunnels
@@ -157,7 +158,13 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	target.Fragment = ""
 	// An upstream's idempotency covers proxy requests to its origin
 	// (CONNECT tunnels are TLS end to end: nothing to see there).
-	if idem, ok := c.IdempotentFor(scheme, host, port); ok {
+	if idem, ok := c.IdempotentFor(scheme, host, port, target.EscapedPath()); ok {
+		// The base path picks the key space: a path that climbs out of
+		// one (a dot segment in any spelling) would file the request under
+		// one upstream and reach another's path.
+		if _, _, err := relay.SplitPath("/_" + target.EscapedPath()); err != nil {
+			return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "a request to upstream "+idem.Upstream+"'s partner: "+err.Error())
+		}
 		rec.Route = idem.Upstream
 		return c.SendOnce(w, r, cl, idem, target.EscapedPath(), 0, target.String(), target.Host, nil, creds, rec)
 	}

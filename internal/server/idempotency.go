@@ -88,6 +88,10 @@ func (g *gateway) clearHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "clearing idempotency keys is allowed from the gateway host only", http.StatusForbidden)
 		return
 	}
+	if !addressedByAddress(r.Host) {
+		http.Error(w, "clearing idempotency keys needs the admin address itself (an IP address or localhost) in Host", http.StatusForbidden)
+		return
+	}
 	if r.Header.Get(adminClearHeader) != "clear" {
 		http.Error(w, "missing "+adminClearHeader+": clear", http.StatusBadRequest)
 		return
@@ -103,6 +107,10 @@ func (g *gateway) clearHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ok, err := st.Clear(r.Context(), k)
+	if errors.Is(err, idempotency.ErrInFlight) {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
 	if err != nil {
 		g.log.Error("idempotency clear failed", "error", err.Error())
 		http.Error(w, "the store failed", http.StatusInternalServerError)
@@ -111,6 +119,22 @@ func (g *gateway) clearHandler(w http.ResponseWriter, r *http.Request) {
 	g.log.Info("idempotency key cleared by the operator", "client", k.Client, "upstream", k.Upstream, "existed", ok)
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]bool{"cleared": ok})
+}
+
+// addressedByAddress reports whether a request's Host names the listener
+// by address (or localhost), as the CLI does. A web page that rebound its
+// own DNS name to 127.0.0.1 is same-origin with the admin listener in the
+// browser, so it may add Outgate-Admin-Action without a preflight, and it
+// connects from loopback; its Host is still its own name, never an address.
+func addressedByAddress(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return strings.EqualFold(host, "localhost")
 }
 
 // ClearKey is `outgate idempotency clear`: it deletes a key's record, so

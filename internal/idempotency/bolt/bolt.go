@@ -412,9 +412,15 @@ func (s *Store) Clear(_ context.Context, k idempotency.Key) (bool, error) {
 			return err
 		}
 		live = now.Before(r.Expires)
+		if live && r.Effective(now).State == idempotency.InFlight {
+			return idempotency.ErrInFlight
+		}
 		return remove(tx, key)
 	})
-	return live, err
+	if err != nil {
+		return false, err
+	}
+	return live, nil
 }
 
 // Close stops the sweeper and closes the file.

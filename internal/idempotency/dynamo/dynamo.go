@@ -122,11 +122,17 @@ func (s *Store) Claim(ctx context.Context, c idempotency.Claim) (string, *idempo
 		if !isConditionFailed(err) {
 			return "", nil, err
 		}
-		r, err := s.Get(ctx, c.Key)
+		r, err := s.get(ctx, c.Key)
 		if err != nil {
 			return "", nil, err
 		}
+		if r != nil && r.Token == tok {
+			// Our own write: the SDK retried a PutItem whose reply was
+			// lost, and the retry met the item the first attempt made.
+			return tok, nil, nil
+		}
 		if r != nil {
+			r.Token = ""
 			return "", r, nil
 		}
 	}
@@ -135,6 +141,15 @@ func (s *Store) Claim(ctx context.Context, c idempotency.Claim) (string, *idempo
 
 // Get implements idempotency.Store.
 func (s *Store) Get(ctx context.Context, k idempotency.Key) (*idempotency.Record, error) {
+	r, err := s.get(ctx, k)
+	if r != nil {
+		r.Token = ""
+	}
+	return r, err
+}
+
+// get is Get with the claim's token, for Claim alone.
+func (s *Store) get(ctx context.Context, k idempotency.Key) (*idempotency.Record, error) {
 	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: keyOf(k), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		return nil, err
@@ -151,7 +166,6 @@ func (s *Store) Get(ctx context.Context, k idempotency.Key) (*idempotency.Record
 		return nil, nil
 	}
 	e := r.Effective(now)
-	e.Token = ""
 	return &e, nil
 }
 
@@ -275,7 +289,18 @@ func (s *Store) Release(ctx context.Context, k idempotency.Key, token string) er
 
 // Clear implements idempotency.Store.
 func (s *Store) Clear(ctx context.Context, k idempotency.Key) (bool, error) {
-	out, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.table, Key: keyOf(k), ReturnValues: types.ReturnValueAllOld})
+	now := ns(s.now())
+	out, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.table, Key: keyOf(k), ReturnValues: types.ReturnValueAllOld,
+		// Never a request in flight within its lease (ErrInFlight).
+		ConditionExpression:      aws.String("attribute_not_exists(#k) OR #s <> :inflight OR #l <= :now OR #e <= :now"),
+		ExpressionAttributeNames: map[string]string{"#k": AttrKey, "#s": attrState, "#l": attrLease, "#e": attrExpires},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":inflight": &types.AttributeValueMemberN{Value: strconv.Itoa(int(idempotency.InFlight))},
+			":now":      now,
+		}})
+	if isConditionFailed(err) {
+		return false, idempotency.ErrInFlight
+	}
 	if err != nil || len(out.Attributes) == 0 {
 		return false, err
 	}

@@ -108,3 +108,40 @@ func TestAnswerTooLargeForAnItem(t *testing.T) {
 		t.Fatalf("record = %+v, %v", r, err)
 	}
 }
+
+// lostReply is the SDK's retry of a PutItem whose reply was lost (a reset
+// after DynamoDB wrote the item): the first call writes, and the caller
+// sees the second. An in-memory shim around moto, which cannot lose a
+// reply on demand.
+type lostReply struct {
+	API
+	done bool
+}
+
+func (l *lostReply) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if !l.done {
+		l.done = true
+		if _, err := l.API.PutItem(ctx, in, o...); err != nil {
+			return nil, err
+		}
+	}
+	return l.API.PutItem(ctx, in, o...)
+}
+
+// A claim whose own write comes back as a failed condition (the SDK
+// retried it) is the caller's claim, not another request's: otherwise the
+// request, never sent, is told idempotency_in_flight and its key reads as
+// unknown for a whole ttl.
+func TestClaimSurvivesARetriedPut(t *testing.T) {
+	db := motoClient(t)
+	s := New(&lostReply{API: db}, newTable(t, db), nil)
+	k := idempotency.Key{Client: "shop", Upstream: "bank", Key: "lost"}
+	ctx := context.Background()
+	tok, rec, err := s.Claim(ctx, idempotency.Claim{Key: k, Fingerprint: idempotency.NewFingerprint("POST", "/", "", nil), TTL: time.Hour, Lease: time.Minute})
+	if err != nil || tok == "" || rec != nil {
+		t.Fatalf("Claim = %q, %+v, %v; want the claim", tok, rec, err)
+	}
+	if err := s.Complete(ctx, k, tok, idempotency.Answer{Status: 201}); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+}

@@ -221,8 +221,30 @@ func Run(t *testing.T, open Open, caps Caps) {
 		mustFree(t, s, k)
 	})
 
+	t.Run("ClearRefusesARequestInFlight", func(t *testing.T) {
+		// The operator clears a key after reconciling an unknown outcome;
+		// clearing one whose request is on its way (a running gateway)
+		// would let a retry go out beside it.
+		clk := NewClock()
+		s := open(t, clk, 100)
+		tok := mustFree(t, s, k)
+		if ok, err := s.Clear(ctx, k); !errors.Is(err, idempotency.ErrInFlight) || ok {
+			t.Fatalf("Clear of a key in flight = %v, %v; want ErrInFlight", ok, err)
+		}
+		mustState(t, s, k, idempotency.InFlight)
+		clk.Advance(lease) // the lease ended: unknown, clearable
+		if ok, err := s.Clear(ctx, k); err != nil || !ok {
+			t.Fatalf("Clear past the lease = %v, %v", ok, err)
+		}
+		if err := s.MarkUnknown(ctx, k, tok); !errors.Is(err, idempotency.ErrNotOwner) {
+			t.Fatalf("the cleared claim's MarkUnknown = %v, want ErrNotOwner", err)
+		}
+		mustFree(t, s, k)
+	})
+
 	t.Run("TenantsNeverShareARecord", func(t *testing.T) {
-		s := open(t, NewClock(), 100)
+		clk := NewClock()
+		s := open(t, clk, 100)
 		keys := []idempotency.Key{
 			{Client: "ab", Upstream: "c", Key: "k"},
 			{Client: "a", Upstream: "bc", Key: "k"},
@@ -233,11 +255,12 @@ func Run(t *testing.T, open Open, caps Caps) {
 		for _, kk := range keys {
 			mustFree(t, s, kk)
 		}
+		clk.Advance(lease) // in flight past the lease: clearable
 		if ok, err := s.Clear(ctx, keys[0]); err != nil || !ok {
 			t.Fatal(ok, err)
 		}
 		for _, kk := range keys[1:] {
-			mustState(t, s, kk, idempotency.InFlight)
+			mustState(t, s, kk, idempotency.Unknown) // kept, past their lease
 		}
 	})
 
