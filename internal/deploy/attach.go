@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/iacsnippet"
 )
@@ -34,7 +35,7 @@ type RolePolicyAttacher interface {
 
 // Tags on an attached function.
 const (
-	TagAttached    = "outgate:attached"     // the deployment it is attached to
+	TagAttached    = attached.Tag           // the deployment it is attached to (the guardian and status check these)
 	TagPreviousVPC = "outgate:previous-vpc" // "subnet-a,subnet-b|sg-1,sg-2", or "none"
 )
 
