@@ -235,6 +235,16 @@ func statusCmd() *cobra.Command {
 			for _, e := range s.ENIs {
 				fmt.Fprintf(w, "  %s  %s  %s  %s\n", e.ID, e.Subnet, e.Status, e.PublicIP)
 			}
+			if len(s.Attached) > 0 {
+				fmt.Fprintln(w, "attached functions:")
+			}
+			for _, f := range s.Attached {
+				fmt.Fprintf(w, "  %-8s %s", f.State, f.Name)
+				if len(f.Differs) > 0 {
+					fmt.Fprint(w, ": "+strings.Join(f.Differs, "; "))
+				}
+				fmt.Fprintln(w)
+			}
 			if len(s.Alarms) > 0 {
 				fmt.Fprintln(w, "alarms:")
 			}
