@@ -175,6 +175,23 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 	if _, errs, code := run("attach", "--name", "other", "--function", fn); code == 0 {
 		t.Errorf("attaching to a second deployment succeeded: %s", errs)
 	}
+	// It says the function's own deploy will undo it, and --print prints the
+	// snippet that keeps it in the user's IaC, with the relay's ids.
+	if !strings.Contains(errs, "outgate attach --name pay --print FORMAT") {
+		t.Errorf("attach does not point at --print:\n%s", errs)
+	}
+	out, errs, code = run("attach", "--name", "pay", "--print", "terraform", "--function", "sender")
+	if subnets, sg, _ := strings.Cut(relayVPC, "|"); code != 0 || !strings.Contains(out, `resource "aws_lambda_function" "sender"`) ||
+		!strings.Contains(out, `"outgate:attached" = "pay"`) || !strings.Contains(out, strings.Split(subnets, ",")[0]) || !strings.Contains(out, sg) {
+		t.Errorf("attach --print terraform: exit %d\n%s\n%s", code, out, errs)
+	}
+	if _, errs, code := run("attach", "--name", "pay", "--print", "pulumi"); code != 2 || !strings.Contains(errs, "--print must be one of") {
+		t.Errorf("attach --print pulumi: exit %d\n%s", code, errs)
+	}
+	// status lists it, OK.
+	if out, errs, code := run("status", "--name", "pay", "--interface-type", "interface"); code != 0 || !strings.Contains(out, "attached functions:\n  OK       "+fn) {
+		t.Errorf("status with an attached function: exit %d\n%s\n%s", code, out, errs)
+	}
 	// The attached function stops a mode switch and down, which name it and the fix.
 	if _, errs, code := run("up", "--name", "pay", "--config", cfg, "--mode", "nat", "--yes", "--poll", "100ms", "--wait", "0"); code != 1 || !strings.Contains(errs, "outgate detach --function "+fn) {
 		t.Fatalf("switch with an attached function: exit %d\n%s", code, errs)

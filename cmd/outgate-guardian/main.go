@@ -17,6 +17,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 
 	"github.com/outgate/outgate/internal/buildinfo"
 	"github.com/outgate/outgate/internal/guardian"
@@ -37,6 +38,10 @@ func main() {
 	}
 	g, err := guardian.New(cfg, ec2.NewFromConfig(ac), awslambda.NewFromConfig(ac))
 	if err != nil {
+		fatal(err)
+	}
+	// Every run also checks the functions attached to the deployment.
+	if err := g.CheckAttached(resourcegroupstaggingapi.NewFromConfig(ac)); err != nil {
 		fatal(err)
 	}
 	lambda.Start(func(ctx context.Context, _ json.RawMessage) (guardian.Summary, error) {

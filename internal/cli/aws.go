@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/deploy"
+	"github.com/outgate/outgate/internal/iacsnippet"
 )
 
 // defaultAWS loads the AWS configuration from the default chain
@@ -187,6 +190,16 @@ func statusCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(w, "ENIs:")
 			for _, e := range s.ENIs {
 				fmt.Fprintf(w, "  %s  %s  %s  %s\n", e.ID, e.Subnet, e.Status, e.PublicIP)
+			}
+			if len(s.Attached) > 0 {
+				fmt.Fprintln(w, "attached functions:")
+			}
+			for _, f := range s.Attached {
+				fmt.Fprintf(w, "  %-8s %s", f.State, f.Name)
+				if len(f.Differs) > 0 {
+					fmt.Fprint(w, ": "+strings.Join(f.Differs, "; "))
+				}
+				fmt.Fprintln(w)
 			}
 			if len(s.Alarms) > 0 {
 				fmt.Fprintln(w, "alarms:")
@@ -371,20 +384,45 @@ func verifyCmd(g *globals) *cobra.Command {
 
 func attachCmd(g *globals) *cobra.Command {
 	var (
-		function string
-		poll     time.Duration
+		function, format string
+		poll             time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "attach --name N --function F",
+		Use:   "attach --name N (--function F | --print FORMAT [--function ID])",
 		Short: "Put an existing Lambda function behind the deployment's static IPs",
 		Long: `Move an existing function into the deployment's subnets with exactly its security group.
 Lambda shares one network interface per (security groups x subnet), so the function then leaves
 from the relay's interfaces and their static IPs, with no code change. Its role gets the
 AWSLambdaVPCAccessExecutionRole policy; its previous VPC config is kept in a tag, and
 ` + "`outgate detach --function F`" + ` restores it. The function's subnets are public: it reaches the
-internet only through the static IP, and AWS services only over the internet.`,
+internet only through the static IP, and AWS services only over the internet.
+
+The next deploy of the function by its own tool undoes this. --print FORMAT (` + strings.Join(iacsnippet.Formats, ", ") + `)
+changes nothing and prints the snippet that makes your own infrastructure code carry the
+VPC config, the deployment's tag (so the guardian and status notice a deploy that drops it)
+and the IAM the function's role needs; with --print, --function is the function's name in
+that code (omit it for the provider-level / Globals form).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "" {
+				if !slices.Contains(iacsnippet.Formats, format) {
+					return usageError{fmt.Errorf("--print must be one of %s, got %q", strings.Join(iacsnippet.Formats, ", "), format)}
+				}
+				c, err := g.clients(cmd.Context())
+				if err != nil {
+					return err
+				}
+				st, err := deploy.DescribeDeployed(cmd.Context(), c.CloudFormation, g.name)
+				if err != nil {
+					return err
+				}
+				s, err := deploy.AttachSnippet(cmd.Context(), c.Lambda, c.EC2, st, format, function)
+				if err != nil {
+					return err
+				}
+				_, err = io.WriteString(cmd.OutOrStdout(), s)
+				return err
+			}
 			if function == "" {
 				return usageError{errors.New("--function is required")}
 			}
@@ -404,7 +442,8 @@ internet only through the static IP, and AWS services only over the internet.`,
 		},
 	}
 	usesAWS(usesName(cmd))
-	cmd.Flags().StringVar(&function, "function", "", "function name or ARN")
+	cmd.Flags().StringVar(&function, "function", "", "function name or ARN (with --print: its name in your code)")
+	cmd.Flags().StringVar(&format, "print", "", "print the snippet for your own IaC instead of changing the function: "+strings.Join(iacsnippet.Formats, ", "))
 	cmd.Flags().DurationVar(&poll, "poll", 3*time.Second, "how often to check the function's state")
 	return cmd
 }

@@ -14,7 +14,7 @@ import (
 // alarmIDs are the logical ids of the stack's alarms; each alarm is named
 // <stack>-<id>.
 var alarmIDs = []string{"EgressIpAlarm", "RelayKeepaliveMissingAlarm", "Relay5xxAlarm", "RelayThrottlesAlarm",
-	"EnisWithoutIpAlarm", "GuardianErrorsAlarm", "GuardianNotRunningAlarm"}
+	"EnisWithoutIpAlarm", "GuardianErrorsAlarm", "GuardianNotRunningAlarm", "AttachedFunctionDriftAlarm"}
 
 // Alarm is one of the deployment's alarms as status shows it.
 type Alarm struct {

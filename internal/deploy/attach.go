@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/ctxutil"
+	"github.com/outgate/outgate/internal/iacsnippet"
 )
 
 // FunctionEditor is what attach and detach call on the user's function.
@@ -32,7 +35,7 @@ type RolePolicyAttacher interface {
 
 // Tags on an attached function.
 const (
-	TagAttached    = "outgate:attached"     // the deployment it is attached to
+	TagAttached    = attached.Tag           // the deployment it is attached to (the guardian and status check these)
 	TagPreviousVPC = "outgate:previous-vpc" // "subnet-a,subnet-b|sg-1,sg-2", or "none"
 )
 
@@ -52,18 +55,12 @@ func vpcAccessPolicy(roleARN string) string {
 func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st *Deployed, function string, poll time.Duration, out io.Writer) error {
 	// The relay's own VpcConfig is the truth: the function must match its
 	// security-group set and subnets exactly to share its ENIs.
-	relay := st.Outputs[OutputRelayName]
-	if relay == "" {
-		return fmt.Errorf("deployment %s reports no relay function", st.Name)
-	}
-	rc, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(relay)})
+	rc, err := relayVPC(ctx, fn, st)
 	if err != nil {
-		return awsError("reading the relay function (lambda:GetFunctionConfiguration)", err)
-	}
-	if rc.VpcConfig == nil || len(rc.VpcConfig.SubnetIds) == 0 || len(rc.VpcConfig.SecurityGroupIds) != 1 {
-		return fmt.Errorf("the relay of %s has no usable VPC config", st.Name)
+		return err
 	}
 	subnets, sg := rc.VpcConfig.SubnetIds, rc.VpcConfig.SecurityGroupIds[0]
+	fmt.Fprintf(out, "note: the next deploy of %s by its own tool (Serverless, SAM, CDK, Terraform, CloudFormation) puts it back outside unless its code carries this VPC config: `outgate attach --name %s --print FORMAT` prints it\n", function, st.Name)
 	cfg, tags, err := readFunction(ctx, fn, function)
 	if err != nil {
 		return err
@@ -97,6 +94,69 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st
 	}
 	fmt.Fprintf(out, "%s: moving into %s with security group %s\n", function, strings.Join(subnets, ","), sg)
 	return waitActive(ctx, fn, function, poll, out)
+}
+
+// relayVPC reads the relay's configuration, whose VpcConfig is what an
+// attached function must match.
+func relayVPC(ctx context.Context, fn FunctionConfigReader, st *Deployed) (*lambda.GetFunctionConfigurationOutput, error) {
+	relay := st.Outputs[OutputRelayName]
+	if relay == "" {
+		return nil, fmt.Errorf("deployment %s reports no relay function", st.Name)
+	}
+	rc, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(relay)})
+	if err != nil {
+		return nil, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err)
+	}
+	if rc.VpcConfig == nil || len(rc.VpcConfig.SubnetIds) == 0 || len(rc.VpcConfig.SecurityGroupIds) != 1 {
+		return nil, fmt.Errorf("the relay of %s has no usable VPC config", st.Name)
+	}
+	return rc, nil
+}
+
+// SubnetReader reads subnets (ec2:DescribeSubnets).
+type SubnetReader interface {
+	DescribeSubnets(ctx context.Context, in *ec2.DescribeSubnetsInput, opts ...func(*ec2.Options)) (*ec2.DescribeSubnetsOutput, error)
+}
+
+// FunctionConfigReader reads a function's configuration.
+type FunctionConfigReader interface {
+	GetFunctionConfiguration(ctx context.Context, in *lambda.GetFunctionConfigurationInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionConfigurationOutput, error)
+}
+
+// AttachSnippet is what `attach --print FORMAT` prints: the snippet of the
+// user's own infrastructure code that puts a function behind the
+// deployment, with the ids of the relay's VPC config (the truth, as for
+// Attach). It changes nothing. function is the function's name in that
+// code ("" for the provider-level or Globals form).
+func AttachSnippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetReader, st *Deployed, format, function string) (string, error) {
+	rc, err := relayVPC(ctx, fn, st)
+	if err != nil {
+		return "", err
+	}
+	// The VPC from the subnets themselves: CDK looks it up by id, and the
+	// subnets are what the deployment is made of.
+	sn, err := subnets.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: rc.VpcConfig.SubnetIds})
+	if err != nil {
+		return "", awsError("reading the relay's subnets (ec2:DescribeSubnets)", err)
+	}
+	vpc := ""
+	for _, s := range sn.Subnets {
+		if v := aws.ToString(s.VpcId); vpc == "" || v == vpc {
+			vpc = v
+		} else {
+			return "", fmt.Errorf("the relay's subnets are in more than one VPC (%s, %s)", vpc, v)
+		}
+	}
+	partition := "aws"
+	if parts := strings.SplitN(aws.ToString(rc.FunctionArn), ":", 3); len(parts) == 3 && parts[1] != "" {
+		partition = parts[1]
+	}
+	return iacsnippet.Render(format, iacsnippet.Target{
+		Deployment: st.Name, TagKey: TagAttached, VPC: vpc,
+		Subnets: rc.VpcConfig.SubnetIds, SecurityGroup: rc.VpcConfig.SecurityGroupIds[0], Partition: partition,
+		// eni mode (a guardian) runs the relay in public subnets.
+		PublicSubnets: st.Outputs[OutputGuardian] != "", Function: function,
+	})
 }
 
 // Detach restores the VpcConfig saved by Attach.

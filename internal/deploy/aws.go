@@ -14,10 +14,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/guardian"
 )
 
@@ -112,6 +114,7 @@ type Clients struct {
 	IAM            RolePolicyAttacher
 	CloudWatch     CloudWatch
 	Logs           Logs
+	Tagging        attached.Tagging // the functions attached to a deployment (status)
 }
 
 // NewClients makes the SDK clients of one account and region. pathStyleS3
@@ -134,5 +137,5 @@ func NewClients(ac aws.Config, pathStyleS3 bool) Clients {
 	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
 		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }), EC2: e, Releaser: e,
 		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
-		CloudWatch: cloudwatch.NewFromConfig(ac), Logs: cloudwatchlogs.NewFromConfig(ac)}
+		CloudWatch: cloudwatch.NewFromConfig(ac), Logs: cloudwatchlogs.NewFromConfig(ac), Tagging: resourcegroupstaggingapi.NewFromConfig(ac)}
 }

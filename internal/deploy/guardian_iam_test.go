@@ -64,3 +64,48 @@ func TestGuardianMayDisassociateFromTheRelaysENIs(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardianReadsOnlyAttachedFunctions: the drift check's grants.
+// GetFunctionConfiguration returns a function's environment variables, so
+// the guardian may read a function other than the relay only when it
+// carries outgate:attached=<this stack> (aws:ResourceTag on Lambda's
+// function resource type: Service Authorization Reference, "Resource types
+// defined by AWS Lambda"; moto checks no IAM, so the policy is held here).
+// tag:GetResources supports no resource-level scope, so it is on "*".
+func TestGuardianReadsOnlyAttachedFunctions(t *testing.T) {
+	var doc struct {
+		Resources map[string]struct {
+			Properties struct {
+				Policies []struct {
+					PolicyDocument struct {
+						Statement []map[string]any
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(render(t, TemplateOptions{}, "json"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	tagging, attachedRead := false, false
+	for _, p := range doc.Resources["GuardianRole"].Properties.Policies {
+		for _, st := range p.PolicyDocument.Statement {
+			acts, _ := json.Marshal(st["Action"])
+			res, _ := json.Marshal(st["Resource"])
+			cond, _ := json.Marshal(st["Condition"])
+			if strings.Contains(string(acts), "tag:GetResources") {
+				tagging = string(res) == `"*"` && string(acts) == `"tag:GetResources"`
+			}
+			if strings.Contains(string(acts), "lambda:GetFunctionConfiguration") && strings.Contains(string(res), "function:*") {
+				attachedRead = string(cond) == `{"StringEquals":{"aws:ResourceTag/outgate:attached":{"Ref":"AWS::StackName"}}}` &&
+					string(acts) == `"lambda:GetFunctionConfiguration"`
+				if !attachedRead {
+					t.Errorf("functions other than the relay are readable beyond the attached ones: %s on %s if %s", acts, res, cond)
+				}
+			}
+		}
+	}
+	if !tagging || !attachedRead {
+		t.Errorf("the guardian's role cannot list (%v) or read (%v) the attached functions", tagging, attachedRead)
+	}
+}

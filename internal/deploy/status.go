@@ -12,20 +12,25 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/outgate/outgate/internal/attached"
 )
 
 // Status is what `outgate status` reports.
 type Status struct {
-	Name           string       `json:"name"`
-	StackStatus    string       `json:"stack_status"`
-	RelayURL       string       `json:"relay_url,omitempty"`
-	Relay          string       `json:"relay_function,omitempty"`
-	RelayState     string       `json:"relay_state,omitempty"` // Active, Inactive (Idle), ...
-	IPs            []IP         `json:"ips"`
-	ENIs           []ENI        `json:"enis"`
-	Guardian       *GuardianRun `json:"guardian_last_run,omitempty"`
-	Alarms         []Alarm      `json:"alarms,omitempty"`
-	NeedsAttention []string     `json:"needs_attention,omitempty"`
+	Name        string       `json:"name"`
+	StackStatus string       `json:"stack_status"`
+	RelayURL    string       `json:"relay_url,omitempty"`
+	Relay       string       `json:"relay_function,omitempty"`
+	RelayState  string       `json:"relay_state,omitempty"` // Active, Inactive (Idle), ...
+	IPs         []IP         `json:"ips"`
+	ENIs        []ENI        `json:"enis"`
+	Guardian    *GuardianRun `json:"guardian_last_run,omitempty"`
+	Alarms      []Alarm      `json:"alarms,omitempty"`
+	// Attached are the functions tagged outgate:attached=<name>, each OK
+	// or DRIFTED (its VPC config no longer the relay's) with what differs.
+	Attached       []attached.Function `json:"attached_functions,omitempty"`
+	NeedsAttention []string            `json:"needs_attention,omitempty"`
 }
 
 // ENI is one of the relay's network interfaces.
@@ -63,6 +68,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 		if err != nil {
 			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err).Error())
 		} else {
+			s.checkAttached(ctx, c, fc)
 			s.RelayState = string(fc.State)
 			if fc.StateReasonCode != "" && string(fc.State) != "Active" {
 				s.RelayState += " (" + string(fc.StateReasonCode) + ")"
@@ -129,6 +135,25 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 		}
 	}
 	return s, nil
+}
+
+// checkAttached lists the attached functions against the relay's own VPC
+// config, the one they must share.
+func (s *Status) checkAttached(ctx context.Context, c Clients, relay *lambda.GetFunctionConfigurationOutput) {
+	if c.Tagging == nil || relay.VpcConfig == nil || len(relay.VpcConfig.SecurityGroupIds) != 1 {
+		return
+	}
+	fns, err := attached.Check(ctx, c.Tagging, c.Lambda, attached.Want{Deployment: s.Name, Subnets: relay.VpcConfig.SubnetIds, SecurityGroup: relay.VpcConfig.SecurityGroupIds[0]})
+	if err != nil {
+		s.NeedsAttention = append(s.NeedsAttention, "checking the attached functions: "+err.Error())
+	}
+	s.Attached = fns
+	for _, f := range fns {
+		if f.State == attached.Drifted {
+			s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("function %s is DRIFTED (%s): put the VPC config in its own code (`outgate attach --name %s --print FORMAT`) or run `outgate attach --name %s --function %s` again",
+				f.Name, strings.Join(f.Differs, "; "), s.Name, s.Name, f.Name))
+		}
+	}
 }
 
 // GuardianRun is what the guardian's last run reported (its EMF metrics).

@@ -21,6 +21,7 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/sns"
 	"github.com/awslabs/goformation/v7/cloudformation/tags"
 
+	"github.com/outgate/outgate/internal/guardian"
 	"github.com/outgate/outgate/internal/secrets"
 )
 
@@ -584,6 +585,13 @@ func (b *builder) guardian() {
 				"Condition": map[string]any{"StringEquals": map[string]any{"ec2:Subnet": subnetArns}}},
 			map[string]any{"Effect": "Allow", "Action": []any{"lambda:GetFunctionConfiguration", "lambda:InvokeFunction"},
 				"Resource": []any{cf.GetAtt("Relay", "Arn"), cf.Join("", []string{cf.GetAtt("Relay", "Arn"), ":*"})}},
+			// The functions attached to the deployment, for the drift
+			// check: found by their tag (tag:GetResources allows no
+			// narrower resource), and read only when they carry it.
+			map[string]any{"Effect": "Allow", "Action": "tag:GetResources", "Resource": "*"},
+			map[string]any{"Effect": "Allow", "Action": "lambda:GetFunctionConfiguration",
+				"Resource":  cf.Sub("arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*"),
+				"Condition": map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/" + TagAttached: cf.Ref("AWS::StackName")}}},
 		)}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
@@ -741,6 +749,19 @@ func (b *builder) alarms() {
 		Statistic: cf.String("Sum"), Period: cf.Int(60), EvaluationPeriods: 5, DatapointsToAlarm: cf.Int(3),
 		Threshold: cf.Float64(0), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
 	})
+	// An attached function whose own deploy dropped the VPC config (or
+	// changed its subnets or security groups): its calls leave from an IP
+	// nobody allowlisted. Three runs in a row, so a deploy caught halfway
+	// does not page; it does not heal by itself, so three minutes is soon
+	// enough. No datapoint (the check failed) is GuardianErrorsAlarm's job.
+	ns, metric, dims = outgateMetric(guardian.MetricAttachedDrifted, "Deployment", deployment)
+	b.alarm("AttachedFunctionDriftAlarm", &cloudwatch.Alarm{
+		AlarmDescription: cf.String("outgate: a function attached to the deployment has left its subnets or security group for 3 minutes (its own deploy dropped the VPC config?)"),
+		Namespace:        ns, MetricName: metric, Dimensions: dims,
+		Statistic: cf.String("Maximum"), Period: cf.Int(60), EvaluationPeriods: 3, DatapointsToAlarm: cf.Int(3),
+		Threshold: cf.Float64(0), ComparisonOperator: "GreaterThanThreshold", TreatMissingData: cf.String("notBreaching"),
+	})
+	ns, metric, dims = outgateMetric(guardianErrorsMetric, "Deployment", deployment)
 	// Every run that reports emits GuardianErrors (0 included), even one
 	// that could not list the ENIs: none for 10 minutes means the guardian
 	// is not running or dies before reporting.

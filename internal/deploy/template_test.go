@@ -364,7 +364,7 @@ func resources(t *testing.T, o TemplateOptions) map[string]map[string]any {
 // AlarmActions changes colour in the console and tells nobody.
 func TestEveryAlarmPagesSomeone(t *testing.T) {
 	want := map[string][]string{ // alarms each mode must have
-		"eni": {"EgressIpAlarm", "RelayKeepaliveMissingAlarm", "Relay5xxAlarm", "RelayThrottlesAlarm", "EnisWithoutIpAlarm", "GuardianErrorsAlarm", "GuardianNotRunningAlarm"},
+		"eni": {"EgressIpAlarm", "RelayKeepaliveMissingAlarm", "Relay5xxAlarm", "RelayThrottlesAlarm", "EnisWithoutIpAlarm", "GuardianErrorsAlarm", "GuardianNotRunningAlarm", "AttachedFunctionDriftAlarm"},
 		"nat": {"EgressIpAlarm", "RelayKeepaliveMissingAlarm", "Relay5xxAlarm", "RelayThrottlesAlarm"},
 	}
 	for vname, o := range allVariants() {

@@ -68,12 +68,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 }
 
 // Report writes the run's summary as one JSON line and its metrics as EMF,
-// dimension Deployment: EnisSeen, EnisWithoutIp, PoolFree, AssociationsMade
-// and GuardianErrors (the failures of the run: listing ENIs or the pool,
-// associating, tagging, the keepalive). An alarm on EnisWithoutIp > 0 is the
-// "a call may leave from a wrong IP" alarm; one on GuardianErrors > 0 is the
-// "the guardian cannot do its job" alarm. When the ENIs could not be listed,
-// EnisSeen and EnisWithoutIp are left out (missing, not a healthy 0).
+// dimension Deployment: EnisSeen, EnisWithoutIp, PoolFree, AssociationsMade,
+// GuardianErrors (the failures of the run: listing ENIs or the pool,
+// associating, tagging, the keepalive, the attached functions' check) and,
+// when the attached functions were listed, AttachedFunctionsDrifted. An
+// alarm on EnisWithoutIp > 0 is the "a call may leave from a wrong IP"
+// alarm; one on GuardianErrors > 0 is the "the guardian cannot do its job"
+// alarm; one on AttachedFunctionsDrifted > 0 is "a deploy took a function
+// out of the deployment". When the ENIs could not be listed, EnisSeen and
+// EnisWithoutIp are left out (missing, not a healthy 0).
 func Report(w io.Writer, s Summary) {
 	line, _ := json.Marshal(struct {
 		Level string `json:"level"`
@@ -91,6 +94,9 @@ func Report(w io.Writer, s Summary) {
 		emf.Metric{Name: "AssociationsMade", Unit: "Count", Value: float64(s.Associations)},
 		emf.Metric{Name: MetricErrors, Unit: "Count", Value: float64(len(s.Errors))},
 	)
+	if s.AttachedChecked {
+		metrics = append(metrics, emf.Metric{Name: MetricAttachedDrifted, Unit: "Count", Value: float64(len(s.DriftedFunctions))})
+	}
 	emf.New(w).Emit(map[string]string{MetricDimension: s.Deployment}, emf.Set{Dimensions: [][]string{{MetricDimension}}, Metrics: metrics})
 }
 
@@ -98,12 +104,16 @@ func Report(w io.Writer, s Summary) {
 const (
 	MetricErrors        = "GuardianErrors"
 	MetricENIsWithoutIP = "EnisWithoutIp"
-	MetricDimension     = "Deployment" // its value is the deployment name
+	// MetricAttachedDrifted counts the attached functions whose VPC config
+	// no longer matches the deployment's; left out when they could not be
+	// listed.
+	MetricAttachedDrifted = "AttachedFunctionsDrifted"
+	MetricDimension       = "Deployment" // its value is the deployment name
 )
 
 func levelOf(s Summary) string {
 	switch {
-	case len(s.Errors) > 0 || s.ENIsWithoutIP > 0 || s.ENIsUnknown:
+	case len(s.Errors) > 0 || s.ENIsWithoutIP > 0 || s.ENIsUnknown || len(s.DriftedFunctions) > 0:
 		return "ERROR"
 	case len(s.NeedsHuman) > 0:
 		return "WARN"

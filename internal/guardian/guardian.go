@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/ctxutil"
 )
 
@@ -65,11 +66,12 @@ const LambdaENIDescription = "AWS Lambda VPC ENI-"
 
 // Guardian reconciles one deployment.
 type Guardian struct {
-	cfg    Config
-	ec2    EC2
-	lambda Lambda
-	now    func() time.Time
-	sleep  func(context.Context, time.Duration) error
+	cfg     Config
+	ec2     EC2
+	lambda  Lambda
+	tagging Tagging // nil: attached functions are not checked
+	now     func() time.Time
+	sleep   func(context.Context, time.Duration) error
 }
 
 // New checks the config and returns a guardian. lambda may be nil when no
@@ -102,6 +104,19 @@ func New(cfg Config, e EC2, l Lambda) (*Guardian, error) {
 	return &Guardian{cfg: cfg, ec2: e, lambda: l, now: time.Now, sleep: ctxutil.Sleep}, nil
 }
 
+// CheckAttached makes every run check the functions attached to the
+// deployment (tagged outgate:attached=<deployment>): any whose VPC config
+// no longer matches the deployment's subnets and security group is
+// reported (DriftedFunctions, metric AttachedFunctionsDrifted). It reads
+// them with the Lambda client given to New.
+func (g *Guardian) CheckAttached(t Tagging) error {
+	if g.lambda == nil {
+		return fmt.Errorf("guardian: checking attached functions needs a Lambda client")
+	}
+	g.tagging = t
+	return nil
+}
+
 // Summary is what one run saw and did; it is logged as one JSON line.
 type Summary struct {
 	Deployment    string `json:"deployment"`
@@ -124,6 +139,12 @@ type Summary struct {
 	KeepaliveSent   bool     `json:"keepalive_sent,omitempty"`
 	// IPs maps each in-use ENI to its public IP after the run ("" if none).
 	IPs map[string]string `json:"ips"`
+	// AttachedChecked is set when the run checked the attached functions
+	// and could list them; only then is AttachedFunctionsDrifted reported
+	// (a failed listing is an error, not a healthy 0).
+	AttachedChecked   bool     `json:"attached_checked,omitempty"`
+	AttachedFunctions int      `json:"attached_functions,omitempty"`
+	DriftedFunctions  []string `json:"drifted_functions,omitempty"` // "name: what differs"
 }
 
 // Err is nil for a clean run, else one error naming every failure, so the
@@ -155,7 +176,7 @@ func (g *Guardian) Run(ctx context.Context) Summary {
 	if err != nil {
 		s.Errors = append(s.Errors, "listing ENIs: "+err.Error())
 		s.ENIsUnknown = true
-		g.keepalive(ctx, &s)
+		g.finish(ctx, &s)
 		return s
 	}
 	pool, err := g.listPool(ctx, &s)
@@ -166,13 +187,45 @@ func (g *Guardian) Run(ctx context.Context) Summary {
 		// Nothing can be attached, but what the ENIs carry is known:
 		// report the ones without an IP rather than a healthy 0.
 		g.count(enis, &s)
-		g.keepalive(ctx, &s)
+		g.finish(ctx, &s)
 		return s
 	}
 	g.reconcile(ctx, enis, pool, &s)
 	g.verify(ctx, &s)
-	g.keepalive(ctx, &s)
+	g.finish(ctx, &s)
 	return s
+}
+
+// finish ends every run, whatever failed before: the keepalive, and the
+// attached functions' check.
+func (g *Guardian) finish(ctx context.Context, s *Summary) {
+	g.keepalive(ctx, s)
+	g.checkAttached(ctx, s)
+}
+
+// checkAttached reports the attached functions whose VPC config drifted
+// from the deployment's (a deploy of their own that dropped it).
+func (g *Guardian) checkAttached(ctx context.Context, s *Summary) {
+	if g.tagging == nil || g.cfg.Deployment == "" {
+		return
+	}
+	fns, err := attached.Check(ctx, g.tagging, g.lambda, attached.Want{Deployment: g.cfg.Deployment, Subnets: g.cfg.SubnetIDs, SecurityGroup: g.cfg.SecurityGroupID})
+	if err != nil {
+		s.Errors = append(s.Errors, "checking the attached functions: "+err.Error())
+	}
+	if fns == nil && err != nil {
+		return
+	}
+	s.AttachedChecked = true
+	s.AttachedFunctions = len(fns)
+	for _, f := range fns {
+		if f.State != attached.Drifted {
+			continue
+		}
+		s.DriftedFunctions = append(s.DriftedFunctions, f.Name+": "+strings.Join(f.Differs, "; "))
+		s.NeedsHuman = append(s.NeedsHuman, fmt.Sprintf("function %s no longer leaves through deployment %s (%s): put the VPC config in its own code (`outgate attach --name %s --print FORMAT`), or run `outgate attach --name %s --function %s` again",
+			f.Name, g.cfg.Deployment, strings.Join(f.Differs, "; "), g.cfg.Deployment, g.cfg.Deployment, f.Name))
+	}
 }
 
 // serving reports whether traffic leaves through e: an in-use ENI of the

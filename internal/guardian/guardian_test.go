@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/guardian/fakeaws"
 )
 
@@ -617,4 +618,76 @@ func TestRetiringENIInASubnetTheRelayLeft(t *testing.T) {
 			t.Fatalf("asInterface=%v: C's ENI is on %q, want %s: %+v", asInterface, w.ipOf(subnetC), ip, s)
 		}
 	}
+}
+
+// TestAttachedFunctionDriftIsReported: a function tagged for the
+// deployment shares the relay's ENIs; its own deploy drops the VPC config
+// (or adds a security group) and the next run reports it, by name and
+// what differs, with the metric the drift alarm reads. Functions that are
+// untagged, tagged for another deployment, or deleted are not counted, and
+// a failed listing is an error with the metric left out, not a healthy 0.
+// The simulator stands in for the Tagging API and Lambda (moto_test.go and
+// internal/deploy's moto tests run the same check over the wire).
+func TestAttachedFunctionDriftIsReported(t *testing.T) {
+	w := newWorld(t, 2, subnetA, subnetB)
+	w.cloud.Deploy(fn, []string{subnetA, subnetB}, []string{sg})
+	w.cloud.Deploy("sms", []string{subnetA, subnetB}, []string{sg})
+	w.cloud.TagFunction("sms", map[string]string{attached.Tag: depl})
+	w.cloud.Deploy("other-team", nil, nil)
+	w.cloud.Deploy("staging-fn", nil, nil)
+	w.cloud.TagFunction("staging-fn", map[string]string{attached.Tag: "staging"})
+	w.cloud.Activate()
+	if err := w.g.CheckAttached(w.cloud); err != nil {
+		t.Fatal(err)
+	}
+	report := func(s Summary) string {
+		var b bytes.Buffer
+		Report(&b, s)
+		return b.String()
+	}
+
+	s := w.run()
+	if s.AttachedFunctions != 1 || len(s.DriftedFunctions) != 0 || !strings.Contains(report(s), `"AttachedFunctionsDrifted":0`) {
+		t.Fatalf("attached and in place: %+v\n%s", s, report(s))
+	}
+
+	// sms's own deploy, whose code does not mention the VPC.
+	w.cloud.Deploy("sms", nil, nil)
+	w.cloud.Deploy("sms2", []string{subnetA}, []string{sg, "sg-0mine"})
+	w.cloud.TagFunction("sms2", map[string]string{attached.Tag: depl})
+	w.cloud.Activate()
+	s = w.run()
+	r := report(s)
+	if s.AttachedFunctions != 2 || len(s.DriftedFunctions) != 2 || !strings.Contains(r, `"AttachedFunctionsDrifted":2`) || !strings.Contains(r, `"level":"ERROR"`) {
+		t.Fatalf("drifted: %+v\n%s", s, r)
+	}
+	if !strings.HasPrefix(s.DriftedFunctions[0], "sms: no VPC config") || !strings.Contains(s.DriftedFunctions[1], "sms2: security groups "+sg+",sg-0mine, want exactly "+sg) {
+		t.Errorf("what differs: %q", s.DriftedFunctions)
+	}
+	if !containsAll(strings.Join(s.NeedsHuman, "\n"), "function sms no longer leaves through deployment prod", "outgate attach --name prod --print FORMAT") {
+		t.Errorf("needs human: %q", s.NeedsHuman)
+	}
+
+	// Deleted, but still in the tag index: skipped.
+	w.cloud.DeleteFunction("sms2")
+	if s = w.run(); s.AttachedFunctions != 1 || len(s.DriftedFunctions) != 1 {
+		t.Errorf("after sms2 was deleted: %+v", s)
+	}
+
+	// The listing fails (say, tag:GetResources missing from the role).
+	w.cloud.FailNext("GetResources", "AccessDeniedException", 1)
+	s = w.g.Run(context.Background())
+	r = report(s)
+	if s.Err() == nil || s.AttachedChecked || strings.Contains(r, "AttachedFunctionsDrifted") || strings.Contains(r, `"GuardianErrors":0`) {
+		t.Errorf("a failed listing looks healthy: %+v\n%s", s, r)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
 )
 
 // EC2 is every EC2 call the guardian makes, and nothing else: there is no
@@ -32,10 +33,22 @@ type EC2 interface {
 	AllocateAddress(ctx context.Context, in *ec2.AllocateAddressInput, opts ...func(*ec2.Options)) (*ec2.AllocateAddressOutput, error)
 }
 
-// Lambda is every Lambda call the guardian makes (for the keepalive).
+// Lambda is every Lambda call the guardian makes (the keepalive, and the
+// VPC config of the functions attached to the deployment).
 type Lambda interface {
-	// lambda:GetFunctionConfiguration on the relay function's ARN.
+	// lambda:GetFunctionConfiguration on the relay function's ARN, and on
+	// function:* with aws:ResourceTag/outgate:attached = the deployment
+	// (the attached functions, see internal/attached).
 	GetFunctionConfiguration(ctx context.Context, in *lambda.GetFunctionConfigurationInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionConfigurationOutput, error)
 	// lambda:InvokeFunction on the relay function's ARN.
 	Invoke(ctx context.Context, in *lambda.InvokeInput, opts ...func(*lambda.Options)) (*lambda.InvokeOutput, error)
+}
+
+// Tagging is the guardian's one Resource Groups Tagging API call: the
+// functions tagged outgate:attached=<deployment>. This API rather than
+// lambda:ListFunctions because it returns only the tagged functions, so a
+// run's cost is bounded by them, not by the account (internal/attached).
+type Tagging interface {
+	// tag:GetResources, Resource "*" (it supports no narrower scope).
+	GetResources(ctx context.Context, in *resourcegroupstaggingapi.GetResourcesInput, opts ...func(*resourcegroupstaggingapi.Options)) (*resourcegroupstaggingapi.GetResourcesOutput, error)
 }

@@ -4,7 +4,7 @@
 // AWS's documentation and field reports; where a behaviour is not confirmed
 // (UNVERIFIED), the simulator picks the stricter reading and says so at the spot.
 //
-// It implements guardian.EC2 and guardian.Lambda, in the style of
+// It implements guardian.EC2, guardian.Lambda and guardian.Tagging, in the style of
 // karpenter-provider-aws's pkg/fake.
 package fakeaws
 
@@ -20,6 +20,8 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi"
+	tagtypes "github.com/aws/aws-sdk-go-v2/service/resourcegroupstaggingapi/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -53,6 +55,7 @@ type function struct {
 	subnets, groups []string
 	state           lambdatypes.State
 	reason          lambdatypes.StateReasonCode
+	tags            map[string]string
 }
 
 // Cloud is one simulated account and region.
@@ -61,6 +64,7 @@ type Cloud struct {
 	enis      map[string]*ENI
 	addrs     map[string]*Address
 	functions map[string]*function
+	gone      []string // ARNs of deleted functions the tag index still lists
 	seq       int
 	throttle  map[string]int
 	fail      map[string][]string // op -> error codes for its next calls
@@ -150,7 +154,11 @@ func groupKey(groups []string) string {
 func (c *Cloud) Deploy(name string, subnets, groups []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.functions[name] = &function{subnets: subnets, groups: groups, state: lambdatypes.StatePending, reason: lambdatypes.StateReasonCodeCreating}
+	var tags map[string]string
+	if f := c.functions[name]; f != nil {
+		tags = f.tags // a deploy keeps the function's tags unless it changes them
+	}
+	c.functions[name] = &function{subnets: subnets, groups: groups, state: lambdatypes.StatePending, reason: lambdatypes.StateReasonCodeCreating, tags: tags}
 	for _, s := range subnets {
 		if c.findENI(s, groups, false) == nil {
 			c.newENI(s, groups, name)
@@ -653,11 +661,89 @@ func (c *Cloud) GetFunctionConfiguration(_ context.Context, in *lambda.GetFuncti
 	if err := c.enter("GetFunctionConfiguration"); err != nil {
 		return nil, err
 	}
-	f := c.functions[aws.ToString(in.FunctionName)]
+	name := strings.TrimPrefix(aws.ToString(in.FunctionName), functionARNPrefix)
+	f := c.functions[name]
 	if f == nil {
 		return nil, apiErr("ResourceNotFoundException", "Function not found: %s", aws.ToString(in.FunctionName))
 	}
-	return &lambda.GetFunctionConfigurationOutput{FunctionName: in.FunctionName, State: f.state, StateReasonCode: f.reason}, nil
+	out := &lambda.GetFunctionConfigurationOutput{FunctionName: aws.String(name), FunctionArn: aws.String(functionARNPrefix + name), State: f.state, StateReasonCode: f.reason}
+	if len(f.subnets) > 0 {
+		out.VpcConfig = &lambdatypes.VpcConfigResponse{SubnetIds: append([]string(nil), f.subnets...), SecurityGroupIds: append([]string(nil), f.groups...)}
+	}
+	return out, nil
+}
+
+// functionARNPrefix makes a simulated function's ARN from its name.
+const functionARNPrefix = "arn:aws:lambda:us-east-1:123456789012:function:"
+
+// TagFunction sets tags on a function, as `outgate attach` or the user's
+// IaC does.
+func (c *Cloud) TagFunction(name string, tags map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.functions[name]
+	if f.tags == nil {
+		f.tags = map[string]string{}
+	}
+	for k, v := range tags {
+		f.tags[k] = v
+	}
+}
+
+// DeleteFunction removes a function. The tag index keeps listing it: the
+// Resource Groups Tagging API's index is eventually consistent (how long
+// it lags is UNVERIFIED; the simulator never catches up, the harder case).
+func (c *Cloud) DeleteFunction(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gone = append(c.gone, functionARNPrefix+name)
+	delete(c.functions, name)
+}
+
+// --- Resource Groups Tagging API ------------------------------------------
+
+// GetResources lists the functions whose tags match every filter, sorted,
+// ResourcesPerPage at a time (default 50), plus deleted functions the index
+// has not caught up with.
+func (c *Cloud) GetResources(_ context.Context, in *resourcegroupstaggingapi.GetResourcesInput, _ ...func(*resourcegroupstaggingapi.Options)) (*resourcegroupstaggingapi.GetResourcesOutput, error) {
+	c.before("GetResources")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.enter("GetResources"); err != nil {
+		return nil, err
+	}
+	if len(in.ResourceTypeFilters) != 1 || in.ResourceTypeFilters[0] != "lambda:function" {
+		return nil, apiErr("InvalidParameterException", "the simulator knows lambda:function only")
+	}
+	var arns []string
+	for name, f := range c.functions {
+		match := true
+		for _, tf := range in.TagFilters {
+			v, ok := f.tags[aws.ToString(tf.Key)]
+			match = match && ok && (len(tf.Values) == 0 || contains(tf.Values, v))
+		}
+		if match {
+			arns = append(arns, functionARNPrefix+name)
+		}
+	}
+	arns = append(arns, c.gone...)
+	sort.Strings(arns)
+	per := int(aws.ToInt32(in.ResourcesPerPage))
+	if per <= 0 {
+		per = 50
+	}
+	start := 0
+	if t := aws.ToString(in.PaginationToken); t != "" {
+		fmt.Sscanf(t, "%d", &start)
+	}
+	out := &resourcegroupstaggingapi.GetResourcesOutput{PaginationToken: aws.String("")}
+	for i := start; i < len(arns) && i < start+per; i++ {
+		out.ResourceTagMappingList = append(out.ResourceTagMappingList, tagtypes.ResourceTagMapping{ResourceARN: aws.String(arns[i])})
+	}
+	if start+per < len(arns) {
+		out.PaginationToken = aws.String(fmt.Sprint(start + per))
+	}
+	return out, nil
 }
 
 // Invoke records the payload. Invoking an Inactive function starts its
