@@ -145,10 +145,10 @@ func (s Sources) file(r Ref) (string, error) {
 	if perm := fi.Mode().Perm(); perm&0o007 != 0 || perm&0o020 != 0 {
 		return "", &Error{Ref: r, Msg: fmt.Sprintf("mode %04o lets other users read or change it: chmod o-rwx,g-w", perm)}
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+	if uid, ok := ownerUID(fi); ok {
 		euid := os.Geteuid()
-		if int(st.Uid) != euid && st.Uid != 0 {
-			return "", &Error{Ref: r, Msg: fmt.Sprintf("is owned by uid %d, neither the gateway's user (%d) nor root", st.Uid, euid)}
+		if int(uid) != euid && uid != 0 {
+			return "", &Error{Ref: r, Msg: fmt.Sprintf("is owned by uid %d, neither the gateway's user (%d) nor root", uid, euid)}
 		}
 	}
 	// Kernel files (/proc) report size 0, whatever they hold, and reading
