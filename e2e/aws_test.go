@@ -189,7 +189,7 @@ func TestUpStatusDownAgainstMoto(t *testing.T) {
 		t.Errorf("attach --print pulumi: exit %d\n%s", code, errs)
 	}
 	// status lists it, OK.
-	if out, errs, code := run("status", "--name", "pay", "--interface-type", "interface"); code != 0 || !strings.Contains(out, "attached functions:\n  OK       "+fn) {
+	if out, errs, code := run("status", "--name", "pay"); code != 0 || !strings.Contains(out, "attached functions:\n  OK       "+fn) {
 		t.Errorf("status with an attached function: exit %d\n%s\n%s", code, out, errs)
 	}
 	// The attached function stops a mode switch and down, which name it and the fix.
