@@ -24,18 +24,7 @@ func TestAttachPrintsTheDeploymentsIds(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.7.0.0/16", 2)
-	if _, err := Up(ctx, c, motoUp("iac", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
-		t.Fatal(err)
-	}
-	st, err := DescribeDeployed(ctx, c.CloudFormation, "iac")
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(st.Outputs[OutputRelayName])})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sg := relay.VpcConfig.SecurityGroupIds[0]
+	st, sg := deployInto(t, c, "iac", vpcID, pub)
 	fn := userFunction(t)
 	for _, format := range []string{"serverless", "sam", "cdk", "terraform", "cloudformation"} {
 		s, err := AttachSnippet(ctx, c.Lambda, c.EC2, st, format, "")
@@ -77,18 +66,7 @@ func TestStatusShowsAttachedFunctions(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.8.0.0/16", 2)
-	if _, err := Up(ctx, c, motoUp("dr", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
-		t.Fatal(err)
-	}
-	st, err := DescribeDeployed(ctx, c.CloudFormation, "dr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(st.Outputs[OutputRelayName])})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sg := relay.VpcConfig.SecurityGroupIds[0]
+	st, sg := deployInto(t, c, "dr", vpcID, pub)
 	byAttach := userFunction(t)
 	if err := Attach(ctx, c.Lambda, c.IAM, st, byAttach, 10*time.Millisecond, io.Discard); err != nil {
 		t.Fatal(err)
@@ -141,4 +119,23 @@ func TestStatusShowsAttachedFunctions(t *testing.T) {
 	if !containsText(s.NeedsAttention, "function by-iac is DRIFTED") || !containsText(s.NeedsAttention, "outgate attach --name dr --print FORMAT") {
 		t.Errorf("needs attention: %q", s.NeedsAttention)
 	}
+}
+
+// deployInto deploys name into an existing VPC's public subnets and
+// returns the stack and the relay's security group.
+func deployInto(t *testing.T, c Clients, name, vpcID string, pub []string) (*Deployed, string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := Up(ctx, c, motoUp(name, TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
+		t.Fatal(err)
+	}
+	st, err := DescribeDeployed(ctx, c.CloudFormation, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(st.Outputs[OutputRelayName])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, relay.VpcConfig.SecurityGroupIds[0]
 }
