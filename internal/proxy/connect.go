@@ -289,12 +289,21 @@ func (t *Tunnels) Closing() bool {
 	return t.closing
 }
 
-// Shutdown refuses new tunnels, waits for open ones until ctx ends, then
-// closes whatever is still open.
-func (t *Tunnels) Shutdown(ctx context.Context) {
+// Refuse makes every CONNECT from now on answer 503 shutting_down. The
+// server calls it as the drain begins, before /readyz turns 503, so no
+// tunnel opens once the drain is visible. (A request that net/http reads
+// after its own Shutdown has begun is dropped unanswered, so the 503 is
+// seen only by a CONNECT read in the instant between the two.)
+func (t *Tunnels) Refuse() {
 	t.mu.Lock()
 	t.closing = true
 	t.mu.Unlock()
+}
+
+// Shutdown refuses new tunnels, waits for open ones until ctx ends, then
+// closes whatever is still open.
+func (t *Tunnels) Shutdown(ctx context.Context) {
+	t.Refuse()
 	waited := make(chan struct{})
 	go func() { t.wg.Wait(); close(waited) }()
 	select {

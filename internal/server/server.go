@@ -386,6 +386,7 @@ const adminPerSource = adminMaxConns / 4
 // requests and tunnels in flight get the grace period, and the admin server
 // goes last, so health checks see the drain from start to end.
 func (g *gateway) shutdown(servers []*http.Server, admin *http.Server) {
+	g.tunnels.Refuse()
 	g.ready.Store(false)
 	grace := g.core.Load().Config.Limits.Resolved.ShutdownGrace
 	g.log.Info("shutting down", "grace", grace.String())
