@@ -23,6 +23,7 @@ zips:
 
 release: zips
 	go build -trimpath -ldflags='$(STAMP) -X $(BUILDINFO).buildDate=$(BUILD_DATE)' -o outgate ./cmd/outgate
+	sha256sum outgate internal/deploy/dist/*.zip > outgate.sha256
 
 test:
 	npm ci --prefix testdata/clients/node --no-audit --no-fund && go test -race -count=1 ./...
