@@ -141,18 +141,26 @@ func tagged(ctx context.Context, t Tagging, deployment string) ([]string, error)
 		ResourcesPerPage:    aws.Int32(MaxFunctions),
 	}
 	arns := []string{}
-	// Bounded: pages may come back empty with a token; a token that never
-	// ends is an error, not a hang.
+	seen := map[string]bool{}
+	// Bounded: pages may come back empty with a token, and the same
+	// resources may come back on later pages with a new token each time
+	// (boto/boto3#2461); a function is counted once, and a token that
+	// never ends is an error, not a hang.
 	for range 20 {
 		out, err := t.GetResources(ctx, in)
 		if err != nil {
 			return nil, fmt.Errorf("listing the functions tagged %s=%s (tag:GetResources): %w", Tag, deployment, err)
 		}
 		for _, r := range out.ResourceTagMappingList {
+			arn := aws.ToString(r.ResourceARN)
+			if seen[arn] {
+				continue
+			}
 			if len(arns) == MaxFunctions {
 				return arns, fmt.Errorf("more than %d functions are tagged %s=%s: only the first %d are checked", MaxFunctions, Tag, deployment, MaxFunctions)
 			}
-			arns = append(arns, aws.ToString(r.ResourceARN))
+			seen[arn] = true
+			arns = append(arns, arn)
 		}
 		if aws.ToString(out.PaginationToken) == "" {
 			slices.Sort(arns)

@@ -70,7 +70,11 @@ func TestGuardianMayDisassociateFromTheRelaysENIs(t *testing.T) {
 // the guardian may read a function other than the relay only when it
 // carries outgate:attached=<this stack> (aws:ResourceTag on Lambda's
 // function resource type: Service Authorization Reference, "Resource types
-// defined by AWS Lambda"; moto checks no IAM, so the policy is held here).
+// defined by AWS Lambda"; the Lambda Developer Guide's "Resources and
+// conditions for Lambda actions" lists GetFunctionConfiguration on a
+// Function with aws:ResourceTag/${TagKey}; moto checks no IAM, so the policy
+// is held here). The resource pattern function:* covers the unqualified
+// ARNs GetResources returns (same guide, "Function resource names").
 // tag:GetResources supports no resource-level scope, so it is on "*".
 func TestGuardianReadsOnlyAttachedFunctions(t *testing.T) {
 	var doc struct {

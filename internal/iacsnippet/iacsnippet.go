@@ -132,16 +132,18 @@ func (t Target) check(format string) error {
 	return nil
 }
 
-// header is the comment every snippet starts with, prefixed for the format.
-func header(b *strings.Builder, c string, t Target, iam string) {
+// header is the comment every snippet starts with, prefixed for the format;
+// iamMore are lines that belong right under the IAM line (the code it
+// introduces).
+func header(b *strings.Builder, c string, t Target, iam string, iamMore ...string) {
 	lines := []string{
 		fmt.Sprintf("outgate deployment %s: the function's calls leave from the deployment's static IPs.", t.Deployment),
 		"Exactly this security group and only these subnets: Lambda shares the deployment's network",
 		"interfaces, and their static IPs, only with functions of the same subnets and security groups.",
 		fmt.Sprintf("The tag %s=%s lets the guardian and `outgate status` check that every deploy keeps it so.", t.TagKey, t.Deployment),
 		"IAM: the function's role needs the managed policy " + PolicyName + " (" + t.PolicyARN() + ")" + iam,
-		BehaviourNote,
 	}
+	lines = append(append(lines, iamMore...), BehaviourNote)
 	for _, l := range lines {
 		b.WriteString(c + " " + l + "\n")
 	}
@@ -216,8 +218,8 @@ func terraform(b *strings.Builder, t Target) {
 }
 
 func cdk(b *strings.Builder, t Target) {
-	header(b, "//", t, "; CDK adds it to the role it makes for a function with a vpc, a role of your own needs it added:")
-	fmt.Fprintf(b, "//   role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/%s'));\n", PolicyName)
+	header(b, "//", t, "; CDK adds it to the role it makes for a function with a vpc, a role of your own needs it added:",
+		fmt.Sprintf("  role.addManagedPolicy(iam.ManagedPolicy.fromAwsManagedPolicyName('service-role/%s'));", PolicyName))
 	b.WriteString("// Vpc.fromLookup needs the stack's env (account and region) set.\n")
 	b.WriteString("import * as cdk from 'aws-cdk-lib';\nimport * as ec2 from 'aws-cdk-lib/aws-ec2';\nimport * as lambda from 'aws-cdk-lib/aws-lambda';\n\n")
 	fmt.Fprintf(b, "const outgateVpc = ec2.Vpc.fromLookup(this, 'OutgateVpc', { vpcId: '%s' });\n", t.VPC)

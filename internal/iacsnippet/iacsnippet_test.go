@@ -46,6 +46,31 @@ func render(t *testing.T, name string, tg Target) string {
 
 // TestSnippetsMatchGolden holds each snippet to the reviewed text in
 // testdata/ (go test ./internal/iacsnippet -update rewrites them).
+//
+// What the goldens were reviewed against:
+//   - Serverless Framework: function vpc.securityGroupIds/subnetIds fall back
+//     to provider.vpc, and provider.tags merge under function tags into the
+//     function's Tags (serverless/serverless,
+//     lib/plugins/aws/package/compile/functions.js); the Framework's own role
+//     gets AWSLambdaVPCAccessExecutionRole when any vpc is set
+//     (lib/plugins/aws/package/lib/merge-iam-templates.js).
+//   - SAM: Globals.Function accepts VpcConfig and Tags (the SAM translator's
+//     list of supported Globals properties, as cfn-lint's E0001 prints it;
+//     TestSAMAndCloudFormationSnippetsPassCfnLint runs it); Tags on
+//     AWS::Serverless::Function is a map; the role SAM makes gets
+//     AWSLambdaVPCAccessExecutionRole when VpcConfig is set
+//     (samtranslator/model/sam_resources.py).
+//   - CDK v2: FunctionOptions.role says a role of your own needs
+//     service-role/AWSLambdaVPCAccessExecutionRole added; vpcSubnets refuses
+//     public subnets unless allowPublicSubnet (aws-cdk-lib/aws-lambda/lib/function.ts).
+//   - The managed policy's ARN is arn:aws:iam::aws:policy/service-role/
+//     AWSLambdaVPCAccessExecutionRole ("AWS Managed Policy Reference",
+//     AWSLambdaVPCAccessExecutionRole); other partitions swap "aws".
+//   - Terraform aws_lambda_function vpc_config {subnet_ids,
+//     security_group_ids} and tags; CloudFormation AWS::Lambda::Function
+//     VpcConfig {SecurityGroupIds, SubnetIds} and Tags as Key/Value pairs:
+//     checked by terraform fmt and cfn-lint in the tests below, not against
+//     a provider schema.
 func TestSnippetsMatchGolden(t *testing.T) {
 	for name, tg := range cases() {
 		got := render(t, name, tg)
@@ -75,6 +100,23 @@ func TestEverySnippetSaysWhatMatters(t *testing.T) {
 		for _, want := range append([]string{tg.SecurityGroup, "outgate:attached", "pay", PolicyName, BehaviourNote}, tg.Subnets...) {
 			if !strings.Contains(s, want) {
 				t.Errorf("%s lacks %q:\n%s", name, want, s)
+			}
+		}
+	}
+}
+
+// TestCDKRoleLineFollowsItsIntroduction: the IAM line that ends "needs it
+// added:" is followed by the addManagedPolicy line it introduces, not by the
+// behaviour note (which put the code under the wrong sentence).
+func TestCDKRoleLineFollowsItsIntroduction(t *testing.T) {
+	for name, c := range cases() {
+		if f, _, _ := strings.Cut(name, "-"); f != "cdk" {
+			continue
+		}
+		lines := strings.Split(render(t, name, c), "\n")
+		for i, l := range lines[:len(lines)-1] {
+			if strings.HasSuffix(l, "needs it added:") && !strings.Contains(lines[i+1], "role.addManagedPolicy(") {
+				t.Errorf("%s: %q is followed by %q", name, l, lines[i+1])
 			}
 		}
 	}
