@@ -18,12 +18,12 @@ import (
 	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/egress"
-	"github.com/outgate/outgate/internal/forward"
 	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/inject"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/limits"
 	"github.com/outgate/outgate/internal/secrets"
+	"github.com/outgate/outgate/internal/upstream"
 )
 
 // Client is an authenticated caller with its budgets.
@@ -260,12 +260,12 @@ func (cl *Client) admit(g *limits.Gate, leave func(), full string) (release func
 
 // Timeouts are the upstream timeouts for a request; header overrides the
 // response-header timeout when non-zero (an upstream's own timeout).
-func (c *Core) Timeouts(header time.Duration) forward.Timeouts {
+func (c *Core) Timeouts(header time.Duration) upstream.Timeouts {
 	lim := c.Config.Limits.Resolved
 	if header == 0 {
 		header = lim.ResponseHeaderTimeout
 	}
-	return forward.Timeouts{Header: header, BodyIdle: lim.UpstreamIdleTimeout}
+	return upstream.Timeouts{Header: header, BodyIdle: lim.UpstreamIdleTimeout}
 }
 
 // Finish logs the audit line and counts the request.

@@ -10,10 +10,10 @@ import (
 	"github.com/outgate/outgate/internal/apierr"
 	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/config"
-	"github.com/outgate/outgate/internal/forward"
 	"github.com/outgate/outgate/internal/hostname"
 	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/inject"
+	"github.com/outgate/outgate/internal/upstream"
 )
 
 // idempotencyLeaseExtra is how long past the response-header timeout a
@@ -102,7 +102,7 @@ func (c *Core) IdempotentFor(scheme, host string, port uint16, escapedPath strin
 // from how the forwarding ended. path is the upstream path, so a key used
 // through the relay and the proxy to one partner names one request.
 // r's body must be bounded already; the upstream request (target, host,
-// keep: as forward.Request takes them) is built after the claim, since the
+// keep: as upstream.Request takes them) is built after the claim, since the
 // body is read for the fingerprint first. It takes plain values, not a
 // closure, so the relay's path without idempotency allocates nothing more.
 // creds are the partner credentials the request carries (nil: none), put on
@@ -132,7 +132,7 @@ func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem
 		ctx, cancel = context.WithDeadline(ctx, claimed.Add(lease))
 		defer cancel()
 	}
-	out, err := forward.Request(ctx, r, target, host, keep)
+	out, err := upstream.Request(ctx, r, target, host, keep)
 	if err != nil {
 		if call != nil {
 			call.Release(r.Context())
@@ -143,7 +143,7 @@ func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem
 	creds.Apply(out.Header)
 	eg := cl.Egress.WithCert(creds.Cert())
 	if call == nil {
-		return forward.Do(w, out, eg, t, rec)
+		return upstream.Do(w, out, eg, t, rec)
 	}
 	defer func() {
 		if p := recover(); p != nil {
@@ -155,7 +155,7 @@ func (c *Core) SendOnce(w http.ResponseWriter, r *http.Request, cl *Client, idem
 			panic(p)
 		}
 	}()
-	e = forward.Do(call.Writer(w), out, eg, t, rec)
+	e = upstream.Do(call.Writer(w), out, eg, t, rec)
 	outcome, err = call.End(r.Context(), e, rec.Decision == audit.Error)
 	rec.Idempotency = outcome
 	if err != nil {

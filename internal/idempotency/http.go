@@ -283,7 +283,7 @@ func (c *capture) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Hold passes a holding writer's verdict through (forward.Holder: the Lambda
+// Hold passes a holding writer's verdict through (upstream.Holder: the Lambda
 // relay's, which may send response_too_large instead of the answer), so
 // the capture never hides that the answer was not delivered; End then
 // marks the key unknown.

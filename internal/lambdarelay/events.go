@@ -17,7 +17,7 @@ import (
 // Function URLs, API Gateway and CloudFront add headers that describe the
 // caller (X-Forwarded-For holds its IP, Via the CloudFront hop). Those, and
 // what a client wrote in them, are the relay's client headers
-// (hop.ClientHeader): forward.Request drops them unless the upstream names
+// (hop.ClientHeader): upstream.Request drops them unless the upstream names
 // them in forward_headers, as in `outgate serve`. What is dropped here are
 // AWS internals no partner needs whatever the config says.
 func stripFrontDoor(h http.Header, sigv4, apiKey bool) {

@@ -60,7 +60,7 @@ func (h *Handler) respond(rw *capture, aborted bool) []byte {
 	}
 	if !rw.held {
 		// Answers the handler made itself (errors, /_outgate/*) are small,
-		// and forward.Do did not hold them: do it here.
+		// and upstream.Do did not hold them: do it here.
 		if _, detail := rw.Hold(); rw.refused {
 			h.log.Warn("response too large for Lambda's synchronous limit; sent 502 instead", "request_id", id, "detail", detail)
 		}
@@ -96,7 +96,7 @@ func (r *recorder) WriteHeader(s int)           { r.status = s }
 func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
 
 // capture is the ResponseWriter of one invocation: it keeps the answer in
-// memory and refuses it (forward.Holder) as soon as it cannot fit in a
+// memory and refuses it (upstream.Holder) as soon as it cannot fit in a
 // response event of limit bytes, so no more of the partner's body is read
 // than could be delivered.
 type capture struct {
@@ -169,7 +169,7 @@ func (c *capture) refuse(detail string) {
 }
 
 // Hold encodes the answer and checks the event's real size against the
-// limit (forward.Holder).
+// limit (upstream.Holder).
 func (c *capture) Hold() (*apierr.E, string) {
 	if c.held {
 		if c.refused {

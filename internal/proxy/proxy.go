@@ -13,11 +13,11 @@ import (
 	"github.com/outgate/outgate/internal/apierr"
 	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/core"
-	"github.com/outgate/outgate/internal/forward"
 	"github.com/outgate/outgate/internal/hop"
 	"github.com/outgate/outgate/internal/hostname"
 	"github.com/outgate/outgate/internal/limits"
 	"github.com/outgate/outgate/internal/relay"
+	"github.com/outgate/outgate/internal/upstream"
 )
 
 // Handler serves proxy requests with whatever Core is current. Tunnels
@@ -126,7 +126,7 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 		return apierr.New(http.StatusForbidden, apierr.CodeForbidden, "this client may not reach "+rec.Target)
 	}
 	// The proxy has no per-destination settings to opt in with.
-	if e := forward.RefuseBody(r, nil); e != nil {
+	if e := upstream.RefuseBody(r, nil); e != nil {
 		return e
 	}
 	creds, e := partnerCreds(c, cl, scheme, host, port, rec.Path)
@@ -168,12 +168,12 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 		rec.Route = idem.Upstream
 		return c.SendOnce(w, r, cl, idem, target.EscapedPath(), 0, target.String(), target.Host, nil, creds, rec)
 	}
-	out, err := forward.Request(r.Context(), r, target.String(), target.Host, nil)
+	out, err := upstream.Request(r.Context(), r, target.String(), target.Host, nil)
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
 	creds.Apply(out.Header)
-	return forward.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(0), rec)
+	return upstream.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(0), rec)
 }
 
 func bracket(host string) string {

@@ -11,7 +11,7 @@ import (
 	"github.com/outgate/outgate/internal/apierr"
 	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/core"
-	"github.com/outgate/outgate/internal/forward"
+	"github.com/outgate/outgate/internal/upstream"
 )
 
 func (h *Handler) endpoint(c *core.Core, w http.ResponseWriter, r *http.Request, rec *audit.Record) {
@@ -74,7 +74,7 @@ func EgressIP(ctx context.Context, c *core.Core, rec *audit.Record) (netip.Addr,
 	return ip, nil
 }
 
-// doCaptured runs forward.Do into rw. A body that breaks midway makes Do
+// doCaptured runs upstream.Do into rw. A body that breaks midway makes Do
 // abort the handler (right for a client's stream); here the answer is just
 // unusable, so it becomes an error instead of a panic in the caller.
 func doCaptured(rw *captureWriter, req *http.Request, c *core.Core, sub *audit.Record) (e *apierr.E) {
@@ -87,7 +87,7 @@ func doCaptured(rw *captureWriter, req *http.Request, c *core.Core, sub *audit.R
 			e = apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check answer broke off")
 		}
 	}()
-	return forward.Do(rw, req, c.Egress, c.Timeouts(0), sub)
+	return upstream.Do(rw, req, c.Egress, c.Timeouts(0), sub)
 }
 
 func parseIP(s string) (netip.Addr, bool) {

@@ -12,9 +12,9 @@ import (
 	"github.com/outgate/outgate/internal/apierr"
 	"github.com/outgate/outgate/internal/audit"
 	"github.com/outgate/outgate/internal/core"
-	"github.com/outgate/outgate/internal/forward"
 	"github.com/outgate/outgate/internal/hop"
 	"github.com/outgate/outgate/internal/limits"
+	"github.com/outgate/outgate/internal/upstream"
 )
 
 // Handler serves relay requests with whatever Core is current.
@@ -98,7 +98,7 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if !cl.MayUseUpstream(name) {
 		return apierr.New(http.StatusForbidden, apierr.CodeForbidden, "this client may not use upstream "+quote(name))
 	}
-	if e := forward.RefuseBody(r, up.AllowsBodyOn); e != nil {
+	if e := upstream.RefuseBody(r, up.AllowsBodyOn); e != nil {
 		return e
 	}
 	// The partner's credentials, held by the gateway.
@@ -125,13 +125,13 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 		idem := core.Idempotent{Upstream: name, Policy: up.Idempotency.Policy}
 		return c.SendOnce(w, r, cl, idem, target.RawPath, up.HeaderTimeout, target.String(), up.Parsed.Host, up.ForwardHeaders, creds, rec)
 	}
-	out, err := forward.Request(r.Context(), r, target.String(), up.Parsed.Host, up.ForwardHeaders)
+	out, err := upstream.Request(r.Context(), r, target.String(), up.Parsed.Host, up.ForwardHeaders)
 	if err != nil {
 		return apierr.New(http.StatusBadRequest, apierr.CodeBadRequest, "cannot build the upstream request")
 	}
 	// The client's own copies of the injected headers go first.
 	creds.Apply(out.Header)
-	return forward.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(up.HeaderTimeout), rec)
+	return upstream.Do(w, out, cl.Egress.WithCert(creds.Cert()), c.Timeouts(up.HeaderTimeout), rec)
 }
 
 func quote(s string) string { return "\"" + s + "\"" }

@@ -1,4 +1,4 @@
-package forward
+package upstream
 
 import (
 	"net/http"

@@ -1,8 +1,8 @@
-// Package forward sends one request upstream through the egress transport and
+// Package upstream sends one request to an upstream (a partner) through the egress transport and
 // streams the answer back: status, headers without hop-by-hop ones, body as it
 // arrives, trailers. It never follows redirects (http.Transport does not) and
 // maps every failure to outgate's error codes.
-package forward
+package upstream
 
 import (
 	"context"
