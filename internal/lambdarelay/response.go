@@ -16,6 +16,7 @@ import (
 
 	"github.com/outgate/outgate/internal/apierr"
 	"github.com/outgate/outgate/internal/hop"
+	"github.com/outgate/outgate/internal/upstream"
 )
 
 // envelope builds the response event of one event kind around an answer.
@@ -76,24 +77,13 @@ var errTooLarge = apierr.New(http.StatusBadGateway, apierr.CodeResponseTooLarge,
 
 // fail is outgate's JSON error as a response event.
 func (h *Handler) fail(wrap envelope, id string, e *apierr.E) []byte {
-	rw := &recorder{header: http.Header{}}
+	rw := &upstream.Recorder{Max: 64 << 10} // an error body: a few hundred bytes
 	apierr.Write(rw, id, e)
 	if id != "" {
-		rw.header.Set(hop.RequestIDHeader, id)
+		rw.Header().Set(hop.RequestIDHeader, id)
 	}
-	return encode(wrap(rw.status, rw.header, rw.body.String(), false))
+	return encode(wrap(rw.Status, rw.Header(), rw.Body(), false))
 }
-
-// recorder keeps one small gateway-made response.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header         { return r.header }
-func (r *recorder) WriteHeader(s int)           { r.status = s }
-func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
 
 // capture is the ResponseWriter of one invocation: it keeps the answer in
 // memory and refuses it (upstream.Holder) as soon as it cannot fit in a

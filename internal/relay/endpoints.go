@@ -3,7 +3,6 @@ package relay
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -56,17 +55,17 @@ func EgressIP(ctx context.Context, c *core.Core, rec *audit.Record) (netip.Addr,
 		return netip.Addr{}, apierr.New(http.StatusInternalServerError, apierr.CodeBadGateway, "bad egress_check_url")
 	}
 	req.Header.Set("User-Agent", "outgate")
-	rw := &captureWriter{header: http.Header{}}
+	rw := &upstream.Recorder{}
 	sub := &audit.Record{}
 	if e := doCaptured(rw, req, c, sub); e != nil {
 		rec.Detail, rec.Decision = sub.Detail, sub.Decision
 		return netip.Addr{}, e
 	}
-	if rw.status != http.StatusOK {
-		rec.Detail, rec.Decision = "egress check answered "+http.StatusText(rw.status), audit.Error
+	if rw.Status != http.StatusOK {
+		rec.Detail, rec.Decision = "egress check answered "+http.StatusText(rw.Status), audit.Error
 		return netip.Addr{}, apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check service did not answer 200")
 	}
-	ip, ok := parseIP(rw.body.String())
+	ip, ok := parseIP(rw.Body())
 	if !ok {
 		rec.Detail, rec.Decision = "egress check answer is not an IP", audit.Error
 		return netip.Addr{}, apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check service did not return an IP address")
@@ -77,7 +76,7 @@ func EgressIP(ctx context.Context, c *core.Core, rec *audit.Record) (netip.Addr,
 // doCaptured runs upstream.Do into rw. A body that breaks midway makes Do
 // abort the handler (right for a client's stream); here the answer is just
 // unusable, so it becomes an error instead of a panic in the caller.
-func doCaptured(rw *captureWriter, req *http.Request, c *core.Core, sub *audit.Record) (e *apierr.E) {
+func doCaptured(rw *upstream.Recorder, req *http.Request, c *core.Core, sub *audit.Record) (e *apierr.E) {
 	defer func() {
 		if v := recover(); v != nil {
 			if v != http.ErrAbortHandler {
@@ -105,30 +104,6 @@ func parseIP(s string) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
-
-// captureWriter keeps a small response in memory (the egress check answer).
-type captureWriter struct {
-	header http.Header
-	status int
-	body   limitedBuffer
-}
-
-func (c *captureWriter) Header() http.Header         { return c.header }
-func (c *captureWriter) WriteHeader(s int)           { c.status = s }
-func (c *captureWriter) Write(p []byte) (int, error) { return c.body.Write(p) }
-
-// limitedBuffer stores up to 4 KiB; an IP answer is far smaller.
-type limitedBuffer struct{ b []byte }
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if len(l.b)+len(p) > 4096 {
-		return 0, io.ErrShortBuffer
-	}
-	l.b = append(l.b, p...)
-	return len(p), nil
-}
-
-func (l *limitedBuffer) String() string { return string(l.b) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
