@@ -241,6 +241,24 @@ func (cl *Client) Admit() (release func(), e *apierr.E) {
 	return cl.admit(cl.Requests, cl.leaveRequest, "too many requests in flight for this client")
 }
 
+// AdmitRequest is how the relay and the proxy let a request in, the same
+// way: charged to the client's budgets (Admit), a declared body over
+// limits.max_body refused before any of it is read, and the body bounded as
+// it streams. On success the caller must call release when done.
+func (c *Core) AdmitRequest(w http.ResponseWriter, r *http.Request, cl *Client) (release func(), e *apierr.E) {
+	release, e = cl.Admit()
+	if e != nil {
+		return nil, e
+	}
+	max := c.Config.Limits.Resolved.MaxBodyBytes
+	if r.ContentLength > max {
+		release()
+		return nil, apierr.New(http.StatusRequestEntityTooLarge, apierr.CodeBodyTooLarge, "request body is larger than the gateway allows")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, max)
+	return release, nil
+}
+
 // AdmitTunnel charges one tunnel to the client's rate and tunnel budgets.
 func (cl *Client) AdmitTunnel() (release func(), e *apierr.E) {
 	return cl.admit(cl.Tunnels, cl.leaveTunnel, "too many open tunnels for this client")

@@ -136,16 +136,11 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if e := creds.RefuseMethod(r.Method); e != nil {
 		return e
 	}
-	release, e := cl.Admit()
+	release, e := c.AdmitRequest(w, r, cl)
 	if e != nil {
 		return e
 	}
 	defer release()
-	lim := c.Config.Limits.Resolved
-	if r.ContentLength > lim.MaxBodyBytes {
-		return apierr.New(http.StatusRequestEntityTooLarge, apierr.CodeBodyTooLarge, "request body is larger than the gateway allows")
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
 
 	// Rebuild the URL from the checked parts; the Host header the client
 	// sent is ignored (RFC 9112 3.2.2) and replaced by the checked host.

@@ -106,16 +106,11 @@ func (h *Handler) relay(c *core.Core, w http.ResponseWriter, r *http.Request, re
 	if e := creds.RefuseMethod(r.Method); e != nil {
 		return e
 	}
-	release, e := cl.Admit()
+	release, e := c.AdmitRequest(w, r, cl)
 	if e != nil {
 		return e
 	}
 	defer release()
-	lim := c.Config.Limits.Resolved
-	if r.ContentLength > lim.MaxBodyBytes {
-		return apierr.New(http.StatusRequestEntityTooLarge, apierr.CodeBodyTooLarge, "request body is larger than the gateway allows")
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, lim.MaxBodyBytes)
 
 	target := *up.Parsed
 	target.RawPath = up.Parsed.EscapedPath() + rest
