@@ -87,7 +87,7 @@ func WaitStack(ctx context.Context, c CloudFormation, name string, total int, po
 	for {
 		ev, err := c.DescribeStackEvents(ctx, &cloudformation.DescribeStackEventsInput{StackName: aws.String(name)})
 		if err != nil {
-			if strings.Contains(err.Error(), "does not exist") {
+			if isNotExist(err) {
 				return nil // deleted
 			}
 			return awsError("reading stack events (cloudformation:DescribeStackEvents)", err)
@@ -112,7 +112,7 @@ func WaitStack(ctx context.Context, c CloudFormation, name string, total int, po
 		}
 		st, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
 		if err != nil {
-			if strings.Contains(err.Error(), "does not exist") {
+			if isNotExist(err) {
 				return nil
 			}
 			return awsError("reading stack "+name, err)

@@ -719,7 +719,10 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 }
 
 // isNotExist reports CloudFormation's "Stack with id X does not exist".
+// CloudFormation has no error code of its own for it: it is a
+// ValidationError (the code of most bad requests), told apart only by its
+// message, so both are checked.
 func isNotExist(err error) bool {
 	var ae smithy.APIError
-	return errors.As(err, &ae) && strings.Contains(ae.ErrorMessage(), "does not exist")
+	return errors.As(err, &ae) && ae.ErrorCode() == "ValidationError" && strings.Contains(ae.ErrorMessage(), "does not exist")
 }
