@@ -63,7 +63,7 @@ type Core struct {
 
 	byName      map[string]*Client
 	byHash      map[[32]byte]*Client
-	idemOrigins map[string][]idemBase
+	proxyRoutes map[string][]proxyRoute
 }
 
 // Deps are the parts that outlive one config.
@@ -113,7 +113,7 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 		byHash:   map[[32]byte]*Client{},
 
 		Idempotency: deps.Idempotency,
-		idemOrigins: idempotentOrigins(cfg),
+		proxyRoutes: proxyRoutes(cfg),
 	}
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)

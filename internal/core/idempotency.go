@@ -33,30 +33,32 @@ type Idempotent struct {
 	Policy   *idempotency.Policy
 }
 
-// Origin is scheme://host:port, the way proxy requests find an upstream's
-// idempotency policy.
+// Origin is scheme://host:port, the key under which absolute-form proxy
+// requests find the upstreams of their destination.
 func Origin(scheme, host string, port uint16) string {
 	return scheme + "://" + hostname.JoinTarget(host, port)
 }
 
-// idemBase is one upstream with idempotency under an origin, with its
-// escaped base path (no trailing slash).
-type idemBase struct {
-	base string
-	Idempotent
+// proxyRoute is an upstream as an absolute-form proxy request finds it:
+// by its origin, then by its escaped base path (config drops a trailing
+// '/'), which must hold the request's path.
+type proxyRoute struct {
+	name, base string
 }
 
-// idempotentOrigins maps the origins of upstreams with idempotency to them
-// (sorted by name), for plain-HTTP (absolute-form) proxy requests.
-func idempotentOrigins(cfg *config.Config) map[string][]idemBase {
+// proxyRoutes maps the origins of the upstreams whose requests get more
+// than forwarding (idempotency, partner credentials) to them, sorted by
+// name. Upstreams without either are left out, so a proxy request in a
+// config that uses neither costs a length check.
+func proxyRoutes(cfg *config.Config) map[string][]proxyRoute {
 	names := make([]string, 0, len(cfg.Upstreams))
 	for n, u := range cfg.Upstreams {
-		if u.Idempotency != nil && u.Parsed != nil {
+		if u.Parsed != nil && (u.Idempotency != nil || !u.Partner.Empty()) {
 			names = append(names, n)
 		}
 	}
 	sort.Strings(names)
-	out := map[string][]idemBase{}
+	out := map[string][]proxyRoute{}
 	for _, n := range names {
 		u := cfg.Upstreams[n]
 		def := uint16(443)
@@ -68,33 +70,56 @@ func idempotentOrigins(cfg *config.Config) map[string][]idemBase {
 			continue
 		}
 		o := Origin(u.Parsed.Scheme, host, port)
-		out[o] = append(out[o], idemBase{base: strings.TrimSuffix(u.Parsed.EscapedPath(), "/"),
-			Idempotent: Idempotent{Upstream: n, Policy: u.Idempotency.Policy}})
+		out[o] = append(out[o], proxyRoute{name: n, base: u.Parsed.EscapedPath()})
 	}
 	return out
 }
 
-// IdempotentFor returns the idempotency that covers a proxy request to
-// scheme://host:port with this escaped path, if any: the upstream whose
-// base path holds the path (the longest), since the relay files a request
-// under that upstream and one key must name one request whichever way it
-// comes; else the first upstream of the origin by name. Without
-// idempotency it costs a length check.
-func (c *Core) IdempotentFor(scheme, host string, port uint16, escapedPath string) (Idempotent, bool) {
-	if len(c.idemOrigins) == 0 {
-		return Idempotent{}, false
+// ProxyUpstream returns the upstream, among those at origin that want
+// accepts, whose base path holds escapedPath: the longest such base path,
+// as the relay would have filed the request under it. Both the partner
+// credentials a proxy request gets and the key space of its idempotency
+// key are found this way, so they always name the same upstream.
+func (c *Core) ProxyUpstream(origin, escapedPath string, want func(name string) bool) (string, bool) {
+	best, bestLen := "", -1
+	for _, r := range c.proxyRoutes[origin] {
+		if (escapedPath == r.base || strings.HasPrefix(escapedPath, r.base+"/")) && len(r.base) > bestLen && want(r.name) {
+			best, bestLen = r.name, len(r.base)
+		}
 	}
-	bases, ok := c.idemOrigins[Origin(scheme, host, port)]
+	return best, bestLen >= 0
+}
+
+// AtOrigin returns the first upstream by name at origin that want
+// accepts, whatever its base path: a proxy request to that origin is one
+// the relay's path rule must hold (no dot segment in any spelling), or it
+// could aim that upstream's credentials or key space at another path.
+func (c *Core) AtOrigin(origin string, want func(name string) bool) (string, bool) {
+	for _, r := range c.proxyRoutes[origin] {
+		if want(r.name) {
+			return r.name, true
+		}
+	}
+	return "", false
+}
+
+// HasProxyRoutes reports whether any upstream needs ProxyUpstream.
+func (c *Core) HasProxyRoutes() bool { return len(c.proxyRoutes) > 0 }
+
+// IdempotentFor returns the idempotency that covers a proxy request to
+// origin with this escaped path, if any: that of the upstream ProxyUpstream
+// finds among those with idempotency, else the first of the origin's by
+// name (a keyed request outside every base path is still never sent twice).
+func (c *Core) IdempotentFor(origin, escapedPath string) (Idempotent, bool) {
+	withIdem := func(name string) bool { return c.Config.Upstreams[name].Idempotency != nil }
+	name, ok := c.ProxyUpstream(origin, escapedPath, withIdem)
+	if !ok {
+		name, ok = c.AtOrigin(origin, withIdem)
+	}
 	if !ok {
 		return Idempotent{}, false
 	}
-	best, bestLen := bases[0].Idempotent, -1
-	for _, b := range bases {
-		if (escapedPath == b.base || strings.HasPrefix(escapedPath, b.base+"/")) && len(b.base) > bestLen {
-			best, bestLen = b.Idempotent, len(b.base)
-		}
-	}
-	return best, true
+	return Idempotent{Upstream: name, Policy: c.Config.Upstreams[name].Idempotency.Policy}, true
 }
 
 // SendOnce applies an upstream's idempotency to a request: it claims the

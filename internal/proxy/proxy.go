@@ -129,7 +129,13 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	if e := upstream.RefuseBody(r, nil); e != nil {
 		return e
 	}
-	creds, e := partnerCreds(c, cl, scheme, host, port, rec.Path)
+	// The upstreams whose requests get more than forwarding (credentials,
+	// idempotency) are found by origin; most configs have none.
+	var origin string
+	if c.HasProxyRoutes() {
+		origin = core.Origin(scheme, host, port)
+	}
+	creds, e := partnerCreds(c, cl, origin, rec.Path)
 	if e != nil {
 		return e
 	}
@@ -153,7 +159,7 @@ func (h *Handler) forward(c *core.Core, w http.ResponseWriter, r *http.Request, 
 	target.Fragment = ""
 	// An upstream's idempotency covers proxy requests to its origin
 	// (CONNECT tunnels are TLS end to end: nothing to see there).
-	if idem, ok := c.IdempotentFor(scheme, host, port, target.EscapedPath()); ok {
+	if idem, ok := c.IdempotentFor(origin, target.EscapedPath()); ok {
 		// The base path picks the key space: a path that climbs out of
 		// one (a dot segment in any spelling) would file the request under
 		// one upstream and reach another's path.
