@@ -61,8 +61,12 @@ type Egress struct {
 	// certificate, per tenant and ClientCert.Slot (the upstream): a
 	// rotated certificate replaces its slot's entry, so the map stays as
 	// large as the config.
-	certs map[string]*certTransports
+	certs map[certSlot]*certTransports
 }
+
+// certSlot names a client certificate's Transports: one tenant, one
+// upstream (a struct, so a request costs no allocation to find them).
+type certSlot struct{ tenant, slot string }
 
 // ClientCert is a client certificate for mutual TLS (see h1.ClientCert).
 type ClientCert = h1.ClientCert
@@ -363,7 +367,7 @@ func (e *Egress) h2For(tenant string) *http.Transport {
 // use; a new certificate for the same slot (a rotation) replaces the old
 // ones, whose idle connections are closed.
 func (e *Egress) certsFor(tenant string, cert *ClientCert) *certTransports {
-	key := tenant + "\x00" + cert.Slot
+	key := certSlot{tenant, cert.Slot}
 	e.mu.Lock()
 	ct := e.certs[key]
 	if ct != nil && ct.id == cert.ID {
@@ -375,7 +379,7 @@ func (e *Egress) certsFor(tenant string, cert *ClientCert) *certTransports {
 	ct.once.TLSClientConfig = e.tlsConf.Clone()
 	ct.once.TLSClientConfig.GetClientCertificate = h1.ClientCertificate(cert)
 	if e.certs == nil {
-		e.certs = map[string]*certTransports{}
+		e.certs = map[certSlot]*certTransports{}
 	}
 	e.certs[key] = ct
 	e.mu.Unlock()
