@@ -204,7 +204,7 @@ func (v *validator) forwardHeaders(path string, names []string) []string {
 			// reads headers as CGI variables takes them for the dashed name.
 			v.errf(p, "%q has '_': name the header with '-' (the '_' spelling is never forwarded)", n)
 		case !hop.ClientHeader(n):
-			v.errf(p, "%q is forwarded anyway or never: only X-Forwarded-*, Forwarded, Via, X-Real-Ip, True-Client-Ip, X-Client-Ip, X-Cluster-Client-Ip, Cf-Connecting-Ip, Fastly-Client-Ip, X-Original-Forwarded-For, X-Originating-Ip, X-Api-Key, X-Original-Url and X-Rewrite-Url can be named", n)
+			v.errf(p, "%q is forwarded anyway or never: only %s can be named", n, strings.Join(hop.ClientHeaderNames(), ", "))
 		case seen[c]:
 			v.errf(p, "%s is listed twice", c)
 		default:

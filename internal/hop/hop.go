@@ -7,6 +7,7 @@ package hop
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 )
 
@@ -84,8 +85,25 @@ const forwardedPrefix = "X-Forwarded-"
 // headers that describe the client, which outgate drops unless an upstream
 // forwards it.
 func ClientHeader(name string) bool {
-	name = textproto.CanonicalMIMEHeaderKey(dashed(name))
+	name = AsPartnerReads(name)
 	return clientHeaders[name] || len(name) > len(forwardedPrefix) && strings.HasPrefix(name, forwardedPrefix)
+}
+
+// AsPartnerReads is the canonical, dashed spelling of a header name: the one
+// header a partner takes name for, whatever its case and '_' (see dashed).
+func AsPartnerReads(name string) string {
+	return textproto.CanonicalMIMEHeaderKey(dashed(name))
+}
+
+// ClientHeaderNames lists the names ClientHeader covers, for messages:
+// every X-Forwarded-* header, then the others in order.
+func ClientHeaderNames() []string {
+	names := []string{forwardedPrefix + "*"}
+	for n := range clientHeaders {
+		names = append(names, n)
+	}
+	slices.Sort(names[1:])
+	return names
 }
 
 // dashed spells name with '-' for every '_'. CGI, PHP, and WSGI and Rack

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/textproto"
 	"strings"
 	"sync"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/outgate/outgate/internal/apierr"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/egress"
+	"github.com/outgate/outgate/internal/hop"
 	"github.com/outgate/outgate/internal/secrets"
 )
 
@@ -159,7 +159,7 @@ func (u *Upstream) Apply(h http.Header) {
 		return
 	}
 	for k := range h {
-		if u.drop[k] || u.drop[textproto.CanonicalMIMEHeaderKey(strings.ReplaceAll(k, "_", "-"))] {
+		if u.drop[k] || u.drop[hop.AsPartnerReads(k)] {
 			delete(h, k)
 		}
 	}
