@@ -19,6 +19,7 @@ import (
 	bbolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/health"
 	"github.com/outgate/outgate/internal/idempotency"
 	"github.com/outgate/outgate/internal/idempotency/bolt"
 	"github.com/outgate/outgate/internal/idempotency/dynamo"
@@ -165,15 +166,12 @@ func ClearKey(ctx context.Context, cfg *config.Config, k idempotency.Key) (bool,
 	if cfg.AdminListen == "" {
 		return false, fmt.Errorf("a running gateway holds %s; set admin_listen so this command can ask it, or stop the gateway", cfg.IdempotencyStore.Path)
 	}
-	host, port, _ := net.SplitHostPort(cfg.AdminListen)
-	if port == "0" {
-		return false, fmt.Errorf("a running gateway holds %s, and admin_listen has no fixed port to ask it on", cfg.IdempotencyStore.Path)
-	}
-	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
-		host = "127.0.0.1"
+	addr, err := health.DialAddr(cfg.AdminListen)
+	if err != nil {
+		return false, fmt.Errorf("a running gateway holds %s; admin_listen: %w", cfg.IdempotencyStore.Path, err)
 	}
 	form := url.Values{"client": {k.Client}, "upstream": {k.Upstream}, "key": {k.Key}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+net.JoinHostPort(host, port)+AdminClearPath, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+AdminClearPath, strings.NewReader(form.Encode()))
 	if err != nil {
 		return false, err
 	}
