@@ -192,6 +192,12 @@ func getParameter(ctx context.Context, api Reader, name string, decrypt bool) (s
 	return *out.Parameter.Value, nil
 }
 
+// ReadCert reads a CA certificate from its parameter (`outgate ca`); an
+// absent one is ErrNoCA.
+func ReadCert(ctx context.Context, api Reader, param string) (*x509.Certificate, error) {
+	return readCert(ctx, api, param)
+}
+
 // readCert reads the CA certificate; a parse error names the parameter,
 // never its content.
 func readCert(ctx context.Context, api Reader, param string) (*x509.Certificate, error) {
