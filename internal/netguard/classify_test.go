@@ -123,6 +123,7 @@ func TestPolicyCheck(t *testing.T) {
 		{"[::ffff:127.0.0.1]:9000", false}, // mapped form of an allowed address
 		{"198.51.100.20:443", false},
 		{"127.0.0.1:8080", true},     // the gateway's own relay listener
+		{"127.0.0.2:8080", true},     // any loopback address on a loopback listener's port
 		{"127.0.0.5:3128", true},     // the proxy listens on all addresses
 		{"203.0.113.1:3128", true},   // ... so any address on its port is itself
 		{"[::1]:9000", true},         // IPv6 loopback is not in allow_cidrs

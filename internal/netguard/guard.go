@@ -37,7 +37,10 @@ type Policy struct {
 	Allow []netip.Prefix
 	// Self lists the gateway's own listening sockets. A connection to one of
 	// them would loop a request back into the gateway, so it is always denied.
-	// An unspecified address (0.0.0.0, ::) matches any address on its port.
+	// An unspecified address (0.0.0.0, ::) matches any address on its port;
+	// a loopback address matches every loopback address on its port (all of
+	// 127.0.0.0/8 reaches a socket bound to 0.0.0.0, which a caller may list
+	// as its loopback address alone).
 	Self []netip.AddrPort
 }
 
@@ -45,7 +48,8 @@ type Policy struct {
 func (p *Policy) Check(ap netip.AddrPort) error {
 	ip := ap.Addr().WithZone("").Unmap()
 	for _, s := range p.Self {
-		if s.Port() == ap.Port() && (s.Addr().IsUnspecified() || s.Addr().Unmap() == ip) {
+		sa := s.Addr().Unmap()
+		if s.Port() == ap.Port() && (sa.IsUnspecified() || sa == ip || sa.IsLoopback() && ip.IsLoopback()) {
 			return &BlockedError{Addr: ip, Reason: "the gateway's own listener"}
 		}
 	}

@@ -64,6 +64,16 @@ type Options struct {
 	// http/1.1 (acme-tls/1, for the ACME CA's TLS-ALPN-01 challenge) are
 	// kept.
 	TLS *tls.Config
+	// Reach, when set, are the addresses at which this machine's
+	// listeners on 0.0.0.0 or :: are reached: its interface addresses and
+	// any address NAT'd to it (an Elastic IP). The egress policy refuses
+	// those on the listener's port, so no request loops back into the
+	// gateway, and lets every other address on that port through. Unset,
+	// any address on the port of an unspecified listener counts as the
+	// gateway itself (the safe rule when what is NAT'd to the machine is
+	// unknown), which would refuse every HTTPS partner to a gateway
+	// listening on :443, as instance mode does.
+	Reach []netip.Addr
 }
 
 // Running is the running gateway, as an agent beside it sees it.
@@ -201,7 +211,14 @@ func Run(ctx context.Context, o Options) error {
 		}
 		lns = append(lns, l)
 		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
-			g.self = append(g.self, ap)
+			if ap.Addr().IsUnspecified() && o.Reach != nil {
+				// Loopback reaches a wildcard socket whatever Reach says.
+				for _, a := range append([]netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}, o.Reach...) {
+					g.self = append(g.self, netip.AddrPortFrom(a.Unmap(), ap.Port()))
+				}
+			} else {
+				g.self = append(g.self, ap)
+			}
 		}
 		return l, nil
 	}
