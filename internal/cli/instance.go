@@ -7,10 +7,13 @@ import (
 	"syscall"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go/logging"
 	"github.com/spf13/cobra"
 
 	"github.com/outgate/outgate/internal/instance"
+	"github.com/outgate/outgate/internal/server"
 )
 
 // instanceCmd is what runs on an instance-mode EC2 instance, started by
@@ -47,10 +50,16 @@ SIGTERM or SIGINT drain and stop, as for serve.`,
 			if err != nil {
 				return fmt.Errorf("loading AWS configuration: %w", err)
 			}
-			// MERGE(h-tls): Deps.Server sets server.Options.TLS (ACME or the
-			// deployment's CA); MERGE(h-logship): LogOutput becomes the
-			// CloudWatch Logs shipper for Settings.LogGroup.
-			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: cmd.ErrOrStderr()})
+			// Without a domain, the listener's certificate comes from the
+			// deployment's own CA. MERGE(h-tls): ACME for a domain;
+			// MERGE(h-logship): LogOutput becomes the CloudWatch Logs
+			// shipper for Settings.LogGroup.
+			tc, err := instance.OwnCATLS(ctx, s, ssm.NewFromConfig(ac), ec2.NewFromConfig(ac))
+			if err != nil {
+				return err
+			}
+			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: cmd.ErrOrStderr(),
+				Server: func(o *server.Options) { o.TLS = tc }})
 		},
 	}
 	run.Flags().StringVar(&path, "settings", instance.SettingsPath, "the instance settings file the user data writes")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -127,15 +128,12 @@ func (a *agent) close(reason error) { a.gate.Store(&reason) }
 func (a *agent) gateErr() error     { return *a.gate.Load() }
 
 // override sets the listeners from the settings, whatever the config says
-// (it is the relay's config too, where listeners mean nothing).
-//
-// MERGE(h-tls): the design serves relay and proxy on the one listener
-// s.Listen (proxy_listen equal to listen). On this branch config
-// validation refuses two equal listeners, so the proxy is off here; with
-// h-tls's one-listener change, set cfg.ProxyListen = a.s.Listen.
+// (it is the relay's config too, where listeners mean nothing): relay and
+// proxy on the one listener s.Listen (proxy_listen equal to listen), told
+// apart by request form.
 func (a *agent) override(cfg *config.Config) {
 	cfg.Listen = a.s.Listen
-	cfg.ProxyListen = ""
+	cfg.ProxyListen = a.s.Listen
 	cfg.AdminListen = a.s.AdminListen
 }
 
@@ -246,6 +244,11 @@ func (a *agent) serve(ctx context.Context) error {
 	}
 	o.ConfigPath, o.LogOutput, o.Reload, o.Secrets, o.Gate, o.Override, o.Started =
 		o2.ConfigPath, o2.LogOutput, o2.Reload, o2.Secrets, o2.Gate, o2.Override, o2.Started
+	reach, err := a.reach(ctx)
+	if err != nil {
+		return err
+	}
+	o.Reach = reach
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -274,6 +277,34 @@ func (a *agent) serve(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// reach is where this machine's listener on s.Listen (":443") is reached:
+// its interface addresses and the deployment's IPs (an instance reaches
+// its own Elastic IP through the internet gateway, back into itself). The
+// gateway refuses those on the listener's port so no request loops, and
+// lets partners on port 443 everywhere else through.
+func (a *agent) reach(ctx context.Context) ([]netip.Addr, error) {
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing this machine's addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, ia := range ifaddrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && !ip.Unmap().IsUnspecified() {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	ips, err := claim.DeploymentIPs(ctx, a.ec2, a.s.Deployment)
+	if err != nil {
+		return nil, err
+	}
+	for ip := range ips {
+		out = append(out, ip)
+	}
+	return out, nil
 }
 
 // egress runs one check: the gate follows the verdict at once, the

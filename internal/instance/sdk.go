@@ -7,7 +7,10 @@ import (
 )
 
 // SSM is the agent's one SSM call: the deployment's config parameter. (The
-// EC2 and Auto Scaling calls are internal/claim's, listed in its sdk.go.)
+// EC2 and Auto Scaling calls are internal/claim's, listed in its sdk.go;
+// OwnCATLS reads the CA's two parameters through internal/ownca's Reader:
+// ssm:GetParameter on parameter/outgate/<deployment>/ca/cert and .../ca/key,
+// kms:Decrypt for the key, and ec2:DescribeAddresses.)
 type SSM interface {
 	// ssm:GetParameter on parameter/outgate/<deployment>/* (the config
 	// parameter), and kms:Decrypt on the parameter's key when it is a
