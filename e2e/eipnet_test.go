@@ -499,13 +499,11 @@ func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-// testCA is a certificate authority the test makes: the partner's, and
-// (until the own CA of the deployment is made by outgate) the instance's.
+// testCA is the partner's certificate authority.
 type testCA struct {
 	cert    *x509.Certificate
 	key     *ecdsa.PrivateKey
 	CertPEM []byte
-	KeyPEM  []byte // PKCS#8
 }
 
 func newTestCA(t *testing.T, cn string) *testCA {
@@ -522,10 +520,7 @@ func newTestCA(t *testing.T, cn string) *testCA {
 		t.Fatal(err)
 	}
 	cert, _ := x509.ParseCertificate(der)
-	k8, _ := x509.MarshalPKCS8PrivateKey(key)
-	return &testCA{cert: cert, key: key,
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k8})}
+	return &testCA{cert: cert, key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
 // leaf issues a server certificate for the IP addresses ips.
@@ -547,11 +542,4 @@ func (ca *testCA) leaf(t *testing.T, ips ...string) (certPEM, keyPEM []byte) {
 	}
 	k8, _ := x509.MarshalPKCS8PrivateKey(key)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: k8})
-}
-
-// pool is an x509.CertPool of the CA.
-func (ca *testCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/outgate/outgate/internal/guardian"
 	"github.com/outgate/outgate/internal/instance"
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/ownca"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -88,7 +89,7 @@ type instanceWorld struct {
 	group   string
 }
 
-func buildWorld(t *testing.T, cfg aws.Config, configYAML string, ownCA *testCA) *instanceWorld {
+func buildWorld(t *testing.T, cfg aws.Config, configYAML string) *instanceWorld {
 	t.Helper()
 	ctx := context.Background()
 	w := &instanceWorld{ec2: ec2.NewFromConfig(cfg), asg: autoscaling.NewFromConfig(cfg), group: nsDeployment + "-a"}
@@ -139,12 +140,14 @@ func buildWorld(t *testing.T, cfg aws.Config, configYAML string, ownCA *testCA) 
 		typ         ssmtypes.ParameterType
 	}{
 		{"/outgate/" + nsDeployment + "/config", configYAML, ssmtypes.ParameterTypeSecureString},
-		{"/outgate/" + nsDeployment + "/ca/cert", string(ownCA.CertPEM), ssmtypes.ParameterTypeString},
-		{"/outgate/" + nsDeployment + "/ca/key", string(ownCA.KeyPEM), ssmtypes.ParameterTypeSecureString},
 	} {
 		if _, err := api.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(p.name), Value: aws.String(p.value), Type: p.typ}); err != nil {
 			t.Fatalf("PutParameter %s: %v", p.name, err)
 		}
+	}
+	// The deployment's own CA, as `up` makes it without a domain.
+	if _, _, err := ownca.EnsureCA(ctx, api, nsDeployment); err != nil {
+		t.Fatalf("EnsureCA: %v", err)
 	}
 	// The stack makes the log group; the instance writes its stream.
 	if _, err := cloudwatchlogs.NewFromConfig(cfg).CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{
@@ -216,17 +219,27 @@ func (ri *runningInstance) alive(t *testing.T) {
 }
 
 // bootInstance gives a moto instance its machine: a namespace with its
-// private address, its IMDS, and the built binary run as the systemd
+// private address, its IMDS, its own state directory and settings file
+// (as its user data writes them), and the built binary run as the systemd
 // unit runs it. Only AWS_ENDPOINT_URL is test-specific; credentials,
 // instance id, AZ and subnet come from IMDS.
-func bootInstance(t *testing.T, e *eipNet, inst *ec2Instance, settings string) *runningInstance {
+func bootInstance(t *testing.T, e *eipNet, inst *ec2Instance, settings instance.Settings) *runningInstance {
 	t.Helper()
 	ns := e.addInstanceNS(inst.PrivateIP)
 	e.imdsMock(ns, inst)
 	home := t.TempDir()
+	settings.StateDir = filepath.Join(home, "state")
+	if err := settings.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(home, "instance.json")
+	b, _ := json.Marshal(settings)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd, logs, exited := e.start(ns, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home,
 		"AWS_ENDPOINT_URL=http://" + net.JoinHostPort(awsAPI, awsPort)},
-		binary(t), "instance", "run", "--settings", settings)
+		binary(t), "instance", "run", "--settings", path)
 	return &runningInstance{ec2Instance: inst, ns: ns, cmd: cmd, logs: logs, exited: exited}
 }
 
@@ -301,35 +314,46 @@ network:
   allow_cidrs: [%[2]s/32, %[1]s/32]   # TEST-NET is blocked by default
   ca_files: [%[4]s]
 `, inetCheckIP, inetPartner, hash, partnerCAFile)
-	ownCA := newTestCA(t, nsDeployment+" CA")
 	awsCfg := e.startMoto()
-	world := buildWorld(t, awsCfg, configYAML, ownCA)
+	world := buildWorld(t, awsCfg, configYAML)
 	router := e.startRouter(world.ec2)
 
+	// What the user data writes, less the state directory (bootInstance
+	// gives each instance its own, as each machine has).
 	settings := instance.Settings{
-		Deployment: nsDeployment, Region: "us-east-1",
-		ConfigParameter: "/outgate/" + nsDeployment + "/config", StateDir: filepath.Join(tmp, "state"),
-		Listen: ":443", AdminListen: "127.0.0.1:9901",
-		CACertParameter: "/outgate/" + nsDeployment + "/ca/cert", CAKeyParameter: "/outgate/" + nsDeployment + "/ca/key",
-		LogGroup: "/outgate/" + nsDeployment + "/instance",
+		Deployment:      nsDeployment,
+		Region:          "us-east-1",
+		ConfigParameter: "/outgate/" + nsDeployment + "/config",
+		Listen:          ":443",
+		AdminListen:     "127.0.0.1:9901",
+		CACertParameter: ownca.CertParameter(nsDeployment),
+		CAKeyParameter:  ownca.KeyParameter(nsDeployment),
+		LogGroup:        "/outgate/" + nsDeployment + "/instance",
 	}
-	if err := settings.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	settingsFile := filepath.Join(tmp, "instance.json")
-	b, _ := json.Marshal(settings)
-	os.WriteFile(settingsFile, b, 0o600)
-
 	// What every client trusts: the partner's CA (end-to-end TLS through
 	// CONNECT) and the deployment's CA (the proxy and relay listener).
+	// The deployment's CA file comes from `outgate ca`, as a user gets it.
 	ownCAFile := filepath.Join(tmp, "outgate-ca.pem")
-	os.WriteFile(ownCAFile, ownCA.CertPEM, 0o644)
+	caCmd := exec.Command(e.ip, "netns", "exec", e.aws, binary(t), "ca", "--name", nsDeployment, "--out", ownCAFile)
+	caCmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + tmp, "AWS_ENDPOINT_URL=http://" + net.JoinHostPort(awsAPI, awsPort),
+		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
+	if out, err := caCmd.CombinedOutput(); err != nil {
+		t.Fatalf("outgate ca: %v\n%s", err, out)
+	}
+	ownCAPEM, err := os.ReadFile(ownCAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownCA := x509.NewCertPool()
+	if !ownCA.AppendCertsFromPEM(ownCAPEM) {
+		t.Fatalf("outgate ca wrote no certificate: %q", ownCAPEM)
+	}
 	bundle := filepath.Join(tmp, "bundle.pem")
-	os.WriteFile(bundle, append(append([]byte{}, partnerCA.CertPEM...), ownCA.CertPEM...), 0o644)
+	os.WriteFile(bundle, append(append([]byte{}, partnerCA.CertPEM...), ownCAPEM...), 0o644)
 	proxyURL := fmt.Sprintf("https://billing:%s@%s:443", key, eipA)
 	trust := x509.NewCertPool()
 	trust.AppendCertsFromPEM(partnerCA.CertPEM)
-	trust.AppendCertsFromPEM(ownCA.CertPEM)
+	trust.AppendCertsFromPEM(ownCAPEM)
 
 	// Until the egress check passes: the instance holds the IP in moto but
 	// the router has not applied it yet (AWS takes seconds), so its traffic
@@ -396,9 +420,10 @@ network:
 		if resp, body := get(t, goClient(), "https://"+inetPartner+p, ""); resp.StatusCode != 200 || body != want(p) {
 			t.Errorf("Go with HTTPS_PROXY: %d %q", resp.StatusCode, body)
 		}
-		// The relay, on the same listener.
+		// The relay, on the same listener (straight to it, not through
+		// the proxy HTTPS_PROXY names).
 		p = "/pay/" + round + "/relay"
-		if out, err := inClient(testutil.Tool(t, "curl"), "-sS", "--max-time", "20", "--cacert", ownCAFile, "-H", "Outgate-Key: "+key,
+		if out, err := inClient(testutil.Tool(t, "curl"), "-sS", "--noproxy", "*", "--max-time", "20", "--cacert", ownCAFile, "-H", "Outgate-Key: "+key,
 			"https://"+eipA+"/partner"+p); err != nil || out != want(p) {
 			t.Errorf("relay: %q, %v", out, err)
 		}
@@ -423,11 +448,11 @@ network:
 	}()
 
 	// The first instance.
-	first := bootInstance(t, e, world.groupInstance(t, ""), settingsFile)
+	first := bootInstance(t, e, world.groupInstance(t, ""), settings)
 	router.live(first.ID, first.PrivateIP)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("first instance %s log:\n%s", first.ID, tail(first.logs.String(), 60))
+			t.Logf("first instance %s log:\n%s", first.ID, tail(first.logs.String(), 8000))
 		}
 	})
 	eventually(t, first.ID+" claims "+eipA, 2*time.Minute, func() bool { first.alive(t); return router.associated() == first.ID })
@@ -450,15 +475,17 @@ network:
 		InstanceId: aws.String(first.ID), ShouldDecrementDesiredCapacity: aws.Bool(false)}); err != nil {
 		t.Fatalf("TerminateInstanceInAutoScalingGroup: %v", err)
 	}
-	if _, body := get(t, goClient(), "https://"+inetPartner+"/pay/while-down", ""); body == want("/pay/while-down") {
-		t.Fatalf("served through %s with no instance", eipA)
+	if resp, err := goClient().Get("https://" + inetPartner + "/pay/while-down"); err == nil {
+		if body := readAll(resp); body == want("/pay/while-down") {
+			t.Fatalf("served through %s with no instance", eipA)
+		}
 	}
 
-	second := bootInstance(t, e, world.groupInstance(t, first.ID), settingsFile)
+	second := bootInstance(t, e, world.groupInstance(t, first.ID), settings)
 	router.live(second.ID, second.PrivateIP)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("replacement %s log:\n%s", second.ID, tail(second.logs.String(), 60))
+			t.Logf("replacement %s log:\n%s", second.ID, tail(second.logs.String(), 8000))
 		}
 	})
 	eventually(t, "the replacement "+second.ID+" claims "+eipA, 2*time.Minute, func() bool { second.alive(t); return router.associated() == second.ID })
@@ -475,8 +502,11 @@ network:
 
 	for _, other := range []string{eipB, eipOther} {
 		out, err := world.ec2.DescribeAddresses(context.Background(), &ec2.DescribeAddressesInput{PublicIps: []string{other}})
-		if err != nil || len(out.Addresses) != 1 || out.Addresses[0].InstanceId != nil {
-			t.Errorf("%s (not this subnet's, or not this deployment's) was touched: %+v %v", other, out, err)
+		if err != nil || len(out.Addresses) != 1 {
+			t.Fatalf("DescribeAddresses %s: %v", other, err)
+		}
+		if a := out.Addresses[0]; aws.ToString(a.InstanceId) != "" || aws.ToString(a.AssociationId) != "" {
+			t.Errorf("%s (not this subnet's, or not this deployment's) is associated with %q (%q)", other, aws.ToString(a.InstanceId), aws.ToString(a.AssociationId))
 		}
 	}
 	if got := partnerSeen.addrs(); len(got) != 1 || !strings.HasPrefix(got[0], eipA+" ") {
@@ -492,24 +522,24 @@ const nodeClients = "../testdata/clients/node"
 
 // tlsTo dials the instance at its own address (not yet the Elastic IP),
 // verifying its certificate as the Elastic IP's.
-func tlsTo(addr string, ca *testCA) (*tls.Conn, error) {
+func tlsTo(addr string, ca *x509.CertPool) (*tls.Conn, error) {
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	return tls.DialWithDialer(d, "tcp", net.JoinHostPort(addr, "443"), &tls.Config{RootCAs: ca.pool(), ServerName: eipA})
+	return tls.DialWithDialer(d, "tcp", net.JoinHostPort(addr, "443"), &tls.Config{RootCAs: ca, ServerName: eipA})
 }
 
 // connectVia sends CONNECT to the partner through the instance at addr
 // (from namespace ns) and
 // returns the status and Outgate-Error of the answer.
-func connectVia(ns, addr string, ca *testCA, key string) (int, string, error) {
+func connectVia(ns, addr string, ca *x509.CertPool, key string) (int, string, error) {
 	return roundTripVia(ns, addr, ca, fmt.Sprintf("CONNECT %[1]s:443 HTTP/1.1\r\nHost: %[1]s:443\r\nProxy-Authorization: %[2]s\r\n\r\n", inetPartner, basic("billing", key)))
 }
 
 // relayVia sends a relay request through the instance at addr.
-func relayVia(ns, addr string, ca *testCA, key string) (int, string, error) {
+func relayVia(ns, addr string, ca *x509.CertPool, key string) (int, string, error) {
 	return roundTripVia(ns, addr, ca, fmt.Sprintf("GET /partner/pay/early HTTP/1.1\r\nHost: %s\r\nOutgate-Key: %s\r\nConnection: close\r\n\r\n", eipA, key))
 }
 
-func roundTripVia(ns, addr string, ca *testCA, req string) (int, string, error) {
+func roundTripVia(ns, addr string, ca *x509.CertPool, req string) (int, string, error) {
 	var conn *tls.Conn
 	err := inNetns(ns, func() (err error) {
 		conn, err = tlsTo(addr, ca)
