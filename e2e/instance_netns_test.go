@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -281,7 +282,8 @@ func TestInstanceModeAcrossNamespaces(t *testing.T) {
 			return
 		}
 		fmt.Fprintf(w, "payment accepted from %s for %s", host, r.URL.Path)
-	}), TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}}}
+	}), TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}},
+		ErrorLog: log.New(io.Discard, "", 0)} // handshakes the test cuts short
 	go partner.ServeTLS(recordingListener{listenIn(t, e.inet["partner"], inetPartner+":443"), partnerSeen}, "", "")
 	t.Cleanup(func() { partner.Close() })
 	// The egress check service (checkip.amazonaws.com's role): the
@@ -365,6 +367,9 @@ network:
 		eventually(t, ri.ID+" listens on :443 and refuses with egress_unverified", 60*time.Second, func() bool {
 			ri.alive(t)
 			code, errCode, _ := connectVia(e.inet["client"], ri.PrivateIP, ownCA, key)
+			if code == http.StatusOK {
+				t.Fatalf("%s opened a tunnel to the partner before its egress check passed", ri.ID)
+			}
 			return code == http.StatusServiceUnavailable && errCode == "egress_unverified"
 		})
 		if got := ri.readyz(); got != http.StatusServiceUnavailable {
@@ -444,6 +449,7 @@ network:
 		if t.Failed() {
 			t.Logf("router:\n%s", router.log())
 			t.Logf("egress check sources: %v", checkSeen.addrs())
+			t.Logf("partner sources: %v", partnerSeen.addrs())
 		}
 	}()
 
@@ -531,7 +537,7 @@ func tlsTo(addr string, ca *x509.CertPool) (*tls.Conn, error) {
 // (from namespace ns) and
 // returns the status and Outgate-Error of the answer.
 func connectVia(ns, addr string, ca *x509.CertPool, key string) (int, string, error) {
-	return roundTripVia(ns, addr, ca, fmt.Sprintf("CONNECT %[1]s:443 HTTP/1.1\r\nHost: %[1]s:443\r\nProxy-Authorization: %[2]s\r\n\r\n", inetPartner, basic("billing", key)))
+	return roundTripVia(ns, addr, ca, fmt.Sprintf("CONNECT %[1]s:443 HTTP/1.1\r\nHost: %[1]s:443\r\nProxy-Authorization: Basic %[2]s\r\n\r\n", inetPartner, basic("billing", key)))
 }
 
 // relayVia sends a relay request through the instance at addr.
