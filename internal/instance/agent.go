@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -70,6 +69,9 @@ type agent struct {
 	current []byte
 	// reported: SetInstanceHealth Unhealthy was sent (once).
 	reported bool
+	// verdict judges the egress; one across checks, so it remembers the
+	// deployment's IPs through an EC2 API blip.
+	verdict *claim.Egress
 }
 
 // Run boots the instance (IMDS, claim, config), serves with the gate
@@ -256,7 +258,8 @@ func (a *agent) serve(ctx context.Context) error {
 	case err := <-done:
 		return err
 	}
-	a.egress(ctx, r.EgressIP, a.d.Now())
+	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP}
+	a.egress(ctx, a.d.Now())
 	for {
 		select {
 		case <-ctx.Done():
@@ -264,7 +267,7 @@ func (a *agent) serve(ctx context.Context) error {
 		case err := <-done:
 			return err
 		case now := <-a.checks():
-			a.egress(ctx, r.EgressIP, now)
+			a.egress(ctx, now)
 		case <-a.polls():
 			if a.poll(ctx) {
 				select {
@@ -278,10 +281,10 @@ func (a *agent) serve(ctx context.Context) error {
 
 // egress runs one check: the gate follows the verdict at once, the
 // metrics are written, and an instance unready for too long is replaced.
-func (a *agent) egress(ctx context.Context, ask func(context.Context) (netip.Addr, error), now time.Time) {
+func (a *agent) egress(ctx context.Context, now time.Time) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	v := (&claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: ask}).Check(cctx)
+	v := a.verdict.Check(cctx)
 	was := a.gateErr() == nil
 	if v.Ready {
 		var open error
