@@ -55,6 +55,7 @@ const ConfigFile = "outgate.yaml"
 type agent struct {
 	s     Settings
 	d     Deps
+	out   *lines // the one output every line goes through
 	log   *slog.Logger
 	emf   *emf.Writer
 	facts imds.Facts
@@ -89,7 +90,7 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	}
 	d.AWS.Region = s.Region
 	out := &lines{out: d.LogOutput}
-	a := &agent{s: s, d: d,
+	a := &agent{s: s, d: d, out: out,
 		log:    slog.New(slog.NewJSONHandler(out.writer(), nil)).With("component", "instance"),
 		emf:    emf.New(out.writer()),
 		ec2:    ec2.NewFromConfig(d.AWS),
@@ -104,15 +105,20 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	if err != nil {
 		return err
 	}
+	if facts.Region != s.Region {
+		return fmt.Errorf("the instance is in %s but its settings say region %s: the user data was written for another region", facts.Region, s.Region)
+	}
 	a.facts = facts
 	a.log.Info("instance booting", "instance_id", facts.InstanceID, "az", facts.AZ, "subnet", facts.SubnetID, "deployment", s.Deployment)
 
+	// The claim gets the boot grace: an instance that cannot claim its IP
+	// by then cannot serve, and the group replaces it.
 	cl := &claim.Claimer{EC2: a.ec2, Deployment: s.Deployment, InstanceID: facts.InstanceID, SubnetID: facts.SubnetID, Log: a.log}
-	got, err := cl.Claim(ctx)
+	cctx, cancel := context.WithTimeout(ctx, a.health.BootGrace)
+	got, err := cl.Claim(cctx)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			// The claim retried for longer than the boot grace: this
-			// instance cannot serve; let the group replace it.
 			a.replace(ctx, err.Error())
 		}
 		return err
@@ -239,7 +245,7 @@ func (a *agent) serve(ctx context.Context) error {
 	}
 	o2 := server.Options{
 		ConfigPath: a.path,
-		LogOutput:  (&lines{out: a.d.LogOutput}).writer(),
+		LogOutput:  a.out.writer(),
 		Reload:     reload,
 		Secrets:    secrets.AWS(func(context.Context) (aws.Config, error) { return a.d.AWS, nil }),
 		Gate:       a.gateErr,

@@ -259,3 +259,31 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		t.Fatalf("health %q after the report", h)
 	}
 }
+
+// TestAgentRefusesAnotherRegion: settings written for another region than
+// the instance's (IMDS) stop the agent before it touches any IP.
+func TestAgentRefusesAnotherRegion(t *testing.T) {
+	md := testutil.StartMetadataMock(t, map[string]string{"instance-id": "i-0a1b2c3d4e5f60718", "mac-subnet-id": "subnet-0123456789abcdef0",
+		"placement-availability-zone": "eu-west-1a", "placement-region": "eu-west-1"})
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", md.Endpoint)
+	// Any AWS call would go here and fail the test.
+	aws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("AWS called: %s %s", r.Method, r.URL)
+		w.WriteHeader(500)
+	}))
+	defer aws.Close()
+	t.Setenv("AWS_ENDPOINT_URL", aws.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	ac, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Settings{Deployment: "pay", Region: "us-east-1", ConfigParameter: "/outgate/pay/config", StateDir: t.TempDir(),
+		Listen: freePort(t), AdminListen: freePort(t), LogGroup: "/outgate/pay/instance",
+		CACertParameter: "/outgate/pay/ca/cert", CAKeyParameter: "/outgate/pay/ca/key"}
+	err = Run(context.Background(), s, Deps{AWS: ac, LogOutput: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "the instance is in eu-west-1 but its settings say region us-east-1") {
+		t.Fatalf("err = %v", err)
+	}
+}
