@@ -132,7 +132,7 @@ network: {allow_cidrs: [127.0.0.0/8]}
 			Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)})
 		must(err)
 	}
-	put(cfgWith(hash1))
+	put("clients: [") // not a config: the gateway must wait for a usable one
 
 	s := Settings{Deployment: "pay", Region: "us-east-1", ConfigParameter: "/outgate/pay/config", StateDir: t.TempDir(),
 		Listen: freePort(t), AdminListen: freePort(t), LogGroup: "/outgate/pay/instance",
@@ -188,8 +188,16 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		return out
 	}
 
-	// Boot: the IP is claimed, the gateway serves with the gate closed,
-	// the first check answers a wrong IP.
+	// Boot: the IP is claimed; no gateway until the config is usable.
+	waitFor(t, "the refusal of the first config", logs, func() bool { return strings.Contains(logs.String(), "no usable config yet") })
+	if readyz() != 0 {
+		t.Fatal("the admin listener is up without a config")
+	}
+	put(cfgWith(hash1))
+	polls <- boot.Add(30 * time.Second)
+
+	// The gateway serves with the gate closed; the first check answers a
+	// wrong IP.
 	waitFor(t, "the first egress verdict", logs, func() bool { return strings.Contains(logs.String(), "calls leave from a wrong IP") })
 	addrs, err := ec2c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: []string{aws.ToString(eip.AllocationId)}})
 	must(err)
