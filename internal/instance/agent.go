@@ -36,10 +36,14 @@ type Deps struct {
 	// lines and the EMF metric lines (default stderr; the CloudWatch Logs
 	// shipper of internal/cwlogs in production).
 	LogOutput io.Writer
-	// Server, if set, is applied last to the gateway's options: the seam
-	// where the instance's TLS config (server.Options.TLS: ACME or the
-	// deployment's CA) is plugged in.
-	Server func(*server.Options)
+	// Server, if set, completes the gateway's options once the IP is
+	// claimed and the config read, before the gateway starts: the seam
+	// where the instance's TLS config (server.Options.TLS: ACME for
+	// Settings.Domain, or a leaf for the deployment's IPs from its own CA)
+	// is plugged in. An error stops the agent (systemd starts it again).
+	// The agent's own options (config path, gate, override, reload, log)
+	// are set after it and win.
+	Server func(ctx context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error
 	// Checks and Polls tick the egress check and the config poll (nil:
 	// every minute, and every ConfigPollSeconds). A tick's time is the
 	// "now" the replace rule judges by.
@@ -128,7 +132,7 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	if err := a.firstConfig(ctx); err != nil {
 		return err
 	}
-	return a.serve(ctx)
+	return a.serve(ctx, got)
 }
 
 func (a *agent) close(reason error) { a.gate.Store(&reason) }
@@ -236,12 +240,14 @@ func (a *agent) checks() <-chan time.Time {
 }
 
 // serve runs the gateway with the gate and the agent's loops beside it.
-func (a *agent) serve(ctx context.Context) error {
+func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 	reload := make(chan struct{}, 1)
 	started := make(chan server.Running, 1)
 	var o server.Options
 	if a.d.Server != nil {
-		a.d.Server(&o) // first, so the agent's own options below stay
+		if err := a.d.Server(ctx, a.facts, ip, &o); err != nil {
+			return fmt.Errorf("preparing the gateway: %w", err)
+		}
 	}
 	o2 := server.Options{
 		ConfigPath: a.path,

@@ -22,8 +22,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/outgate/outgate/internal/claim"
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/imds"
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/server"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -140,10 +143,16 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	boot := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	checks, polls := make(chan time.Time), make(chan time.Time)
 	logs := &testutil.SafeBuffer{}
+	seam := make(chan string, 1)
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(actx, s, Deps{AWS: ac, LogOutput: logs, Checks: checks, Polls: polls, Now: func() time.Time { return boot }})
+		done <- Run(actx, s, Deps{AWS: ac, LogOutput: logs, Checks: checks, Polls: polls, Now: func() time.Time { return boot },
+			Server: func(_ context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error {
+				seam <- fmt.Sprint(f.InstanceID, " ", f.AZ, " ", ip.PublicIP)
+				o.ConfigPath = "/nonexistent" // the agent's own options win
+				return nil
+			}})
 	}()
 	defer func() {
 		cancel()
@@ -195,6 +204,9 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	}
 	put(cfgWith(hash1))
 	polls <- boot.Add(30 * time.Second)
+	if got, want := <-seam, me+" us-east-1a "+poolIP; got != want {
+		t.Fatalf("the TLS seam got %q, want %q", got, want)
+	}
 
 	// The gateway serves with the gate closed; the first check answers a
 	// wrong IP.
