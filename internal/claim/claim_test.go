@@ -3,6 +3,7 @@ package claim
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,31 @@ func TestHealth(t *testing.T) {
 				t.Errorf("%s: at %d min ready=%v: replace=%v, want %v", name, o.min, o.ready, got, o.replace)
 			}
 		}
+	}
+}
+
+// TestEgressSurvivesAnEC2Blip: once the deployment's IPs have been read, a
+// failed read is judged against them (a proven egress stays open, a wrong
+// one stays wrong); before any read, it is never ready. (The fake, since
+// moto cannot be made to fail one call.)
+func TestEgressSurvivesAnEC2Blip(t *testing.T) {
+	f := &fake.EC2{Addresses: []*fake.Address{{AllocationID: "eipalloc-1", PublicIP: "203.0.113.10", Tags: map[string]string{guardian.TagDeployment: "pay"}}}}
+	answer := netip.MustParseAddr("203.0.113.10")
+	eg := &Egress{EC2: f, Deployment: "pay", EgressIP: func(context.Context) (netip.Addr, error) { return answer, nil }}
+	f.DescribeErr = errors.New("RequestLimitExceeded")
+	if c := eg.Check(context.Background()); c.Ready || c.Wrong {
+		t.Fatalf("before any read: %+v", c)
+	}
+	f.DescribeErr = nil
+	if c := eg.Check(context.Background()); !c.Ready {
+		t.Fatalf("read: %+v", c)
+	}
+	f.DescribeErr = errors.New("RequestLimitExceeded")
+	if c := eg.Check(context.Background()); !c.Ready {
+		t.Fatalf("blip after a read: %+v", c)
+	}
+	answer = netip.MustParseAddr("198.51.100.7")
+	if c := eg.Check(context.Background()); c.Ready || !c.Wrong {
+		t.Fatalf("wrong IP during a blip: %+v", c)
 	}
 }

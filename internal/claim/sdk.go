@@ -33,3 +33,9 @@ type AutoScaling interface {
 	// with aws:ResourceTag/outgate:deployment = the deployment.
 	SetInstanceHealth(ctx context.Context, in *autoscaling.SetInstanceHealthInput, opts ...func(*autoscaling.Options)) (*autoscaling.SetInstanceHealthOutput, error)
 }
+
+// The SDK's clients are what production passes.
+var (
+	_ EC2         = (*ec2.Client)(nil)
+	_ AutoScaling = (*autoscaling.Client)(nil)
+)

@@ -40,6 +40,11 @@ type Egress struct {
 	// EgressIP asks egress_check_url through the gateway's own way out
 	// (the address policy and timeouts of client traffic).
 	EgressIP func(context.Context) (netip.Addr, error)
+
+	// known is the deployment's IPs as last read: a failed read (an EC2
+	// API blip) is judged against them rather than closing the gate on a
+	// proven egress. Never used before a first successful read.
+	known map[netip.Addr]bool
 }
 
 // Check is one egress verdict.
@@ -54,6 +59,7 @@ type Check struct {
 
 // Check asks the egress IP and compares it with the deployment's IPs now
 // (read each time: an IP added or released is seen at the next check).
+// One caller at a time (the agent's loop).
 func (e *Egress) Check(ctx context.Context) Check {
 	ip, err := e.EgressIP(ctx)
 	if err != nil {
@@ -61,8 +67,13 @@ func (e *Egress) Check(ctx context.Context) Check {
 	}
 	ip = ip.Unmap()
 	ips, err := DeploymentIPs(ctx, e.EC2, e.Deployment)
-	if err != nil {
+	switch {
+	case err == nil:
+		e.known = ips
+	case e.known == nil:
 		return Check{EgressIP: ip, Reason: err.Error()}
+	default:
+		ips = e.known // judged against the last list read
 	}
 	if !ips[ip] {
 		return Check{EgressIP: ip, Wrong: true, Reason: fmt.Sprintf("calls leave from %s, which is not one of the deployment's %d IPs", ip, len(ips))}

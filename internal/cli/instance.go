@@ -12,6 +12,8 @@ import (
 	"github.com/aws/smithy-go/logging"
 	"github.com/spf13/cobra"
 
+	"github.com/outgate/outgate/internal/claim"
+	"github.com/outgate/outgate/internal/imds"
 	"github.com/outgate/outgate/internal/instance"
 	"github.com/outgate/outgate/internal/server"
 )
@@ -59,7 +61,10 @@ SIGTERM or SIGINT drain and stop, as for serve.`,
 				return err
 			}
 			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: cmd.ErrOrStderr(),
-				Server: func(o *server.Options) { o.TLS = tc }})
+				Server: func(_ context.Context, _ imds.Facts, _ claim.Claimed, o *server.Options) error {
+					o.TLS = tc
+					return nil
+				}})
 		},
 	}
 	run.Flags().StringVar(&path, "settings", instance.SettingsPath, "the instance settings file the user data writes")

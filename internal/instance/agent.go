@@ -38,10 +38,14 @@ type Deps struct {
 	// lines and the EMF metric lines (default stderr; the CloudWatch Logs
 	// shipper of internal/cwlogs in production).
 	LogOutput io.Writer
-	// Server, if set, is applied last to the gateway's options: the seam
-	// where the instance's TLS config (server.Options.TLS: ACME or the
-	// deployment's CA) is plugged in.
-	Server func(*server.Options)
+	// Server, if set, completes the gateway's options once the IP is
+	// claimed and the config read, before the gateway starts: the seam
+	// where the instance's TLS config (server.Options.TLS: ACME for
+	// Settings.Domain, or a leaf for the deployment's IPs from its own CA)
+	// is plugged in. An error stops the agent (systemd starts it again).
+	// The agent's own options (config path, gate, override, reload, log)
+	// are set after it and win.
+	Server func(ctx context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error
 	// Checks and Polls tick the egress check and the config poll (nil:
 	// every minute, and every ConfigPollSeconds). A tick's time is the
 	// "now" the replace rule judges by.
@@ -57,6 +61,7 @@ const ConfigFile = "outgate.yaml"
 type agent struct {
 	s     Settings
 	d     Deps
+	out   *lines // the one output every line goes through
 	log   *slog.Logger
 	emf   *emf.Writer
 	facts imds.Facts
@@ -71,6 +76,9 @@ type agent struct {
 	current []byte
 	// reported: SetInstanceHealth Unhealthy was sent (once).
 	reported bool
+	// verdict judges the egress; one across checks, so it remembers the
+	// deployment's IPs through an EC2 API blip.
+	verdict *claim.Egress
 }
 
 // Run boots the instance (IMDS, claim, config), serves with the gate
@@ -88,7 +96,7 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	}
 	d.AWS.Region = s.Region
 	out := &lines{out: d.LogOutput}
-	a := &agent{s: s, d: d,
+	a := &agent{s: s, d: d, out: out,
 		log:    slog.New(slog.NewJSONHandler(out.writer(), nil)).With("component", "instance"),
 		emf:    emf.New(out.writer()),
 		ec2:    ec2.NewFromConfig(d.AWS),
@@ -103,15 +111,20 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	if err != nil {
 		return err
 	}
+	if facts.Region != s.Region {
+		return fmt.Errorf("the instance is in %s but its settings say region %s: the user data was written for another region", facts.Region, s.Region)
+	}
 	a.facts = facts
 	a.log.Info("instance booting", "instance_id", facts.InstanceID, "az", facts.AZ, "subnet", facts.SubnetID, "deployment", s.Deployment)
 
+	// The claim gets the boot grace: an instance that cannot claim its IP
+	// by then cannot serve, and the group replaces it.
 	cl := &claim.Claimer{EC2: a.ec2, Deployment: s.Deployment, InstanceID: facts.InstanceID, SubnetID: facts.SubnetID, Log: a.log}
-	got, err := cl.Claim(ctx)
+	cctx, cancel := context.WithTimeout(ctx, a.health.BootGrace)
+	got, err := cl.Claim(cctx)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			// The claim retried for longer than the boot grace: this
-			// instance cannot serve; let the group replace it.
 			a.replace(ctx, err.Error())
 		}
 		return err
@@ -121,7 +134,7 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	if err := a.firstConfig(ctx); err != nil {
 		return err
 	}
-	return a.serve(ctx)
+	return a.serve(ctx, got)
 }
 
 func (a *agent) close(reason error) { a.gate.Store(&reason) }
@@ -226,16 +239,18 @@ func (a *agent) checks() <-chan time.Time {
 }
 
 // serve runs the gateway with the gate and the agent's loops beside it.
-func (a *agent) serve(ctx context.Context) error {
+func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 	reload := make(chan struct{}, 1)
 	started := make(chan server.Running, 1)
 	var o server.Options
 	if a.d.Server != nil {
-		a.d.Server(&o) // first, so the agent's own options below stay
+		if err := a.d.Server(ctx, a.facts, ip, &o); err != nil {
+			return fmt.Errorf("preparing the gateway: %w", err)
+		}
 	}
 	o2 := server.Options{
 		ConfigPath: a.path,
-		LogOutput:  (&lines{out: a.d.LogOutput}).writer(),
+		LogOutput:  a.out.writer(),
 		Reload:     reload,
 		Secrets:    secrets.AWS(func(context.Context) (aws.Config, error) { return a.d.AWS, nil }),
 		Gate:       a.gateErr,
@@ -259,7 +274,8 @@ func (a *agent) serve(ctx context.Context) error {
 	case err := <-done:
 		return err
 	}
-	a.egress(ctx, r.EgressIP, a.d.Now())
+	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP}
+	a.egress(ctx, a.d.Now())
 	for {
 		select {
 		case <-ctx.Done():
@@ -267,7 +283,7 @@ func (a *agent) serve(ctx context.Context) error {
 		case err := <-done:
 			return err
 		case now := <-a.checks():
-			a.egress(ctx, r.EgressIP, now)
+			a.egress(ctx, now)
 		case <-a.polls():
 			if a.poll(ctx) {
 				select {
@@ -309,10 +325,10 @@ func (a *agent) reach(ctx context.Context) ([]netip.Addr, error) {
 
 // egress runs one check: the gate follows the verdict at once, the
 // metrics are written, and an instance unready for too long is replaced.
-func (a *agent) egress(ctx context.Context, ask func(context.Context) (netip.Addr, error), now time.Time) {
+func (a *agent) egress(ctx context.Context, now time.Time) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	v := (&claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: ask}).Check(cctx)
+	v := a.verdict.Check(cctx)
 	was := a.gateErr() == nil
 	if v.Ready {
 		var open error

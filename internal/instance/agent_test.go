@@ -22,8 +22,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/outgate/outgate/internal/claim"
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/imds"
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/server"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -132,7 +135,7 @@ network: {allow_cidrs: [127.0.0.0/8]}
 			Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)})
 		must(err)
 	}
-	put(cfgWith(hash1))
+	put("clients: [") // not a config: the gateway must wait for a usable one
 
 	s := Settings{Deployment: "pay", Region: "us-east-1", ConfigParameter: "/outgate/pay/config", StateDir: t.TempDir(),
 		Listen: freePort(t), AdminListen: freePort(t), LogGroup: "/outgate/pay/instance",
@@ -140,10 +143,16 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	boot := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	checks, polls := make(chan time.Time), make(chan time.Time)
 	logs := &testutil.SafeBuffer{}
+	seam := make(chan string, 1)
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(actx, s, Deps{AWS: ac, LogOutput: logs, Checks: checks, Polls: polls, Now: func() time.Time { return boot }})
+		done <- Run(actx, s, Deps{AWS: ac, LogOutput: logs, Checks: checks, Polls: polls, Now: func() time.Time { return boot },
+			Server: func(_ context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error {
+				seam <- fmt.Sprint(f.InstanceID, " ", f.AZ, " ", ip.PublicIP)
+				o.ConfigPath = "/nonexistent" // the agent's own options win
+				return nil
+			}})
 	}()
 	defer func() {
 		cancel()
@@ -188,8 +197,19 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		return out
 	}
 
-	// Boot: the IP is claimed, the gateway serves with the gate closed,
-	// the first check answers a wrong IP.
+	// Boot: the IP is claimed; no gateway until the config is usable.
+	waitFor(t, "the refusal of the first config", logs, func() bool { return strings.Contains(logs.String(), "no usable config yet") })
+	if readyz() != 0 {
+		t.Fatal("the admin listener is up without a config")
+	}
+	put(cfgWith(hash1))
+	polls <- boot.Add(30 * time.Second)
+	if got, want := <-seam, me+" us-east-1a "+poolIP; got != want {
+		t.Fatalf("the TLS seam got %q, want %q", got, want)
+	}
+
+	// The gateway serves with the gate closed; the first check answers a
+	// wrong IP.
 	waitFor(t, "the first egress verdict", logs, func() bool { return strings.Contains(logs.String(), "calls leave from a wrong IP") })
 	addrs, err := ec2c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: []string{aws.ToString(eip.AllocationId)}})
 	must(err)
@@ -257,5 +277,33 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	waitFor(t, "the replacement request", logs, func() bool { return strings.Contains(logs.String(), "reported this instance unhealthy") })
 	if h := health(); !strings.EqualFold(h, "unhealthy") {
 		t.Fatalf("health %q after the report", h)
+	}
+}
+
+// TestAgentRefusesAnotherRegion: settings written for another region than
+// the instance's (IMDS) stop the agent before it touches any IP.
+func TestAgentRefusesAnotherRegion(t *testing.T) {
+	md := testutil.StartMetadataMock(t, map[string]string{"instance-id": "i-0a1b2c3d4e5f60718", "mac-subnet-id": "subnet-0123456789abcdef0",
+		"placement-availability-zone": "eu-west-1a", "placement-region": "eu-west-1"})
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", md.Endpoint)
+	// Any AWS call would go here and fail the test.
+	aws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("AWS called: %s %s", r.Method, r.URL)
+		w.WriteHeader(500)
+	}))
+	defer aws.Close()
+	t.Setenv("AWS_ENDPOINT_URL", aws.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	ac, err := awsconfig.LoadDefaultConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Settings{Deployment: "pay", Region: "us-east-1", ConfigParameter: "/outgate/pay/config", StateDir: t.TempDir(),
+		Listen: freePort(t), AdminListen: freePort(t), LogGroup: "/outgate/pay/instance",
+		CACertParameter: "/outgate/pay/ca/cert", CAKeyParameter: "/outgate/pay/ca/key"}
+	err = Run(context.Background(), s, Deps{AWS: ac, LogOutput: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "the instance is in eu-west-1 but its settings say region us-east-1") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -17,3 +17,5 @@ type SSM interface {
 	// SecureString (aws/ssm's default key needs no grant of its own).
 	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
 }
+
+var _ SSM = (*ssm.Client)(nil)

@@ -34,12 +34,17 @@ type EC2 struct {
 	Addresses    []*Address
 	Instances    map[string]*Instance
 	Associations int
+	// DescribeErr, when set, is DescribeAddresses' answer (an API failure).
+	DescribeErr error
 }
 
 // DescribeAddresses supports the tag:KEY filters the claim uses.
 func (f *EC2) DescribeAddresses(_ context.Context, in *ec2.DescribeAddressesInput, _ ...func(*ec2.Options)) (*ec2.DescribeAddressesOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.DescribeErr != nil {
+		return nil, f.DescribeErr
+	}
 	out := &ec2.DescribeAddressesOutput{}
 next:
 	for _, a := range f.Addresses {
