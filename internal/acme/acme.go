@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
@@ -53,6 +54,10 @@ type Options struct {
 	TLSALPNPort int
 	// Log receives certmagic's log lines as JSON (io.Discard when nil).
 	Log io.Writer
+	// RenewCheckInterval is how often the certificate is checked for
+	// renewal (certmagic's 10 minutes when zero; tests with short-lived
+	// certificates use less).
+	RenewCheckInterval time.Duration
 }
 
 // Manager holds a domain's certificate.
@@ -79,8 +84,9 @@ func New(o Options) (*Manager, error) {
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(o.Log), zap.InfoLevel))
 	var cfg *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
-		Logger:           logger,
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
+		Logger:             logger,
+		RenewCheckInterval: o.RenewCheckInterval,
 	})
 	cfg = certmagic.New(cache, certmagic.Config{Storage: o.Storage, Logger: logger})
 	issuer := certmagic.NewACMEIssuer(cfg, certmagic.ACMEIssuer{
