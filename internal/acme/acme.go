@@ -128,5 +128,22 @@ func (m *Manager) Renew(ctx context.Context) error {
 	return m.cfg.RenewCertSync(ctx, m.domain, true)
 }
 
+// Ready is nil once a certificate for the domain is served, and says why
+// not before (for the instance's readiness gate: no caller should meet a
+// handshake failure).
+func (m *Manager) Ready() error {
+	for _, c := range m.cache.AllMatchingCertificates(m.domain) {
+		if c.Leaf != nil && time.Now().Before(c.Leaf.NotAfter) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no certificate for %s yet", m.domain)
+}
+
+// Prefix is where deployment keeps its certificates in the staging bucket
+// (the design's s3://BUCKET/DEPLOYMENT/certs/): shared by its instances,
+// apart from every other deployment's.
+func Prefix(deployment string) string { return deployment + "/certs/" }
+
 // Stop ends the background renewal.
 func (m *Manager) Stop() { m.cache.Stop() }

@@ -281,6 +281,9 @@ func TestCertificateFromPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(mgr.Stop)
+	if got := acme.Prefix("prod"); got != "prod/certs/" {
+		t.Errorf("Prefix = %q", got)
+	}
 	addrA := fmt.Sprintf("127.0.0.1:%d", port)
 	_, hash := keys.New()
 	cfgFile := filepath.Join(t.TempDir(), "outgate.yaml")
@@ -298,10 +301,16 @@ func TestCertificateFromPebble(t *testing.T) {
 		t.Fatalf("gateway: %v", err)
 	}
 
+	if err := mgr.Ready(); err == nil {
+		t.Error("Ready before any certificate")
+	}
 	mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := mgr.Manage(mctx); err != nil {
 		t.Fatalf("instance a's certificate: %v\ninstance a's log:\n%s", err, alog.String())
+	}
+	if err := mgr.Ready(); err != nil {
+		t.Errorf("Ready after the certificate: %v", err)
 	}
 	if n := peb.orders(); n != 1 {
 		t.Errorf("orders after the first certificate: %d, want 1", n)

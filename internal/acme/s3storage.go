@@ -20,23 +20,6 @@ import (
 	"github.com/caddyserver/certmagic"
 )
 
-// S3 is the S3 API as the certificate storage uses it.
-//
-// IAM (the instance role), all on arn:aws:s3:::BUCKET/DEPLOYMENT/certs/*
-// except ListBucket, which is on arn:aws:s3:::BUCKET with the condition
-// s3:prefix StringLike "DEPLOYMENT/certs/*":
-//   - s3:GetObject (GetObject, HeadObject)
-//   - s3:PutObject (PutObject, conditional ones included)
-//   - s3:DeleteObject (DeleteObject)
-//   - s3:ListBucket (ListObjectsV2)
-type S3 interface {
-	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
-	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
-	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
-	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
-	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, opts ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
-}
-
 // DefaultLockLease is how long a lock lives unless its holder renews it.
 // The holder renews it every third of that while it holds it, so only a
 // holder that died (an instance terminated mid-order) leaves a lock that
