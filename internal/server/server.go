@@ -51,10 +51,15 @@ type Options struct {
 	// http/1.1 (acme-tls/1, for the ACME CA's TLS-ALPN-01 challenge) are
 	// kept.
 	TLS *tls.Config
+	// PlainListen, when set, is one more listener serving relay and proxy
+	// (by request form, like a shared listener) in plain HTTP beside the
+	// TLS ones: instance mode with `up --plain-http`. Its connections count
+	// against the same connection limit.
+	PlainListen string
 }
 
 // Addrs are the bound listener addresses ("" when a listener is off).
-type Addrs struct{ Relay, Proxy, Admin string }
+type Addrs struct{ Relay, Proxy, Admin, Plain string }
 
 type gateway struct {
 	path    string
@@ -199,8 +204,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	plainLn, err := listen("plain listener", o.PlainListen)
+	if err != nil {
+		return err
+	}
 	// Bound connections before TLS, so a handshake holds a slot too.
 	relayLn, proxyLn = limitListener(g.conns, relayLn), limitListener(g.conns, proxyLn)
+	plainLn = limitListener(g.conns, plainLn)
 	adminLn = limitListener(g.admin, adminLn)
 	c, err := g.build(cfg)
 	if err != nil {
@@ -227,7 +237,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	current := g.core.Load
 	var servers []*http.Server
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	serve := func(l net.Listener, s *http.Server) {
 		if l == nil {
 			return
@@ -276,6 +286,7 @@ func Run(ctx context.Context, o Options) error {
 	proxySrv := newServer(proxyH)
 	proxySrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	serve(proxyLn, proxySrv)
+	serve(plainLn, newServer(oneListener{relay: &relay.Handler{Core: current}, proxy: proxyH}))
 	// The admin server is kept apart: it closes last, so /readyz can say
 	// 503 for the whole grace period.
 	adminSrv := newServer(g.adminHandler())
@@ -291,7 +302,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, p := range []struct {
 		l   net.Listener
 		dst *string
-	}{{relayLn, &addrs.Relay}, {proxyLn, &addrs.Proxy}, {adminLn, &addrs.Admin}} {
+	}{{relayLn, &addrs.Relay}, {proxyLn, &addrs.Proxy}, {adminLn, &addrs.Admin}, {plainLn, &addrs.Plain}} {
 		if p.l != nil {
 			*p.dst = p.l.Addr().String()
 		}
@@ -300,7 +311,7 @@ func Run(ctx context.Context, o Options) error {
 		addrs.Proxy = addrs.Relay
 	}
 	g.ready.Store(true)
-	g.log.Info("outgate serving", "listen", addrs.Relay, "proxy_listen", addrs.Proxy, "admin_listen", addrs.Admin,
+	g.log.Info("outgate serving", "listen", addrs.Relay, "proxy_listen", addrs.Proxy, "admin_listen", addrs.Admin, "plain_listen", addrs.Plain,
 		"config", o.ConfigPath, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams), "max_connections", g.conns.Max())
 	if o.Ready != nil {
 		o.Ready(addrs)
