@@ -20,7 +20,9 @@ type S3 interface {
 	// s3:PutObject on the same; the conditional writes of the locks
 	// (If-None-Match, If-Match) need nothing more.
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
-	// s3:DeleteObject on the same.
+	// s3:DeleteObject on the same, with s3:GetObject: S3 authorizes a
+	// delete conditional on an ETag (the locks' release) with both
+	// (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-delete-enforce.html).
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, opts ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
 	// s3:ListBucket on arn:aws:s3:::BUCKET with the condition
 	// StringLike s3:prefix "DEPLOYMENT/certs/*".
