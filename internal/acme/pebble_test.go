@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -334,6 +335,22 @@ func TestCertificateFromPebble(t *testing.T) {
 		t.Fatalf("relay endpoint over the ACME certificate: %v %v", resp, err)
 	}
 	resp.Body.Close()
+
+	// Another name (or none) gets no certificate and starts no order:
+	// nothing is issued on demand for whatever a client sends as SNI.
+	// The handshake fails at the server (an alert), not at the client's
+	// check of a certificate it was sent. Without a name (a client that
+	// dials the IP sends no SNI) likewise.
+	for _, sni := range []string{"other.example.test", ""} {
+		_, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addrA, &tls.Config{ServerName: sni, RootCAs: peb.issued})
+		var verr *tls.CertificateVerificationError
+		if err == nil || errors.As(err, &verr) {
+			t.Errorf("handshake with SNI %q: %v; want the server to refuse it", sni, err)
+		}
+	}
+	if n := peb.orders(); n != 1 {
+		t.Errorf("orders after handshakes for other names: %d, want 1", n)
+	}
 
 	// Instance b takes the certificate from storage: no new order.
 	fmt.Fprintln(b.in, "manage")
