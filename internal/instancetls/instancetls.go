@@ -22,6 +22,9 @@ import (
 // Params are the TLS fields of instance.Settings (same names), and the
 // deployment's IPs (the own CA's certificate names them).
 type Params struct {
+	// Deployment names the deployment: CertPrefix defaults to
+	// acme.Prefix(Deployment).
+	Deployment      string
 	Domain          string
 	ACMECA          string
 	ACMEEmail       string
@@ -57,6 +60,12 @@ func New(ctx context.Context, p Params, s3 acme.S3, ssm ownca.Reader) (*Source, 
 	if p.Domain != "" {
 		if s3 == nil || p.CertBucket == "" {
 			return nil, errors.New("a domain's certificate needs the S3 bucket that keeps it (cert_bucket)")
+		}
+		if p.CertPrefix == "" {
+			if p.Deployment == "" {
+				return nil, errors.New("a domain's certificate needs its place in the bucket (cert_prefix, or the deployment)")
+			}
+			p.CertPrefix = acme.Prefix(p.Deployment)
 		}
 		m, err := acme.New(acme.Options{Domain: p.Domain, CA: p.ACMECA, Email: p.ACMEEmail,
 			Storage: acme.NewStorage(s3, p.CertBucket, p.CertPrefix), Log: p.Log})

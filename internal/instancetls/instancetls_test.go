@@ -18,6 +18,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/outgate/outgate/internal/acme"
 	"github.com/outgate/outgate/internal/instancetls"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/ownca"
@@ -50,6 +51,11 @@ func TestOwnCAInstanceServesRelayAndProxy(t *testing.T) {
 	}
 	if _, err := instancetls.New(ctx, instancetls.Params{Domain: "gw.example.test"}, nil, nil); err == nil {
 		t.Error("a domain without a bucket")
+	}
+	// A bucket without a place in it: never the bucket's root, which other
+	// deployments share.
+	if _, err := instancetls.New(ctx, instancetls.Params{Domain: "gw.example.test", CertBucket: "staging"}, fakeS3{}, nil); err == nil {
+		t.Error("a domain without cert_prefix or deployment")
 	}
 	src, err := instancetls.New(ctx, instancetls.Params{CACertParameter: ownca.CertParameter("prod"), CAKeyParameter: ownca.KeyParameter("prod"),
 		IPs: []netip.Addr{netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("127.0.0.1")}}, nil, api)
@@ -132,3 +138,6 @@ network: {allow_cidrs: [127.0.0.0/8], ca_files: [%s]}
 		}
 	})
 }
+
+// fakeS3 is an S3 that is never called: New only builds the storage.
+type fakeS3 struct{ acme.S3 }
