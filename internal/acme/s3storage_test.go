@@ -193,3 +193,47 @@ func TestStorageLockOneWinner(t *testing.T) {
 	}
 	stores[0].Unlock(ctx, "renew")
 }
+
+// TestStorageHolderRenewsItsLease: while a lock is held its holder pushes
+// the lease's end forward (every third of the lease), so a long order is
+// not taken over; after Unlock nothing renews it and it is gone.
+func TestStorageHolderRenewsItsLease(t *testing.T) {
+	api := motoS3(t)
+	ctx := context.Background()
+	a := acme.NewStorage(api, "staging", "prod/certs/")
+	a.LockLease = 600 * time.Millisecond
+	if ok, err := a.TryLock(ctx, "issue"); !ok || err != nil {
+		t.Fatalf("TryLock: %v %v", ok, err)
+	}
+	expires := func() time.Time {
+		out, err := api.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("staging"), Key: aws.String("prod/certs/locks/issue.lock")})
+		if err != nil {
+			return time.Time{}
+		}
+		defer out.Body.Close()
+		var b struct{ Expires time.Time }
+		json.NewDecoder(out.Body).Decode(&b)
+		return b.Expires
+	}
+	first := expires()
+	deadline := time.Now().Add(10 * time.Second)
+	for !expires().After(first) {
+		if time.Now().After(deadline) {
+			t.Fatal("the holder did not renew its lease")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Another instance whose clock is just past the first lease's end
+	// still finds the lock held.
+	b := acme.NewStorage(api, "staging", "prod/certs/")
+	b.Now = func() time.Time { return first.Add(time.Millisecond) }
+	if ok, _ := b.TryLock(ctx, "issue"); ok {
+		t.Error("a renewed lock was taken over")
+	}
+	if err := a.Unlock(ctx, "issue"); err != nil {
+		t.Fatal(err)
+	}
+	if !expires().IsZero() {
+		t.Error("the lock is left after Unlock")
+	}
+}
