@@ -122,6 +122,18 @@ func (m *Manager) Manage(ctx context.Context) error {
 	return nil
 }
 
+// ManageAsync is Manage in the background, with certmagic's retries when
+// the CA cannot be reached or refuses (after 1 minute, then backing off to
+// 6 hours between attempts, for up to 30 days): it returns at once, and Ready says when a certificate is
+// served. An instance starts this way, so a CA that is down delays its
+// readiness instead of failing its start.
+func (m *Manager) ManageAsync(ctx context.Context) error {
+	if err := m.cfg.ManageAsync(ctx, []string{m.domain}); err != nil {
+		return fmt.Errorf("certificate for %s: %w", m.domain, err)
+	}
+	return nil
+}
+
 // Renew renews the certificate now, whether or not it is due (the CA
 // revoked it, or an operator asks).
 func (m *Manager) Renew(ctx context.Context) error {

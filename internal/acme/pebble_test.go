@@ -53,7 +53,8 @@ type instanceSettings struct {
 // instanceMain serves the domain's certificate on Listen from the shared
 // S3 storage (the AWS settings come from the environment: moto), answering
 // challenges; "manage" on stdin makes it take the certificate (from
-// storage, or by ordering), and it answers "managed" or "error: ...".
+// storage, or by ordering), "manage-async" the same in the background as
+// an instance does, waiting for Ready; it answers "managed" or "error: ...".
 func instanceMain() int {
 	var s instanceSettings
 	if err := json.Unmarshal([]byte(os.Getenv("OUTGATE_ACME_INSTANCE")), &s); err != nil {
@@ -85,6 +86,22 @@ func instanceMain() int {
 	fmt.Println("ready")
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
+		if sc.Text() == "manage-async" {
+			// The instance's way: in the background, then wait for Ready.
+			if err := m.ManageAsync(ctx); err != nil {
+				fmt.Println("error:", err)
+				continue
+			}
+			deadline := time.Now().Add(time.Minute)
+			for m.Ready() != nil && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if err := m.Ready(); err != nil {
+				fmt.Println("error:", err)
+			} else {
+				fmt.Println("managed")
+			}
+		}
 		if sc.Text() == "manage" {
 			mctx, cancel := context.WithTimeout(ctx, time.Minute)
 			err := m.Manage(mctx)
@@ -354,7 +371,7 @@ func TestCertificateFromPebble(t *testing.T) {
 	}
 
 	// Instance b takes the certificate from storage: no new order.
-	fmt.Fprintln(b.in, "manage")
+	fmt.Fprintln(b.in, "manage-async")
 	if line := b.next(t); line != "managed" {
 		t.Fatalf("instance b: %s", line)
 	}

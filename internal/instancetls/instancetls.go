@@ -41,9 +41,10 @@ type Params struct {
 type Source struct {
 	// TLS is server.Options.TLS.
 	TLS *tls.Config
-	// Start gets the certificate where that needs the listener (ACME);
-	// it blocks until there is one, or ctx ends. Call it after the
-	// server's Ready.
+	// Start gets the certificate where that needs the listener (ACME), in
+	// the background with retries: it returns at once and Ready says when
+	// a certificate is served. Call it after the server's Ready (the
+	// CA's validation connects to the listener); ctx ends the renewals.
 	Start func(ctx context.Context) error
 	// Ready is nil once a certificate is served (the readiness gate).
 	Ready func() error
@@ -72,7 +73,7 @@ func New(ctx context.Context, p Params, s3 acme.S3, ssm ownca.Reader) (*Source, 
 		if err != nil {
 			return nil, err
 		}
-		return &Source{TLS: m.TLSConfig(), Start: m.Manage, Ready: m.Ready, Stop: m.Stop}, nil
+		return &Source{TLS: m.TLSConfig(), Start: m.ManageAsync, Ready: m.Ready, Stop: m.Stop}, nil
 	}
 	if ssm == nil || p.CACertParameter == "" || p.CAKeyParameter == "" {
 		return nil, errors.New("without a domain the instance needs the deployment's CA parameters (ca_cert_parameter, ca_key_parameter)")
