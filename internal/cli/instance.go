@@ -3,11 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/netip"
 	"os/signal"
+	"slices"
 	"syscall"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go/logging"
 	"github.com/spf13/cobra"
@@ -15,6 +20,7 @@ import (
 	"github.com/outgate/outgate/internal/claim"
 	"github.com/outgate/outgate/internal/imds"
 	"github.com/outgate/outgate/internal/instance"
+	"github.com/outgate/outgate/internal/instancetls"
 	"github.com/outgate/outgate/internal/server"
 )
 
@@ -52,22 +58,46 @@ SIGTERM or SIGINT drain and stop, as for serve.`,
 			if err != nil {
 				return fmt.Errorf("loading AWS configuration: %w", err)
 			}
-			// Without a domain, the listener's certificate comes from the
-			// deployment's own CA. MERGE(h-tls): ACME for a domain;
 			// MERGE(h-logship): LogOutput becomes the CloudWatch Logs
 			// shipper for Settings.LogGroup.
-			tc, err := instance.OwnCATLS(ctx, s, ssm.NewFromConfig(ac), ec2.NewFromConfig(ac))
-			if err != nil {
-				return err
-			}
 			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: cmd.ErrOrStderr(),
-				Server: func(_ context.Context, _ imds.Facts, _ claim.Claimed, o *server.Options) error {
-					o.TLS = tc
-					return nil
-				}})
+				Server: instanceTLS(s, ac, cmd.ErrOrStderr())})
 		},
 	}
 	run.Flags().StringVar(&path, "settings", instance.SettingsPath, "the instance settings file the user data writes")
 	cmd.AddCommand(run)
 	return cmd
+}
+
+// instanceTLS plugs the instance's certificate source (internal/instancetls:
+// ACME with a domain, the deployment's own CA without) into the gateway's
+// options once the IP is claimed. The own CA's certificate names every IP
+// tagged for the deployment, so callers reach any instance on any of them.
+//
+// MERGE(h-claim, h-tls): with a domain, Source.Ready belongs in the
+// agent's gate and Source.Start after the listener serves; until the agent
+// takes them, Start runs here (certmagic retries in the background until
+// the listener answers the CA's challenge) and a handshake before the
+// certificate exists fails, which refuses as the gate would.
+func instanceTLS(s instance.Settings, ac aws.Config, log io.Writer) func(context.Context, imds.Facts, claim.Claimed, *server.Options) error {
+	return func(ctx context.Context, _ imds.Facts, _ claim.Claimed, o *server.Options) error {
+		set, err := claim.DeploymentIPs(ctx, ec2.NewFromConfig(ac), s.Deployment)
+		if err != nil {
+			return err
+		}
+		ips := make([]netip.Addr, 0, len(set))
+		for ip := range set {
+			ips = append(ips, ip)
+		}
+		slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
+		src, err := instancetls.New(ctx, instancetls.Params{Deployment: s.Deployment, Domain: s.Domain, ACMECA: s.ACMECA,
+			ACMEEmail: s.ACMEEmail, CertBucket: s.CertBucket, CertPrefix: s.CertPrefix,
+			CACertParameter: s.CACertParameter, CAKeyParameter: s.CAKeyParameter, IPs: ips, Log: log},
+			s3.NewFromConfig(ac), ssm.NewFromConfig(ac))
+		if err != nil {
+			return fmt.Errorf("the instance's certificate: %w", err)
+		}
+		o.TLS = src.TLS
+		return src.Start(ctx)
+	}
 }

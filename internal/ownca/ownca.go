@@ -8,9 +8,11 @@
 // REQUESTS_CA_BUNDLE, SSL_CERT_FILE): replaced instances and re-minted
 // certificates need nothing new from them.
 //
-// The CA may sign for any address (its IPs can change); its key is
-// readable only by the deployment's instance role (SecureString under the
-// aws/ssm key, scoped by parameter name) and never leaves the instance.
+// The CA may sign for any IP address (the deployment's IPs can change) and
+// for nothing else: its name constraints exclude every DNS name, so a
+// caller that trusts it trusts it for no site. Its key is readable only by
+// the deployment's instance role (SecureString under the aws/ssm key,
+// scoped by parameter name).
 package ownca
 
 import (
@@ -37,25 +39,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 )
-
-// SSM is the SSM API as this package uses it.
-//
-// IAM:
-//   - ssm:GetParameter on arn:aws:ssm:REGION:ACCOUNT:parameter/outgate/NAME/ca/cert
-//     (`outgate ca`, `up`, the instance) and .../ca/key (`up`, the instance;
-//     with WithDecryption, kms:Decrypt on the aws/ssm key, which the SSM
-//     service grants through the key policy within the account).
-//   - ssm:PutParameter on the same two ARNs (`up` only, never the
-//     instance), with Overwrite false: an existing CA is never replaced.
-type SSM interface {
-	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
-	PutParameter(ctx context.Context, in *ssm.PutParameterInput, opts ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
-}
-
-// Reader is the read half of SSM, all an instance and `outgate ca` need.
-type Reader interface {
-	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
-}
 
 // CertParameter and KeyParameter are where deployment name keeps its CA.
 func CertParameter(name string) string { return "/outgate/" + name + "/ca/cert" }
@@ -163,6 +146,15 @@ func newCACert(name string, key *ecdsa.PrivateKey) ([]byte, error) {
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		SubjectKeyId:          ski[:20],
+		// Callers add this CA to their roots, so it must not be able to
+		// vouch for anything but the deployment's addresses: no DNS name,
+		// email or URI (an empty excluded name matches every name, in Go
+		// and OpenSSL alike). Whoever held the key could otherwise
+		// impersonate any site to those callers.
+		PermittedDNSDomainsCritical: true,
+		ExcludedDNSDomains:          []string{""},
+		ExcludedEmailAddresses:      []string{""},
+		ExcludedURIDomains:          []string{""},
 	}
 	return x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 }
@@ -294,7 +286,8 @@ func (ca *CA) Leaf(ips []netip.Addr, now time.Time, lifetime time.Duration) (*tl
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(),
-		Subject:      pkix.Name{CommonName: ips[0].String()},
+		// No common name: the IP SANs say it all, and OpenSSL checks a
+		// common name against the CA's name constraints as a DNS name.
 		// A little slack for clients whose clocks run behind.
 		NotBefore:             now.Add(-5 * time.Minute),
 		NotAfter:              now.Add(lifetime),

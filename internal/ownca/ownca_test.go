@@ -227,6 +227,17 @@ func TestMinter(t *testing.T) {
 	if err := verifyFor(second.Leaf, pool, "203.0.113.10", first.Leaf.NotAfter.Add(time.Hour)); err != nil {
 		t.Errorf("the new certificate past the old one's end: %v", err)
 	}
+	// The deployment gains an IP: the certificate names it at once.
+	if err := m.SetIPs([]netip.Addr{netip.MustParseAddr("203.0.113.12")}); err != nil {
+		t.Fatal(err)
+	}
+	third, _ := m.GetCertificate(nil)
+	if err := verifyFor(third.Leaf, pool, "203.0.113.12", now); err != nil {
+		t.Errorf("after SetIPs: %v", err)
+	}
+	if err := verifyFor(third.Leaf, pool, "203.0.113.10", now); err == nil {
+		t.Error("after SetIPs the old address is still certified")
+	}
 	if _, err := ownca.NewMinter(ca, nil); err == nil {
 		t.Error("a certificate for no IP was minted")
 	}

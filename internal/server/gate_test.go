@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/server"
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 // TestGateRefusesBeforeAnythingLeaves: while Options.Gate is closed, a
@@ -183,5 +185,35 @@ func TestStartedGivesTheEgressCheck(t *testing.T) {
 	ip, err := r.EgressIP(context.Background())
 	if err != nil || ip.String() != "203.0.113.10" {
 		t.Fatalf("egress IP %v, %v", ip, err)
+	}
+}
+
+// TestGateCoversThePlainListener: Options.PlainListen (instance mode with
+// plain HTTP asked for) answers relay and proxy requests behind the same
+// gate as the TLS listener: while it is closed, both get 503
+// egress_unverified and the partner sees nothing.
+func TestGateCoversThePlainListener(t *testing.T) {
+	var hits atomic.Int32
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { hits.Add(1); io.WriteString(w, "partner") })
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(plain.Close)
+	plainHost := strings.TrimPrefix(plain.URL, "http://")
+	c := newClient("billing")
+	certFile, keyFile := testutil.SelfSigned(t, "instance")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startWith(t, sharedConfig(freePort(t), p, c, []string{plainHost}, "admin_listen: 127.0.0.1:0\n"), func(o *server.Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		o.PlainListen = "127.0.0.1:0"
+		o.Gate = func() error { return errors.New("egress IP not yet checked") }
+	})
+	resp, body := wire(t, g.Plain, nil, fmt.Sprintf("GET /partner/x HTTP/1.1\r\nHost: gw\r\nOutgate-Key: %s\r\n\r\n", c.key))
+	wantError(t, resp, body, 503, "egress_unverified")
+	resp, body = wire(t, g.Plain, nil, fmt.Sprintf("GET %s/y HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", plain.URL, plainHost, basic(c.name, c.key)))
+	wantError(t, resp, body, 503, "egress_unverified")
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the partners got %d requests while the gate was closed", n)
 	}
 }

@@ -322,3 +322,47 @@ func TestOptionsTLS(t *testing.T) {
 		t.Error("TLS 1.1 was accepted")
 	}
 }
+
+// TestOptionsPlainListen: instance mode with plain HTTP asked for: beside
+// the TLS listener, Options.PlainListen serves relay and proxy by form in
+// plain HTTP, with the same credentials rules.
+func TestOptionsPlainListen(t *testing.T) {
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "tls partner "+r.URL.Path) })
+	plain, plainHits := countingServer(t)
+	plainHost := strings.TrimPrefix(plain.URL, "http://")
+	c := newClient("billing")
+	certFile, keyFile := testutil.SelfSigned(t, "instance")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	g := startWith(t, sharedConfig(addr, p, c, []string{plainHost}, "admin_listen: 127.0.0.1:0\n"), func(o *server.Options) {
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		o.PlainListen = "127.0.0.1:0"
+	})
+	if g.Plain == "" || g.Plain == addr {
+		t.Fatalf("plain listener at %q", g.Plain)
+	}
+	resp, body := wire(t, g.Plain, nil, fmt.Sprintf("GET /partner/plain HTTP/1.1\r\nHost: gw\r\nOutgate-Key: %s\r\n\r\n", c.key))
+	if resp.StatusCode != 200 || body != "tls partner /v2/plain" {
+		t.Errorf("relay on the plain listener: %d %q", resp.StatusCode, body)
+	}
+	resp, body = wire(t, g.Plain, nil, fmt.Sprintf("GET %s/abs HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", plain.URL, plainHost, basic(c.name, c.key)))
+	if resp.StatusCode != 200 || !strings.HasPrefix(body, "plain partner /abs") {
+		t.Errorf("proxy on the plain listener: %d %q", resp.StatusCode, body)
+	}
+	resp, body = wire(t, g.Plain, nil, fmt.Sprintf("GET %s/x HTTP/1.1\r\nHost: %s\r\nOutgate-Key: %s\r\n\r\n", plain.URL, plainHost, c.key))
+	wantError(t, resp, body, 407, "proxy_auth_required")
+	if n := plainHits.Load(); n != 1 {
+		t.Errorf("proxy destination hit %d times, want 1", n)
+	}
+	// The main listener speaks TLS only.
+	if resp, body := wire(t, addr, nil, fmt.Sprintf("GET /partner/x HTTP/1.1\r\nHost: gw\r\nOutgate-Key: %s\r\n\r\n", c.key)); resp.StatusCode != 400 || strings.Contains(body, "tls partner") {
+		t.Errorf("plain HTTP on the TLS listener: %d %q", resp.StatusCode, body)
+	}
+	resp, body = wire(t, addr, testutil.TLSConfig(certFile), fmt.Sprintf("GET /partner/tls HTTP/1.1\r\nHost: gw\r\nOutgate-Key: %s\r\n\r\n", c.key))
+	if resp.StatusCode != 200 || body != "tls partner /v2/tls" {
+		t.Errorf("relay over TLS: %d %q", resp.StatusCode, body)
+	}
+}

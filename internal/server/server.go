@@ -74,6 +74,11 @@ type Options struct {
 	// unknown), which would refuse every HTTPS partner to a gateway
 	// listening on :443, as instance mode does.
 	Reach []netip.Addr
+	// PlainListen, when set, is one more listener serving relay and proxy
+	// (by request form, like a shared listener) in plain HTTP beside the
+	// TLS ones: instance mode with `up --plain-http`. Its connections count
+	// against the same connection limit.
+	PlainListen string
 }
 
 // Running is the running gateway, as an agent beside it sees it.
@@ -86,7 +91,7 @@ type Running struct {
 }
 
 // Addrs are the bound listener addresses ("" when a listener is off).
-type Addrs struct{ Relay, Proxy, Admin string }
+type Addrs struct{ Relay, Proxy, Admin, Plain string }
 
 type gateway struct {
 	path    string
@@ -240,8 +245,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	plainLn, err := listen("plain listener", o.PlainListen)
+	if err != nil {
+		return err
+	}
 	// Bound connections before TLS, so a handshake holds a slot too.
 	relayLn, proxyLn = limitListener(g.conns, relayLn), limitListener(g.conns, proxyLn)
+	plainLn = limitListener(g.conns, plainLn)
 	adminLn = limitListener(g.admin, adminLn)
 	c, err := g.build(cfg)
 	if err != nil {
@@ -268,7 +278,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	current := g.core.Load
 	var servers []*http.Server
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	serve := func(l net.Listener, s *http.Server) {
 		if l == nil {
 			return
@@ -304,10 +314,11 @@ func Run(ctx context.Context, o Options) error {
 			proxyLn = tls.NewListener(proxyLn, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, GetCertificate: proxyCert})
 		}
 	}
-	relayH := g.gated("relay", &relay.Handler{Core: current})
+	relayOnly := g.gated("relay", &relay.Handler{Core: current})
 	proxyH := g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels})
+	relayH := relayOnly
 	if shared {
-		relayH = oneListener{relay: relayH, proxy: proxyH}
+		relayH = oneListener{relay: relayOnly, proxy: proxyH}
 	}
 	relaySrv := newServer(relayH)
 	if shared {
@@ -317,6 +328,7 @@ func Run(ctx context.Context, o Options) error {
 	proxySrv := newServer(proxyH)
 	proxySrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	serve(proxyLn, proxySrv)
+	serve(plainLn, newServer(oneListener{relay: relayOnly, proxy: proxyH}))
 	// The admin server is kept apart: it closes last, so /readyz can say
 	// 503 for the whole grace period.
 	adminSrv := newServer(g.adminHandler())
@@ -332,7 +344,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, p := range []struct {
 		l   net.Listener
 		dst *string
-	}{{relayLn, &addrs.Relay}, {proxyLn, &addrs.Proxy}, {adminLn, &addrs.Admin}} {
+	}{{relayLn, &addrs.Relay}, {proxyLn, &addrs.Proxy}, {adminLn, &addrs.Admin}, {plainLn, &addrs.Plain}} {
 		if p.l != nil {
 			*p.dst = p.l.Addr().String()
 		}
@@ -341,7 +353,7 @@ func Run(ctx context.Context, o Options) error {
 		addrs.Proxy = addrs.Relay
 	}
 	g.ready.Store(true)
-	g.log.Info("outgate serving", "listen", addrs.Relay, "proxy_listen", addrs.Proxy, "admin_listen", addrs.Admin,
+	g.log.Info("outgate serving", "listen", addrs.Relay, "proxy_listen", addrs.Proxy, "admin_listen", addrs.Admin, "plain_listen", addrs.Plain,
 		"config", o.ConfigPath, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams), "max_connections", g.conns.Max())
 	if o.Ready != nil {
 		o.Ready(addrs)
