@@ -41,6 +41,9 @@ const (
 	CodeShuttingDown        = "shutting_down"
 	CodeResponseTooLarge    = "response_too_large"
 	CodeRequestTimeout      = "request_timeout"
+	// 503 with Retry-After: instance mode has not yet proven that its
+	// calls leave from one of the deployment's IPs; nothing was sent.
+	CodeEgressUnverified = "egress_unverified"
 	// A CONNECT tunnel's first bytes, checked after its 200: the tunnel is
 	// closed (nothing reaches the partner) and the audit line records the
 	// code. sni_not_allowed: the TLS ClientHello names a server this client

@@ -14,18 +14,27 @@ import (
 )
 
 // Load reads and validates a config file.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return LoadWith(path, nil) }
+
+// LoadWith is Load with override applied to the decoded config before it
+// is validated: instance mode sets the listeners from its own settings, so
+// the deployment's config (the same SSM parameter as the relay's) works
+// unchanged, and the listeners it runs with are the ones checked.
+func LoadWith(path string, override func(*Config)) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return Parse(data, path)
+	return ParseWith(data, path, override)
 }
 
 // Parse validates a config held in memory; source names it in messages and
 // its directory anchors relative paths (ca_files). Parse never panics on any
 // input: it is fuzzed.
-func Parse(data []byte, source string) (*Config, error) {
+func Parse(data []byte, source string) (*Config, error) { return ParseWith(data, source, nil) }
+
+// ParseWith is Parse with override (see LoadWith).
+func ParseWith(data []byte, source string, override func(*Config)) (*Config, error) {
 	e := &Error{Source: source}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -71,6 +80,9 @@ func Parse(data []byte, source string) (*Config, error) {
 		return nil, e.sorted()
 	}
 	c.Source = source
+	if override != nil {
+		override(&c)
+	}
 	v := validator{c: &c, pos: pos, e: e, dir: dirOf(source)}
 	v.validate()
 	if err := e.sorted(); err != nil {

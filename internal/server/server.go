@@ -42,6 +42,28 @@ type Options struct {
 	// Secrets reach the config's ${secret:...} references (the zero
 	// value: env and file only).
 	Secrets secrets.Sources
+	// Gate, if set, is asked before every relay and proxy request (CONNECT
+	// included) and by /readyz: while it returns an error, the request is
+	// refused with 503 egress_unverified before anything leaves, and
+	// /readyz answers 503. Instance mode closes it until its egress IP is
+	// proven to be one of the deployment's.
+	Gate func() error
+	// Override, if set, changes every config read (at start and on each
+	// reload) before it is validated: instance mode sets the listeners
+	// from its settings.
+	Override func(*config.Config)
+	// Started, if set, is called once every listener is bound (after
+	// Ready) with what an agent beside the gateway needs of it.
+	Started func(Running)
+}
+
+// Running is the running gateway, as an agent beside it sees it.
+type Running struct {
+	Addrs Addrs
+	// EgressIP asks the current config's egress_check_url through the way
+	// out of client traffic (address policy, CA roots, timeouts), and
+	// returns the IP it answers: the address calls leave from.
+	EgressIP func(context.Context) (netip.Addr, error)
 }
 
 // Addrs are the bound listener addresses ("" when a listener is off).
@@ -61,7 +83,9 @@ type gateway struct {
 	admin   *limits.Conns // the admin listener's own, apart from clients'
 	dials   atomic.Int64  // upstream connections opened, across reloads
 
-	secrets secrets.Sources // where the config's ${secret:...} references are read
+	secrets  secrets.Sources // where the config's ${secret:...} references are read
+	gate     func() error    // Options.Gate
+	override func(*config.Config)
 	// idem is the idempotency store, opened once an upstream needs it and
 	// kept across reloads; idemConf the settings it was opened with.
 	idem     idempotency.Store
@@ -120,7 +144,7 @@ func Run(ctx context.Context, o Options) error {
 	bw := audit.NewBufferedWriter(o.LogOutput, 100*time.Millisecond)
 	defer bw.Close()
 	var out io.Writer = bw
-	cfg, err := config.Load(o.ConfigPath)
+	cfg, err := config.LoadWith(o.ConfigPath, o.Override)
 	if err != nil {
 		return err
 	}
@@ -132,7 +156,7 @@ func Run(ctx context.Context, o Options) error {
 		audit: out,
 		level: level,
 	}
-	g.secrets = o.Secrets
+	g.secrets, g.gate, g.override = o.Secrets, o.Gate, o.Override
 	g.logWarnings(cfg)
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
 	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
@@ -246,8 +270,8 @@ func Run(ctx context.Context, o Options) error {
 			},
 		})
 	}
-	serve(relayLn, newServer(&relay.Handler{Core: current}))
-	proxySrv := newServer(&proxy.Handler{Core: current, Tunnels: &g.tunnels})
+	serve(relayLn, newServer(g.gated("relay", &relay.Handler{Core: current})))
+	proxySrv := newServer(g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels}))
 	proxySrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	serve(proxyLn, proxySrv)
 	// The admin server is kept apart: it closes last, so /readyz can say
@@ -275,6 +299,9 @@ func Run(ctx context.Context, o Options) error {
 		"config", o.ConfigPath, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams), "max_connections", g.conns.Max())
 	if o.Ready != nil {
 		o.Ready(addrs)
+	}
+	if o.Started != nil {
+		o.Started(Running{Addrs: addrs, EgressIP: g.egressIP})
 	}
 
 	for {
@@ -325,7 +352,7 @@ func (g *gateway) reload() {
 		g.metrics.Reloads.WithLabelValues("error").Inc()
 		g.log.Error("config reload refused; the previous config keeps serving", "config", g.path, "error", err.Error())
 	}
-	cfg, err := config.Load(g.path)
+	cfg, err := config.LoadWith(g.path, g.override)
 	if err != nil {
 		fail(err)
 		return
@@ -426,6 +453,12 @@ func (g *gateway) adminHandler() http.Handler {
 		if !g.ready.Load() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
+		}
+		if g.gate != nil {
+			if err := g.gate(); err != nil {
+				http.Error(w, "egress unverified: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		io.WriteString(w, "ready\n")
 	})

@@ -1,0 +1,367 @@
+package instance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/outgate/outgate/internal/claim"
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/emf"
+	"github.com/outgate/outgate/internal/imds"
+	"github.com/outgate/outgate/internal/secrets"
+	"github.com/outgate/outgate/internal/server"
+)
+
+// Deps are what the command gives the agent, and the seams other parts of
+// instance mode plug into.
+type Deps struct {
+	// AWS is the SDK config (default chain: the instance role); its
+	// region is Settings.Region. AWS_ENDPOINT_URL and
+	// AWS_EC2_METADATA_SERVICE_ENDPOINT are the SDK's own.
+	AWS aws.Config
+	// LogOutput receives the agent's and the gateway's log and audit
+	// lines and the EMF metric lines (default stderr; the CloudWatch Logs
+	// shipper of internal/cwlogs in production).
+	LogOutput io.Writer
+	// Server, if set, completes the gateway's options once the IP is
+	// claimed and the config read, before the gateway starts: the seam
+	// where the instance's TLS config (server.Options.TLS: ACME for
+	// Settings.Domain, or a leaf for the deployment's IPs from its own CA)
+	// is plugged in. An error stops the agent (systemd starts it again).
+	// The agent's own options (config path, gate, override, reload, log)
+	// are set after it and win.
+	Server func(ctx context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error
+	// Checks and Polls tick the egress check and the config poll (nil:
+	// every minute, and every ConfigPollSeconds). A tick's time is the
+	// "now" the replace rule judges by.
+	Checks <-chan time.Time
+	Polls  <-chan time.Time
+	// Now is the boot time's clock (default time.Now).
+	Now func() time.Time
+}
+
+// ConfigFile is the config as last read from SSM, under StateDir.
+const ConfigFile = "outgate.yaml"
+
+type agent struct {
+	s     Settings
+	d     Deps
+	out   *lines // the one output every line goes through
+	log   *slog.Logger
+	emf   *emf.Writer
+	facts imds.Facts
+	ec2   claim.EC2
+	as    claim.AutoScaling
+	ssm   SSM
+	path  string
+	// gate is the reason the gateway may not serve (nil: open).
+	gate   atomic.Pointer[error]
+	health *claim.Health
+	// current is the config's text as last applied.
+	current []byte
+	// reported: SetInstanceHealth Unhealthy was sent (once).
+	reported bool
+	// verdict judges the egress; one across checks, so it remembers the
+	// deployment's IPs through an EC2 API blip.
+	verdict *claim.Egress
+}
+
+// Run boots the instance (IMDS, claim, config), serves with the gate
+// closed, opens it once the egress IP is one of the deployment's, and
+// keeps checking the egress and polling the config until ctx ends.
+func Run(ctx context.Context, s Settings, d Deps) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if d.LogOutput == nil {
+		d.LogOutput = os.Stderr
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	d.AWS.Region = s.Region
+	out := &lines{out: d.LogOutput}
+	a := &agent{s: s, d: d, out: out,
+		log:    slog.New(slog.NewJSONHandler(out.writer(), nil)).With("component", "instance"),
+		emf:    emf.New(out.writer()),
+		ec2:    ec2.NewFromConfig(d.AWS),
+		as:     autoscaling.NewFromConfig(d.AWS),
+		ssm:    ssm.NewFromConfig(d.AWS),
+		path:   filepath.Join(s.StateDir, ConfigFile),
+		health: claim.NewHealth(d.Now()),
+	}
+	a.close(errors.New("the egress IP has not been checked since boot"))
+
+	facts, err := imds.New(d.AWS).Facts(ctx)
+	if err != nil {
+		return err
+	}
+	if facts.Region != s.Region {
+		return fmt.Errorf("the instance is in %s but its settings say region %s: the user data was written for another region", facts.Region, s.Region)
+	}
+	a.facts = facts
+	a.log.Info("instance booting", "instance_id", facts.InstanceID, "az", facts.AZ, "subnet", facts.SubnetID, "deployment", s.Deployment)
+
+	// The claim gets the boot grace: an instance that cannot claim its IP
+	// by then cannot serve, and the group replaces it.
+	cl := &claim.Claimer{EC2: a.ec2, Deployment: s.Deployment, InstanceID: facts.InstanceID, SubnetID: facts.SubnetID, Log: a.log}
+	cctx, cancel := context.WithTimeout(ctx, a.health.BootGrace)
+	got, err := cl.Claim(cctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			a.replace(ctx, err.Error())
+		}
+		return err
+	}
+	a.log.Info("serving from the pool IP once the egress check agrees", "public_ip", got.PublicIP)
+
+	if err := a.firstConfig(ctx); err != nil {
+		return err
+	}
+	return a.serve(ctx, got)
+}
+
+func (a *agent) close(reason error) { a.gate.Store(&reason) }
+func (a *agent) gateErr() error     { return *a.gate.Load() }
+
+// override sets the listeners from the settings, whatever the config says
+// (it is the relay's config too, where listeners mean nothing).
+//
+// MERGE(h-tls): the design serves relay and proxy on the one listener
+// s.Listen (proxy_listen equal to listen). On this branch config
+// validation refuses two equal listeners, so the proxy is off here; with
+// h-tls's one-listener change, set cfg.ProxyListen = a.s.Listen.
+func (a *agent) override(cfg *config.Config) {
+	cfg.Listen = a.s.Listen
+	cfg.ProxyListen = ""
+	cfg.AdminListen = a.s.AdminListen
+}
+
+// fetch reads the config parameter.
+func (a *agent) fetch(ctx context.Context) ([]byte, error) {
+	out, err := a.ssm.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(a.s.ConfigParameter), WithDecryption: aws.Bool(true)})
+	if err != nil {
+		return nil, fmt.Errorf("reading the config parameter %s: %w", a.s.ConfigParameter, err)
+	}
+	if out.Parameter == nil {
+		return nil, fmt.Errorf("reading the config parameter %s: no value", a.s.ConfigParameter)
+	}
+	return []byte(aws.ToString(out.Parameter.Value)), nil
+}
+
+// check validates a config text as the gateway will read it (with the
+// listeners overridden); secrets are resolved by the gateway itself, which
+// refuses a reload whose secrets cannot be read.
+func (a *agent) check(data []byte) error {
+	_, err := config.ParseWith(data, a.path, a.override)
+	return err
+}
+
+// write replaces the config file atomically (0600: it holds key hashes).
+func (a *agent) write(data []byte) error {
+	if err := os.MkdirAll(a.s.StateDir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(a.s.StateDir, ".outgate-*.yaml")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), a.path)
+}
+
+// firstConfig waits for a valid config: until there is one the gateway
+// cannot start, and an instance that never gets one is replaced after the
+// boot grace like any other that cannot serve.
+func (a *agent) firstConfig(ctx context.Context) error {
+	for {
+		data, err := a.fetch(ctx)
+		if err == nil {
+			err = a.check(data)
+		}
+		if err == nil {
+			if err := a.write(data); err != nil {
+				return fmt.Errorf("writing the config to %s: %w", a.path, err)
+			}
+			a.current = data
+			return nil
+		}
+		a.log.Error("no usable config yet; the gateway does not start until there is one", "parameter", a.s.ConfigParameter, "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-a.polls():
+			if a.health.Observe(now, false) {
+				a.replace(ctx, "no usable config since boot")
+			}
+		}
+	}
+}
+
+var minuteTicker = func(d time.Duration) <-chan time.Time { return time.NewTicker(d).C }
+
+func (a *agent) polls() <-chan time.Time {
+	if a.d.Polls == nil {
+		every := time.Duration(a.s.ConfigPollSeconds) * time.Second
+		if every <= 0 {
+			every = time.Minute
+		}
+		a.d.Polls = minuteTicker(every)
+	}
+	return a.d.Polls
+}
+
+func (a *agent) checks() <-chan time.Time {
+	if a.d.Checks == nil {
+		a.d.Checks = minuteTicker(time.Minute)
+	}
+	return a.d.Checks
+}
+
+// serve runs the gateway with the gate and the agent's loops beside it.
+func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
+	reload := make(chan struct{}, 1)
+	started := make(chan server.Running, 1)
+	var o server.Options
+	if a.d.Server != nil {
+		if err := a.d.Server(ctx, a.facts, ip, &o); err != nil {
+			return fmt.Errorf("preparing the gateway: %w", err)
+		}
+	}
+	o2 := server.Options{
+		ConfigPath: a.path,
+		LogOutput:  a.out.writer(),
+		Reload:     reload,
+		Secrets:    secrets.AWS(func(context.Context) (aws.Config, error) { return a.d.AWS, nil }),
+		Gate:       a.gateErr,
+		Override:   a.override,
+		Started:    func(r server.Running) { started <- r },
+	}
+	o.ConfigPath, o.LogOutput, o.Reload, o.Secrets, o.Gate, o.Override, o.Started =
+		o2.ConfigPath, o2.LogOutput, o2.Reload, o2.Secrets, o2.Gate, o2.Override, o2.Started
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- server.Run(sctx, o) }()
+	var r server.Running
+	select {
+	case r = <-started:
+	case err := <-done:
+		return err
+	}
+	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP}
+	a.egress(ctx, a.d.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			return <-done
+		case err := <-done:
+			return err
+		case now := <-a.checks():
+			a.egress(ctx, now)
+		case <-a.polls():
+			if a.poll(ctx) {
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// egress runs one check: the gate follows the verdict at once, the
+// metrics are written, and an instance unready for too long is replaced.
+func (a *agent) egress(ctx context.Context, now time.Time) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v := a.verdict.Check(cctx)
+	was := a.gateErr() == nil
+	if v.Ready {
+		var open error
+		a.gate.Store(&open)
+	} else {
+		a.close(errors.New(v.Reason))
+	}
+	switch {
+	case v.Ready && !was:
+		a.log.Info("egress verified; serving", "egress_ip", v.EgressIP.String())
+	case !v.Ready && v.Wrong:
+		a.log.Error("calls leave from a wrong IP; refusing every request", "egress_ip", v.EgressIP.String(), "reason", v.Reason)
+	case !v.Ready:
+		a.log.Warn("egress not verified; refusing every request", "reason", v.Reason)
+	}
+	ready, wrong := 0.0, 0.0
+	if v.Ready {
+		ready = 1
+	}
+	if v.Wrong {
+		wrong = 1
+	}
+	a.emf.Emit(map[string]string{"Deployment": a.s.Deployment, "AZ": a.facts.AZ}, emf.Set{
+		Dimensions: [][]string{{"Deployment", "AZ"}},
+		Metrics:    []emf.Metric{{Name: "InstanceReady", Unit: "None", Value: ready}, {Name: "EgressWrongIP", Unit: "Count", Value: wrong}},
+	})
+	if a.health.Observe(now, v.Ready) {
+		a.replace(ctx, v.Reason)
+	}
+}
+
+// poll reads the config parameter and writes a changed, valid one for the
+// gateway to reload; an invalid one is logged and the old one kept.
+func (a *agent) poll(ctx context.Context) (changed bool) {
+	data, err := a.fetch(ctx)
+	if err != nil {
+		a.log.Warn("config poll failed; the current config keeps serving", "error", err.Error())
+		return false
+	}
+	if bytes.Equal(data, a.current) {
+		return false
+	}
+	if err := a.check(data); err != nil {
+		a.log.Error("the new config is invalid; the current one keeps serving", "parameter", a.s.ConfigParameter, "error", err.Error())
+		a.current = data // logged once, not every minute
+		return false
+	}
+	if err := a.write(data); err != nil {
+		a.log.Error("writing the new config failed; the current one keeps serving", "error", err.Error())
+		return false
+	}
+	a.current = data
+	a.log.Info("config parameter changed; reloading", "parameter", a.s.ConfigParameter)
+	return true
+}
+
+// replace asks the Auto Scaling group to replace this instance (once).
+func (a *agent) replace(ctx context.Context, reason string) {
+	if a.reported {
+		return
+	}
+	if err := claim.ReportUnhealthy(ctx, a.as, a.facts.InstanceID); err != nil {
+		a.log.Error("could not report this instance unhealthy", "error", err.Error())
+		return
+	}
+	a.reported = true
+	a.log.Error("reported this instance unhealthy to its Auto Scaling group, which replaces it", "reason", reason)
+}
