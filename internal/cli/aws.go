@@ -21,6 +21,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/deploy"
 	"github.com/outgate/outgate/internal/iacsnippet"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // defaultAWS loads the AWS configuration from the default chain
@@ -146,7 +147,7 @@ with the Go toolchain.`,
 	f.BoolVar(&o.Template.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
 	f.StringVar(&o.Template.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
 	templateAlarmFlags(cmd, &o.Template)
-	f.IntVar(&o.Template.MemoryMB, "memory", deploy.RelayMemoryMB, "the relay's memory in MB (128-10240)")
+	f.IntVar(&o.Template.MemoryMB, "memory", stack.RelayMemoryMB, "the relay's memory in MB (128-10240)")
 	f.BoolVar(&o.Yes, "yes", false, "go ahead with changes that move the IPs or the relay URL (mode, AZs, VPC, subnets, front door) without asking (needed when stdin is not a terminal)")
 	f.Var(newList(&o.AdoptEIPs), "adopt-eip", "Elastic IP allocation ids to reuse (repeat or comma-separate)")
 	f.IntVar(&o.SpareIPs, "spare-ips", 0, "eni mode: extra Elastic IPs beyond one per AZ, for an extra ENI to use without a human (give them to partners too)")

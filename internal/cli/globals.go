@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/outgate/outgate/internal/deploy"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // globals are the flags declared once, on the root, that mean the same on
@@ -31,7 +32,7 @@ type globals struct {
 // Annotations saying which global flags a command takes.
 const (
 	annAWS    = "outgate/aws"    // --profile, --region
-	annName   = "outgate/name"   // --name, checked with deploy.ValidateName
+	annName   = "outgate/name"   // --name, checked with stack.ValidateName
 	annOutput = "outgate/output" // -o: the formats, the default first, comma-separated
 )
 
@@ -95,7 +96,7 @@ func (g *globals) check(cmd *cobra.Command) error {
 		}
 	}
 	if has(cmd, annName) {
-		if err := deploy.ValidateName(g.name); err != nil {
+		if err := stack.ValidateName(g.name); err != nil {
 			return usageError{err}
 		}
 	}

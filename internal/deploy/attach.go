@@ -17,6 +17,7 @@ import (
 	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/iacsnippet"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // FunctionEditor is what attach and detach call on the user's function.
@@ -99,7 +100,7 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st
 // relayVPC reads the relay's configuration, whose VpcConfig is what an
 // attached function must match.
 func relayVPC(ctx context.Context, fn FunctionConfigReader, st *Deployed) (*lambda.GetFunctionConfigurationOutput, error) {
-	relay := st.Outputs[OutputRelayName]
+	relay := st.Outputs[stack.OutputRelayName]
 	if relay == "" {
 		return nil, fmt.Errorf("deployment %s reports no relay function", st.Name)
 	}
@@ -155,7 +156,7 @@ func AttachSnippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetR
 		Deployment: st.Name, TagKey: TagAttached, VPC: vpc,
 		Subnets: rc.VpcConfig.SubnetIds, SecurityGroup: rc.VpcConfig.SecurityGroupIds[0], Partition: partition,
 		// eni mode (a guardian) runs the relay in public subnets.
-		PublicSubnets: st.Outputs[OutputGuardian] != "", Function: function,
+		PublicSubnets: st.Outputs[stack.OutputGuardian] != "", Function: function,
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -126,14 +127,14 @@ func TestStatusShowsAttachedFunctions(t *testing.T) {
 func deployInto(t *testing.T, c Clients, name, vpcID string, pub []string) (*Deployed, string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := Up(ctx, c, motoUp(name, TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
+	if _, err := Up(ctx, c, motoUp(name, stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
 		t.Fatal(err)
 	}
 	st, err := DescribeDeployed(ctx, c.CloudFormation, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(st.Outputs[OutputRelayName])})
+	relay, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(st.Outputs[stack.OutputRelayName])})
 	if err != nil {
 		t.Fatal(err)
 	}

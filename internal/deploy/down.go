@@ -9,12 +9,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Down deletes the stack and keeps the Elastic IPs (they live outside it),
 // returning them so the user sees what is still allocated and billed.
 func Down(ctx context.Context, c Clients, name string, poll time.Duration, out io.Writer) ([]IP, error) {
-	if err := ValidateName(name); err != nil {
+	if err := stack.ValidateName(name); err != nil {
 		return nil, err
 	}
 	exists, err := stackExistsAny(ctx, c.CloudFormation, name)

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // IP is one of a deployment's Elastic IPs.
@@ -102,7 +103,7 @@ func EnsureIPs(ctx context.Context, c EC2, name string, n int, adopt []string) (
 // replaces it, and the guardian puts it back: releasing it then would cut
 // that AZ's egress).
 func ReleaseIPs(ctx context.Context, c Clients, name string, publicIPs []string) error {
-	if err := ValidateName(name); err != nil {
+	if err := stack.ValidateName(name); err != nil {
 		return err
 	}
 	inUse, err := stackIPs(ctx, c, name)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // DeployedConfig reads the config a deployment's relay uses.
@@ -34,7 +35,7 @@ type KeyEdit struct {
 }
 
 func (k KeyEdit) apply(ctx context.Context, c SSM, edit func(data []byte, source string) ([]byte, error)) error {
-	if err := ValidateName(k.Name); err != nil {
+	if err := stack.ValidateName(k.Name); err != nil {
 		return err
 	}
 	data, source := []byte(nil), "ssm:"+ConfigParameter(k.Name)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Logs finds, keeps and removes a deployment's log groups.
@@ -21,8 +22,8 @@ type Logs interface {
 // says whether the stack creates it.
 func logGroups(name string) map[string]string {
 	return map[string]string{
-		ParamCreateRelayLogs:    "/aws/lambda/" + name + relaySuffix,
-		ParamCreateGuardianLogs: "/aws/lambda/" + name + guardianSuffix,
+		stack.ParamCreateRelayLogs:    "/aws/lambda/" + name + stack.RelaySuffix,
+		stack.ParamCreateGuardianLogs: "/aws/lambda/" + name + stack.GuardianSuffix,
 	}
 }
 
@@ -43,14 +44,14 @@ func existingLogGroups(ctx context.Context, api Logs, name string) (map[string]b
 // group the stack already holds stays the stack's; one that exists outside
 // it (kept when an earlier stack of this name was deleted) is used as it is,
 // with the retention asked for, since creating it again would fail.
-func logParameters(ctx context.Context, api Logs, name string, o TemplateOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
+func logParameters(ctx context.Context, api Logs, name string, o stack.TemplateOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
 	params := map[string]string{}
 	var have map[string]bool
 	for param, group := range logGroups(name) {
-		if param == ParamCreateGuardianLogs && o.Mode != "eni" {
+		if param == stack.ParamCreateGuardianLogs && o.Mode != "eni" {
 			continue
 		}
-		logical := map[string]string{ParamCreateRelayLogs: "RelayLogGroup", ParamCreateGuardianLogs: "GuardianLogGroup"}[param]
+		logical := map[string]string{stack.ParamCreateRelayLogs: "RelayLogGroup", stack.ParamCreateGuardianLogs: "GuardianLogGroup"}[param]
 		if prev != nil && prev.Resources[logical] != "" {
 			params[param] = "true"
 			continue
@@ -83,7 +84,7 @@ func DeleteLogGroups(ctx context.Context, api Logs, name string, out io.Writer) 
 	if err != nil {
 		return err
 	}
-	for _, group := range []string{logGroups(name)[ParamCreateRelayLogs], logGroups(name)[ParamCreateGuardianLogs]} {
+	for _, group := range []string{logGroups(name)[stack.ParamCreateRelayLogs], logGroups(name)[stack.ParamCreateGuardianLogs]} {
 		if !have[group] {
 			continue
 		}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // TestPlanWorkloadLine checks the cost model against AWS's list prices by
@@ -68,7 +70,7 @@ func TestPlanWorkloadLine(t *testing.T) {
 // AZs (up's default for new deployments), the log retention.
 func TestPlanMatchesUp(t *testing.T) {
 	u := DefaultUsage()
-	o := TemplateOptions{}
+	o := stack.TemplateOptions{}
 	if err := o.Normalize(); err != nil {
 		t.Fatal(err)
 	}

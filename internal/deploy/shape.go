@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // ShapeReader reads what a deployment's resources look like
@@ -23,7 +24,7 @@ type ShapeReader interface {
 // themselves: the template options it has, and which IP each NAT gateway
 // holds (so adding an AZ never moves an IP from one NAT gateway to another).
 type Shape struct {
-	Template TemplateOptions
+	Template stack.TemplateOptions
 	NATAlloc []string // NatGateway{i}'s allocation id, by i ("" for none)
 	Relay    string   // the relay function
 	SG       string   // the relay's security group
@@ -62,7 +63,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	}
 	count := func(prefix string) int {
 		n := 0
-		for n < maxAZs && st.Resources[fmt.Sprintf("%s%d", prefix, n)] != "" {
+		for n < stack.MaxAZs && st.Resources[fmt.Sprintf("%s%d", prefix, n)] != "" {
 			n++
 		}
 		return n
@@ -82,7 +83,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	var natSubnets []string
 	if o.Mode == "nat" {
 		var ids []string
-		for i := 0; i < maxAZs; i++ {
+		for i := 0; i < stack.MaxAZs; i++ {
 			if id := st.Resources[fmt.Sprintf("NatGateway%d", i)]; id != "" {
 				ids = append(ids, id)
 			}
@@ -91,7 +92,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 		if err != nil {
 			return nil, awsError("reading the deployment's NAT gateways (ec2:DescribeNatGateways)", err)
 		}
-		for i := 0; i < maxAZs; i++ {
+		for i := 0; i < stack.MaxAZs; i++ {
 			id := st.Resources[fmt.Sprintf("NatGateway%d", i)]
 			alloc, subnet := "", ""
 			for _, n := range out.NatGateways {
@@ -126,7 +127,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 				// One NAT gateway, so its subnet is the only public one the
 				// resources still name; the rest come from the options the
 				// stack was last built with, when it recorded them.
-				if rec := strings.Fields(st.Tags[TagPublicSubnets]); len(rec) == o.AZs {
+				if rec := strings.Fields(st.Tags[stack.TagPublicSubnets]); len(rec) == o.AZs {
 					o.SubnetIDs = rec
 				} else {
 					o.SubnetIDs = nil
@@ -182,7 +183,7 @@ const NewDeploymentAZs = 2
 
 // keepShape fills every option the user did not set from what is deployed
 // (prev), or for a new deployment (prev nil) from the defaults.
-func keepShape(want TemplateOptions, set map[string]bool, prev *TemplateOptions) TemplateOptions {
+func keepShape(want stack.TemplateOptions, set map[string]bool, prev *stack.TemplateOptions) stack.TemplateOptions {
 	if prev == nil {
 		if !set[FlagAZs] && len(want.SubnetIDs) == 0 {
 			want.AZs = NewDeploymentAZs
@@ -251,7 +252,7 @@ func (c Change) String() string {
 }
 
 // diffShape lists what an update changes.
-func diffShape(prev, next TemplateOptions) []Change {
+func diffShape(prev, next stack.TemplateOptions) []Change {
 	var ch []Change
 	add := func(what, from, to string, disruptive bool, why string) {
 		if from != to {
@@ -279,7 +280,7 @@ func orNone(s string) string {
 
 // movesRelay reports whether the relay's subnets change (which a function
 // attached to the deployment's subnets cannot follow by itself).
-func movesRelay(prev, next TemplateOptions) bool {
+func movesRelay(prev, next stack.TemplateOptions) bool {
 	return prev.Mode != next.Mode || prev.AZs != next.AZs || prev.VPCID != next.VPCID ||
 		strings.Join(prev.SubnetIDs, ",") != strings.Join(next.SubnetIDs, ",")
 }

@@ -12,6 +12,7 @@ import (
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 
 	"github.com/outgate/outgate/internal/ctxutil"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Deployed is a deployed stack as the CLI reads it back.
@@ -67,11 +68,11 @@ func DescribeDeployed(ctx context.Context, c CloudFormation, name string) (*Depl
 			st.Outputs[output] = st.Resources[resource]
 		}
 	}
-	fill(OutputRelayName, "Relay")
-	fill(OutputGuardian, "Guardian")
-	fill(OutputSecurityGrp, "RelaySecurityGroup")
-	if st.Outputs[OutputSubnets] == "" && len(subnets) > 0 {
-		st.Outputs[OutputSubnets] = strings.Join(subnets, ",")
+	fill(stack.OutputRelayName, "Relay")
+	fill(stack.OutputGuardian, "Guardian")
+	fill(stack.OutputSecurityGrp, "RelaySecurityGroup")
+	if st.Outputs[stack.OutputSubnets] == "" && len(subnets) > 0 {
+		st.Outputs[stack.OutputSubnets] = strings.Join(subnets, ",")
 	}
 	return st, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/outgate/outgate/internal/attached"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Status is what `outgate status` reports.
@@ -49,14 +50,14 @@ func ReadStatus(ctx context.Context, c Clients, name string) (*Status, error) {
 // readStatus lists the relay's ENIs of interfaceType: "lambda" in AWS; the
 // moto tests pass "interface", the only type moto makes.
 func readStatus(ctx context.Context, c Clients, name string, interfaceType string) (*Status, error) {
-	if err := ValidateName(name); err != nil {
+	if err := stack.ValidateName(name); err != nil {
 		return nil, err
 	}
 	st, err := DescribeDeployed(ctx, c.CloudFormation, name)
 	if err != nil {
 		return nil, err
 	}
-	s := &Status{Name: name, StackStatus: st.Status, RelayURL: st.Outputs[OutputRelayURL], Relay: st.Outputs[OutputRelayName]}
+	s := &Status{Name: name, StackStatus: st.Status, RelayURL: st.Outputs[stack.OutputRelayURL], Relay: st.Outputs[stack.OutputRelayName]}
 	if !strings.HasSuffix(st.Status, "_COMPLETE") || strings.Contains(st.Status, "ROLLBACK") {
 		s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("stack is %s %s", st.Status, st.Reason))
 	}
@@ -83,8 +84,8 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	}
 	// In eni mode every relay ENI should carry a static IP; in nat mode they
 	// sit in private subnets without one and the NAT gateways hold the IPs.
-	eniMode := st.Outputs[OutputGuardian] != ""
-	if sg := st.Outputs[OutputSecurityGrp]; sg != "" {
+	eniMode := st.Outputs[stack.OutputGuardian] != ""
+	if sg := st.Outputs[stack.OutputSecurityGrp]; sg != "" {
 		out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: []ec2types.Filter{
 			{Name: aws.String("group-id"), Values: []string{sg}}, {Name: aws.String("interface-type"), Values: []string{interfaceType}}}})
 		if err != nil {

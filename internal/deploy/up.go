@@ -24,12 +24,13 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // UpOptions are the inputs of `outgate up`.
 type UpOptions struct {
 	Name     string // deployment (and stack) name
-	Template TemplateOptions
+	Template stack.TemplateOptions
 	// Set names the shape flags the user gave (FlagMode, FlagAZs...). On a
 	// running deployment every other option keeps what is deployed, so a
 	// plain re-run never reshapes it.
@@ -111,7 +112,7 @@ func ConfigParameter(name string) string { return "/outgate/" + name + "/config"
 // user's flags change; a change that moves the IPs or the relay URL needs
 // --yes or a confirmation.
 func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error) {
-	if err := ValidateName(o.Name); err != nil {
+	if err := stack.ValidateName(o.Name); err != nil {
 		return nil, err
 	}
 	if o.Poll == 0 {
@@ -191,7 +192,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 
 	// The template too: one CloudFormation would refuse must fail before
 	// any IP is allocated.
-	body, err := TemplateBody(o.Template)
+	body, err := stack.TemplateBody(o.Template)
 	if err != nil {
 		return nil, err
 	}
@@ -258,11 +259,11 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		pubs = append(pubs, ip.PublicIP)
 	}
 	params := map[string]string{
-		ParamCodeBucket: bucket, ParamRelayKey: relayZip.Key(o.Name), ParamConfig: ConfigParameter(o.Name),
-		ParamEIPs: strings.Join(allocs, ","), ParamExpectedIPs: strings.Join(pubs, ","),
+		stack.ParamCodeBucket: bucket, stack.ParamRelayKey: relayZip.Key(o.Name), stack.ParamConfig: ConfigParameter(o.Name),
+		stack.ParamEIPs: strings.Join(allocs, ","), stack.ParamExpectedIPs: strings.Join(pubs, ","),
 	}
 	if o.Template.Mode == "eni" {
-		params[ParamGuardianKey] = guardianZip.Key(o.Name)
+		params[stack.ParamGuardianKey] = guardianZip.Key(o.Name)
 	}
 	for k, v := range vpcParams {
 		params[k] = v
@@ -289,7 +290,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
 	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
 		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam},
-		Tags: stackTags(o)}
+		Tags: stack.Tags(o.Name, o.Template)}
 	for _, k := range sortedKeys(params) {
 		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
 	}
@@ -347,7 +348,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	if err != nil {
 		return nil, err
 	}
-	res.Status, res.RelayURL = st.Status, st.Outputs[OutputRelayURL]
+	res.Status, res.RelayURL = st.Status, st.Outputs[stack.OutputRelayURL]
 
 	if o.Template.Mode == "eni" {
 		res.Attached = attachNow(ctx, c, o, st, say)
@@ -439,7 +440,7 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 			return nil, ErrOptions{err} // the blocks given are wrong: a usage error
 		}
 	}
-	if o.Template.interfaceEndpoints() {
+	if o.Template.InterfaceEndpoints() {
 		own := map[string]bool{}
 		if prev != nil {
 			for id, phys := range prev.Resources {
@@ -454,7 +455,7 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 		}
 		var keep []string
 		for _, e := range o.Template.Endpoints {
-			if id, ok := existing[e]; ok && !gatewayEndpoints[e] {
+			if id, ok := existing[e]; ok && !stack.IsGatewayEndpoint(e) {
 				say("endpoint %s: the VPC already has %s with private DNS, which the relay's calls to %s use; outgate adds none (AWS allows one per service). Its security group must admit the relay's private subnets on 443", e, id, e)
 				continue
 			}
@@ -462,11 +463,11 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 		}
 		o.Template.Endpoints = keep
 	}
-	p := map[string]string{ParamPrivateCIDRs: strings.Join(cidrs, ","), ParamPublicAZs: strings.Join(v.AZs, ",")}
-	if o.Template.interfaceEndpoints() {
+	p := map[string]string{stack.ParamPrivateCIDRs: strings.Join(cidrs, ","), stack.ParamPublicAZs: strings.Join(v.AZs, ",")}
+	if o.Template.InterfaceEndpoints() {
 		// Every block of the VPC, not only the primary: a client in a
 		// secondary block resolves the service to the endpoint too.
-		p[ParamVPCCIDR] = strings.Join(v.Blocks, ",")
+		p[stack.ParamVPCCIDR] = strings.Join(v.Blocks, ",")
 		o.Template.VPCBlocks = len(v.Blocks)
 	}
 	return p, nil
@@ -478,11 +479,11 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 	if prev == nil {
 		return "", nil
 	}
-	if _, ok := prev.Parameters[ParamPrivateCIDRs]; !ok {
+	if _, ok := prev.Parameters[stack.ParamPrivateCIDRs]; !ok {
 		return "", nil // a stack of its own VPC, or in eni mode
 	}
 	var ids []string
-	for i := 0; i < maxAZs; i++ {
+	for i := 0; i < stack.MaxAZs; i++ {
 		if id := prev.Resources[fmt.Sprintf("PrivateSubnet%d", i)]; id != "" {
 			ids = append(ids, id)
 		}
@@ -503,25 +504,6 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 		blocks = append(blocks, cidr[id])
 	}
 	return strings.Join(blocks, ","), nil
-}
-
-// TagPublicSubnets records, on a nat deployment with one shared NAT gateway
-// in an existing VPC, the public subnets it was given (space-separated):
-// no resource names the ones without a NAT gateway, and a re-run of `up`
-// must keep them (shape.go).
-const TagPublicSubnets = "outgate:public-subnets"
-
-// stackTags are copied by CloudFormation onto every resource that takes
-// tags, IAM roles and Lambda functions included, so each value must be one
-// those services accept (TestNamesAndTagsFitAWSRules): the deployment name,
-// and subnet ids separated by spaces (letters, digits, '-' and ' ' are in
-// IAM's and Lambda's set; at most 10 ids of 24 characters fit in 256).
-func stackTags(o UpOptions) []cftypes.Tag {
-	tags := []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}}
-	if t := o.Template; t.Mode == "nat" && t.SharedNAT && t.VPCID != "" && len(t.SubnetIDs) > 0 {
-		tags = append(tags, cftypes.Tag{Key: aws.String(TagPublicSubnets), Value: aws.String(strings.Join(t.SubnetIDs, " "))})
-	}
-	return tags
 }
 
 // guardianRunMax is how long a guardian run may take (its Lambda Timeout,
@@ -575,7 +557,7 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say 
 // within a minute. While CloudFormation is still working (up gave up
 // waiting), restarting it could take the IPs from the NAT gateways being
 // made, so it only says how to restart it later.
-func resumeGuardian(ctx context.Context, c Clients, stack, fn string, say func(string, ...any)) {
+func resumeGuardian(ctx context.Context, c Clients, stackName, fn string, say func(string, ...any)) {
 	if fn == "" {
 		return
 	}
@@ -583,8 +565,8 @@ func resumeGuardian(ctx context.Context, c Clients, stack, fn string, say func(s
 	// a time) unless the account's quota had no room for it: restarting it
 	// puts back what the stack holds, not "no reservation", which would
 	// let runs overlap until the next stack update.
-	st, err := DescribeDeployed(ctx, c.CloudFormation, stack)
-	serial := err != nil || st.Parameters[ParamGuardianCap] != "0"
+	st, err := DescribeDeployed(ctx, c.CloudFormation, stackName)
+	serial := err != nil || st.Parameters[stack.ParamGuardianCap] != "0"
 	manual := fmt.Sprintf("aws lambda put-function-concurrency --function-name %s --reserved-concurrent-executions 1", fn)
 	if !serial {
 		manual = fmt.Sprintf("aws lambda delete-function-concurrency --function-name %s", fn)
@@ -609,7 +591,7 @@ func resumeGuardian(ctx context.Context, c Clients, stack, fn string, say func(s
 // credentials) until every relay ENI has its IP or o.Wait runs out, so the
 // user leaves `up` with the IPs attached rather than "within a minute".
 func attachNow(ctx context.Context, c Clients, o UpOptions, st *Deployed, say func(string, ...any)) bool {
-	sg, subnets := st.Outputs[OutputSecurityGrp], st.Outputs[OutputSubnets]
+	sg, subnets := st.Outputs[stack.OutputSecurityGrp], st.Outputs[stack.OutputSubnets]
 	if subnets == "" {
 		subnets = strings.Join(o.Template.SubnetIDs, ",")
 	}

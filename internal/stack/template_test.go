@@ -1,4 +1,4 @@
-package deploy
+package stack
 
 import (
 	"encoding/json"
@@ -252,8 +252,8 @@ func TestNamesAndTagsFitAWSRules(t *testing.T) {
 			}
 		}
 	}
-	for _, tag := range stackTags(UpOptions{Name: name, Template: TemplateOptions{Mode: "nat", SharedNAT: true, VPCID: "vpc-0123456789abcdef0", Notify: []string{"x@example.com"},
-		SubnetIDs: []string{"subnet-0123456789abcdef0", "subnet-0123456789abcdef1", "subnet-0123456789abcdef2"}}}) {
+	for _, tag := range Tags(name, TemplateOptions{Mode: "nat", SharedNAT: true, VPCID: "vpc-0123456789abcdef0", Notify: []string{"x@example.com"},
+		SubnetIDs: []string{"subnet-0123456789abcdef0", "subnet-0123456789abcdef1", "subnet-0123456789abcdef2"}}) {
 		checkTag("stack tags (copied to every resource)", *tag.Key, *tag.Value)
 	}
 	for vname, o := range allVariants() {

@@ -1,4 +1,4 @@
-package deploy
+package stack
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/sns"
 	"github.com/awslabs/goformation/v7/cloudformation/tags"
 
+	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/guardian"
 	"github.com/outgate/outgate/internal/secrets"
 )
@@ -58,6 +59,13 @@ type TemplateOptions struct {
 // about 20 calls a second at 500 ms each, and a ceiling on what a flood of
 // calls with bad keys can cost (see docs/deploy.md, "Cost guard").
 const DefaultRelayConcurrency = 10
+
+// RelayMemoryMB is the relay function's memory when --memory is not given.
+const RelayMemoryMB = 256
+
+// IsGatewayEndpoint: s3 and dynamodb are gateway endpoints (route-table
+// entries, no charge); every other service is an interface endpoint.
+func IsGatewayEndpoint(service string) bool { return service == "s3" || service == "dynamodb" }
 
 // guardianErrorsMetric is the guardian's count of failures in a run, in
 // namespace Outgate by Deployment.
@@ -108,7 +116,7 @@ func (o *TemplateOptions) Normalize() error {
 		return fmt.Errorf("--arch must be arm64 or x86_64, got %q", o.Arch)
 	case o.MemoryMB < 128 || o.MemoryMB > 10240:
 		return fmt.Errorf("--memory must be from 128 to 10240 MB, got %d", o.MemoryMB)
-	case o.AZs < 1 || o.AZs > maxAZs:
+	case o.AZs < 1 || o.AZs > MaxAZs:
 		return fmt.Errorf("--azs must be 1, 2 or 3, got %d", o.AZs)
 	case (o.VPCID == "") != (len(o.SubnetIDs) == 0):
 		return fmt.Errorf("--vpc-id and --subnet-ids go together")
@@ -198,7 +206,7 @@ const (
 	condCreateEIPs          = "CreateEips"
 	condRelayCapped         = "RelayCapped"
 	condGuardianSerial      = "GuardianSerialised"
-	maxAZs                  = 3
+	MaxAZs                  = 3
 	vpcCIDR                 = "10.42.0.0/16"
 )
 
@@ -279,7 +287,7 @@ func (b *builder) parameters() {
 			Description: cf.String(fmt.Sprintf("CIDR blocks for the relay's private subnets, one per AZ (%d), unused in the VPC", b.o.AZs))}
 		p[ParamPublicAZs] = cf.Parameter{Type: "List<AWS::EC2::AvailabilityZone::Name>",
 			Description: cf.String("The availability zones of the public subnets, in the same order (each private subnet goes in its NAT gateway's AZ)")}
-		if b.o.interfaceEndpoints() {
+		if b.o.InterfaceEndpoints() {
 			p[ParamVPCCIDR] = cf.Parameter{Type: "CommaDelimitedList", Description: cf.String(fmt.Sprintf("The VPC's CIDR blocks (%d): interface endpoints admit HTTPS from all of them", max(1, b.o.VPCBlocks)))}
 		}
 	}
@@ -360,11 +368,11 @@ func (b *builder) privateSubnet(i int, cidr, az, pub string, natDependsOn []stri
 	b.relayIn = append(b.relayIn, cf.Ref(priv))
 }
 
-// interfaceEndpoints reports whether any endpoint is an interface one
+// InterfaceEndpoints reports whether any endpoint is an interface one
 // (those need a security group and, in an existing VPC, its CIDR).
-func (o TemplateOptions) interfaceEndpoints() bool {
+func (o TemplateOptions) InterfaceEndpoints() bool {
 	for _, e := range o.Endpoints {
-		if !gatewayEndpoints[e] {
+		if !IsGatewayEndpoint(e) {
 			return true
 		}
 	}
@@ -399,14 +407,14 @@ func (b *builder) endpoints() {
 	for _, e := range b.o.Endpoints {
 		name := "Endpoint" + logical(e)
 		svc := cf.Sub("com.amazonaws.${AWS::Region}." + e)
-		if gatewayEndpoints[e] {
+		if IsGatewayEndpoint(e) {
 			b.add(name, &ec2.VPCEndpoint{VpcId: b.vpc, ServiceName: svc, VpcEndpointType: cf.String("Gateway"), RouteTableIds: routeTables})
 			continue
 		}
 		b.add(name, &ec2.VPCEndpoint{VpcId: b.vpc, ServiceName: svc, VpcEndpointType: cf.String("Interface"),
 			SubnetIds: b.relayIn, SecurityGroupIds: []string{cf.Ref("EndpointSecurityGroup")}, PrivateDnsEnabled: cf.Bool(true)})
 	}
-	if b.o.interfaceEndpoints() {
+	if b.o.InterfaceEndpoints() {
 		ingress := []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(vpcCIDR)}}
 		if b.o.VPCID != "" {
 			// Every block of an existing VPC (secondary ones too).
@@ -491,8 +499,8 @@ func arch(o TemplateOptions) []string { return []string{o.Arch} }
 // function first runs and makes one of its own without. ValidateName keeps
 // <deployment>-guardian within Lambda's 64 characters.
 const (
-	relaySuffix    = "-relay"
-	guardianSuffix = "-guardian"
+	RelaySuffix    = "-relay"
+	GuardianSuffix = "-guardian"
 )
 
 // logGroup adds the log group of the function named <stack><suffix> and
@@ -523,9 +531,9 @@ func (b *builder) relay() {
 		Policies:                 relayPolicies,
 		Tags:                     []tags.Tag{deploymentTag()},
 	})
-	relayLogs := b.logGroup("Relay", relaySuffix, ParamCreateRelayLogs)
+	relayLogs := b.logGroup("Relay", RelaySuffix, ParamCreateRelayLogs)
 	b.add("Relay", &lambda.Function{
-		FunctionName:  cf.SubPtr("${AWS::StackName}" + relaySuffix),
+		FunctionName:  cf.SubPtr("${AWS::StackName}" + RelaySuffix),
 		LoggingConfig: &lambda.Function_LoggingConfig{LogGroup: cf.String(relayLogs)},
 		Description:   cf.String("outgate relay: the gateway core behind a static IP"),
 		Runtime:       cf.String("provided.al2023"),
@@ -539,7 +547,7 @@ func (b *builder) relay() {
 		Environment: &lambda.Function_Environment{Variables: map[string]string{
 			"OUTGATE_CONFIG_SSM":   cf.Ref(ParamConfig),
 			"OUTGATE_EXPECTED_IPS": b.expectedIPs(),
-			envIdempotencyTable:    cf.Ref(idempotencyTable),
+			EnvIdempotencyTable:    cf.Ref(IdempotencyTable),
 		}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
@@ -591,7 +599,7 @@ func (b *builder) guardian() {
 			map[string]any{"Effect": "Allow", "Action": "tag:GetResources", "Resource": "*"},
 			map[string]any{"Effect": "Allow", "Action": "lambda:GetFunctionConfiguration",
 				"Resource":  cf.Sub("arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*"),
-				"Condition": map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/" + TagAttached: cf.Ref("AWS::StackName")}}},
+				"Condition": map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/" + attached.Tag: cf.Ref("AWS::StackName")}}},
 		)}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
@@ -609,9 +617,9 @@ func (b *builder) guardian() {
 					"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
 		AWSCloudFormationCondition: "AllowAllocation",
 	})
-	guardianLogs := b.logGroup("Guardian", guardianSuffix, ParamCreateGuardianLogs)
+	guardianLogs := b.logGroup("Guardian", GuardianSuffix, ParamCreateGuardianLogs)
 	b.add("Guardian", &lambda.Function{
-		FunctionName:  cf.SubPtr("${AWS::StackName}" + guardianSuffix),
+		FunctionName:  cf.SubPtr("${AWS::StackName}" + GuardianSuffix),
 		LoggingConfig: &lambda.Function_LoggingConfig{LogGroup: cf.String(guardianLogs)},
 		Description:   cf.String("outgate guardian: keeps the static IPs on the relay's Lambda ENIs"),
 		Runtime:       cf.String("provided.al2023"),
