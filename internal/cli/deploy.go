@@ -10,13 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outgate/outgate/internal/deploy"
+	"github.com/outgate/outgate/internal/pricing"
 	"github.com/outgate/outgate/internal/stack"
 )
 
 func planCmd(g *globals) *cobra.Command {
 	var (
-		u    = deploy.DefaultUsage()
+		u    = pricing.DefaultUsage()
 		mode string
 	)
 	cmd := &cobra.Command{
@@ -67,15 +67,15 @@ plan prices us-east-1 and says so. No credentials are needed.`,
 			if err != nil {
 				return err
 			}
-			p, err := deploy.PricesFor(region)
+			p, err := pricing.PricesFor(region)
 			if err != nil {
 				return usageError{err}
 			}
-			est := deploy.Plan(p, u)
+			est := pricing.Plan(p, u)
 			if mode != "" {
 				for _, e := range est {
 					if e.Mode == mode {
-						est = []deploy.Estimate{e}
+						est = []pricing.Estimate{e}
 					}
 				}
 			}
@@ -110,7 +110,7 @@ plan prices us-east-1 and says so. No credentials are needed.`,
 	return cmd
 }
 
-func printPlan(w io.Writer, region string, p deploy.Prices, u deploy.Usage, est []deploy.Estimate) {
+func printPlan(w io.Writer, region string, p pricing.Prices, u pricing.Usage, est []pricing.Estimate) {
 	fmt.Fprintf(w, "outgate plan: %s, %.0f requests/month x %.0f ms x %.0f MB (%s), %.0f GB/month, %d AZ\n",
 		region, u.RequestsPerMonth, u.AvgDurationMs, u.MemoryMB, u.Arch, u.GBPerMonth, u.AZs)
 	fmt.Fprintf(w, "prices: %s, recorded %s (list prices; check the pricing pages before you budget)\n", p.Source, p.Recorded)
@@ -119,7 +119,7 @@ func printPlan(w io.Writer, region string, p deploy.Prices, u deploy.Usage, est 
 	}
 	for _, e := range est {
 		fmt.Fprintf(w, "\n== %s: %s\n", e.Mode, e.Summary)
-		fmt.Fprintln(w, indent(deploy.Diagram(e.Mode, u.AZs, u.Front)))
+		fmt.Fprintln(w, indent(pricing.Diagram(e.Mode, u.AZs, u.Front)))
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		for _, l := range e.Lines {
 			fmt.Fprintf(tw, "  %s\t$%8.2f\t%s\n", l.Item, l.USD, l.Note)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/outgate/outgate/internal/deploy"
+	"github.com/outgate/outgate/internal/pricing"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -72,7 +73,7 @@ func (g *globals) declare(root *cobra.Command) {
 	f.StringVar(&g.region, "region", "", "AWS region (default: AWS_REGION, or the profile's)")
 	f.StringVar(&g.name, "name", "", "deployment name (the CloudFormation stack's)")
 	f.StringVarP(&g.output, "output", "o", "", "output format")
-	root.RegisterFlagCompletionFunc("region", fixed(deploy.Regions()...))
+	root.RegisterFlagCompletionFunc("region", fixed(pricing.Regions()...))
 	root.RegisterFlagCompletionFunc("output", func(cmd *cobra.Command, _ []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		return startingWith(outputFormats(cmd), prefix), cobra.ShellCompDirectiveNoFileComp
 	})

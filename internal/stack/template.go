@@ -1,3 +1,7 @@
+// Package stack builds the CloudFormation template of a deployment (behind
+// `outgate template` and `outgate up`): its parameters, resources, alarms,
+// IAM policies, tags and the names they derive from the deployment's name.
+// It makes no AWS call; internal/deploy runs it.
 package stack
 
 import (
