@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -66,7 +67,7 @@ func keepAlarmRouting(ctx context.Context, c CloudFormation, name string, o *sta
 	}
 	out, err := c.GetTemplate(ctx, &cloudformation.GetTemplateInput{StackName: aws.String(name)})
 	if err != nil {
-		return awsError("reading who the deployment's alarms page (cloudformation:GetTemplate); or give --notify or --notify-topic", err)
+		return awserr.Explain("reading who the deployment's alarms page (cloudformation:GetTemplate); or give --notify or --notify-topic", err)
 	}
 	var doc struct {
 		Resources map[string]struct {

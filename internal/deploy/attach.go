@@ -15,6 +15,7 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/outgate/outgate/internal/attached"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/iacsnippet"
 	"github.com/outgate/outgate/internal/stack"
@@ -80,18 +81,18 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st
 			return fmt.Errorf("the function's current VPC config is too long to keep in a tag; detach would lose it, so outgate stops")
 		}
 		if _, err := fn.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(arn), Tags: map[string]string{TagAttached: st.Name, TagPreviousVPC: prev}}); err != nil {
-			return awsError("tagging the function (lambda:TagResource)", err)
+			return awserr.Explain("tagging the function (lambda:TagResource)", err)
 		}
 	}
 	role := aws.ToString(cfg.Role)
 	if i := strings.LastIndex(role, "/"); i >= 0 {
 		if _, err := roles.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String(role[i+1:]), PolicyArn: aws.String(vpcAccessPolicy(role))}); err != nil {
-			return awsError("giving the function's role VPC access (iam:AttachRolePolicy)", err)
+			return awserr.Explain("giving the function's role VPC access (iam:AttachRolePolicy)", err)
 		}
 	}
 	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(function),
 		VpcConfig: &lambdatypes.VpcConfig{SubnetIds: subnets, SecurityGroupIds: []string{sg}}}); err != nil {
-		return awsError("moving the function into the deployment's subnets (lambda:UpdateFunctionConfiguration)", err)
+		return awserr.Explain("moving the function into the deployment's subnets (lambda:UpdateFunctionConfiguration)", err)
 	}
 	fmt.Fprintf(out, "%s: moving into %s with security group %s\n", function, strings.Join(subnets, ","), sg)
 	return waitActive(ctx, fn, function, poll, out)
@@ -106,7 +107,7 @@ func relayVPC(ctx context.Context, fn FunctionConfigReader, st *Deployed) (*lamb
 	}
 	rc, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(relay)})
 	if err != nil {
-		return nil, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err)
+		return nil, awserr.Explain("reading the relay function (lambda:GetFunctionConfiguration)", err)
 	}
 	if rc.VpcConfig == nil || len(rc.VpcConfig.SubnetIds) == 0 || len(rc.VpcConfig.SecurityGroupIds) != 1 {
 		return nil, fmt.Errorf("the relay of %s has no usable VPC config", st.Name)
@@ -138,7 +139,7 @@ func AttachSnippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetR
 	// subnets are what the deployment is made of.
 	sn, err := subnets.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: rc.VpcConfig.SubnetIds})
 	if err != nil {
-		return "", awsError("reading the relay's subnets (ec2:DescribeSubnets)", err)
+		return "", awserr.Explain("reading the relay's subnets (ec2:DescribeSubnets)", err)
 	}
 	vpc := ""
 	for _, s := range sn.Subnets {
@@ -177,13 +178,13 @@ func Detach(ctx context.Context, fn FunctionEditor, function string, poll time.D
 		v.SubnetIds, v.SecurityGroupIds = strings.Split(subnets, ","), strings.Split(sgs, ",")
 	}
 	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(function), VpcConfig: v}); err != nil {
-		return awsError("restoring the function's VPC config (lambda:UpdateFunctionConfiguration)", err)
+		return awserr.Explain("restoring the function's VPC config (lambda:UpdateFunctionConfiguration)", err)
 	}
 	if err := waitActive(ctx, fn, function, poll, out); err != nil {
 		return err
 	}
 	if _, err := fn.UntagResource(ctx, &lambda.UntagResourceInput{Resource: aws.String(arn), TagKeys: []string{TagAttached, TagPreviousVPC}}); err != nil {
-		return awsError("untagging the function (lambda:UntagResource)", err)
+		return awserr.Explain("untagging the function (lambda:UntagResource)", err)
 	}
 	fmt.Fprintf(out, "%s: restored its previous VPC config (%s)\n", function, prev)
 	return nil
@@ -193,11 +194,11 @@ func Detach(ctx context.Context, fn FunctionEditor, function string, poll time.D
 func readFunction(ctx context.Context, fn FunctionEditor, function string) (*lambda.GetFunctionConfigurationOutput, map[string]string, error) {
 	cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
 	if err != nil {
-		return nil, nil, awsError("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
+		return nil, nil, awserr.Explain("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
 	}
 	tags, err := fn.ListTags(ctx, &lambda.ListTagsInput{Resource: cfg.FunctionArn})
 	if err != nil {
-		return nil, nil, awsError("reading the function's tags (lambda:ListTags)", err)
+		return nil, nil, awserr.Explain("reading the function's tags (lambda:ListTags)", err)
 	}
 	return cfg, tags.Tags, nil
 }
@@ -208,7 +209,7 @@ func waitActive(ctx context.Context, fn FunctionEditor, function string, poll ti
 	for {
 		cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
 		if err != nil {
-			return awsError("reading function "+function, err)
+			return awserr.Explain("reading function "+function, err)
 		}
 		switch {
 		case cfg.LastUpdateStatus == lambdatypes.LastUpdateStatusFailed:
@@ -248,7 +249,7 @@ func AttachedFunctions(ctx context.Context, api FunctionLister, sg string, own .
 	for page := 0; page < maxFunctionPages; page++ {
 		out, err := api.ListFunctions(ctx, in)
 		if err != nil {
-			return nil, awsError("looking for functions attached to the deployment (lambda:ListFunctions)", err)
+			return nil, awserr.Explain("looking for functions attached to the deployment (lambda:ListFunctions)", err)
 		}
 		for _, f := range out.Functions {
 			name := aws.ToString(f.FunctionName)

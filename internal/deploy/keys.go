@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/stack"
@@ -20,7 +21,7 @@ import (
 func DeployedConfig(ctx context.Context, c SSM, name string) ([]byte, error) {
 	out, err := c.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(ConfigParameter(name)), WithDecryption: aws.Bool(true)})
 	if err != nil {
-		return nil, awsError("reading the deployed config (ssm:GetParameter)", err)
+		return nil, awserr.Explain("reading the deployed config (ssm:GetParameter)", err)
 	}
 	return []byte(aws.ToString(out.Parameter.Value)), nil
 }
@@ -55,7 +56,7 @@ func (k KeyEdit) apply(ctx context.Context, c SSM, edit func(data []byte, source
 	}
 	if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(k.Name)), Value: aws.String(string(out)),
 		Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)}); err != nil {
-		return awsError("storing the config (ssm:PutParameter)", err)
+		return awserr.Explain("storing the config (ssm:PutParameter)", err)
 	}
 	if k.File != "" {
 		if err := os.WriteFile(k.File, out, 0o600); err != nil {
@@ -89,7 +90,7 @@ func RevokeKey(ctx context.Context, c SSM, k KeyEdit, hash string) error {
 	// to drop (a dropped record would let the key come back).
 	if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(revokedParameter(k.Name, hash)), Value: aws.String(k.Client),
 		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true), Description: aws.String("outgate: a revoked key's hash; up refuses a config that holds it")}); err != nil {
-		return awsError("the key is revoked, but recording it failed, so an up from a file that still has it would bring it back (ssm:PutParameter)", err)
+		return awserr.Explain("the key is revoked, but recording it failed, so an up from a file that still has it would bring it back (ssm:PutParameter)", err)
 	}
 	return nil
 }
@@ -117,7 +118,7 @@ func checkRevoked(ctx context.Context, c SSM, name string, data []byte) error {
 		}
 		out, err := c.GetParametersByPath(ctx, in)
 		if err != nil {
-			return awsError("reading the deployment's revoked keys (ssm:GetParametersByPath)", err)
+			return awserr.Explain("reading the deployment's revoked keys (ssm:GetParametersByPath)", err)
 		}
 		for _, p := range out.Parameters {
 			revoked[strings.ToLower(path.Base(aws.ToString(p.Name)))] = true

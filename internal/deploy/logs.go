@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -31,7 +32,7 @@ func logGroups(name string) map[string]string {
 func existingLogGroups(ctx context.Context, api Logs, name string) (map[string]bool, error) {
 	out, err := api.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String("/aws/lambda/" + name + "-"), Limit: aws.Int32(50)})
 	if err != nil {
-		return nil, awsError("looking for the deployment's log groups (logs:DescribeLogGroups)", err)
+		return nil, awserr.Explain("looking for the deployment's log groups (logs:DescribeLogGroups)", err)
 	}
 	have := map[string]bool{}
 	for _, g := range out.LogGroups {
@@ -69,7 +70,7 @@ func logParameters(ctx context.Context, api Logs, name string, o stack.TemplateO
 		params[param] = "false"
 		if _, err := api.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: aws.String(group),
 			RetentionInDays: aws.Int32(int32(o.LogRetentionDays))}); err != nil {
-			return nil, awsError("setting the retention of "+group+" (logs:PutRetentionPolicy)", err)
+			return nil, awserr.Explain("setting the retention of "+group+" (logs:PutRetentionPolicy)", err)
 		}
 		say("log group %s exists (kept from an earlier deployment): logging there, kept %s days", group, strconv.Itoa(o.LogRetentionDays))
 	}
@@ -89,7 +90,7 @@ func DeleteLogGroups(ctx context.Context, api Logs, name string, out io.Writer) 
 			continue
 		}
 		if _, err := api.DeleteLogGroup(ctx, &cloudwatchlogs.DeleteLogGroupInput{LogGroupName: aws.String(group)}); err != nil {
-			return awsError("deleting "+group+" (logs:DeleteLogGroup)", err)
+			return awserr.Explain("deleting "+group+" (logs:DeleteLogGroup)", err)
 		}
 		fmt.Fprintf(out, "deleted log group %s\n", group)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -50,7 +51,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	}
 	fc, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(sh.Relay)})
 	if err != nil {
-		return nil, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err)
+		return nil, awserr.Explain("reading the relay function (lambda:GetFunctionConfiguration)", err)
 	}
 	o.Arch = "x86_64"
 	if len(fc.Architectures) > 0 {
@@ -90,7 +91,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 		}
 		out, err := c.EC2.DescribeNatGateways(ctx, &ec2.DescribeNatGatewaysInput{NatGatewayIds: ids})
 		if err != nil {
-			return nil, awsError("reading the deployment's NAT gateways (ec2:DescribeNatGateways)", err)
+			return nil, awserr.Explain("reading the deployment's NAT gateways (ec2:DescribeNatGateways)", err)
 		}
 		for i := 0; i < stack.MaxAZs; i++ {
 			id := st.Resources[fmt.Sprintf("NatGateway%d", i)]
@@ -113,7 +114,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 		if len(relaySubnets) > 0 {
 			subs, err := c.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: relaySubnets[:1]})
 			if err != nil {
-				return nil, awsError("reading the relay's subnets (ec2:DescribeSubnets)", err)
+				return nil, awserr.Explain("reading the relay's subnets (ec2:DescribeSubnets)", err)
 			}
 			if len(subs.Subnets) == 1 {
 				o.VPCID = aws.ToString(subs.Subnets[0].VpcId)
@@ -146,7 +147,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	if len(epIDs) > 0 {
 		out, err := c.EC2.DescribeVpcEndpoints(ctx, &ec2.DescribeVpcEndpointsInput{VpcEndpointIds: epIDs})
 		if err != nil {
-			return nil, awsError("reading the deployment's VPC endpoints (ec2:DescribeVpcEndpoints)", err)
+			return nil, awserr.Explain("reading the deployment's VPC endpoints (ec2:DescribeVpcEndpoints)", err)
 		}
 		for _, e := range out.VpcEndpoints {
 			svc := aws.ToString(e.ServiceName)

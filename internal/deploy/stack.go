@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/stack"
 )
@@ -31,7 +32,7 @@ type Deployed struct {
 func DescribeDeployed(ctx context.Context, c CloudFormation, name string) (*Deployed, error) {
 	out, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
 	if err != nil {
-		return nil, awsError("reading stack "+name+" (cloudformation:DescribeStacks)", err)
+		return nil, awserr.Explain("reading stack "+name+" (cloudformation:DescribeStacks)", err)
 	}
 	if len(out.Stacks) == 0 {
 		return nil, fmt.Errorf("no stack named %s", name)
@@ -50,7 +51,7 @@ func DescribeDeployed(ctx context.Context, c CloudFormation, name string) (*Depl
 	}
 	res, err := c.DescribeStackResources(ctx, &cloudformation.DescribeStackResourcesInput{StackName: aws.String(name)})
 	if err != nil {
-		return nil, awsError("reading the stack's resources (cloudformation:DescribeStackResources)", err)
+		return nil, awserr.Explain("reading the stack's resources (cloudformation:DescribeStackResources)", err)
 	}
 	var subnets []string
 	for _, r := range res.StackResources {
@@ -91,7 +92,7 @@ func WaitStack(ctx context.Context, c CloudFormation, name string, total int, po
 			if isNotExist(err) {
 				return nil // deleted
 			}
-			return awsError("reading stack events (cloudformation:DescribeStackEvents)", err)
+			return awserr.Explain("reading stack events (cloudformation:DescribeStackEvents)", err)
 		}
 		// Events come newest first; print the new ones oldest first.
 		for i := len(ev.StackEvents) - 1; i >= 0; i-- {
@@ -116,7 +117,7 @@ func WaitStack(ctx context.Context, c CloudFormation, name string, total int, po
 			if isNotExist(err) {
 				return nil
 			}
-			return awsError("reading stack "+name, err)
+			return awserr.Explain("reading stack "+name, err)
 		}
 		status := st.Stacks[0].StackStatus
 		switch {

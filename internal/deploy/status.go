@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/outgate/outgate/internal/attached"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -67,7 +68,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	if s.Relay != "" {
 		fc, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(s.Relay)})
 		if err != nil {
-			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err).Error())
+			s.NeedsAttention = append(s.NeedsAttention, awserr.Explain("reading the relay function (lambda:GetFunctionConfiguration)", err).Error())
 		} else {
 			s.checkAttached(ctx, c, fc)
 			s.RelayState = string(fc.State)
@@ -89,7 +90,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 		out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: []ec2types.Filter{
 			{Name: aws.String("group-id"), Values: []string{sg}}, {Name: aws.String("interface-type"), Values: []string{interfaceType}}}})
 		if err != nil {
-			return nil, awsError("listing the relay's ENIs (ec2:DescribeNetworkInterfaces)", err)
+			return nil, awserr.Explain("listing the relay's ENIs (ec2:DescribeNetworkInterfaces)", err)
 		}
 		for _, n := range out.NetworkInterfaces {
 			e := ENI{ID: aws.ToString(n.NetworkInterfaceId), Subnet: aws.ToString(n.SubnetId), Status: string(n.Status)}
@@ -107,7 +108,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 		s.Guardian, err = lastGuardianRun(ctx, c.CloudWatch, name)
 		switch {
 		case err != nil:
-			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the guardian's metrics (cloudwatch:GetMetricStatistics)", err).Error())
+			s.NeedsAttention = append(s.NeedsAttention, awserr.Explain("reading the guardian's metrics (cloudwatch:GetMetricStatistics)", err).Error())
 		case s.Guardian == nil:
 			s.NeedsAttention = append(s.NeedsAttention, "no guardian run in the last 15 minutes: check its schedule and its log")
 		case s.Guardian.ENIsWithoutIP > 0:
@@ -117,7 +118,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	if c.CloudWatch != nil {
 		alarms, err := readAlarms(ctx, c.CloudWatch, name)
 		if err != nil {
-			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the alarms (cloudwatch:DescribeAlarms)", err).Error())
+			s.NeedsAttention = append(s.NeedsAttention, awserr.Explain("reading the alarms (cloudwatch:DescribeAlarms)", err).Error())
 		}
 		s.Alarms = alarms
 		for _, a := range alarms {

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/guardian"
@@ -121,7 +122,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
 	id, err := c.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return nil, awsError("checking credentials (sts:GetCallerIdentity)", err)
+		return nil, awserr.Explain("checking credentials (sts:GetCallerIdentity)", err)
 	}
 	account := aws.ToString(id.Account)
 	exists, err := stackExists(ctx, c.CloudFormation, o.Name)
@@ -241,13 +242,13 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		}
 		for _, z := range []Zip{relayZip, guardianZip} {
 			if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(z.Key(o.Name)), Body: strings.NewReader(string(z.Data))}); err != nil {
-				return nil, awsError("uploading "+z.Name+" (s3:PutObject)", err)
+				return nil, awserr.Explain("uploading "+z.Name+" (s3:PutObject)", err)
 			}
 		}
 		say("staged the function code in s3://%s/%s/", bucket, o.Name)
 		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
 			Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true), Description: aws.String("outgate gateway config (only key hashes)")}); err != nil {
-			return nil, awsError("storing the config (ssm:PutParameter)", err)
+			return nil, awserr.Explain("storing the config (ssm:PutParameter)", err)
 		}
 	}
 
@@ -295,7 +296,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
 	}
 	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
-		return nil, awsError("creating a change set (cloudformation:CreateChangeSet)", err)
+		return nil, awserr.Explain("creating a change set (cloudformation:CreateChangeSet)", err)
 	}
 	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
 	if err != nil {
@@ -337,7 +338,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			}
 		}
 		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
-			return nil, awsError("executing the change set (cloudformation:ExecuteChangeSet)", err)
+			return nil, awserr.Explain("executing the change set (cloudformation:ExecuteChangeSet)", err)
 		}
 		total := len(cs.Changes)
 		if err := WaitStack(ctx, c.CloudFormation, o.Name, total, o.Poll, o.Out); err != nil {
@@ -493,7 +494,7 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 	}
 	out, err := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: ids})
 	if err != nil {
-		return "", awsError("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
+		return "", awserr.Explain("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
 	}
 	cidr := map[string]string{}
 	for _, s := range out.Subnets {
@@ -530,7 +531,7 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say 
 	say("switching eni -> nat: stopping the guardian and moving the IPs to the NAT gateways; egress pauses until they are up")
 	if _, err := c.Lambda.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String(fn),
 		ReservedConcurrentExecutions: aws.Int32(0)}); err != nil {
-		return "", awsError("stopping the guardian (lambda:PutFunctionConcurrency)", err)
+		return "", awserr.Explain("stopping the guardian (lambda:PutFunctionConcurrency)", err)
 	}
 	say("  waiting %s for a guardian run in flight to end", guardianRunMax)
 	if err := ctxutil.Sleep(ctx, guardianRunMax); err != nil {
@@ -545,7 +546,7 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say 
 			continue
 		}
 		if _, err := c.EC2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: aws.String(ip.Association)}); err != nil {
-			return fn, awsError("freeing "+ip.PublicIP+" for the NAT gateway (ec2:DisassociateAddress)", err)
+			return fn, awserr.Explain("freeing "+ip.PublicIP+" for the NAT gateway (ec2:DisassociateAddress)", err)
 		}
 		say("  %s freed from %s", ip.PublicIP, ip.AttachedTo)
 	}
@@ -641,21 +642,21 @@ func stageBucket(ctx context.Context, c S3, bucket, region string) error {
 			in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(region)}
 		}
 		if _, err := c.CreateBucket(ctx, in); err != nil {
-			return awsError("creating the staging bucket "+bucket+" (s3:CreateBucket)", err)
+			return awserr.Explain("creating the staging bucket "+bucket+" (s3:CreateBucket)", err)
 		}
 	}
 	// Applied every time, so a bucket someone loosened is tightened again.
 	if _, err := c.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{Bucket: aws.String(bucket), PublicAccessBlockConfiguration: &s3types.PublicAccessBlockConfiguration{
 		BlockPublicAcls: aws.Bool(true), BlockPublicPolicy: aws.Bool(true), IgnorePublicAcls: aws.Bool(true), RestrictPublicBuckets: aws.Bool(true)}}); err != nil {
-		return awsError("blocking public access to "+bucket+" (s3:PutBucketPublicAccessBlock)", err)
+		return awserr.Explain("blocking public access to "+bucket+" (s3:PutBucketPublicAccessBlock)", err)
 	}
 	if _, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
 		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-		return awsError("versioning "+bucket+" (s3:PutBucketVersioning)", err)
+		return awserr.Explain("versioning "+bucket+" (s3:PutBucketVersioning)", err)
 	}
 	if _, err := c.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(bucket), ServerSideEncryptionConfiguration: &s3types.ServerSideEncryptionConfiguration{
 		Rules: []s3types.ServerSideEncryptionRule{{ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAes256}}}}}); err != nil {
-		return awsError("encrypting "+bucket+" (s3:PutEncryptionConfiguration)", err)
+		return awserr.Explain("encrypting "+bucket+" (s3:PutEncryptionConfiguration)", err)
 	}
 	return nil
 }
@@ -681,7 +682,7 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 	for {
 		cs, err := c.DescribeChangeSet(ctx, &cloudformation.DescribeChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(name)})
 		if err != nil {
-			return nil, awsError("reading the change set (cloudformation:DescribeChangeSet)", err)
+			return nil, awserr.Explain("reading the change set (cloudformation:DescribeChangeSet)", err)
 		}
 		switch cs.Status {
 		case cftypes.ChangeSetStatusCreateComplete:
