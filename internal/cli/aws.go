@@ -20,6 +20,7 @@ import (
 
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/deploy"
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/iacsnippet"
 	"github.com/outgate/outgate/internal/stack"
 )
@@ -485,7 +486,7 @@ nothing is changed, exit 2).`,
 }
 
 func keysAddCmd(g *globals) *cobra.Command {
-	var k deploy.KeyEdit
+	var k deployedconfig.KeyEdit
 	cmd := &cobra.Command{
 		Use:   "add --name N --client C [--config FILE]",
 		Short: "Give a client of a deployment a new key (old keys keep working until revoked)",
@@ -502,7 +503,7 @@ you deploy from is edited too, so the next up keeps the key. The key is printed 
 			if err != nil {
 				return err
 			}
-			key, hash, err := deploy.AddKey(cmd.Context(), c.SSM, k)
+			key, hash, err := deployedconfig.AddKey(cmd.Context(), c.SSM, k)
 			if err != nil {
 				return err
 			}
@@ -524,7 +525,7 @@ you deploy from is edited too, so the next up keeps the key. The key is printed 
 
 func keysRevokeCmd(g *globals) *cobra.Command {
 	var (
-		k    deploy.KeyEdit
+		k    deployedconfig.KeyEdit
 		hash string
 	)
 	cmd := &cobra.Command{
@@ -540,7 +541,7 @@ func keysRevokeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := deploy.RevokeKey(cmd.Context(), c.SSM, k, hash); err != nil {
+			if err := deployedconfig.RevokeKey(cmd.Context(), c.SSM, k, hash); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s... for %s\n", hash[:min(12, len(hash))], k.Client)
@@ -565,11 +566,11 @@ func keysListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := deploy.DeployedConfig(cmd.Context(), c.SSM, name)
+			data, err := deployedconfig.Read(cmd.Context(), c.SSM, name)
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Parse(data, "ssm:"+deploy.ConfigParameter(name))
+			cfg, err := config.Parse(data, "ssm:"+deployedconfig.Parameter(name))
 			if err != nil {
 				return err
 			}

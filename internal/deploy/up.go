@@ -24,6 +24,7 @@ import (
 	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/guardian"
 	"github.com/outgate/outgate/internal/stack"
 )
@@ -105,9 +106,6 @@ func (o UpOptions) checkSpareIPs() error {
 	return nil
 }
 
-// ConfigParameter is the SSM parameter holding a deployment's gateway config.
-func ConfigParameter(name string) string { return "/outgate/" + name + "/config" }
-
 // Up deploys or updates a deployment through a change set. On a running
 // deployment it first reads what is deployed and keeps it, except what the
 // user's flags change; a change that moves the IPs or the relay URL needs
@@ -183,7 +181,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			}
 		}
 	}
-	if err := checkRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
+	if err := deployedconfig.CheckRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
 		return nil, err
 	}
 	vpcParams, err := vpcParameters(ctx, c, &o, prev, say)
@@ -246,7 +244,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			}
 		}
 		say("staged the function code in s3://%s/%s/", bucket, o.Name)
-		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
+		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(deployedconfig.Parameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
 			Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true), Description: aws.String("outgate gateway config (only key hashes)")}); err != nil {
 			return nil, awserr.Explain("storing the config (ssm:PutParameter)", err)
 		}
@@ -260,7 +258,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		pubs = append(pubs, ip.PublicIP)
 	}
 	params := map[string]string{
-		stack.ParamCodeBucket: bucket, stack.ParamRelayKey: relayZip.Key(o.Name), stack.ParamConfig: ConfigParameter(o.Name),
+		stack.ParamCodeBucket: bucket, stack.ParamRelayKey: relayZip.Key(o.Name), stack.ParamConfig: deployedconfig.Parameter(o.Name),
 		stack.ParamEIPs: strings.Join(allocs, ","), stack.ParamExpectedIPs: strings.Join(pubs, ","),
 	}
 	if o.Template.Mode == "eni" {

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
@@ -150,13 +151,13 @@ func TestUpDoesNoHarm(t *testing.T) {
 		t.Errorf("releasing an IP the stack uses: %v", err)
 	}
 	// Revoked without --config: the file still has the key, and up refuses it.
-	if err := RevokeKey(ctx, c.SSM, KeyEdit{Name: "sw", Client: "a"}, hash); err != nil {
+	if err := deployedconfig.RevokeKey(ctx, c.SSM, deployedconfig.KeyEdit{Name: "sw", Client: "a"}, hash); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Up(ctx, c, e); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Errorf("up from a file with a revoked key: %v", err)
 	}
-	if cfg, _ := DeployedConfig(ctx, c.SSM, "sw"); strings.Contains(string(cfg), hash) {
+	if cfg, _ := deployedconfig.Read(ctx, c.SSM, "sw"); strings.Contains(string(cfg), hash) {
 		t.Errorf("the revoked key came back:\n%s", cfg)
 	}
 	e.ConfigYAML = motoUp("", stack.TemplateOptions{}).ConfigYAML

@@ -1,4 +1,8 @@
-package deploy
+// Package deployedconfig is a deployment's gateway config where its relay
+// reads it, an SSM parameter: reading it, adding and revoking client keys in
+// it (and in the config file `up` deploys from), and the record of revoked
+// keys that `up` checks a config against.
+package deployedconfig
 
 import (
 	"context"
@@ -17,9 +21,20 @@ import (
 	"github.com/outgate/outgate/internal/stack"
 )
 
-// DeployedConfig reads the config a deployment's relay uses.
-func DeployedConfig(ctx context.Context, c SSM, name string) ([]byte, error) {
-	out, err := c.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(ConfigParameter(name)), WithDecryption: aws.Bool(true)})
+// SSM stores the gateway config the relay reads.
+type SSM interface {
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+	PutParameter(ctx context.Context, in *ssm.PutParameterInput, opts ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
+	// Reading the revoked keys' record (ssm:GetParametersByPath).
+	GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, opts ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
+}
+
+// Parameter is the SSM parameter holding a deployment's gateway config.
+func Parameter(name string) string { return "/outgate/" + name + "/config" }
+
+// Read reads the config a deployment's relay uses.
+func Read(ctx context.Context, c SSM, name string) ([]byte, error) {
+	out, err := c.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(Parameter(name)), WithDecryption: aws.Bool(true)})
 	if err != nil {
 		return nil, awserr.Explain("reading the deployed config (ssm:GetParameter)", err)
 	}
@@ -39,13 +54,13 @@ func (k KeyEdit) apply(ctx context.Context, c SSM, edit func(data []byte, source
 	if err := stack.ValidateName(k.Name); err != nil {
 		return err
 	}
-	data, source := []byte(nil), "ssm:"+ConfigParameter(k.Name)
+	data, source := []byte(nil), "ssm:"+Parameter(k.Name)
 	var err error
 	if k.File != "" {
 		data, source = nil, k.File
 		data, err = os.ReadFile(k.File)
 	} else {
-		data, err = DeployedConfig(ctx, c, k.Name)
+		data, err = Read(ctx, c, k.Name)
 	}
 	if err != nil {
 		return err
@@ -54,7 +69,7 @@ func (k KeyEdit) apply(ctx context.Context, c SSM, edit func(data []byte, source
 	if err != nil {
 		return err
 	}
-	if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(k.Name)), Value: aws.String(string(out)),
+	if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(Parameter(k.Name)), Value: aws.String(string(out)),
 		Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)}); err != nil {
 		return awserr.Explain("storing the config (ssm:PutParameter)", err)
 	}
@@ -103,9 +118,9 @@ func revokedPath(name string) string { return "/outgate/" + name + "/revoked/" }
 // maxRevokedPages bounds the read of the revocation record (10 a page).
 const maxRevokedPages = 1000
 
-// checkRevoked refuses a config that holds a key revoked for the
+// CheckRevoked refuses a config that holds a key revoked for the
 // deployment, naming the client and the key.
-func checkRevoked(ctx context.Context, c SSM, name string, data []byte) error {
+func CheckRevoked(ctx context.Context, c SSM, name string, data []byte) error {
 	cfg, err := config.Parse(data, "the config")
 	if err != nil {
 		return err
