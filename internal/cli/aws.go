@@ -23,6 +23,7 @@ import (
 	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/iacsnippet"
 	"github.com/outgate/outgate/internal/stack"
+	"github.com/outgate/outgate/internal/verify"
 )
 
 // defaultAWS loads the AWS configuration from the default chain
@@ -360,7 +361,7 @@ func verifyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			checks, err := deploy.Verify(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
+			checks, err := verify.Egress(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
 			w := cmd.OutOrStdout()
 			for _, c := range checks {
 				switch {
