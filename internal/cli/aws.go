@@ -18,6 +18,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
 
+	"github.com/outgate/outgate/internal/attach"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/deploy"
 	"github.com/outgate/outgate/internal/deployedconfig"
@@ -419,7 +420,7 @@ that code (omit it for the provider-level / Globals form).`,
 				if err != nil {
 					return err
 				}
-				s, err := deploy.AttachSnippet(cmd.Context(), c.Lambda, c.EC2, st, format, function)
+				s, err := attach.AttachSnippet(cmd.Context(), c.Lambda, c.EC2, st.AttachTarget(), format, function)
 				if err != nil {
 					return err
 				}
@@ -437,7 +438,7 @@ that code (omit it for the provider-level / Globals form).`,
 			if err != nil {
 				return err
 			}
-			if err := deploy.Attach(cmd.Context(), c.Lambda, c.IAM, st, function, poll, cmd.ErrOrStderr()); err != nil {
+			if err := attach.Attach(cmd.Context(), c.Lambda, c.IAM, st.AttachTarget(), function, poll, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s now leaves through deployment %s\n", function, g.name)
@@ -476,7 +477,7 @@ nothing is changed, exit 2).`,
 			if err != nil {
 				return err
 			}
-			return deploy.Detach(cmd.Context(), c.Lambda, function, poll, cmd.ErrOrStderr())
+			return attach.Detach(cmd.Context(), c.Lambda, function, poll, cmd.ErrOrStderr())
 		},
 	}
 	usesAWS(cmd)

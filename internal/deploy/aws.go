@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/outgate/outgate/internal/attach"
 	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/guardian"
@@ -67,7 +68,7 @@ type IPReleaser interface {
 // Lambda reads the relay's state and edits functions for attach/detach.
 type Lambda interface {
 	guardian.Lambda
-	FunctionEditor
+	attach.FunctionEditor
 	GetFunctionUrlConfig(ctx context.Context, in *lambda.GetFunctionUrlConfigInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionUrlConfigOutput, error)
 	// Stopping and restarting the guardian around an eni -> nat switch.
 	PutFunctionConcurrency(ctx context.Context, in *lambda.PutFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.PutFunctionConcurrencyOutput, error)
@@ -104,7 +105,7 @@ type Clients struct {
 	SSM            deployedconfig.SSM
 	Lambda         Lambda
 	STS            STS
-	IAM            RolePolicyAttacher
+	IAM            attach.RolePolicyAttacher
 	CloudWatch     CloudWatch
 	Logs           Logs
 	Tagging        attached.Tagging // the functions attached to a deployment (status)

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 
+	"github.com/outgate/outgate/internal/attach"
 	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/stack"
@@ -25,6 +26,11 @@ type Deployed struct {
 	Resources  map[string]string // logical id -> physical id
 	Parameters map[string]string // the stack's parameter values
 	Tags       map[string]string
+}
+
+// AttachTarget is what attach and detach need of the deployment.
+func (d *Deployed) AttachTarget() attach.Deployment {
+	return attach.Deployment{Name: d.Name, Relay: d.Outputs[stack.OutputRelayName], ENIMode: d.Outputs[stack.OutputGuardian] != ""}
 }
 
 // DescribeStack reads a stack's status, outputs and resources. Outputs a

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/outgate/outgate/internal/attach"
 	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/stack"
@@ -165,7 +166,7 @@ func TestUpDoesNoHarm(t *testing.T) {
 	// An attached function stops a switch and down, which name it.
 	fn := userFunction(t)
 	st, _ := DescribeDeployed(ctx, c.CloudFormation, "sw")
-	if err := Attach(ctx, c.Lambda, c.IAM, st, fn, 10*time.Millisecond, io.Discard); err != nil {
+	if err := attach.Attach(ctx, c.Lambda, c.IAM, st.AttachTarget(), fn, 10*time.Millisecond, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	sw := e
@@ -180,7 +181,7 @@ func TestUpDoesNoHarm(t *testing.T) {
 	if st, _ := lookupStack(ctx, c.CloudFormation, "sw"); st == nil {
 		t.Fatal("down deleted the stack although it refused")
 	}
-	if err := Detach(ctx, c.Lambda, fn, 10*time.Millisecond, io.Discard); err != nil {
+	if err := attach.Detach(ctx, c.Lambda, fn, 10*time.Millisecond, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 
