@@ -218,13 +218,13 @@ const (
 // empty it creates the Elastic IPs (DeletionPolicy Retain, so they outlive
 // the stack), and in eni mode the guardian's schedule attaches them within
 // a minute of the relay's ENIs appearing.
-func Template(o TemplateOptions) (*Stack, error) {
+func Template(o TemplateOptions) (*cf.Template, error) {
 	if err := o.Normalize(); err != nil {
 		return nil, err
 	}
 	t := cf.NewTemplate()
 	t.Description = fmt.Sprintf("outgate: a static outbound IP for serverless code (mode %s, %d AZ, front %s)", o.Mode, o.AZs, o.Front)
-	b := &builder{t: t, o: o, conditions: map[string]any{}}
+	b := &builder{t: t, o: o}
 	b.parameters()
 	b.network()
 	b.ips()
@@ -235,24 +235,15 @@ func Template(o TemplateOptions) (*Stack, error) {
 	b.front()
 	b.alarmTopic()
 	b.alarms()
-	return &Stack{Template: t, conditions: b.conditions}, nil
-}
-
-// Stack is a built template. Its conditions are kept apart because
-// goformation evaluates Conditions when it encodes a template (turning
-// Fn::Equals on a parameter into a constant); Render puts them back as written.
-type Stack struct {
-	*cf.Template
-	conditions map[string]any
+	return t, nil
 }
 
 type builder struct {
-	t          *cf.Template
-	conditions map[string]any
-	o          TemplateOptions
-	relayIn    []string // subnets the relay runs in
-	vpc        string   // Ref or literal VPC id
-	topic      string   // where the alarms publish
+	t       *cf.Template
+	o       TemplateOptions
+	relayIn []string // subnets the relay runs in
+	vpc     string   // Ref or literal VPC id
+	topic   string   // where the alarms publish
 }
 
 func (b *builder) add(name string, r cf.Resource) { b.t.Resources[name] = r }
@@ -270,14 +261,14 @@ func (b *builder) parameters() {
 	p[ParamEIPs] = cf.Parameter{Type: "CommaDelimitedList", Default: "",
 		Description: cf.String(fmt.Sprintf("Elastic IP allocation ids to use, one per AZ (%d), tagged outgate:deployment=<stack name>; empty creates them, retained on delete", b.o.AZs))}
 	p[ParamExpectedIPs] = cf.Parameter{Type: "String", Default: "", Description: cf.String("The public IPs of EipAllocationIds, comma-separated (for the egress check); ignored when the stack creates the IPs")}
-	b.conditions[condCreateEIPs] = map[string]any{"Fn::Equals": []any{map[string]any{"Fn::Join": []any{"", map[string]any{"Ref": ParamEIPs}}}, ""}}
+	b.t.Conditions[condCreateEIPs] = cf.Equals(cf.Join("", cf.Ref(ParamEIPs)), "")
 	for param, fn := range map[string]string{ParamCreateRelayLogs: "relay", ParamCreateGuardianLogs: "guardian"} {
 		if fn == "guardian" && b.o.Mode != "eni" {
 			continue
 		}
 		p[param] = cf.Parameter{Type: "String", Default: "true", AllowedValues: []any{"true", "false"},
 			Description: cf.String("false when the log group /aws/lambda/<stack>-" + fn + " already exists (kept from an earlier stack): the function logs there")}
-		b.conditions[param] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": param}, "true"}}
+		b.t.Conditions[param] = cf.Equals(cf.Ref(param), "true")
 	}
 	relayCap := b.o.RelayConcurrency
 	if relayCap == NoRelayCap {
@@ -285,7 +276,7 @@ func (b *builder) parameters() {
 	}
 	p[ParamRelayCap] = cf.Parameter{Type: "Number", Default: strconv.Itoa(relayCap), MinValue: cf.Float64(0), MaxValue: cf.Float64(1000),
 		Description: cf.String("The relay's reserved concurrency: a cap on what a flood of calls can cost; 0 reserves none (no cap)")}
-	b.conditions[condRelayCapped] = map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamRelayCap}, "0"}}}}
+	b.t.Conditions[condRelayCapped] = cf.Not([]string{cf.Equals(cf.Ref(ParamRelayCap), "0")})
 	if b.o.Mode == "nat" && b.o.VPCID != "" {
 		p[ParamPrivateCIDRs] = cf.Parameter{Type: "CommaDelimitedList",
 			Description: cf.String(fmt.Sprintf("CIDR blocks for the relay's private subnets, one per AZ (%d), unused in the VPC", b.o.AZs))}
@@ -303,7 +294,7 @@ func (b *builder) parameters() {
 			Description: cf.String("Let the guardian allocate a new IP when the pool is too small (a new IP is on nobody's allowlist)")}
 		p[ParamGuardianCap] = cf.Parameter{Type: "Number", Default: "1", AllowedValues: []any{"1", "0"},
 			Description: cf.String("1 runs one guardian at a time; 0 reserves nothing, for accounts whose concurrency quota cannot spare one")}
-		b.conditions[condGuardianSerial] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamGuardianCap}, "1"}}
+		b.t.Conditions[condGuardianSerial] = cf.Equals(cf.Ref(ParamGuardianCap), "1")
 	}
 }
 
@@ -608,7 +599,7 @@ func (b *builder) guardian() {
 		Tags: []tags.Tag{deploymentTag()},
 	})
 	// Allocation is allowed by policy only when the parameter says so.
-	b.conditions["AllowAllocation"] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamAllowAlloc}, "true"}}
+	b.t.Conditions["AllowAllocation"] = cf.Equals(cf.Ref(ParamAllowAlloc), "true")
 	b.add("GuardianAllocatePolicy", &iam.Policy{
 		PolicyName: "allocate-ips", Roles: []string{cf.Ref("GuardianRole")},
 		PolicyDocument: policy(map[string]any{"Effect": "Allow", "Action": "ec2:AllocateAddress", "Resource": eipArn,
@@ -852,7 +843,7 @@ func TemplateBody(o TemplateOptions) ([]byte, error) {
 
 // Render encodes the template as "json" or "yaml", with the properties
 // goformation does not know yet added.
-func Render(s *Stack, format string) ([]byte, error) {
+func Render(s *cf.Template, format string) ([]byte, error) {
 	raw, err := s.JSON()
 	if err != nil {
 		return nil, err
@@ -861,7 +852,6 @@ func Render(s *Stack, format string) ([]byte, error) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return nil, err
 	}
-	doc["Conditions"] = s.conditions
 	res, _ := doc["Resources"].(map[string]any)
 	if p, ok := res["RelayUrlInvokePermission"].(map[string]any); ok {
 		p["Properties"].(map[string]any)["InvokedViaFunctionUrl"] = true
