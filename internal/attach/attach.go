@@ -136,12 +136,12 @@ type FunctionConfigReader interface {
 	GetFunctionConfiguration(ctx context.Context, in *lambda.GetFunctionConfigurationInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionConfigurationOutput, error)
 }
 
-// AttachSnippet is what `attach --print FORMAT` prints: the snippet of the
+// Snippet is what `attach --print FORMAT` prints: the snippet of the
 // user's own infrastructure code that puts a function behind the
 // deployment, with the ids of the relay's VPC config (the truth, as for
 // Attach). It changes nothing. function is the function's name in that
 // code ("" for the provider-level or Globals form).
-func AttachSnippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetReader, d Deployment, format, function string) (string, error) {
+func Snippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetReader, d Deployment, format, function string) (string, error) {
 	rc, err := relayVPC(ctx, fn, d)
 	if err != nil {
 		return "", err

@@ -420,7 +420,7 @@ that code (omit it for the provider-level / Globals form).`,
 				if err != nil {
 					return err
 				}
-				s, err := attach.AttachSnippet(cmd.Context(), c.Lambda, c.EC2, st.AttachTarget(), format, function)
+				s, err := attach.Snippet(cmd.Context(), c.Lambda, c.EC2, st.AttachTarget(), format, function)
 				if err != nil {
 					return err
 				}

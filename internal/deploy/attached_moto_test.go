@@ -29,7 +29,7 @@ func TestAttachPrintsTheDeploymentsIds(t *testing.T) {
 	st, sg := deployInto(t, c, "iac", vpcID, pub)
 	fn := userFunction(t)
 	for _, format := range []string{"serverless", "sam", "cdk", "terraform", "cloudformation"} {
-		s, err := attach.AttachSnippet(ctx, c.Lambda, c.EC2, st.AttachTarget(), format, "")
+		s, err := attach.Snippet(ctx, c.Lambda, c.EC2, st.AttachTarget(), format, "")
 		if err != nil {
 			t.Fatalf("%s: %v", format, err)
 		}
@@ -45,7 +45,7 @@ func TestAttachPrintsTheDeploymentsIds(t *testing.T) {
 	if cfg, _ := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(fn)}); cfg.VpcConfig != nil && len(cfg.VpcConfig.SubnetIds) > 0 {
 		t.Errorf("--print changed the function: %+v", cfg.VpcConfig)
 	}
-	if _, err := attach.AttachSnippet(ctx, c.Lambda, c.EC2, st.AttachTarget(), "pulumi", ""); err == nil {
+	if _, err := attach.Snippet(ctx, c.Lambda, c.EC2, st.AttachTarget(), "pulumi", ""); err == nil {
 		t.Error("an unknown format was accepted")
 	}
 	var out bytes.Buffer
