@@ -1,10 +1,14 @@
-package deploy
+// Package attach is `outgate attach` and `outgate detach`: it moves a user's
+// Lambda function into a deployment's subnets with the relay's security
+// group (so it shares the relay's ENIs and static IPs), keeps its previous
+// VPC config in a tag to restore it, and prints the same settings as a
+// snippet of the user's own infrastructure code.
+package attach
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/outgate/outgate/internal/attached"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/iacsnippet"
 )
@@ -39,6 +44,14 @@ const (
 	TagPreviousVPC = "outgate:previous-vpc" // "subnet-a,subnet-b|sg-1,sg-2", or "none"
 )
 
+// Deployment is what attach needs of a running deployment.
+type Deployment struct {
+	Name  string // the deployment (stack) name
+	Relay string // the relay function's name
+	// ENIMode: the relay runs in public subnets (eni mode, with a guardian).
+	ENIMode bool
+}
+
 // vpcAccessPolicy is the managed policy's ARN in the role's partition.
 func vpcAccessPolicy(roleARN string) string {
 	partition := "aws"
@@ -52,22 +65,22 @@ func vpcAccessPolicy(roleARN string) string {
 // the deployment's security group. Lambda shares one ENI per (security
 // groups x subnet), so the function then uses the relay's ENIs and their
 // static IPs. Its previous VpcConfig is kept in a tag for Detach.
-func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st *Deployed, function string, poll time.Duration, out io.Writer) error {
+func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, d Deployment, function string, poll time.Duration, out io.Writer) error {
 	// The relay's own VpcConfig is the truth: the function must match its
 	// security-group set and subnets exactly to share its ENIs.
-	rc, err := relayVPC(ctx, fn, st)
+	rc, err := relayVPC(ctx, fn, d)
 	if err != nil {
 		return err
 	}
 	subnets, sg := rc.VpcConfig.SubnetIds, rc.VpcConfig.SecurityGroupIds[0]
-	fmt.Fprintf(out, "note: the next deploy of %s by its own tool (Serverless, SAM, CDK, Terraform, CloudFormation) puts it back outside unless its code carries this VPC config: `outgate attach --name %s --print FORMAT` prints it\n", function, st.Name)
+	fmt.Fprintf(out, "note: the next deploy of %s by its own tool (Serverless, SAM, CDK, Terraform, CloudFormation) puts it back outside unless its code carries this VPC config: `outgate attach --name %s --print FORMAT` prints it\n", function, d.Name)
 	cfg, tags, err := readFunction(ctx, fn, function)
 	if err != nil {
 		return err
 	}
 	arn := aws.ToString(cfg.FunctionArn)
-	if d := tags[TagAttached]; d != "" && d != st.Name {
-		return fmt.Errorf("%s is attached to deployment %s; detach it there first", function, d)
+	if other := tags[TagAttached]; other != "" && other != d.Name {
+		return fmt.Errorf("%s is attached to deployment %s; detach it there first", function, other)
 	}
 	if tags[TagAttached] == "" {
 		prev := "none"
@@ -78,19 +91,19 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st
 		if len(prev) > 256 {
 			return fmt.Errorf("the function's current VPC config is too long to keep in a tag; detach would lose it, so outgate stops")
 		}
-		if _, err := fn.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(arn), Tags: map[string]string{TagAttached: st.Name, TagPreviousVPC: prev}}); err != nil {
-			return awsError("tagging the function (lambda:TagResource)", err)
+		if _, err := fn.TagResource(ctx, &lambda.TagResourceInput{Resource: aws.String(arn), Tags: map[string]string{TagAttached: d.Name, TagPreviousVPC: prev}}); err != nil {
+			return awserr.Explain("tagging the function (lambda:TagResource)", err)
 		}
 	}
 	role := aws.ToString(cfg.Role)
 	if i := strings.LastIndex(role, "/"); i >= 0 {
 		if _, err := roles.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String(role[i+1:]), PolicyArn: aws.String(vpcAccessPolicy(role))}); err != nil {
-			return awsError("giving the function's role VPC access (iam:AttachRolePolicy)", err)
+			return awserr.Explain("giving the function's role VPC access (iam:AttachRolePolicy)", err)
 		}
 	}
 	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(function),
 		VpcConfig: &lambdatypes.VpcConfig{SubnetIds: subnets, SecurityGroupIds: []string{sg}}}); err != nil {
-		return awsError("moving the function into the deployment's subnets (lambda:UpdateFunctionConfiguration)", err)
+		return awserr.Explain("moving the function into the deployment's subnets (lambda:UpdateFunctionConfiguration)", err)
 	}
 	fmt.Fprintf(out, "%s: moving into %s with security group %s\n", function, strings.Join(subnets, ","), sg)
 	return waitActive(ctx, fn, function, poll, out)
@@ -98,17 +111,17 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, st
 
 // relayVPC reads the relay's configuration, whose VpcConfig is what an
 // attached function must match.
-func relayVPC(ctx context.Context, fn FunctionConfigReader, st *Deployed) (*lambda.GetFunctionConfigurationOutput, error) {
-	relay := st.Outputs[OutputRelayName]
+func relayVPC(ctx context.Context, fn FunctionConfigReader, d Deployment) (*lambda.GetFunctionConfigurationOutput, error) {
+	relay := d.Relay
 	if relay == "" {
-		return nil, fmt.Errorf("deployment %s reports no relay function", st.Name)
+		return nil, fmt.Errorf("deployment %s reports no relay function", d.Name)
 	}
 	rc, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(relay)})
 	if err != nil {
-		return nil, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err)
+		return nil, awserr.Explain("reading the relay function (lambda:GetFunctionConfiguration)", err)
 	}
 	if rc.VpcConfig == nil || len(rc.VpcConfig.SubnetIds) == 0 || len(rc.VpcConfig.SecurityGroupIds) != 1 {
-		return nil, fmt.Errorf("the relay of %s has no usable VPC config", st.Name)
+		return nil, fmt.Errorf("the relay of %s has no usable VPC config", d.Name)
 	}
 	return rc, nil
 }
@@ -123,13 +136,13 @@ type FunctionConfigReader interface {
 	GetFunctionConfiguration(ctx context.Context, in *lambda.GetFunctionConfigurationInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionConfigurationOutput, error)
 }
 
-// AttachSnippet is what `attach --print FORMAT` prints: the snippet of the
+// Snippet is what `attach --print FORMAT` prints: the snippet of the
 // user's own infrastructure code that puts a function behind the
 // deployment, with the ids of the relay's VPC config (the truth, as for
 // Attach). It changes nothing. function is the function's name in that
 // code ("" for the provider-level or Globals form).
-func AttachSnippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetReader, st *Deployed, format, function string) (string, error) {
-	rc, err := relayVPC(ctx, fn, st)
+func Snippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetReader, d Deployment, format, function string) (string, error) {
+	rc, err := relayVPC(ctx, fn, d)
 	if err != nil {
 		return "", err
 	}
@@ -137,7 +150,7 @@ func AttachSnippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetR
 	// subnets are what the deployment is made of.
 	sn, err := subnets.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: rc.VpcConfig.SubnetIds})
 	if err != nil {
-		return "", awsError("reading the relay's subnets (ec2:DescribeSubnets)", err)
+		return "", awserr.Explain("reading the relay's subnets (ec2:DescribeSubnets)", err)
 	}
 	vpc := ""
 	for _, s := range sn.Subnets {
@@ -152,10 +165,10 @@ func AttachSnippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetR
 		partition = parts[1]
 	}
 	return iacsnippet.Render(format, iacsnippet.Target{
-		Deployment: st.Name, TagKey: TagAttached, VPC: vpc,
+		Deployment: d.Name, TagKey: TagAttached, VPC: vpc,
 		Subnets: rc.VpcConfig.SubnetIds, SecurityGroup: rc.VpcConfig.SecurityGroupIds[0], Partition: partition,
 		// eni mode (a guardian) runs the relay in public subnets.
-		PublicSubnets: st.Outputs[OutputGuardian] != "", Function: function,
+		PublicSubnets: d.ENIMode, Function: function,
 	})
 }
 
@@ -176,13 +189,13 @@ func Detach(ctx context.Context, fn FunctionEditor, function string, poll time.D
 		v.SubnetIds, v.SecurityGroupIds = strings.Split(subnets, ","), strings.Split(sgs, ",")
 	}
 	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(function), VpcConfig: v}); err != nil {
-		return awsError("restoring the function's VPC config (lambda:UpdateFunctionConfiguration)", err)
+		return awserr.Explain("restoring the function's VPC config (lambda:UpdateFunctionConfiguration)", err)
 	}
 	if err := waitActive(ctx, fn, function, poll, out); err != nil {
 		return err
 	}
 	if _, err := fn.UntagResource(ctx, &lambda.UntagResourceInput{Resource: aws.String(arn), TagKeys: []string{TagAttached, TagPreviousVPC}}); err != nil {
-		return awsError("untagging the function (lambda:UntagResource)", err)
+		return awserr.Explain("untagging the function (lambda:UntagResource)", err)
 	}
 	fmt.Fprintf(out, "%s: restored its previous VPC config (%s)\n", function, prev)
 	return nil
@@ -192,11 +205,11 @@ func Detach(ctx context.Context, fn FunctionEditor, function string, poll time.D
 func readFunction(ctx context.Context, fn FunctionEditor, function string) (*lambda.GetFunctionConfigurationOutput, map[string]string, error) {
 	cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
 	if err != nil {
-		return nil, nil, awsError("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
+		return nil, nil, awserr.Explain("reading function "+function+" (lambda:GetFunctionConfiguration)", err)
 	}
 	tags, err := fn.ListTags(ctx, &lambda.ListTagsInput{Resource: cfg.FunctionArn})
 	if err != nil {
-		return nil, nil, awsError("reading the function's tags (lambda:ListTags)", err)
+		return nil, nil, awserr.Explain("reading the function's tags (lambda:ListTags)", err)
 	}
 	return cfg, tags.Tags, nil
 }
@@ -207,7 +220,7 @@ func waitActive(ctx context.Context, fn FunctionEditor, function string, poll ti
 	for {
 		cfg, err := fn.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(function)})
 		if err != nil {
-			return awsError("reading function "+function, err)
+			return awserr.Explain("reading function "+function, err)
 		}
 		switch {
 		case cfg.LastUpdateStatus == lambdatypes.LastUpdateStatusFailed:
@@ -222,55 +235,4 @@ func waitActive(ctx context.Context, fn FunctionEditor, function string, poll ti
 			return err
 		}
 	}
-}
-
-// FunctionLister finds functions (lambda:ListFunctions).
-type FunctionLister interface {
-	ListFunctions(ctx context.Context, in *lambda.ListFunctionsInput, opts ...func(*lambda.Options)) (*lambda.ListFunctionsOutput, error)
-}
-
-// maxFunctionPages bounds the listing (50 functions a page).
-const maxFunctionPages = 400
-
-// AttachedFunctions lists the functions other than the deployment's own
-// that run with its security group: those `attach` moved there (and any
-// put there by hand). Their ENIs hold the deployment's subnets and security
-// group, so a stack change that removes those, or down, cannot finish
-// while they are there. The security group is the test rather than the
-// outgate:attached tag because it is what actually holds the resources.
-func AttachedFunctions(ctx context.Context, api FunctionLister, sg string, own ...string) ([]string, error) {
-	if sg == "" {
-		return nil, nil
-	}
-	var found []string
-	in := &lambda.ListFunctionsInput{}
-	for page := 0; page < maxFunctionPages; page++ {
-		out, err := api.ListFunctions(ctx, in)
-		if err != nil {
-			return nil, awsError("looking for functions attached to the deployment (lambda:ListFunctions)", err)
-		}
-		for _, f := range out.Functions {
-			name := aws.ToString(f.FunctionName)
-			if f.VpcConfig == nil || !slices.Contains(f.VpcConfig.SecurityGroupIds, sg) || slices.Contains(own, name) {
-				continue
-			}
-			found = append(found, name)
-		}
-		if aws.ToString(out.NextMarker) == "" {
-			slices.Sort(found)
-			return found, nil
-		}
-		in.Marker = out.NextMarker
-	}
-	return nil, fmt.Errorf("more than %d pages of functions: cannot tell which are attached to the deployment", maxFunctionPages)
-}
-
-// detachHint names the functions and the command that frees the
-// deployment's subnets of them.
-func detachHint(fns []string) string {
-	var cmds []string
-	for _, f := range fns {
-		cmds = append(cmds, "`outgate detach --function "+f+"`")
-	}
-	return strings.Join(fns, ", ") + " (run " + strings.Join(cmds, ", ") + "; attach them again afterwards)"
 }

@@ -1,9 +1,11 @@
-package deploy
+package pricing
 
 import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // HoursPerMonth is AWS's billing month (730 hours).
@@ -37,8 +39,8 @@ type Usage struct {
 // `outgate up` makes with no flags (arm64, 256 MB, two AZs, the default
 // relay cap) under a light workload.
 func DefaultUsage() Usage {
-	return Usage{RequestsPerMonth: 1e6, AvgDurationMs: 500, MemoryMB: RelayMemoryMB, GBPerMonth: 1, Arch: "arm64", AZs: 2, Front: "url",
-		RelayConcurrency: DefaultRelayConcurrency, LogBytesPerRequest: 1024, LogRetentionDays: DefaultLogRetentionDays,
+	return Usage{RequestsPerMonth: 1e6, AvgDurationMs: 500, MemoryMB: stack.RelayMemoryMB, GBPerMonth: 1, Arch: "arm64", AZs: 2, Front: "url",
+		RelayConcurrency: stack.DefaultRelayConcurrency, LogBytesPerRequest: 1024, LogRetentionDays: stack.DefaultLogRetentionDays,
 		IdempotentAnswerKB: 1}
 }
 
@@ -64,7 +66,6 @@ type Estimate struct {
 
 // What the stack runs besides the relay's own calls.
 const (
-	RelayMemoryMB       = 256                               // the relay function's memory in the template
 	guardianInvocations = 43200                             // every minute
 	guardianGBSeconds   = guardianInvocations * 0.2 * 0.125 // ~200 ms at 128 MB
 	keepaliveCalls      = 8760                              // every 5 minutes
@@ -81,9 +82,6 @@ const (
 	alarmMetricsENI = 8
 	alarmMetricsNAT = 5
 )
-
-// Gateway endpoints cost nothing; everything else is an interface endpoint.
-var gatewayEndpoints = map[string]bool{"s3": true, "dynamodb": true}
 
 // round2 rounds to cents, half up ($1.0417 is $1.04).
 func round2(x float64) float64 { return math.Round(x*100) / 100 }
@@ -214,7 +212,7 @@ func planNAT(p Prices, u Usage) Estimate {
 		Line{"NAT data processing", round2(u.GBPerMonth * p.NATGatewayGB), fmt.Sprintf("%.0f GB at $%.3f", u.GBPerMonth, p.NATGatewayGB)},
 		ipLine(p, nats, "on the NAT gateways"))
 	for _, ep := range u.Endpoints {
-		if gatewayEndpoints[ep] {
+		if stack.IsGatewayEndpoint(ep) {
 			e.Lines = append(e.Lines, Line{"VPC endpoint " + ep + " (gateway)", 0, "gateway endpoints are free"})
 			continue
 		}
@@ -255,4 +253,31 @@ func Diagram(mode string, azs int, front string) string {
 		"    relay --> Lambda ENI + Elastic IP --> internet gateway --> partner API",
 		"    guardian (every minute) keeps an Elastic IP on every relay ENI",
 	}, "\n")
+}
+
+// DynamoDB on-demand figures, us-east-1 (aws.amazon.com/dynamodb/pricing/on-demand,
+// after the November 2024 cut), used for every region: the price table does
+// not record them per region.
+const (
+	dynamoWritePerMillion = 0.625 // write request units
+	dynamoReadPerMillion  = 0.125 // read request units
+	dynamoStorageGBMonth  = 0.25
+	dynamoPITRGBMonth     = 0.20
+)
+
+// idempotencyLine prices the table for the keyed requests a month: each
+// writes its claim (1 unit: under 1 KB) and its answer (1 unit per KB of
+// item), and a duplicate reads the item; items stay for the ttl.
+func idempotencyLine(u Usage) Line {
+	n := u.IdempotentPerMonth
+	if n <= 0 {
+		return Line{"DynamoDB (idempotency keys)", 0, "no keyed requests priced (--idempotent-requests N); an empty on-demand table costs nothing"}
+	}
+	itemKB := math.Max(1, math.Ceil(u.IdempotentAnswerKB+0.5))
+	writes := n * (1 + itemKB)
+	reads := n * 0.1 * math.Ceil(itemKB/4) // a retry for one request in ten
+	gb := n * (24.0 / HoursPerMonth) * itemKB / 1e6
+	usd := writes/1e6*dynamoWritePerMillion + reads/1e6*dynamoReadPerMillion + gb*(dynamoStorageGBMonth+dynamoPITRGBMonth)
+	return Line{"DynamoDB (idempotency keys)", round2(usd), fmt.Sprintf("%.0f keyed requests, %.0f KB answers: %.0f write units at $%.3f/M, %.2f GB kept 24h with PITR (us-east-1 figures)",
+		n, u.IdempotentAnswerKB, writes, dynamoWritePerMillion, gb)}
 }

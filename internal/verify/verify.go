@@ -1,4 +1,6 @@
-package deploy
+// Package verify is `outgate verify`: calls through the deployed relay to
+// check that they leave from the deployment's IPs, and only from those.
+package verify
 
 import (
 	"context"
@@ -7,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/outgate/outgate/internal/deploy"
 )
 
 // IPCheck is what verify found for one of the deployment's IPs.
@@ -23,12 +27,12 @@ type IPCheck struct {
 // where they are attached instead.
 const callsPerIP = 4
 
-// Verify asks the deployed relay which IP its calls leave from, several
+// Egress asks the deployed relay which IP its calls leave from, several
 // times, and checks every one of the deployment's IPs: each must be seen as
 // the egress of a call or be attached (to a relay ENI or a NAT gateway). It
 // fails if any call leaves from an IP that is not the deployment's, or if
 // an IP is neither seen nor attached.
-func Verify(ctx context.Context, hc *http.Client, relayURL, key string, ips []IP) ([]IPCheck, error) {
+func Egress(ctx context.Context, hc *http.Client, relayURL, key string, ips []deploy.IP) ([]IPCheck, error) {
 	if relayURL == "" {
 		return nil, fmt.Errorf("the deployment reports no relay URL")
 	}

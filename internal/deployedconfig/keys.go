@@ -1,4 +1,8 @@
-package deploy
+// Package deployedconfig is a deployment's gateway config where its relay
+// reads it, an SSM parameter: reading it, adding and revoking client keys in
+// it (and in the config file `up` deploys from), and the record of revoked
+// keys that `up` checks a config against.
+package deployedconfig
 
 import (
 	"context"
@@ -11,15 +15,28 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/stack"
 )
 
-// DeployedConfig reads the config a deployment's relay uses.
-func DeployedConfig(ctx context.Context, c SSM, name string) ([]byte, error) {
-	out, err := c.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(ConfigParameter(name)), WithDecryption: aws.Bool(true)})
+// SSM stores the gateway config the relay reads.
+type SSM interface {
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+	PutParameter(ctx context.Context, in *ssm.PutParameterInput, opts ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
+	// Reading the revoked keys' record (ssm:GetParametersByPath).
+	GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, opts ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
+}
+
+// Parameter is the SSM parameter holding a deployment's gateway config.
+func Parameter(name string) string { return "/outgate/" + name + "/config" }
+
+// Read reads the config a deployment's relay uses.
+func Read(ctx context.Context, c SSM, name string) ([]byte, error) {
+	out, err := c.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(Parameter(name)), WithDecryption: aws.Bool(true)})
 	if err != nil {
-		return nil, awsError("reading the deployed config (ssm:GetParameter)", err)
+		return nil, awserr.Explain("reading the deployed config (ssm:GetParameter)", err)
 	}
 	return []byte(aws.ToString(out.Parameter.Value)), nil
 }
@@ -34,16 +51,16 @@ type KeyEdit struct {
 }
 
 func (k KeyEdit) apply(ctx context.Context, c SSM, edit func(data []byte, source string) ([]byte, error)) error {
-	if err := ValidateName(k.Name); err != nil {
+	if err := stack.ValidateName(k.Name); err != nil {
 		return err
 	}
-	data, source := []byte(nil), "ssm:"+ConfigParameter(k.Name)
+	data, source := []byte(nil), "ssm:"+Parameter(k.Name)
 	var err error
 	if k.File != "" {
 		data, source = nil, k.File
 		data, err = os.ReadFile(k.File)
 	} else {
-		data, err = DeployedConfig(ctx, c, k.Name)
+		data, err = Read(ctx, c, k.Name)
 	}
 	if err != nil {
 		return err
@@ -52,9 +69,9 @@ func (k KeyEdit) apply(ctx context.Context, c SSM, edit func(data []byte, source
 	if err != nil {
 		return err
 	}
-	if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(k.Name)), Value: aws.String(string(out)),
+	if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(Parameter(k.Name)), Value: aws.String(string(out)),
 		Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true)}); err != nil {
-		return awsError("storing the config (ssm:PutParameter)", err)
+		return awserr.Explain("storing the config (ssm:PutParameter)", err)
 	}
 	if k.File != "" {
 		if err := os.WriteFile(k.File, out, 0o600); err != nil {
@@ -88,7 +105,7 @@ func RevokeKey(ctx context.Context, c SSM, k KeyEdit, hash string) error {
 	// to drop (a dropped record would let the key come back).
 	if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(revokedParameter(k.Name, hash)), Value: aws.String(k.Client),
 		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true), Description: aws.String("outgate: a revoked key's hash; up refuses a config that holds it")}); err != nil {
-		return awsError("the key is revoked, but recording it failed, so an up from a file that still has it would bring it back (ssm:PutParameter)", err)
+		return awserr.Explain("the key is revoked, but recording it failed, so an up from a file that still has it would bring it back (ssm:PutParameter)", err)
 	}
 	return nil
 }
@@ -101,9 +118,9 @@ func revokedPath(name string) string { return "/outgate/" + name + "/revoked/" }
 // maxRevokedPages bounds the read of the revocation record (10 a page).
 const maxRevokedPages = 1000
 
-// checkRevoked refuses a config that holds a key revoked for the
+// CheckRevoked refuses a config that holds a key revoked for the
 // deployment, naming the client and the key.
-func checkRevoked(ctx context.Context, c SSM, name string, data []byte) error {
+func CheckRevoked(ctx context.Context, c SSM, name string, data []byte) error {
 	cfg, err := config.Parse(data, "the config")
 	if err != nil {
 		return err
@@ -116,7 +133,7 @@ func checkRevoked(ctx context.Context, c SSM, name string, data []byte) error {
 		}
 		out, err := c.GetParametersByPath(ctx, in)
 		if err != nil {
-			return awsError("reading the deployment's revoked keys (ssm:GetParametersByPath)", err)
+			return awserr.Explain("reading the deployment's revoked keys (ssm:GetParametersByPath)", err)
 		}
 		for _, p := range out.Parameters {
 			revoked[strings.ToLower(path.Base(aws.ToString(p.Name)))] = true

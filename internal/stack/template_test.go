@@ -1,4 +1,4 @@
-package deploy
+package stack
 
 import (
 	"encoding/json"
@@ -6,9 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/outgate/outgate/internal/testutil"
 )
@@ -76,7 +79,7 @@ func TestTemplateShape(t *testing.T) {
 		Outputs    map[string]any
 	}
 	json.Unmarshal(render(t, TemplateOptions{AZs: 2}, "json"), &doc)
-	// Conditions stay conditions (goformation would have evaluated them).
+	// Conditions stay conditions (all of them: TestConditionsStayConditions).
 	if c := fmt.Sprint(doc.Conditions["CreateEips"]); !strings.Contains(c, "Fn::Equals") || !strings.Contains(c, "EipAllocationIds") {
 		t.Errorf("CreateEips = %v", doc.Conditions["CreateEips"])
 	}
@@ -252,8 +255,8 @@ func TestNamesAndTagsFitAWSRules(t *testing.T) {
 			}
 		}
 	}
-	for _, tag := range stackTags(UpOptions{Name: name, Template: TemplateOptions{Mode: "nat", SharedNAT: true, VPCID: "vpc-0123456789abcdef0", Notify: []string{"x@example.com"},
-		SubnetIDs: []string{"subnet-0123456789abcdef0", "subnet-0123456789abcdef1", "subnet-0123456789abcdef2"}}}) {
+	for _, tag := range Tags(name, TemplateOptions{Mode: "nat", SharedNAT: true, VPCID: "vpc-0123456789abcdef0", Notify: []string{"x@example.com"},
+		SubnetIDs: []string{"subnet-0123456789abcdef0", "subnet-0123456789abcdef1", "subnet-0123456789abcdef2"}}) {
 		checkTag("stack tags (copied to every resource)", *tag.Key, *tag.Value)
 	}
 	for vname, o := range allVariants() {
@@ -496,5 +499,46 @@ func TestLogGroupsKeptWithRetention(t *testing.T) {
 	res = resources(t, TemplateOptions{LogRetentionDays: 365})
 	if d := res["RelayLogGroup"]["Properties"].(map[string]any)["RetentionInDays"]; d != 365.0 {
 		t.Errorf("--log-retention-days 365: %v", d)
+	}
+}
+
+// TestConditionsStayConditions: the template's Conditions reach
+// CloudFormation as written, as intrinsics on the parameters. goformation's
+// JSON() resolves intrinsics it is given as plain maps (an Fn::Equals map
+// becomes true or false at encoding time, so every stack would have been
+// built for the parameters' defaults); its own encoded forms (cf.Equals,
+// cf.Join, cf.Not, cf.Ref) survive it, which is what the template uses.
+func TestConditionsStayConditions(t *testing.T) {
+	ref := func(p string) map[string]any { return map[string]any{"Ref": p} }
+	eq := func(a, b any) map[string]any { return map[string]any{"Fn::Equals": []any{a, b}} }
+	for name, c := range map[string]struct {
+		o    TemplateOptions
+		want map[string]any
+	}{
+		"eni": {TemplateOptions{Mode: "eni"}, map[string]any{
+			"CreateEips":             eq(map[string]any{"Fn::Join": []any{"", ref(ParamEIPs)}}, ""),
+			"CreateRelayLogGroup":    eq(ref(ParamCreateRelayLogs), "true"),
+			"CreateGuardianLogGroup": eq(ref(ParamCreateGuardianLogs), "true"),
+			"RelayCapped":            map[string]any{"Fn::Not": []any{eq(ref(ParamRelayCap), "0")}},
+			"GuardianSerialised":     eq(ref(ParamGuardianCap), "1"),
+			"AllowAllocation":        eq(ref(ParamAllowAlloc), "true"),
+		}},
+		"nat": {TemplateOptions{Mode: "nat"}, map[string]any{
+			"CreateEips":          eq(map[string]any{"Fn::Join": []any{"", ref(ParamEIPs)}}, ""),
+			"CreateRelayLogGroup": eq(ref(ParamCreateRelayLogs), "true"),
+			"RelayCapped":         map[string]any{"Fn::Not": []any{eq(ref(ParamRelayCap), "0")}},
+		}},
+	} {
+		for _, format := range []string{"json", "yaml"} {
+			var doc struct {
+				Conditions map[string]any `yaml:"Conditions"`
+			}
+			if err := yaml.Unmarshal(render(t, c.o, format), &doc); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(doc.Conditions, c.want) {
+				t.Errorf("%s (%s): Conditions\n%v\nwant\n%v", name, format, doc.Conditions, c.want)
+			}
+		}
 	}
 }

@@ -1,16 +1,10 @@
-package deploy
+package stack
 
 import (
-	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	awslambda "github.com/aws/aws-sdk-go-v2/service/lambda"
 )
 
 // The stack gives the relay its idempotency table (on demand, PITR, TTL on
@@ -27,7 +21,7 @@ func TestRelayIdempotencyTable(t *testing.T) {
 		if err := json.Unmarshal(render(t, o, "json"), &doc); err != nil {
 			t.Fatal(err)
 		}
-		tbl := doc.Resources[idempotencyTable]
+		tbl := doc.Resources[IdempotencyTable]
 		props, _ := json.Marshal(tbl.Properties)
 		var p struct {
 			BillingMode                      string
@@ -74,38 +68,5 @@ func TestRelayIdempotencyTable(t *testing.T) {
 		if !found {
 			t.Errorf("%+v: no grant on the table in %s", o, role)
 		}
-	}
-}
-
-// checkIdempotencyTable: the deployed stack's table is the relay's, in its
-// environment, billed on demand (moto runs the template for real).
-func checkIdempotencyTable(t *testing.T, d *Deployed) {
-	t.Helper()
-	ctx := context.Background()
-	table := d.Resources[idempotencyTable]
-	if table == "" {
-		t.Fatalf("no idempotency table in %v", d.Resources)
-	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := awsdynamodb.NewFromConfig(ac)
-	out, err := db.DescribeTable(ctx, &awsdynamodb.DescribeTableInput{TableName: &table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if out.Table.BillingModeSummary == nil || out.Table.BillingModeSummary.BillingMode != "PAY_PER_REQUEST" {
-		t.Errorf("table billing %+v", out.Table.BillingModeSummary)
-	}
-	// moto's CloudFormation leaves TimeToLiveSpecification and
-	// PointInTimeRecoverySpecification unapplied (DescribeTimeToLive names no
-	// attribute): TestRelayIdempotencyTable holds the template to them.
-	fn, err := awslambda.NewFromConfig(ac).GetFunctionConfiguration(ctx, &awslambda.GetFunctionConfigurationInput{FunctionName: aws.String(d.Resources["Relay"])})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fn.Environment.Variables[envIdempotencyTable]; got != table {
-		t.Errorf("relay's %s = %q, want %q", envIdempotencyTable, got, table)
 	}
 }

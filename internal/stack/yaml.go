@@ -1,4 +1,4 @@
-package deploy
+package stack
 
 import "go.yaml.in/yaml/v3"
 

@@ -1,4 +1,4 @@
-package deploy
+package stack
 
 import (
 	"encoding/json"

@@ -1,4 +1,7 @@
-package deploy
+// Package awserr turns the AWS SDK's errors into the one-line errors the
+// control plane prints, and matches them by their API error code (smithy
+// APIError), never by message text.
+package awserr
 
 import (
 	"errors"
@@ -8,9 +11,9 @@ import (
 	"github.com/aws/smithy-go"
 )
 
-// awsError turns an SDK error into one line that says what outgate was doing
+// Explain turns an SDK error into one line that says what outgate was doing
 // and, for permission problems, which action is missing.
-func awsError(doing string, err error) error {
+func Explain(doing string, err error) error {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		code := ae.ErrorCode()
@@ -28,8 +31,8 @@ func awsError(doing string, err error) error {
 	return fmt.Errorf("%s: %w", doing, err)
 }
 
-// isCode reports whether err is the AWS error with this code.
-func isCode(err error, code string) bool {
+// IsCode reports whether err is the AWS error with this code.
+func IsCode(err error, code string) bool {
 	var ae smithy.APIError
 	return errors.As(err, &ae) && ae.ErrorCode() == code
 }

@@ -1,4 +1,8 @@
-package deploy
+// Package stack builds the CloudFormation template of a deployment (behind
+// `outgate template` and `outgate up`): its parameters, resources, alarms,
+// IAM policies, tags and the names they derive from the deployment's name.
+// It makes no AWS call; internal/deploy runs it.
+package stack
 
 import (
 	"bytes"
@@ -21,6 +25,7 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/sns"
 	"github.com/awslabs/goformation/v7/cloudformation/tags"
 
+	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/guardian"
 	"github.com/outgate/outgate/internal/secrets"
 )
@@ -58,6 +63,13 @@ type TemplateOptions struct {
 // about 20 calls a second at 500 ms each, and a ceiling on what a flood of
 // calls with bad keys can cost (see docs/deploy.md, "Cost guard").
 const DefaultRelayConcurrency = 10
+
+// RelayMemoryMB is the relay function's memory when --memory is not given.
+const RelayMemoryMB = 256
+
+// IsGatewayEndpoint: s3 and dynamodb are gateway endpoints (route-table
+// entries, no charge); every other service is an interface endpoint.
+func IsGatewayEndpoint(service string) bool { return service == "s3" || service == "dynamodb" }
 
 // guardianErrorsMetric is the guardian's count of failures in a run, in
 // namespace Outgate by Deployment.
@@ -108,7 +120,7 @@ func (o *TemplateOptions) Normalize() error {
 		return fmt.Errorf("--arch must be arm64 or x86_64, got %q", o.Arch)
 	case o.MemoryMB < 128 || o.MemoryMB > 10240:
 		return fmt.Errorf("--memory must be from 128 to 10240 MB, got %d", o.MemoryMB)
-	case o.AZs < 1 || o.AZs > maxAZs:
+	case o.AZs < 1 || o.AZs > MaxAZs:
 		return fmt.Errorf("--azs must be 1, 2 or 3, got %d", o.AZs)
 	case (o.VPCID == "") != (len(o.SubnetIDs) == 0):
 		return fmt.Errorf("--vpc-id and --subnet-ids go together")
@@ -198,7 +210,7 @@ const (
 	condCreateEIPs          = "CreateEips"
 	condRelayCapped         = "RelayCapped"
 	condGuardianSerial      = "GuardianSerialised"
-	maxAZs                  = 3
+	MaxAZs                  = 3
 	vpcCIDR                 = "10.42.0.0/16"
 )
 
@@ -206,13 +218,13 @@ const (
 // empty it creates the Elastic IPs (DeletionPolicy Retain, so they outlive
 // the stack), and in eni mode the guardian's schedule attaches them within
 // a minute of the relay's ENIs appearing.
-func Template(o TemplateOptions) (*Stack, error) {
+func Template(o TemplateOptions) (*cf.Template, error) {
 	if err := o.Normalize(); err != nil {
 		return nil, err
 	}
 	t := cf.NewTemplate()
 	t.Description = fmt.Sprintf("outgate: a static outbound IP for serverless code (mode %s, %d AZ, front %s)", o.Mode, o.AZs, o.Front)
-	b := &builder{t: t, o: o, conditions: map[string]any{}}
+	b := &builder{t: t, o: o}
 	b.parameters()
 	b.network()
 	b.ips()
@@ -223,24 +235,15 @@ func Template(o TemplateOptions) (*Stack, error) {
 	b.front()
 	b.alarmTopic()
 	b.alarms()
-	return &Stack{Template: t, conditions: b.conditions}, nil
-}
-
-// Stack is a built template. Its conditions are kept apart because
-// goformation evaluates Conditions when it encodes a template (turning
-// Fn::Equals on a parameter into a constant); Render puts them back as written.
-type Stack struct {
-	*cf.Template
-	conditions map[string]any
+	return t, nil
 }
 
 type builder struct {
-	t          *cf.Template
-	conditions map[string]any
-	o          TemplateOptions
-	relayIn    []string // subnets the relay runs in
-	vpc        string   // Ref or literal VPC id
-	topic      string   // where the alarms publish
+	t       *cf.Template
+	o       TemplateOptions
+	relayIn []string // subnets the relay runs in
+	vpc     string   // Ref or literal VPC id
+	topic   string   // where the alarms publish
 }
 
 func (b *builder) add(name string, r cf.Resource) { b.t.Resources[name] = r }
@@ -258,14 +261,14 @@ func (b *builder) parameters() {
 	p[ParamEIPs] = cf.Parameter{Type: "CommaDelimitedList", Default: "",
 		Description: cf.String(fmt.Sprintf("Elastic IP allocation ids to use, one per AZ (%d), tagged outgate:deployment=<stack name>; empty creates them, retained on delete", b.o.AZs))}
 	p[ParamExpectedIPs] = cf.Parameter{Type: "String", Default: "", Description: cf.String("The public IPs of EipAllocationIds, comma-separated (for the egress check); ignored when the stack creates the IPs")}
-	b.conditions[condCreateEIPs] = map[string]any{"Fn::Equals": []any{map[string]any{"Fn::Join": []any{"", map[string]any{"Ref": ParamEIPs}}}, ""}}
+	b.t.Conditions[condCreateEIPs] = cf.Equals(cf.Join("", cf.Ref(ParamEIPs)), "")
 	for param, fn := range map[string]string{ParamCreateRelayLogs: "relay", ParamCreateGuardianLogs: "guardian"} {
 		if fn == "guardian" && b.o.Mode != "eni" {
 			continue
 		}
 		p[param] = cf.Parameter{Type: "String", Default: "true", AllowedValues: []any{"true", "false"},
 			Description: cf.String("false when the log group /aws/lambda/<stack>-" + fn + " already exists (kept from an earlier stack): the function logs there")}
-		b.conditions[param] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": param}, "true"}}
+		b.t.Conditions[param] = cf.Equals(cf.Ref(param), "true")
 	}
 	relayCap := b.o.RelayConcurrency
 	if relayCap == NoRelayCap {
@@ -273,13 +276,13 @@ func (b *builder) parameters() {
 	}
 	p[ParamRelayCap] = cf.Parameter{Type: "Number", Default: strconv.Itoa(relayCap), MinValue: cf.Float64(0), MaxValue: cf.Float64(1000),
 		Description: cf.String("The relay's reserved concurrency: a cap on what a flood of calls can cost; 0 reserves none (no cap)")}
-	b.conditions[condRelayCapped] = map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamRelayCap}, "0"}}}}
+	b.t.Conditions[condRelayCapped] = cf.Not([]string{cf.Equals(cf.Ref(ParamRelayCap), "0")})
 	if b.o.Mode == "nat" && b.o.VPCID != "" {
 		p[ParamPrivateCIDRs] = cf.Parameter{Type: "CommaDelimitedList",
 			Description: cf.String(fmt.Sprintf("CIDR blocks for the relay's private subnets, one per AZ (%d), unused in the VPC", b.o.AZs))}
 		p[ParamPublicAZs] = cf.Parameter{Type: "List<AWS::EC2::AvailabilityZone::Name>",
 			Description: cf.String("The availability zones of the public subnets, in the same order (each private subnet goes in its NAT gateway's AZ)")}
-		if b.o.interfaceEndpoints() {
+		if b.o.InterfaceEndpoints() {
 			p[ParamVPCCIDR] = cf.Parameter{Type: "CommaDelimitedList", Description: cf.String(fmt.Sprintf("The VPC's CIDR blocks (%d): interface endpoints admit HTTPS from all of them", max(1, b.o.VPCBlocks)))}
 		}
 	}
@@ -291,7 +294,7 @@ func (b *builder) parameters() {
 			Description: cf.String("Let the guardian allocate a new IP when the pool is too small (a new IP is on nobody's allowlist)")}
 		p[ParamGuardianCap] = cf.Parameter{Type: "Number", Default: "1", AllowedValues: []any{"1", "0"},
 			Description: cf.String("1 runs one guardian at a time; 0 reserves nothing, for accounts whose concurrency quota cannot spare one")}
-		b.conditions[condGuardianSerial] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamGuardianCap}, "1"}}
+		b.t.Conditions[condGuardianSerial] = cf.Equals(cf.Ref(ParamGuardianCap), "1")
 	}
 }
 
@@ -360,11 +363,11 @@ func (b *builder) privateSubnet(i int, cidr, az, pub string, natDependsOn []stri
 	b.relayIn = append(b.relayIn, cf.Ref(priv))
 }
 
-// interfaceEndpoints reports whether any endpoint is an interface one
+// InterfaceEndpoints reports whether any endpoint is an interface one
 // (those need a security group and, in an existing VPC, its CIDR).
-func (o TemplateOptions) interfaceEndpoints() bool {
+func (o TemplateOptions) InterfaceEndpoints() bool {
 	for _, e := range o.Endpoints {
-		if !gatewayEndpoints[e] {
+		if !IsGatewayEndpoint(e) {
 			return true
 		}
 	}
@@ -399,14 +402,14 @@ func (b *builder) endpoints() {
 	for _, e := range b.o.Endpoints {
 		name := "Endpoint" + logical(e)
 		svc := cf.Sub("com.amazonaws.${AWS::Region}." + e)
-		if gatewayEndpoints[e] {
+		if IsGatewayEndpoint(e) {
 			b.add(name, &ec2.VPCEndpoint{VpcId: b.vpc, ServiceName: svc, VpcEndpointType: cf.String("Gateway"), RouteTableIds: routeTables})
 			continue
 		}
 		b.add(name, &ec2.VPCEndpoint{VpcId: b.vpc, ServiceName: svc, VpcEndpointType: cf.String("Interface"),
 			SubnetIds: b.relayIn, SecurityGroupIds: []string{cf.Ref("EndpointSecurityGroup")}, PrivateDnsEnabled: cf.Bool(true)})
 	}
-	if b.o.interfaceEndpoints() {
+	if b.o.InterfaceEndpoints() {
 		ingress := []ec2.SecurityGroup_Ingress{{IpProtocol: "tcp", FromPort: cf.Int(443), ToPort: cf.Int(443), CidrIp: cf.String(vpcCIDR)}}
 		if b.o.VPCID != "" {
 			// Every block of an existing VPC (secondary ones too).
@@ -491,8 +494,8 @@ func arch(o TemplateOptions) []string { return []string{o.Arch} }
 // function first runs and makes one of its own without. ValidateName keeps
 // <deployment>-guardian within Lambda's 64 characters.
 const (
-	relaySuffix    = "-relay"
-	guardianSuffix = "-guardian"
+	RelaySuffix    = "-relay"
+	GuardianSuffix = "-guardian"
 )
 
 // logGroup adds the log group of the function named <stack><suffix> and
@@ -523,9 +526,9 @@ func (b *builder) relay() {
 		Policies:                 relayPolicies,
 		Tags:                     []tags.Tag{deploymentTag()},
 	})
-	relayLogs := b.logGroup("Relay", relaySuffix, ParamCreateRelayLogs)
+	relayLogs := b.logGroup("Relay", RelaySuffix, ParamCreateRelayLogs)
 	b.add("Relay", &lambda.Function{
-		FunctionName:  cf.SubPtr("${AWS::StackName}" + relaySuffix),
+		FunctionName:  cf.SubPtr("${AWS::StackName}" + RelaySuffix),
 		LoggingConfig: &lambda.Function_LoggingConfig{LogGroup: cf.String(relayLogs)},
 		Description:   cf.String("outgate relay: the gateway core behind a static IP"),
 		Runtime:       cf.String("provided.al2023"),
@@ -539,7 +542,7 @@ func (b *builder) relay() {
 		Environment: &lambda.Function_Environment{Variables: map[string]string{
 			"OUTGATE_CONFIG_SSM":   cf.Ref(ParamConfig),
 			"OUTGATE_EXPECTED_IPS": b.expectedIPs(),
-			envIdempotencyTable:    cf.Ref(idempotencyTable),
+			EnvIdempotencyTable:    cf.Ref(IdempotencyTable),
 		}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
@@ -591,12 +594,12 @@ func (b *builder) guardian() {
 			map[string]any{"Effect": "Allow", "Action": "tag:GetResources", "Resource": "*"},
 			map[string]any{"Effect": "Allow", "Action": "lambda:GetFunctionConfiguration",
 				"Resource":  cf.Sub("arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*"),
-				"Condition": map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/" + TagAttached: cf.Ref("AWS::StackName")}}},
+				"Condition": map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/" + attached.Tag: cf.Ref("AWS::StackName")}}},
 		)}},
 		Tags: []tags.Tag{deploymentTag()},
 	})
 	// Allocation is allowed by policy only when the parameter says so.
-	b.conditions["AllowAllocation"] = map[string]any{"Fn::Equals": []any{map[string]any{"Ref": ParamAllowAlloc}, "true"}}
+	b.t.Conditions["AllowAllocation"] = cf.Equals(cf.Ref(ParamAllowAlloc), "true")
 	b.add("GuardianAllocatePolicy", &iam.Policy{
 		PolicyName: "allocate-ips", Roles: []string{cf.Ref("GuardianRole")},
 		PolicyDocument: policy(map[string]any{"Effect": "Allow", "Action": "ec2:AllocateAddress", "Resource": eipArn,
@@ -609,9 +612,9 @@ func (b *builder) guardian() {
 					"aws:RequestTag/outgate:deployment": cf.Ref("AWS::StackName")}}}),
 		AWSCloudFormationCondition: "AllowAllocation",
 	})
-	guardianLogs := b.logGroup("Guardian", guardianSuffix, ParamCreateGuardianLogs)
+	guardianLogs := b.logGroup("Guardian", GuardianSuffix, ParamCreateGuardianLogs)
 	b.add("Guardian", &lambda.Function{
-		FunctionName:  cf.SubPtr("${AWS::StackName}" + guardianSuffix),
+		FunctionName:  cf.SubPtr("${AWS::StackName}" + GuardianSuffix),
 		LoggingConfig: &lambda.Function_LoggingConfig{LogGroup: cf.String(guardianLogs)},
 		Description:   cf.String("outgate guardian: keeps the static IPs on the relay's Lambda ENIs"),
 		Runtime:       cf.String("provided.al2023"),
@@ -840,7 +843,7 @@ func TemplateBody(o TemplateOptions) ([]byte, error) {
 
 // Render encodes the template as "json" or "yaml", with the properties
 // goformation does not know yet added.
-func Render(s *Stack, format string) ([]byte, error) {
+func Render(s *cf.Template, format string) ([]byte, error) {
 	raw, err := s.JSON()
 	if err != nil {
 		return nil, err
@@ -849,7 +852,6 @@ func Render(s *Stack, format string) ([]byte, error) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		return nil, err
 	}
-	doc["Conditions"] = s.conditions
 	res, _ := doc["Resources"].(map[string]any)
 	if p, ok := res["RelayUrlInvokePermission"].(map[string]any); ok {
 		p["Properties"].(map[string]any)["InvokedViaFunctionUrl"] = true

@@ -1,11 +1,14 @@
-package deploy
+package pricing
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // TestPlanWorkloadLine checks the cost model against AWS's list prices by
@@ -68,11 +71,23 @@ func TestPlanWorkloadLine(t *testing.T) {
 // AZs (up's default for new deployments), the log retention.
 func TestPlanMatchesUp(t *testing.T) {
 	u := DefaultUsage()
-	o := TemplateOptions{}
+	o := stack.TemplateOptions{}
 	if err := o.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	res := resources(t, o)
+	s, err := stack.Template(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := stack.Render(s, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Resources map[string]map[string]any }
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	res := doc.Resources
 	relay := res["Relay"]["Properties"].(map[string]any)
 	if fmt.Sprint(relay["Architectures"]) != "["+u.Arch+"]" || relay["MemorySize"] != u.MemoryMB {
 		t.Errorf("plan prices %s %v MB, up deploys %v %v MB", u.Arch, u.MemoryMB, relay["Architectures"], relay["MemorySize"])
@@ -151,7 +166,7 @@ func TestPlanRegions(t *testing.T) {
 // alone; nothing cites notes a reader of the repository does not have.
 func TestNoPointersOutsideTheRepository(t *testing.T) {
 	var files []string
-	for _, glob := range []string{"../../docs/*.md", "../../README.md", "*.go", "../cli/*.go"} {
+	for _, glob := range []string{"../../docs/*.md", "../../README.md", "*.go", "../stack/*.go", "../deploy/*.go", "../cli/*.go"} {
 		m, _ := filepath.Glob(glob)
 		files = append(files, m...)
 	}

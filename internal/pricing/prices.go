@@ -1,7 +1,7 @@
-// Package deploy holds what outgate needs to put a gateway on AWS: the
-// price table and cost model behind `outgate plan`, and the CloudFormation
-// template behind `outgate template` and `outgate up`.
-package deploy
+// Package pricing is the price table and cost model behind `outgate plan`:
+// what a deployment of internal/stack costs a month in each mode, from AWS's
+// recorded list prices, with no AWS call.
+package pricing
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package deploy
+package verify
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/outgate/outgate/internal/deploy"
 )
 
 func TestVerify(t *testing.T) {
@@ -23,19 +25,19 @@ func TestVerify(t *testing.T) {
 		io.WriteString(w, answer)
 	}))
 	defer srv.Close()
-	ips := []IP{{PublicIP: "198.51.100.1", AttachedTo: "eni-1"}, {PublicIP: "203.0.113.7", AttachedTo: "eni-2"}}
+	ips := []deploy.IP{{PublicIP: "198.51.100.1", AttachedTo: "eni-1"}, {PublicIP: "203.0.113.7", AttachedTo: "eni-2"}}
 	ctx := context.Background()
-	if checks, err := Verify(ctx, srv.Client(), srv.URL+"/", "og_k", ips); err != nil || !checks[1].Seen || checks[0].Seen || !checks[0].OK {
+	if checks, err := Egress(ctx, srv.Client(), srv.URL+"/", "og_k", ips); err != nil || !checks[1].Seen || checks[0].Seen || !checks[0].OK {
 		t.Fatalf("good egress: %+v %v", checks, err)
 	}
-	if _, err := Verify(ctx, srv.Client(), srv.URL, "og_k", ips[:1]); err == nil || !strings.Contains(err.Error(), "not one of the deployment's IPs (198.51.100.1)") {
+	if _, err := Egress(ctx, srv.Client(), srv.URL, "og_k", ips[:1]); err == nil || !strings.Contains(err.Error(), "not one of the deployment's IPs (198.51.100.1)") {
 		t.Errorf("wrong egress: %v", err)
 	}
-	if _, err := Verify(ctx, srv.Client(), srv.URL, "", ips); err == nil || !strings.Contains(err.Error(), "--key") {
+	if _, err := Egress(ctx, srv.Client(), srv.URL, "", ips); err == nil || !strings.Contains(err.Error(), "--key") {
 		t.Errorf("no key: %v", err)
 	}
 	status, answer = 502, `{"error":{"code":"bad_gateway"}}`
-	if _, err := Verify(ctx, srv.Client(), srv.URL, "og_k", ips); err == nil || !strings.Contains(err.Error(), "answered 502") {
+	if _, err := Egress(ctx, srv.Client(), srv.URL, "og_k", ips); err == nil || !strings.Contains(err.Error(), "answered 502") {
 		t.Errorf("relay error: %v", err)
 	}
 }
@@ -52,8 +54,8 @@ func TestVerifyChecksEveryIP(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	ips := []IP{{PublicIP: "203.0.113.7", AttachedTo: "eni-1"}, {PublicIP: "203.0.113.8"}}
-	checks, err := Verify(ctx, srv.Client(), srv.URL, "og_k", ips)
+	ips := []deploy.IP{{PublicIP: "203.0.113.7", AttachedTo: "eni-1"}, {PublicIP: "203.0.113.8"}}
+	checks, err := Egress(ctx, srv.Client(), srv.URL, "og_k", ips)
 	if err == nil || !strings.Contains(err.Error(), "203.0.113.8") || strings.Contains(err.Error(), "203.0.113.7") || checks[1].OK {
 		t.Errorf("an IP on nothing passed verify: %+v %v", checks, err)
 	}
@@ -62,7 +64,7 @@ func TestVerifyChecksEveryIP(t *testing.T) {
 	}
 	calls.Store(0)
 	egress = []string{"203.0.113.7", "203.0.113.8"}
-	if checks, err := Verify(ctx, srv.Client(), srv.URL, "og_k", ips); err != nil || !checks[0].Seen || !checks[1].Seen {
+	if checks, err := Egress(ctx, srv.Client(), srv.URL, "og_k", ips); err != nil || !checks[0].Seen || !checks[1].Seen {
 		t.Errorf("both IPs seen: %+v %v", checks, err)
 	}
 	if n := calls.Load(); n != 2 {
