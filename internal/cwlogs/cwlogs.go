@@ -298,17 +298,18 @@ func (s *Shipper) flush() bool {
 		s.lost = losses{}
 		s.mu.Unlock()
 
-		failed := s.put(batch)
+		result := s.put(batch)
+		failed := result.Failed > 0
 		s.mu.Lock()
 		s.queued -= size
-		if failed.Failed > 0 {
+		if failed {
 			// The report went down with the batch: carry its counts on.
 			s.lost.add(lost)
-			failed.Failed = n
+			result.Failed = n
 		}
-		s.lost.add(failed)
+		s.lost.add(result)
 		s.mu.Unlock()
-		if failed.Failed > 0 {
+		if failed {
 			return false // try the rest at the next tick, not in a tight loop
 		}
 	}

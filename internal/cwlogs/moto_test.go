@@ -36,6 +36,19 @@ type checked struct {
 	gate  chan struct{} // when set, each PutLogEvents waits for a value
 	in    chan struct{} // when set, told when a PutLogEvents starts
 	sent  chan struct{} // when set, told when a PutLogEvents returns
+	// created, when set, is told when a CreateLogStream returns.
+	created chan struct{}
+}
+
+func (c *checked) CreateLogStream(ctx context.Context, in *cloudwatchlogs.CreateLogStreamInput, opts ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogStreamOutput, error) {
+	out, err := c.API.CreateLogStream(ctx, in, opts...)
+	if c.created != nil {
+		select {
+		case c.created <- struct{}{}:
+		default:
+		}
+	}
+	return out, err
 }
 
 func (c *checked) PutLogEvents(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput, opts ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error) {
@@ -300,9 +313,14 @@ func TestAgainstMoto(t *testing.T) {
 
 	t.Run("a failed call is reported and lines are refused after Close", func(t *testing.T) {
 		log, errs := quiet(t)
-		s, _ := New(&checked{API: client, t: t}, Options{Group: "/outgate/no-such-group/instance", Stream: "i-6", Log: log})
+		api := &checked{API: client, t: t, created: make(chan struct{})}
+		s, _ := New(api, Options{Group: "/outgate/no-such-group/instance", Stream: "i-6", Interval: time.Millisecond, Log: log})
 		fmt.Fprintln(s, "nowhere to go")
-		s.Close()
+		<-api.created // the line's batch fails
+		<-api.created // then the batch of the report that says so, once a tick
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 		if !strings.Contains(errs.String(), "cannot create the CloudWatch Logs stream") || !strings.Contains(errs.String(), `"lines":1`) {
 			t.Fatalf("shipper log %q, want the failed stream creation", errs)
 		}
