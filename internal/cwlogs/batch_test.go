@@ -159,3 +159,38 @@ func TestQueueBound(t *testing.T) {
 		t.Fatalf("queued %d bytes in %d lines, dropped %d; want at most 1000 bytes, 10 lines, 15 dropped", s.queued, len(s.pending), s.lost.Dropped)
 	}
 }
+
+// FuzzLines: whatever bytes arrive, and however they are split across
+// writes, the queued lines are the input's lines (empty ones left out,
+// invalid UTF-8 replaced), each one valid UTF-8 within MaxMessageBytes.
+func FuzzLines(f *testing.F) {
+	f.Add([]byte("a\nb\n"), uint8(1))
+	f.Add([]byte("{\"msg\":\"é\"}\r\n\n\xff\xfe\n"), uint8(3))
+	f.Add([]byte("no newline"), uint8(0))
+	f.Add([]byte("a\n\r"), uint8(2))
+	f.Fuzz(func(t *testing.T, in []byte, split uint8) {
+		s := &Shipper{o: Options{MaxQueued: 1 << 30}, kick: make(chan struct{}, 1)}
+		src := &source{s: s}
+		at := min(int(split), len(in))
+		src.Write(in[:at])
+		src.Write(in[at:])
+		var want []string
+		lines := strings.Split(string(in), "\n")
+		// The last part has no newline after it (it is "" when the input
+		// ends with one): it waits for the rest of its line.
+		for _, l := range lines[:len(lines)-1] {
+			l = strings.ToValidUTF8(strings.TrimSuffix(l, "\r"), "\uFFFD")
+			if c, _ := clip([]byte(l)); l != "" {
+				want = append(want, string(c))
+			}
+		}
+		if len(s.pending) != len(want) {
+			t.Fatalf("%d lines queued, want %d", len(s.pending), len(want))
+		}
+		for i, e := range s.pending {
+			if !utf8.ValidString(e.msg) || len(e.msg) > MaxMessageBytes || e.msg != want[i] {
+				t.Fatalf("line %d queued as %q, want %q", i, e.msg, want[i])
+			}
+		}
+	})
+}

@@ -11,6 +11,14 @@
 // line of its own in the next batch. Throttling and transient errors are
 // retried by the SDK client's retryer, never by a loop here (the two would
 // multiply).
+//
+// On an instance (internal/instance):
+//
+//	ship, err := cwlogs.New(cloudwatchlogs.NewFromConfig(awsCfg), cwlogs.Options{Group: settings.LogGroup, Stream: instanceID})
+//	// the gateway's log and audit lines, also on stderr for the journal:
+//	server.Run(ctx, server.Options{LogOutput: io.MultiWriter(os.Stderr, ship), ...})
+//	metrics := emf.New(ship.Source()) // InstanceReady, EgressWrongIP
+//	ship.Close()                      // after Run has returned
 package cwlogs
 
 import (
@@ -217,7 +225,9 @@ func (s *Shipper) add(line []byte, clipped bool) {
 }
 
 // Close sends what is queued (within CloseTimeout) and stops. Lines written
-// after Close are refused. A partial line left in a source is sent as it is.
+// after Close are refused, so close it after what writes to it (the
+// server's buffered log writer flushes when Run returns). A partial line
+// left in a source is sent as it is.
 func (s *Shipper) Close() error {
 	s.once.Do(func() {
 		s.mu.Lock()
@@ -291,9 +301,12 @@ func (s *Shipper) flush() bool {
 			batch = append(batch, input(e))
 			size += e.size()
 		}
+		// The sent lines leave the array too, or it would hold them past
+		// MaxQueued until the next append moves it.
+		clear(s.pending[:n])
 		s.pending = s.pending[n:]
 		if len(s.pending) == 0 {
-			s.pending = nil // let the sent lines' array go
+			s.pending = nil
 		}
 		s.lost = losses{}
 		s.mu.Unlock()
