@@ -10,7 +10,10 @@ import (
 // cannot create or delete a log group, change its retention or read logs
 // back. The log group is the stack's (its retention and deletion policy are
 // set there); an instance only adds its own stream and writes to it. The
-// IAM action each call needs is beside it.
+// IAM action each call needs is beside it; one statement allowing both on
+// arn:aws:logs:REGION:ACCOUNT:log-group:/outgate/NAME/instance:* covers
+// both resources (CloudWatch Logs' IAM page: the group ARN with :* is the
+// one for policies, and a stream's ARN begins with it).
 type API interface {
 	// logs:CreateLogStream on
 	// arn:aws:logs:REGION:ACCOUNT:log-group:/outgate/NAME/instance:*
