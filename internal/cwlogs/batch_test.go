@@ -194,3 +194,16 @@ func FuzzLines(f *testing.F) {
 		}
 	})
 }
+
+// TestTimeOrderSurvivesAClockStep: PutLogEvents fails a batch whose events
+// are out of time order, so a line written after the clock stepped back
+// (NTP) takes the time of the line before it.
+func TestTimeOrderSurvivesAClockStep(t *testing.T) {
+	s := &Shipper{o: Options{MaxQueued: 1 << 20}, kick: make(chan struct{}, 1)}
+	ahead := time.Now().Add(time.Hour).UnixMilli() // as if the clock was an hour fast, then corrected
+	s.lastTS = ahead
+	(&source{s: s}).Write([]byte("after the step\n"))
+	if len(s.pending) != 1 || s.pending[0].ts != ahead {
+		t.Fatalf("line stamped %d, want %d (the previous line's time)", s.pending[0].ts, ahead)
+	}
+}
