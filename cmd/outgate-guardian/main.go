@@ -55,7 +55,7 @@ func main() {
 			defer cancel()
 		}
 		s := g.Run(ctx)
-		guardian.Report(log, os.Stdout, s)
+		guardian.Report(os.Stdout, s)
 		// A failed run fails the invocation, so Lambda's own Errors
 		// metric counts it too, beside GuardianErrors.
 		return s, s.Err()

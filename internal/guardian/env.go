@@ -68,10 +68,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	return c, nil
 }
 
-// Report logs the run's summary as one line (msg "guardian run", the
-// Summary's fields as its attributes, level ERROR when the run failed or
-// left an ENI without its IP, WARN when something needs a human) and writes
-// its metrics as EMF to metrics, dimension Deployment: EnisSeen,
+// Report writes the run's summary as one slog JSON line (msg "guardian
+// run", the Summary's fields as its attributes, level ERROR when the run
+// failed or left an ENI without its IP, WARN when something needs a human)
+// and its metrics as an EMF line, dimension Deployment: EnisSeen,
 // EnisWithoutIp, PoolFree, AssociationsMade, GuardianErrors (the failures of
 // the run: listing ENIs or the pool, associating, tagging, the keepalive,
 // the attached functions' check) and, when the attached functions were
@@ -81,8 +81,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 // is "a deploy took a function out of the deployment". When the ENIs could
 // not be listed, EnisSeen and EnisWithoutIp are left out (missing, not a
 // healthy 0).
-func Report(log *slog.Logger, metrics io.Writer, s Summary) {
-	log.LogAttrs(context.Background(), levelOf(s), "guardian run", s.attrs()...)
+func Report(w io.Writer, s Summary) {
+	slog.New(slog.NewJSONHandler(w, nil)).LogAttrs(context.Background(), levelOf(s), "guardian run", s.attrs()...)
 	var ms []emf.Metric
 	if !s.ENIsUnknown {
 		ms = append(ms, emf.Metric{Name: "EnisSeen", Unit: "Count", Value: float64(s.ENIsSeen)},
@@ -96,7 +96,7 @@ func Report(log *slog.Logger, metrics io.Writer, s Summary) {
 	if s.AttachedChecked {
 		ms = append(ms, emf.Metric{Name: MetricAttachedDrifted, Unit: "Count", Value: float64(len(s.DriftedFunctions))})
 	}
-	emf.New(metrics).Emit(map[string]string{MetricDimension: s.Deployment}, emf.Set{Dimensions: [][]string{{MetricDimension}}, Metrics: ms})
+	emf.New(w).Emit(map[string]string{MetricDimension: s.Deployment}, emf.Set{Dimensions: [][]string{{MetricDimension}}, Metrics: ms})
 }
 
 // attrs are the Summary's fields under their JSON names (the invocation's

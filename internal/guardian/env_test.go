@@ -3,7 +3,6 @@ package guardian
 import (
 	"bytes"
 	"encoding/json"
-	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -31,11 +30,10 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 }
 
-// report is what Report writes when the log and the metrics share one
-// output, as they do in the Lambda function (stdout).
+// report is what Report writes.
 func report(s Summary) string {
 	var b bytes.Buffer
-	Report(slog.New(slog.NewJSONHandler(&b, nil)), &b, s)
+	Report(&b, s)
 	return b.String()
 }
 
