@@ -3,13 +3,17 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os/signal"
 	"syscall"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/smithy-go/logging"
 	"github.com/spf13/cobra"
 
+	"github.com/outgate/outgate/internal/cwlogs"
+	"github.com/outgate/outgate/internal/imds"
 	"github.com/outgate/outgate/internal/instance"
 )
 
@@ -47,10 +51,21 @@ SIGTERM or SIGINT drain and stop, as for serve.`,
 			if err != nil {
 				return fmt.Errorf("loading AWS configuration: %w", err)
 			}
+			// The lines go to the journal (stderr) and, by the instance
+			// itself, to the deployment's log group: one stream per
+			// instance, named by its id, so the stream needs IMDS first.
+			facts, err := imds.New(ac).Facts(ctx)
+			if err != nil {
+				return err
+			}
+			ship, err := cwlogs.New(cloudwatchlogs.NewFromConfig(ac), cwlogs.Options{Group: s.LogGroup, Stream: facts.InstanceID})
+			if err != nil {
+				return err
+			}
+			defer ship.Close() // after Run: the last lines (the drain) are sent
 			// MERGE(h-tls): Deps.Server sets server.Options.TLS (ACME or the
-			// deployment's CA); MERGE(h-logship): LogOutput becomes the
-			// CloudWatch Logs shipper for Settings.LogGroup.
-			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: cmd.ErrOrStderr()})
+			// deployment's CA).
+			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: io.MultiWriter(cmd.ErrOrStderr(), ship)})
 		},
 	}
 	run.Flags().StringVar(&path, "settings", instance.SettingsPath, "the instance settings file the user data writes")
