@@ -147,7 +147,11 @@ func (c *Claimer) Claim(ctx context.Context) (Claimed, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		log.Warn("pool IP not claimed yet; retrying", "reason", err.Error(), "subnet", c.SubnetID, "attempt", attempt, "of", attempts, "retry_in", delay.String())
+		level := slog.LevelWarn
+		if errors.Is(err, errUnconfirmed) {
+			level = slog.LevelInfo // the expected look after an association
+		}
+		log.Log(ctx, level, "pool IP not claimed yet; retrying", "reason", err.Error(), "subnet", c.SubnetID, "attempt", attempt, "of", attempts, "retry_in", delay.String())
 		if attempt == attempts {
 			break
 		}
