@@ -168,3 +168,31 @@ func TestClaimConfirmsTheAssociation(t *testing.T) {
 		t.Fatalf("claim without a race: %+v, %v", got, err)
 	}
 }
+
+// TestEgressToleratesTheSwitch: right after the claim, calls may still
+// leave from the address the instance launched with (the association
+// reaches the network after AssociateAddress answers). Until the egress
+// is first verified that answer is not ready but not a wrong IP (no
+// EgressWrongIP alarm on every boot); once verified, or for any other
+// address, a wrong answer is wrong at once.
+func TestEgressToleratesTheSwitch(t *testing.T) {
+	f := &fake.EC2{Addresses: []*fake.Address{{AllocationID: "eipalloc-1", PublicIP: "203.0.113.10", Tags: map[string]string{guardian.TagDeployment: "pay"}}}}
+	launched := netip.MustParseAddr("198.51.100.20")
+	answer := launched
+	eg := &Egress{EC2: f, Deployment: "pay", Launched: launched, EgressIP: func(context.Context) (netip.Addr, error) { return answer, nil }}
+	if c := eg.Check(context.Background()); c.Ready || c.Wrong || !strings.Contains(c.Reason, "not reached the network yet") {
+		t.Fatalf("launch address before the switch: %+v", c)
+	}
+	answer = netip.MustParseAddr("198.51.100.7")
+	if c := eg.Check(context.Background()); c.Ready || !c.Wrong {
+		t.Fatalf("an address that is neither the launch one nor the deployment's: %+v", c)
+	}
+	answer = netip.MustParseAddr("203.0.113.10")
+	if c := eg.Check(context.Background()); !c.Ready {
+		t.Fatalf("the pool IP: %+v", c)
+	}
+	answer = launched
+	if c := eg.Check(context.Background()); c.Ready || !c.Wrong {
+		t.Fatalf("the launch address after having been verified: %+v", c)
+	}
+}

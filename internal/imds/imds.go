@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"regexp"
 	"strings"
 
@@ -106,6 +107,21 @@ func (c *Client) Facts(ctx context.Context) (Facts, error) {
 		return Facts{}, errors.Join(errs...)
 	}
 	return f, nil
+}
+
+// PublicIPv4 is the instance's public IPv4 address now (public-ipv4: the
+// auto-assigned one at launch, or the Elastic IP once one is associated).
+// An instance without one gets an error (the service answers 404).
+func (c *Client) PublicIPv4(ctx context.Context) (netip.Addr, error) {
+	v, err := c.Get(ctx, "public-ipv4")
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	ip, err := netip.ParseAddr(v)
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, fmt.Errorf("instance metadata public-ipv4: %q is not an IPv4 address", clip(v))
+	}
+	return ip, nil
 }
 
 func clip(s string) string {

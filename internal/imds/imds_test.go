@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -112,5 +113,26 @@ func TestValuesOfTheWrongShapeRefused(t *testing.T) {
 	_, err := client(t, m.Endpoint).Facts(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "subnet-id") {
 		t.Fatalf("err = %v, want a refusal of the subnet id", err)
+	}
+}
+
+// TestPublicIPv4: the address the instance has now, read over IMDSv2 from
+// the mock; a value that is not an IPv4 address is refused.
+func TestPublicIPv4(t *testing.T) {
+	v := map[string]string{"public-ipv4": "198.51.100.20"}
+	for k, x := range values {
+		v[k] = x
+	}
+	m := testutil.StartMetadataMock(t, v)
+	c := client(t, m.Endpoint)
+	ip, err := c.PublicIPv4(context.Background())
+	if err != nil || ip != netip.MustParseAddr("198.51.100.20") {
+		t.Fatalf("public-ipv4 = %v, %v", ip, err)
+	}
+	m.Stop()
+	v["public-ipv4"] = "<html>not found</html>"
+	m = testutil.StartMetadataMock(t, v)
+	if ip, err := client(t, m.Endpoint).PublicIPv4(context.Background()); err == nil || !strings.Contains(err.Error(), "not an IPv4 address") {
+		t.Fatalf("a page for an address: %v, %v", ip, err)
 	}
 }
