@@ -52,10 +52,14 @@ const maxValue = 4096
 // page never becomes an instance id or a subnet in an API call.
 var (
 	reInstance = regexp.MustCompile(`^i-[0-9a-f]{8,32}$`)
-	reAZ       = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+[a-z]$`) // local zones too (us-west-2-lax-1a)
-	reRegion   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
-	reMAC      = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
-	reSubnet   = regexp.MustCompile(`^subnet-[0-9a-f]{8,32}$`)
+	// Regions of every partition the SDK knows (its partitions.json
+	// regionRegex: us-east-1, us-gov-west-1, us-isob-east-1,
+	// eu-isoe-west-1, eusc-de-east-1...), and their zones, local zones too
+	// (us-west-2-lax-1a).
+	reAZ     = regexp.MustCompile(`^[a-z]{2,4}(-[a-z0-9]+)+[a-z]$`)
+	reRegion = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-\d+$`)
+	reMAC    = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
+	reSubnet = regexp.MustCompile(`^subnet-[0-9a-f]{8,32}$`)
 )
 
 // Get reads one metadata path (relative to /latest/meta-data/).

@@ -136,3 +136,26 @@ func TestPublicIPv4(t *testing.T) {
 		t.Fatalf("a page for an address: %v, %v", ip, err)
 	}
 }
+
+// TestShapesOfEveryPartition: the region and zone names of every AWS
+// partition pass (the SDK's partitions.json regionRegex lists them: aws,
+// aws-cn, aws-us-gov, the iso partitions and aws-eusc, whose
+// eusc-de-east-1 has a four-letter prefix); anything else is refused.
+func TestShapesOfEveryPartition(t *testing.T) {
+	for _, r := range []string{"us-east-1", "ap-southeast-5", "cn-northwest-1", "us-gov-west-1", "us-iso-east-1", "us-isob-east-1", "us-isof-south-1", "eu-isoe-west-1", "eusc-de-east-1", "mx-central-1"} {
+		if !reRegion.MatchString(r) {
+			t.Errorf("region %q refused", r)
+		}
+		if az := r + "a"; !reAZ.MatchString(az) {
+			t.Errorf("zone %q refused", az)
+		}
+	}
+	if !reAZ.MatchString("us-west-2-lax-1a") {
+		t.Error("a local zone refused")
+	}
+	for _, bad := range []string{"", "us-east-1 ", "<html>", "us_east_1", "useast1", "us-east-", "us-east-1a\nx"} {
+		if reRegion.MatchString(bad) || reAZ.MatchString(bad) {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
