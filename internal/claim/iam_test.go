@@ -30,7 +30,12 @@ import (
 //     authorizes the instance and its primary ENI.
 //
 // The instance carries outgate:deployment because the group propagates it
-// at launch (PropagateAtLaunch); the ENI carries none, hence ec2:Subnet.
+// at launch (PropagateAtLaunch); its network interface because the launch
+// template's TagSpecifications tag it at creation (CloudFormation
+// AWS::EC2::LaunchTemplate TagSpecification: "the tags to apply to
+// resources that are created during instance launch", network-interface
+// among them). Both conditions on the interface (AND): the deployment's
+// own interfaces, in its subnets, never another workload's.
 var requiredIAM = []Grant{
 	{"DescribeAddresses", "ec2:DescribeAddresses", "*", nil},
 	{"DescribeInstances", "ec2:DescribeInstances", "*", nil},
@@ -39,7 +44,7 @@ var requiredIAM = []Grant{
 	{"AssociateAddress", "ec2:AssociateAddress", "arn:${Partition}:ec2:${Region}:${Account}:instance/*",
 		map[string]string{"aws:ResourceTag/outgate:deployment": "${Deployment}"}},
 	{"AssociateAddress", "ec2:AssociateAddress", "arn:${Partition}:ec2:${Region}:${Account}:network-interface/*",
-		map[string]string{"ec2:Subnet": "${SubnetArns}"}},
+		map[string]string{"aws:ResourceTag/outgate:deployment": "${Deployment}", "ec2:Subnet": "${SubnetArns}"}},
 	{"SetInstanceHealth", "autoscaling:SetInstanceHealth",
 		"arn:${Partition}:autoscaling:${Region}:${Account}:autoScalingGroup:*:autoScalingGroupName/*",
 		map[string]string{"aws:ResourceTag/outgate:deployment": "${Deployment}"}},

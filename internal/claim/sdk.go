@@ -57,12 +57,17 @@ var Grants = []Grant{
 	{Call: "DescribeInstances", Action: "ec2:DescribeInstances", Resource: "*"},
 	// EC2 authorizes AssociateAddress on the Elastic IP and on the instance
 	// or network interface it goes to: only the deployment's IPs, onto the
-	// deployment's instances (the group propagates the tag at launch).
-	// Their ENIs carry no tag, so the ENI side is scoped by subnet.
+	// deployment's instances (the group propagates the tag at launch) and
+	// their network interfaces, which the launch template tags at creation
+	// (its TagSpecifications for network-interface) and which lie in the
+	// deployment's subnets. Subnet alone would let a compromised instance
+	// move a deployment IP onto any other workload's interface in those
+	// subnets (a user-supplied VPC is shared), which would then call
+	// partners from their allowlisted address.
 	{Call: "AssociateAddress", Action: "ec2:AssociateAddress", Resource: "arn:${Partition}:ec2:${Region}:${Account}:elastic-ip/*", Condition: tagged},
 	{Call: "AssociateAddress", Action: "ec2:AssociateAddress", Resource: "arn:${Partition}:ec2:${Region}:${Account}:instance/*", Condition: tagged},
 	{Call: "AssociateAddress", Action: "ec2:AssociateAddress", Resource: "arn:${Partition}:ec2:${Region}:${Account}:network-interface/*",
-		Condition: map[string]string{"ec2:Subnet": "${SubnetArns}"}},
+		Condition: map[string]string{"aws:ResourceTag/outgate:deployment": "${Deployment}", "ec2:Subnet": "${SubnetArns}"}},
 	// Only the deployment's own groups (they carry the tag themselves).
 	{Call: "SetInstanceHealth", Action: "autoscaling:SetInstanceHealth",
 		Resource: "arn:${Partition}:autoscaling:${Region}:${Account}:autoScalingGroup:*:autoScalingGroupName/*", Condition: tagged},
