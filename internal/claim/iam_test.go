@@ -7,7 +7,8 @@ import (
 
 // requiredIAM is the instance role's statements for the claim's calls, as
 // AWS documents them (moto checks no IAM, so only this test holds Grants
-// to AWS's rules):
+// to AWS's rules; docs/aws-behaviour.md marks which of these columns were
+// read on the AWS page and which are UNVERIFIED):
 //
 //   - Service Authorization Reference, "Actions, resources, and condition
 //     keys for Amazon EC2"
