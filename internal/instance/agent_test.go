@@ -192,6 +192,14 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		for _, l := range strings.Split(logs.String(), "\n") {
 			var m map[string]any
 			if json.Unmarshal([]byte(l), &m) == nil && m["_aws"] != nil {
+				// Valid EMF, and the design's metric (namespace Outgate,
+				// dimensions Deployment and AZ) that the stack's alarms read.
+				if v := emfViolations([]byte(l)); len(v) > 0 {
+					t.Errorf("EMF line breaks the specification: %q\n%s", v, l)
+				}
+				if d, _ := json.Marshal(m["_aws"].(map[string]any)["CloudWatchMetrics"]); string(d) != `[{"Dimensions":[["Deployment","AZ"]],"Metrics":[{"Name":"InstanceReady","Unit":"None"},{"Name":"EgressWrongIP","Unit":"Count"}],"Namespace":"Outgate"}]` {
+					t.Errorf("EMF directive %s is not the design's", d)
+				}
 				out = append(out, m)
 			}
 		}
