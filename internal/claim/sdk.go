@@ -46,8 +46,11 @@ type Grant struct {
 	Condition map[string]string
 }
 
-// tagged scopes a grant to the deployment's own resources.
-var tagged = map[string]string{"aws:ResourceTag/outgate:deployment": "${Deployment}"}
+// tagged scopes a grant to the deployment's own resources (a map per
+// grant, so a caller editing one condition cannot change another).
+func tagged() map[string]string {
+	return map[string]string{"aws:ResourceTag/outgate:deployment": "${Deployment}"}
+}
 
 // Grants is every permission the calls above need, each as narrow as IAM
 // allows.
@@ -64,11 +67,11 @@ var Grants = []Grant{
 	// move a deployment IP onto any other workload's interface in those
 	// subnets (a user-supplied VPC is shared), which would then call
 	// partners from their allowlisted address.
-	{Call: "AssociateAddress", Action: "ec2:AssociateAddress", Resource: "arn:${Partition}:ec2:${Region}:${Account}:elastic-ip/*", Condition: tagged},
-	{Call: "AssociateAddress", Action: "ec2:AssociateAddress", Resource: "arn:${Partition}:ec2:${Region}:${Account}:instance/*", Condition: tagged},
+	{Call: "AssociateAddress", Action: "ec2:AssociateAddress", Resource: "arn:${Partition}:ec2:${Region}:${Account}:elastic-ip/*", Condition: tagged()},
+	{Call: "AssociateAddress", Action: "ec2:AssociateAddress", Resource: "arn:${Partition}:ec2:${Region}:${Account}:instance/*", Condition: tagged()},
 	{Call: "AssociateAddress", Action: "ec2:AssociateAddress", Resource: "arn:${Partition}:ec2:${Region}:${Account}:network-interface/*",
 		Condition: map[string]string{"aws:ResourceTag/outgate:deployment": "${Deployment}", "ec2:Subnet": "${SubnetArns}"}},
 	// Only the deployment's own groups (they carry the tag themselves).
 	{Call: "SetInstanceHealth", Action: "autoscaling:SetInstanceHealth",
-		Resource: "arn:${Partition}:autoscaling:${Region}:${Account}:autoScalingGroup:*:autoScalingGroupName/*", Condition: tagged},
+		Resource: "arn:${Partition}:autoscaling:${Region}:${Account}:autoScalingGroup:*:autoScalingGroupName/*", Condition: tagged()},
 }
