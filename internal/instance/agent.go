@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -77,6 +78,9 @@ type agent struct {
 	// verdict judges the egress; one across checks, so it remembers the
 	// deployment's IPs through an EC2 API blip.
 	verdict *claim.Egress
+	// launched is the public IPv4 the instance had before its claim
+	// (invalid when it had none or IMDS did not say): see claim.Egress.
+	launched netip.Addr
 }
 
 // Run boots the instance (IMDS, claim, config), serves with the gate
@@ -105,7 +109,8 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	}
 	a.close(errors.New("the egress IP has not been checked since boot"))
 
-	facts, err := imds.New(d.AWS).Facts(ctx)
+	md := imds.New(d.AWS)
+	facts, err := md.Facts(ctx)
 	if err != nil {
 		return err
 	}
@@ -114,6 +119,12 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	}
 	a.facts = facts
 	a.log.Info("instance booting", "instance_id", facts.InstanceID, "az", facts.AZ, "subnet", facts.SubnetID, "deployment", s.Deployment)
+
+	// The address from before the claim, read before the claim replaces
+	// it: the first egress checks may still see it (claim.Egress.Launched).
+	if a.launched, err = md.PublicIPv4(ctx); err != nil {
+		a.log.Info("no public IPv4 address before the claim", "detail", err.Error())
+	}
 
 	// The claim gets the boot grace: an instance that cannot claim its IP
 	// by then cannot serve, and the group replaces it.
@@ -270,7 +281,7 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 	case err := <-done:
 		return err
 	}
-	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP}
+	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP, Launched: a.launched}
 	a.egress(ctx, a.d.Now())
 	for {
 		select {
