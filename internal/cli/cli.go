@@ -92,7 +92,7 @@ for partner APIs that allowlist addresses. It runs as an authenticated relay
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.declare(root)
 	root.AddCommand(serveCmd(), keysCmd(g), configCmd(), planCmd(g), templateCmd(g), upCmd(g), statusCmd(g), downCmd(g),
-		ipsCmd(g), verifyCmd(g), attachCmd(g), detachCmd(g), healthCmd(), idempotencyCmd(), versionCmd(g), instanceCmd())
+		ipsCmd(g), caCmd(g), verifyCmd(g), attachCmd(g), detachCmd(g), healthCmd(), idempotencyCmd(), versionCmd(g), instanceCmd())
 	help := root.HelpFunc()
 	root.SetHelpFunc(func(c *cobra.Command, args []string) { fitHelp(c); help(c, args) })
 	usageArgs(root)

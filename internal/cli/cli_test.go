@@ -135,9 +135,9 @@ func TestOutputFlagEverywhere(t *testing.T) {
 			t.Errorf("%v: exit %d, %q; want exit 2 and %q", args, r.code, r.err, want)
 		}
 	}
-	// up, status, ips list, keys new/add/list, plan, template, version.
-	if withOutput != 9 {
-		t.Errorf("%d commands take -o, want 9", withOutput)
+	// up, status, ips list, ca, keys new/add/list, plan, template, version.
+	if withOutput != 10 {
+		t.Errorf("%d commands take -o, want 10", withOutput)
 	}
 	if calls := aws.called(); len(calls) > 0 {
 		t.Errorf("a bad -o reached AWS: %v", calls)
@@ -185,8 +185,8 @@ func TestNameCheckedBeforeAWS(t *testing.T) {
 			}
 		}
 	}
-	if n != 10 {
-		t.Errorf("%d commands take --name, want 10 (up status down verify attach, ips list/release, keys add/revoke/list)", n)
+	if n != 11 {
+		t.Errorf("%d commands take --name, want 11 (up status down verify attach, ips list/release, ca, keys add/revoke/list)", n)
 	}
 	if calls := aws.called(); len(calls) > 0 {
 		t.Errorf("a bad name reached AWS: %v", calls)

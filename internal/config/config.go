@@ -6,6 +6,7 @@ package config
 import (
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/outgate/outgate/internal/hostname"
@@ -187,6 +188,15 @@ type PerClient struct {
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+}
+
+// SharedListener reports whether relay and proxy share one listener:
+// proxy_listen spelled exactly as listen, with a port other than 0 (two
+// ":0" addresses are two listeners on two free ports, as they always were).
+// CONNECT and absolute-form requests then go to the proxy, origin-form
+// ones to the relay; tls is that listener's certificate.
+func (c *Config) SharedListener() bool {
+	return c.ProxyListen != "" && c.ProxyListen == c.Listen && !strings.HasSuffix(c.Listen, ":0")
 }
 
 // Enabled reports whether the listener serves HTTPS.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outgate/outgate/internal/testutil"
 )
 
 const hashA = "4114018d8cd26ba6803ca87c7af85acf158babbb93938fc8cfb37f2f63990429"
@@ -127,7 +129,12 @@ func TestParseErrors(t *testing.T) {
 			`upstreams.p.allow_body_on[4]: "TRACE"`}},
 		{"bad listen", base("listen: 8080\nproxy_listen: \"example.com:3128\"\n"), []string{
 			`f.yaml:8:9: listen: must be host:port`, `f.yaml:9:15: proxy_listen: host must be an IP address`}},
-		{"same listener twice", base("listen: 127.0.0.1:8080\nproxy_listen: 127.0.0.1:8080\n"), []string{`proxy_listen: 127.0.0.1:8080 is already used by listen`}},
+		{"same listener twice", base("listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:8080\n"), []string{`admin_listen: 127.0.0.1:8080 is already used by listen`}},
+		{"admin on the shared listener", base("listen: 127.0.0.1:8080\nproxy_listen: 127.0.0.1:8080\nadmin_listen: 127.0.0.1:8080\n"), []string{`admin_listen: 127.0.0.1:8080 is already used by listen`}},
+		{"shared listener, proxy_tls alone", base("listen: 127.0.0.1:8443\nproxy_listen: 127.0.0.1:8443\nproxy_tls: {cert_file: c.pem, key_file: k.pem}\n"), []string{
+			`f.yaml:10:12: proxy_tls: proxy_listen is listen (one listener for relay and proxy), which serves tls's certificate`}},
+		{"shared listener, another proxy_tls", base("listen: 127.0.0.1:8443\nproxy_listen: 127.0.0.1:8443\ntls: {cert_file: a.pem, key_file: a.key}\nproxy_tls: {cert_file: b.pem, key_file: b.key}\n"), []string{
+			`proxy_tls: proxy_listen is listen`}},
 		{"type mismatch", base("limits:\n  burst: many\n"), []string{`f.yaml:9:3: expected a number, got a string "many"`}},
 		// The key over-indented on line 7 is reported there, at its text,
 		// not at the start of the mapping it broke (7:1 before).
@@ -187,6 +194,34 @@ func TestParseErrors(t *testing.T) {
 }
 
 var goType = regexp.MustCompile(`\bconfig\.[A-Z]|\[\]string|map\[string\]|!!(str|int|map|seq)`)
+
+// TestSharedListener: proxy_listen equal to listen is one listener for both
+// (not "already used"), with tls's certificate, which proxy_tls may repeat;
+// two ":0" addresses stay two listeners on two free ports.
+func TestSharedListener(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := testutil.SelfSigned(t, "gw.example")
+	head := "clients:\n  - name: c\n    key_sha256: " + hashA + "\n    hosts: [a.example]\n"
+	for _, tt := range []struct {
+		extra  string
+		shared bool
+	}{
+		{"listen: 127.0.0.1:8443\nproxy_listen: 127.0.0.1:8443\n", true},
+		{"listen: 127.0.0.1:8443\nproxy_listen: 127.0.0.1:8443\ntls: {cert_file: " + cert + ", key_file: " + key + "}\n", true},
+		{"listen: 127.0.0.1:8443\nproxy_listen: 127.0.0.1:8443\ntls: {cert_file: " + cert + ", key_file: " + key + "}\nproxy_tls: {cert_file: " + cert + ", key_file: " + key + "}\n", true},
+		{"listen: 127.0.0.1:0\nproxy_listen: 127.0.0.1:0\n", false},
+		{"listen: 127.0.0.1:8080\nproxy_listen: 127.0.0.1:3128\n", false},
+	} {
+		c, err := Parse([]byte(head+tt.extra), filepath.Join(dir, "f.yaml"))
+		if err != nil {
+			t.Errorf("%q: %v", tt.extra, err)
+			continue
+		}
+		if c.SharedListener() != tt.shared {
+			t.Errorf("%q: SharedListener = %v, want %v", tt.extra, c.SharedListener(), tt.shared)
+		}
+	}
+}
 
 // TestAllowCIDRsWithinBounds: private ranges of any size, and public ones up
 // to a /8 in all (overlaps counted once), are fine.

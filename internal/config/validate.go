@@ -103,6 +103,9 @@ func (v *validator) validate() {
 	if c.ProxyTLS.Enabled() && c.ProxyListen == "" {
 		v.errf("proxy_tls", "is for the proxy listener: set proxy_listen too")
 	}
+	if c.SharedListener() && c.ProxyTLS.Enabled() && c.ProxyTLS != c.TLS {
+		v.errf("proxy_tls", "proxy_listen is listen (one listener for relay and proxy), which serves tls's certificate: leave proxy_tls out or make it the same as tls")
+	}
 	switch c.Log.Level {
 	case "":
 		c.Log.Level = "info"
@@ -130,10 +133,12 @@ func (v *validator) listenAddr(path, addr string) {
 	}
 }
 
+// distinctListeners refuses two listeners on one address, except
+// proxy_listen equal to listen: one listener for relay and proxy.
 func (v *validator) distinctListeners() {
 	seen := map[string]string{}
 	for _, l := range []struct{ path, addr string }{{"listen", v.c.Listen}, {"proxy_listen", v.c.ProxyListen}, {"admin_listen", v.c.AdminListen}} {
-		if l.addr == "" || strings.HasSuffix(l.addr, ":0") {
+		if l.addr == "" || strings.HasSuffix(l.addr, ":0") || (l.path == "proxy_listen" && v.c.SharedListener()) {
 			continue
 		}
 		if other, ok := seen[l.addr]; ok {

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,37 +16,6 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/server"
 )
-
-// startWith is start with more Options (Gate, Override, Started).
-func startWith(t *testing.T, cfg string, opts func(*server.Options)) *gateway {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "outgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	g := &gateway{cfgPath: path, logs: &logBuf{}, reload: make(chan struct{}), stop: cancel, done: make(chan error, 1)}
-	ready := make(chan server.Addrs, 1)
-	o := server.Options{ConfigPath: path, LogOutput: g.logs, Reload: g.reload, Ready: func(a server.Addrs) { ready <- a }}
-	opts(&o)
-	go func() { g.done <- server.Run(ctx, o) }()
-	select {
-	case g.Addrs = <-ready:
-	case err := <-g.done:
-		t.Fatalf("gateway did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("gateway did not start within 10s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-g.done:
-		case <-time.After(30 * time.Second):
-			t.Error("gateway did not stop within 30s")
-		}
-	})
-	return g
-}
 
 // TestGateRefusesBeforeAnythingLeaves: while Options.Gate is closed, a
 // relay request, a proxy request and a CONNECT each get 503

@@ -84,6 +84,12 @@ func startB(b *testing.B, cfg string) *gateway {
 // start runs the gateway in-process on a config and waits until it listens.
 func start(t *testing.T, cfg string) *gateway {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith is start with more Options (set by opts).
+func startWith(t *testing.T, cfg string, opts func(*server.Options)) *gateway {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "outgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -91,10 +97,11 @@ func start(t *testing.T, cfg string) *gateway {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gateway{cfgPath: path, logs: &logBuf{}, reload: make(chan struct{}), stop: cancel, done: make(chan error, 1)}
 	ready := make(chan server.Addrs, 1)
-	go func() {
-		g.done <- server.Run(ctx, server.Options{ConfigPath: path, LogOutput: g.logs, Reload: g.reload,
-			Ready: func(a server.Addrs) { ready <- a }})
-	}()
+	o := server.Options{ConfigPath: path, LogOutput: g.logs, Reload: g.reload, Ready: func(a server.Addrs) { ready <- a }}
+	if opts != nil {
+		opts(&o)
+	}
+	go func() { g.done <- server.Run(ctx, o) }()
 	select {
 	case g.Addrs = <-ready:
 	case err := <-g.done:

@@ -42,6 +42,20 @@ type Options struct {
 	// Secrets reach the config's ${secret:...} references (the zero
 	// value: env and file only).
 	Secrets secrets.Sources
+	// TLS, when set, makes the relay and proxy listeners serve TLS with it
+	// whatever the config's tls and proxy_tls say: instance mode gets its
+	// certificates from an ACME CA (internal/acme) or the deployment's own
+	// CA (internal/ownca) through its GetCertificate. Each listener uses a
+	// clone with TLS 1.2 at least and its own application protocols (h2
+	// on the relay's alone); protocols of the config other than h2 and
+	// http/1.1 (acme-tls/1, for the ACME CA's TLS-ALPN-01 challenge) are
+	// kept.
+	TLS *tls.Config
+	// PlainListen, when set, is one more listener serving relay and proxy
+	// (by request form, like a shared listener) in plain HTTP beside the
+	// TLS ones: instance mode with `up --plain-http`. Its connections count
+	// against the same connection limit.
+	PlainListen string
 	// Gate, if set, is asked before every relay and proxy request (CONNECT
 	// included) and by /readyz: while it returns an error, the request is
 	// refused with 503 egress_unverified before anything leaves, and
@@ -67,7 +81,7 @@ type Running struct {
 }
 
 // Addrs are the bound listener addresses ("" when a listener is off).
-type Addrs struct{ Relay, Proxy, Admin string }
+type Addrs struct{ Relay, Proxy, Admin, Plain string }
 
 type gateway struct {
 	path    string
@@ -201,16 +215,26 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	tlsOn := cfg.TLS.Enabled()
-	proxyLn, err := listen("proxy_listen", cfg.ProxyListen)
-	if err != nil {
-		return err
+	// One listener for both (proxy_listen equal to listen): the relay's
+	// listener takes proxy requests too, by their form (oneListener).
+	shared := cfg.SharedListener()
+	var proxyLn net.Listener
+	if !shared {
+		if proxyLn, err = listen("proxy_listen", cfg.ProxyListen); err != nil {
+			return err
+		}
 	}
 	adminLn, err := listen("admin_listen", cfg.AdminListen)
 	if err != nil {
 		return err
 	}
+	plainLn, err := listen("plain listener", o.PlainListen)
+	if err != nil {
+		return err
+	}
 	// Bound connections before TLS, so a handshake holds a slot too.
 	relayLn, proxyLn = limitListener(g.conns, relayLn), limitListener(g.conns, proxyLn)
+	plainLn = limitListener(g.conns, plainLn)
 	adminLn = limitListener(g.admin, adminLn)
 	c, err := g.build(cfg)
 	if err != nil {
@@ -237,7 +261,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	current := g.core.Load
 	var servers []*http.Server
-	serveErr := make(chan error, 3)
+	serveErr := make(chan error, 4)
 	serve := func(l net.Listener, s *http.Server) {
 		if l == nil {
 			return
@@ -250,30 +274,45 @@ func Run(ctx context.Context, o Options) error {
 		}()
 	}
 	// Certificates come from the current Core, so a reload rotates them.
-	if tlsOn {
-		relayLn = tls.NewListener(relayLn, &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			NextProtos: []string{"h2", "http/1.1"},
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return g.core.Load().Cert, nil
-			},
-		})
+	relayCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.core.Load().Cert, nil }
+	proxyCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return g.core.Load().ProxyCert, nil }
+	// A forward proxy speaks HTTP/1.1 only (CONNECT over HTTP/2 is another
+	// protocol, and tunnels hijack the connection), so a listener that
+	// takes proxy requests offers HTTP/1.1 alone, the shared one too.
+	relayProtos := []string{"h2", "http/1.1"}
+	if shared {
+		relayProtos = []string{"http/1.1"}
 	}
-	if proxyLn != nil && cfg.ProxyTLS.Enabled() {
-		proxyLn = tls.NewListener(proxyLn, &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			// A forward proxy speaks HTTP/1.1 only; CONNECT over HTTP/2 is
-			// another protocol.
-			NextProtos: []string{"http/1.1"},
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return g.core.Load().ProxyCert, nil
-			},
-		})
+	switch {
+	case o.TLS != nil:
+		relayLn = tls.NewListener(relayLn, listenerTLS(o.TLS, relayProtos))
+		if proxyLn != nil {
+			proxyLn = tls.NewListener(proxyLn, listenerTLS(o.TLS, []string{"http/1.1"}))
+		}
+	default:
+		if tlsOn {
+			relayLn = tls.NewListener(relayLn, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: relayProtos, GetCertificate: relayCert})
+		}
+		if proxyLn != nil && cfg.ProxyTLS.Enabled() {
+			proxyLn = tls.NewListener(proxyLn, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, GetCertificate: proxyCert})
+		}
 	}
-	serve(relayLn, newServer(g.gated("relay", &relay.Handler{Core: current})))
-	proxySrv := newServer(g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels}))
+	// Every handler is behind the gate (instance mode's egress proof): the
+	// relay's, the proxy's, and both on a shared or plain listener.
+	relayH := g.gated("relay", &relay.Handler{Core: current})
+	proxyH := g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels})
+	if shared {
+		relayH = oneListener{relay: relayH, proxy: proxyH}
+	}
+	relaySrv := newServer(relayH)
+	if shared {
+		relaySrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
+	serve(relayLn, relaySrv)
+	proxySrv := newServer(proxyH)
 	proxySrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	serve(proxyLn, proxySrv)
+	serve(plainLn, newServer(oneListener{relay: g.gated("relay", &relay.Handler{Core: current}), proxy: proxyH}))
 	// The admin server is kept apart: it closes last, so /readyz can say
 	// 503 for the whole grace period.
 	adminSrv := newServer(g.adminHandler())
@@ -289,13 +328,16 @@ func Run(ctx context.Context, o Options) error {
 	for _, p := range []struct {
 		l   net.Listener
 		dst *string
-	}{{relayLn, &addrs.Relay}, {proxyLn, &addrs.Proxy}, {adminLn, &addrs.Admin}} {
+	}{{relayLn, &addrs.Relay}, {proxyLn, &addrs.Proxy}, {adminLn, &addrs.Admin}, {plainLn, &addrs.Plain}} {
 		if p.l != nil {
 			*p.dst = p.l.Addr().String()
 		}
 	}
+	if shared {
+		addrs.Proxy = addrs.Relay
+	}
 	g.ready.Store(true)
-	g.log.Info("outgate serving", "listen", addrs.Relay, "proxy_listen", addrs.Proxy, "admin_listen", addrs.Admin,
+	g.log.Info("outgate serving", "listen", addrs.Relay, "proxy_listen", addrs.Proxy, "admin_listen", addrs.Admin, "plain_listen", addrs.Plain,
 		"config", o.ConfigPath, "clients", len(cfg.Clients), "upstreams", len(cfg.Upstreams), "max_connections", g.conns.Max())
 	if o.Ready != nil {
 		o.Ready(addrs)
@@ -316,6 +358,43 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("serving: %w", err)
 		}
 	}
+}
+
+// oneListener serves relay and proxy on one listener (proxy_listen equal to
+// listen), choosing by the request's form alone, which the client cannot
+// blur: CONNECT (authority-form) and absolute-form requests are proxy
+// requests, everything else (origin-form, "*") goes to the relay. Neither
+// handler trusts the other's credentials: a proxy request without
+// Proxy-Authorization gets 407 whatever Outgate-Key it carries, and a relay
+// request without Outgate-Key gets 401 whatever Proxy-Authorization it
+// carries. Host is not looked at: origin-form with any Host is a relay
+// request, and absolute-form naming the gateway itself is a proxy request
+// to an address the egress policy refuses (the gateway's own listeners).
+type oneListener struct{ relay, proxy http.Handler }
+
+func (h oneListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect || r.URL.IsAbs() {
+		h.proxy.ServeHTTP(w, r)
+		return
+	}
+	h.relay.ServeHTTP(w, r)
+}
+
+// listenerTLS is Options.TLS for one listener: a clone, TLS 1.2 at least,
+// offering protos and the given config's other protocols (acme-tls/1).
+func listenerTLS(base *tls.Config, protos []string) *tls.Config {
+	c := base.Clone()
+	if c.MinVersion < tls.VersionTLS12 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	next := append([]string(nil), protos...)
+	for _, p := range base.NextProtos {
+		if p != "h2" && p != "http/1.1" {
+			next = append(next, p)
+		}
+	}
+	c.NextProtos = next
+	return c
 }
 
 func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
