@@ -63,9 +63,8 @@ SIGTERM or SIGINT drain and stop, as for serve.`,
 				return err
 			}
 			defer ship.Close() // after Run: the last lines (the drain) are sent
-			// MERGE(h-tls): Deps.Server sets server.Options.TLS (ACME or the
-			// deployment's CA).
-			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: io.MultiWriter(cmd.ErrOrStderr(), ship)})
+			out := io.MultiWriter(cmd.ErrOrStderr(), ship)
+			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: out, Server: instance.WithTLS(s, ac, out)})
 		},
 	}
 	run.Flags().StringVar(&path, "settings", instance.SettingsPath, "the instance settings file the user data writes")

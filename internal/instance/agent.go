@@ -150,15 +150,13 @@ func (a *agent) close(reason error) { a.gate.Store(&reason) }
 func (a *agent) gateErr() error     { return *a.gate.Load() }
 
 // override sets the listeners from the settings, whatever the config says
-// (it is the relay's config too, where listeners mean nothing).
-//
-// MERGE(h-tls): the design serves relay and proxy on the one listener
-// s.Listen (proxy_listen equal to listen). On this branch config
-// validation refuses two equal listeners, so the proxy is off here; with
-// h-tls's one-listener change, set cfg.ProxyListen = a.s.Listen.
+// (it is the relay's config too, where listeners and their certificate
+// files mean nothing): relay and proxy share Settings.Listen, and its TLS
+// comes from server.Options.TLS (Deps.Server), never from files.
 func (a *agent) override(cfg *config.Config) {
 	cfg.Listen = a.s.Listen
-	cfg.ProxyListen = ""
+	cfg.ProxyListen = a.s.Listen
+	cfg.TLS, cfg.ProxyTLS = config.TLS{}, config.TLS{}
 	cfg.AdminListen = a.s.AdminListen
 }
 
