@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,17 +18,24 @@ import (
 	"github.com/outgate/outgate/internal/keys"
 )
 
-// TestReloadAndShutdownUnderLoad: SIGHUP every 100ms under steady load drops
+// TestReloadAndShutdownUnderLoad: reload after reload under steady load drops
 // nothing, a bad config on SIGHUP keeps the old one, and SIGTERM with
 // requests in flight lets every one of them finish.
 func TestReloadAndShutdownUnderLoad(t *testing.T) {
+	// /slow requests are held by the partner until the test lets them go,
+	// so "in flight at SIGTERM" is a fact the test observes, not a guess.
+	arrived := make(chan struct{}, 64)
+	release := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
-			time.Sleep(300 * time.Millisecond)
+			arrived <- struct{}{}
+			<-release
 		}
 		io.WriteString(w, "ok")
 	}))
 	defer up.Close()
+	var releaseOnce sync.Once
+	defer releaseOnce.Do(func() { close(release) })
 	key, hash := keys.New()
 	addr := "127.0.0.1:" + freePortNum(t)
 	good := fmt.Sprintf("listen: %s\nupstreams: {p: {url: %q}}\nclients: [{name: a, key_sha256: %s, upstreams: [p], limits: {requests_per_second: 100000, burst: 100000, max_concurrent: 10000}}]\nnetwork: {allow_cidrs: [127.0.0.0/8]}\nlimits: {shutdown_grace: 10s}\n", addr, up.URL, hash)
@@ -60,17 +68,17 @@ func TestReloadAndShutdownUnderLoad(t *testing.T) {
 		return nil
 	}
 
-	// Steady load for 2 seconds while the config is reloaded every 100ms,
-	// alternating a good and a broken file.
+	// Steady load while the config is reloaded 20 times, alternating a good
+	// and a broken file; each SIGHUP waits for the gateway to log its outcome.
 	var sent, failed atomic.Int64
 	var firstErr atomic.Value
-	stop := time.Now().Add(2 * time.Second)
+	var stop atomic.Bool
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for time.Now().Before(stop) {
+			for !stop.Load() {
 				sent.Add(1)
 				if err := get("/x"); err != nil {
 					failed.Add(1)
@@ -79,15 +87,21 @@ func TestReloadAndShutdownUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	for i := 0; time.Now().Before(stop); i++ {
-		body := good
+	for i := 0; i < 20; i++ {
+		body, outcome := good, `"msg":"config reloaded"`
 		if i%2 == 1 {
-			body = "listen: [broken\n"
+			body, outcome = "listen: [broken\n", `"msg":"config reload refused`
 		}
+		before := strings.Count(logs.String(), outcome)
 		os.WriteFile(path, []byte(body), 0o600)
 		cmd.Process.Signal(syscall.SIGHUP)
-		time.Sleep(100 * time.Millisecond)
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(logs.String(), outcome) == before; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("reload %d: no %s line within 10s\n%s", i, outcome, logs.String())
+			}
+		}
 	}
+	stop.Store(true)
 	wg.Wait()
 	os.WriteFile(path, []byte(good), 0o600)
 	if failed.Load() != 0 || sent.Load() < 100 {
@@ -106,8 +120,21 @@ func TestReloadAndShutdownUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond) // all 40 are waiting on the partner
+	for i := 0; i < 40; i++ { // all 40 are waiting on the partner
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of 40 slow requests reached the partner", i)
+		}
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
+	// The gateway is draining (its log says so) while all 40 are still held.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), `"msg":"shutting down"`); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutting down line after SIGTERM\n%s", logs.String())
+		}
+	}
+	releaseOnce.Do(func() { close(release) })
 	inflight.Wait()
 	if lost.Load() != 0 {
 		t.Fatalf("%d of 40 in-flight requests were lost on SIGTERM", lost.Load())

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -23,11 +22,15 @@ import (
 	"github.com/outgate/outgate/internal/guardian"
 )
 
+// log is the function's one logger: JSON lines on stdout, which Lambda
+// sends to CloudWatch Logs whole.
+var log = slog.New(slog.NewJSONHandler(os.Stdout, nil))
+
 func main() {
 	ctx := context.Background()
 	// One line per cold start that says which build runs, as `outgate
 	// version` and serve's outgate_build_info metric do.
-	slog.New(slog.NewJSONHandler(os.Stdout, nil)).Info("outgate-guardian starting", buildinfo.Get().Attrs()...)
+	log.Info("outgate-guardian starting", buildinfo.Get().Attrs()...)
 	cfg, err := guardian.ConfigFromEnv(os.Getenv)
 	if err != nil {
 		fatal(err)
@@ -59,8 +62,9 @@ func main() {
 	})
 }
 
+// fatal ends a cold start that cannot go on with one JSON line on stderr
+// (the reason, not a stack trace) and exit status 1.
 func fatal(err error) {
-	line, _ := json.Marshal(map[string]string{"level": "ERROR", "msg": "outgate-guardian cannot start", "error": err.Error()})
-	fmt.Fprintln(os.Stderr, string(line))
+	slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("outgate-guardian cannot start", "error", err.Error())
 	os.Exit(1)
 }

@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -105,9 +104,10 @@ func firstConfig(ctx context.Context, read func(context.Context) (*config.Config
 	return cfg, version, err
 }
 
-// fatal writes one JSON line that CloudWatch shows whole, and exits.
+// fatal ends a cold start that cannot go on with one JSON line on stderr
+// (CloudWatch shows it whole: the reason, not a stack trace) and exit
+// status 1.
 func fatal(stage string, err error) {
-	line, _ := json.Marshal(map[string]string{"level": "ERROR", "msg": "outgate-relay cannot start", "stage": stage, "error": err.Error()})
-	fmt.Fprintln(os.Stderr, string(line))
+	slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("outgate-relay cannot start", "stage", stage, "error", err.Error())
 	os.Exit(1)
 }

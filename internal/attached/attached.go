@@ -146,8 +146,12 @@ func tagged(ctx context.Context, t Tagging, deployment string) ([]string, error)
 	// resources may come back on later pages with a new token each time
 	// (boto/boto3#2461); a function is counted once, and a token that
 	// never ends is an error, not a hang.
-	for range 20 {
-		out, err := t.GetResources(ctx, in)
+	pages := resourcegroupstaggingapi.NewGetResourcesPaginator(t, in)
+	for i := 0; pages.HasMorePages(); i++ {
+		if i == 20 {
+			return arns, fmt.Errorf("tag:GetResources kept paginating for %s=%s", Tag, deployment)
+		}
+		out, err := pages.NextPage(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("listing the functions tagged %s=%s (tag:GetResources): %w", Tag, deployment, err)
 		}
@@ -162,11 +166,7 @@ func tagged(ctx context.Context, t Tagging, deployment string) ([]string, error)
 			seen[arn] = true
 			arns = append(arns, arn)
 		}
-		if aws.ToString(out.PaginationToken) == "" {
-			slices.Sort(arns)
-			return arns, nil
-		}
-		in.PaginationToken = out.PaginationToken
 	}
-	return arns, fmt.Errorf("tag:GetResources kept paginating for %s=%s", Tag, deployment)
+	slices.Sort(arns)
+	return arns, nil
 }

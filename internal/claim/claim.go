@@ -147,7 +147,11 @@ func (c *Claimer) Claim(ctx context.Context) (Claimed, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		log.Warn("pool IP not claimed yet; retrying", "reason", err.Error(), "subnet", c.SubnetID, "attempt", attempt, "of", attempts, "retry_in", delay.String())
+		level := slog.LevelWarn
+		if errors.Is(err, errUnconfirmed) {
+			level = slog.LevelInfo // the expected look after an association
+		}
+		log.Log(ctx, level, "pool IP not claimed yet; retrying", "reason", err.Error(), "subnet", c.SubnetID, "attempt", attempt, "of", attempts, "retry_in", delay.String())
 		if attempt == attempts {
 			break
 		}
@@ -201,8 +205,17 @@ func (c *Claimer) once(ctx context.Context) (Claimed, error) {
 		// AllowReassociation false refuses): the next look decides again.
 		return Claimed{}, fmt.Errorf("associating the pool IP (%s): %w", v.Reason, err)
 	}
-	return got, nil
+	// A successful AssociateAddress is not yet the IP: the EC2 API is
+	// eventually consistent, and two instances associating at once can
+	// both be told yes ("Eventual consistency in the Amazon EC2 API",
+	// docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html:
+	// confirm the state with the Describe call, backing off). The IP is
+	// this instance's only once a look shows it here (Done).
+	return Claimed{}, fmt.Errorf("%w (%s)", errUnconfirmed, v.Reason)
 }
+
+// errUnconfirmed: associated, and waiting for DescribeAddresses to show it.
+var errUnconfirmed = errors.New("associated the pool IP; the next look confirms it is this instance's")
 
 // describeHolder fills h with the holding instance's state and deployment
 // tag. An instance EC2 no longer knows stays !Found.

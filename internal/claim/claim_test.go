@@ -140,3 +140,59 @@ func TestEgressSurvivesAnEC2Blip(t *testing.T) {
 		t.Fatalf("wrong IP during a blip: %+v", c)
 	}
 }
+
+// TestClaimConfirmsTheAssociation: AssociateAddress answering success is
+// not taken as the IP. When a concurrent association won (EC2's API is
+// eventually consistent and both callers hear yes: "Eventual consistency
+// in the Amazon EC2 API"), the next look shows the other instance, which
+// is running, and the claim waits instead of reporting an IP it does not
+// hold. (The fake, since moto cannot lose a race.)
+func TestClaimConfirmsTheAssociation(t *testing.T) {
+	f := &fake.EC2{RaceTo: "i-rival", Instances: map[string]*fake.Instance{
+		"i-rival": {State: "running", Tags: map[string]string{guardian.TagDeployment: "pay"}}}}
+	a := &fake.Address{AllocationID: "eipalloc-1", PublicIP: "203.0.113.10",
+		Tags: map[string]string{guardian.TagDeployment: "pay", guardian.TagSubnet: "subnet-a"}}
+	f.Addresses = []*fake.Address{a}
+	cl := &Claimer{EC2: f, Deployment: "pay", InstanceID: "i-me", SubnetID: "subnet-a", MaxAttempts: 3,
+		Sleep: func(context.Context, time.Duration) error { return nil }}
+	got, err := cl.Claim(context.Background())
+	if !errors.Is(err, ErrNotClaimed) || got.PublicIP != "" || !strings.Contains(err.Error(), "i-rival") {
+		t.Fatalf("claimed %+v, err %v: an association another instance won was taken as this one's", got, err)
+	}
+	if f.Associations != 1 {
+		t.Fatalf("%d associations: the IP was taken from the running rival", f.Associations)
+	}
+	// Without a race the same claim holds the IP after its confirming look.
+	f.RaceTo, a.InstanceID, a.ENI = "", "", ""
+	if got, err := cl.Claim(context.Background()); err != nil || got.PublicIP != "203.0.113.10" || a.InstanceID != "i-me" {
+		t.Fatalf("claim without a race: %+v, %v", got, err)
+	}
+}
+
+// TestEgressToleratesTheSwitch: right after the claim, calls may still
+// leave from the address the instance launched with (the association
+// reaches the network after AssociateAddress answers). Until the egress
+// is first verified that answer is not ready but not a wrong IP (no
+// EgressWrongIP alarm on every boot); once verified, or for any other
+// address, a wrong answer is wrong at once.
+func TestEgressToleratesTheSwitch(t *testing.T) {
+	f := &fake.EC2{Addresses: []*fake.Address{{AllocationID: "eipalloc-1", PublicIP: "203.0.113.10", Tags: map[string]string{guardian.TagDeployment: "pay"}}}}
+	launched := netip.MustParseAddr("198.51.100.20")
+	answer := launched
+	eg := &Egress{EC2: f, Deployment: "pay", Launched: launched, EgressIP: func(context.Context) (netip.Addr, error) { return answer, nil }}
+	if c := eg.Check(context.Background()); c.Ready || c.Wrong || !strings.Contains(c.Reason, "not reached the network yet") {
+		t.Fatalf("launch address before the switch: %+v", c)
+	}
+	answer = netip.MustParseAddr("198.51.100.7")
+	if c := eg.Check(context.Background()); c.Ready || !c.Wrong {
+		t.Fatalf("an address that is neither the launch one nor the deployment's: %+v", c)
+	}
+	answer = netip.MustParseAddr("203.0.113.10")
+	if c := eg.Check(context.Background()); !c.Ready {
+		t.Fatalf("the pool IP: %+v", c)
+	}
+	answer = launched
+	if c := eg.Check(context.Background()); c.Ready || !c.Wrong {
+		t.Fatalf("the launch address after having been verified: %+v", c)
+	}
+}

@@ -41,10 +41,23 @@ type Egress struct {
 	// (the address policy and timeouts of client traffic).
 	EgressIP func(context.Context) (netip.Addr, error)
 
+	// Launched is the public IPv4 address the instance had before its
+	// claim (IMDS public-ipv4; invalid if it had none). Associating an
+	// Elastic IP releases that address, but the switch reaches the network
+	// a moment after AssociateAddress answers, and AWS states no bound.
+	// So until the egress is first verified, an answer equal to Launched
+	// is "not yet": not ready, and not counted as a wrong IP (the
+	// EgressWrongIP alarm is for calls leaving from a wrong address, and
+	// none has been served). An instance that never switches is replaced
+	// after the boot grace like any other that is never ready.
+	Launched netip.Addr
+
 	// known is the deployment's IPs as last read: a failed read (an EC2
 	// API blip) is judged against them rather than closing the gate on a
 	// proven egress. Never used before a first successful read.
 	known map[netip.Addr]bool
+	// verified: some check has been ready since boot.
+	verified bool
 }
 
 // Check is one egress verdict.
@@ -75,9 +88,13 @@ func (e *Egress) Check(ctx context.Context) Check {
 	default:
 		ips = e.known // judged against the last list read
 	}
+	if !ips[ip] && !e.verified && e.Launched.IsValid() && ip == e.Launched.Unmap() {
+		return Check{EgressIP: ip, Reason: fmt.Sprintf("calls still leave from %s, the address the instance launched with: the pool IP's association has not reached the network yet", ip)}
+	}
 	if !ips[ip] {
 		return Check{EgressIP: ip, Wrong: true, Reason: fmt.Sprintf("calls leave from %s, which is not one of the deployment's %d IPs", ip, len(ips))}
 	}
+	e.verified = true
 	return Check{EgressIP: ip, Ready: true, Reason: "calls leave from " + ip.String() + ", one of the deployment's IPs"}
 }
 

@@ -4,24 +4,17 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"os/signal"
-	"slices"
 	"syscall"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/smithy-go/logging"
 	"github.com/spf13/cobra"
 
-	"github.com/outgate/outgate/internal/claim"
+	"github.com/outgate/outgate/internal/cwlogs"
 	"github.com/outgate/outgate/internal/imds"
 	"github.com/outgate/outgate/internal/instance"
-	"github.com/outgate/outgate/internal/instancetls"
-	"github.com/outgate/outgate/internal/server"
 )
 
 // instanceCmd is what runs on an instance-mode EC2 instance, started by
@@ -58,46 +51,23 @@ SIGTERM or SIGINT drain and stop, as for serve.`,
 			if err != nil {
 				return fmt.Errorf("loading AWS configuration: %w", err)
 			}
-			// MERGE(h-logship): LogOutput becomes the CloudWatch Logs
-			// shipper for Settings.LogGroup.
-			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: cmd.ErrOrStderr(),
-				Server: instanceTLS(s, ac, cmd.ErrOrStderr())})
+			// The lines go to the journal (stderr) and, by the instance
+			// itself, to the deployment's log group: one stream per
+			// instance, named by its id, so the stream needs IMDS first.
+			facts, err := imds.New(ac).Facts(ctx)
+			if err != nil {
+				return err
+			}
+			ship, err := cwlogs.New(cloudwatchlogs.NewFromConfig(ac), cwlogs.Options{Group: s.LogGroup, Stream: facts.InstanceID})
+			if err != nil {
+				return err
+			}
+			defer ship.Close() // after Run: the last lines (the drain) are sent
+			out := io.MultiWriter(cmd.ErrOrStderr(), ship)
+			return instance.Run(ctx, s, instance.Deps{AWS: ac, LogOutput: out, Server: instance.WithTLS(s, ac, out)})
 		},
 	}
 	run.Flags().StringVar(&path, "settings", instance.SettingsPath, "the instance settings file the user data writes")
 	cmd.AddCommand(run)
 	return cmd
-}
-
-// instanceTLS plugs the instance's certificate source (internal/instancetls:
-// ACME with a domain, the deployment's own CA without) into the gateway's
-// options once the IP is claimed. The own CA's certificate names every IP
-// tagged for the deployment, so callers reach any instance on any of them.
-//
-// MERGE(h-claim, h-tls): with a domain, Source.Ready belongs in the
-// agent's gate and Source.Start after the listener serves; until the agent
-// takes them, Start runs here (certmagic retries in the background until
-// the listener answers the CA's challenge) and a handshake before the
-// certificate exists fails, which refuses as the gate would.
-func instanceTLS(s instance.Settings, ac aws.Config, log io.Writer) func(context.Context, imds.Facts, claim.Claimed, *server.Options) error {
-	return func(ctx context.Context, _ imds.Facts, _ claim.Claimed, o *server.Options) error {
-		set, err := claim.DeploymentIPs(ctx, ec2.NewFromConfig(ac), s.Deployment)
-		if err != nil {
-			return err
-		}
-		ips := make([]netip.Addr, 0, len(set))
-		for ip := range set {
-			ips = append(ips, ip)
-		}
-		slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
-		src, err := instancetls.New(ctx, instancetls.Params{Deployment: s.Deployment, Domain: s.Domain, ACMECA: s.ACMECA,
-			ACMEEmail: s.ACMEEmail, CertBucket: s.CertBucket, CertPrefix: s.CertPrefix,
-			CACertParameter: s.CACertParameter, CAKeyParameter: s.CAKeyParameter, IPs: ips, Log: log},
-			s3.NewFromConfig(ac), ssm.NewFromConfig(ac))
-		if err != nil {
-			return fmt.Errorf("the instance's certificate: %w", err)
-		}
-		o.TLS = src.TLS
-		return src.Start(ctx)
-	}
 }

@@ -285,10 +285,16 @@ func (g *Guardian) listENIs(ctx context.Context, s *Summary) (map[string]*eni, e
 		MaxResults: aws.Int32(g.cfg.PageSize),
 	}
 	out := map[string]*eni{}
+	// The SDK's paginator carries the tokens; a failed page leaves it where
+	// it was, so call may ask for the same page again.
+	pages := ec2.NewDescribeNetworkInterfacesPaginator(g.ec2, in)
 	// Bounded: 10,000 pages of PageSize is far beyond any account's ENIs;
 	// a NextToken that never ends is an error, not a hang.
-	for range 10000 {
-		page, err := call(ctx, g, s, func() (*ec2.DescribeNetworkInterfacesOutput, error) { return g.ec2.DescribeNetworkInterfaces(ctx, in) })
+	for i := 0; pages.HasMorePages(); i++ {
+		if i == 10000 {
+			return nil, fmt.Errorf("DescribeNetworkInterfaces kept paginating")
+		}
+		page, err := call(ctx, g, s, func() (*ec2.DescribeNetworkInterfacesOutput, error) { return pages.NextPage(ctx) })
 		if err != nil {
 			return nil, err
 		}
@@ -303,12 +309,8 @@ func (g *Guardian) listENIs(ctx context.Context, s *Summary) (map[string]*eni, e
 			}
 			out[e.id] = e
 		}
-		if aws.ToString(page.NextToken) == "" {
-			return out, nil
-		}
-		in.NextToken = page.NextToken
 	}
-	return nil, fmt.Errorf("DescribeNetworkInterfaces kept paginating")
+	return out, nil
 }
 
 // listPool returns every IP tagged for the deployment, plus the configured

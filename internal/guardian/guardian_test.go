@@ -1,7 +1,6 @@
 package guardian
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -423,11 +422,6 @@ func TestErrorsNeverLookHealthy(t *testing.T) {
 		w.cloud.Activate()
 		return w
 	}
-	report := func(s Summary) string {
-		var b bytes.Buffer
-		Report(&b, s)
-		return b.String()
-	}
 	check := func(name string, s Summary, wantWithout int) {
 		t.Helper()
 		if len(s.Errors) == 0 || s.Err() == nil {
@@ -639,11 +633,6 @@ func TestAttachedFunctionDriftIsReported(t *testing.T) {
 	w.cloud.Activate()
 	if err := w.g.CheckAttached(w.cloud); err != nil {
 		t.Fatal(err)
-	}
-	report := func(s Summary) string {
-		var b bytes.Buffer
-		Report(&b, s)
-		return b.String()
 	}
 
 	s := w.run()

@@ -65,6 +65,10 @@ type Client struct {
 	IdleTimeout         time.Duration // an idle connection is closed after this; 0: 90 s
 	MaxHeaderBytes      int64         // response status line and headers; 0: 1 MiB
 
+	// now is the clock of idle ages (nil: time.Now); tests move it instead
+	// of waiting out a partner's keep-alive timeout.
+	now func() time.Time
+
 	mu      sync.Mutex
 	idle    map[poolKey][]*conn // per tenant, certificate and upstream, most recently used last
 	nidle   int
@@ -422,7 +426,7 @@ func (c *Client) get(ctx context.Context, key poolKey, addr string, u *url.URL, 
 		if pc == nil {
 			break
 		}
-		if (pc.usableFor == 0 || time.Since(pc.idleAt) < pc.usableFor) && pc.alive() {
+		if (pc.usableFor == 0 || c.clock().Sub(pc.idleAt) < pc.usableFor) && pc.alive() {
 			return pc, nil
 		}
 		pc.close()
@@ -516,7 +520,7 @@ func (c *Client) put(pc *conn) {
 	if perHost <= 0 {
 		perHost = 256
 	}
-	pc.idleAt = time.Now()
+	pc.idleAt = c.clock()
 	pc.reused = true
 	var evict *conn
 	c.mu.Lock()
@@ -562,10 +566,17 @@ func (c *Client) removeOldestLocked() *conn {
 	return pc
 }
 
+func (c *Client) clock() time.Time {
+	if c.now != nil {
+		return c.now()
+	}
+	return time.Now()
+}
+
 // sweep closes connections idle for longer than IdleTimeout, so an
 // upstream no longer called does not hold descriptors forever.
 func (c *Client) sweep() {
-	cutoff := time.Now().Add(-c.idleTimeout())
+	cutoff := c.clock().Add(-c.idleTimeout())
 	var expired []*conn
 	c.mu.Lock()
 	for k, list := range c.idle {

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"regexp"
 	"strings"
 
@@ -51,10 +52,14 @@ const maxValue = 4096
 // page never becomes an instance id or a subnet in an API call.
 var (
 	reInstance = regexp.MustCompile(`^i-[0-9a-f]{8,32}$`)
-	reAZ       = regexp.MustCompile(`^[a-z]{2}(-[a-z0-9]+)+[a-z]$`) // local zones too (us-west-2-lax-1a)
-	reRegion   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
-	reMAC      = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
-	reSubnet   = regexp.MustCompile(`^subnet-[0-9a-f]{8,32}$`)
+	// Regions of every partition the SDK knows (its partitions.json
+	// regionRegex: us-east-1, us-gov-west-1, us-isob-east-1,
+	// eu-isoe-west-1, eusc-de-east-1...), and their zones, local zones too
+	// (us-west-2-lax-1a).
+	reAZ     = regexp.MustCompile(`^[a-z]{2,4}(-[a-z0-9]+)+[a-z]$`)
+	reRegion = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-\d+$`)
+	reMAC    = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
+	reSubnet = regexp.MustCompile(`^subnet-[0-9a-f]{8,32}$`)
 )
 
 // Get reads one metadata path (relative to /latest/meta-data/).
@@ -106,6 +111,21 @@ func (c *Client) Facts(ctx context.Context) (Facts, error) {
 		return Facts{}, errors.Join(errs...)
 	}
 	return f, nil
+}
+
+// PublicIPv4 is the instance's public IPv4 address now (public-ipv4: the
+// auto-assigned one at launch, or the Elastic IP once one is associated).
+// An instance without one gets an error (the service answers 404).
+func (c *Client) PublicIPv4(ctx context.Context) (netip.Addr, error) {
+	v, err := c.Get(ctx, "public-ipv4")
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	ip, err := netip.ParseAddr(v)
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, fmt.Errorf("instance metadata public-ipv4: %q is not an IPv4 address", clip(v))
+	}
+	return ip, nil
 }
 
 func clip(s string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -112,5 +113,49 @@ func TestValuesOfTheWrongShapeRefused(t *testing.T) {
 	_, err := client(t, m.Endpoint).Facts(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "subnet-id") {
 		t.Fatalf("err = %v, want a refusal of the subnet id", err)
+	}
+}
+
+// TestPublicIPv4: the address the instance has now, read over IMDSv2 from
+// the mock; a value that is not an IPv4 address is refused.
+func TestPublicIPv4(t *testing.T) {
+	v := map[string]string{"public-ipv4": "198.51.100.20"}
+	for k, x := range values {
+		v[k] = x
+	}
+	m := testutil.StartMetadataMock(t, v)
+	c := client(t, m.Endpoint)
+	ip, err := c.PublicIPv4(context.Background())
+	if err != nil || ip != netip.MustParseAddr("198.51.100.20") {
+		t.Fatalf("public-ipv4 = %v, %v", ip, err)
+	}
+	m.Stop()
+	v["public-ipv4"] = "<html>not found</html>"
+	m = testutil.StartMetadataMock(t, v)
+	if ip, err := client(t, m.Endpoint).PublicIPv4(context.Background()); err == nil || !strings.Contains(err.Error(), "not an IPv4 address") {
+		t.Fatalf("a page for an address: %v, %v", ip, err)
+	}
+}
+
+// TestShapesOfEveryPartition: the region and zone names of every AWS
+// partition pass (the SDK's partitions.json regionRegex lists them: aws,
+// aws-cn, aws-us-gov, the iso partitions and aws-eusc, whose
+// eusc-de-east-1 has a four-letter prefix); anything else is refused.
+func TestShapesOfEveryPartition(t *testing.T) {
+	for _, r := range []string{"us-east-1", "ap-southeast-5", "cn-northwest-1", "us-gov-west-1", "us-iso-east-1", "us-isob-east-1", "us-isof-south-1", "eu-isoe-west-1", "eusc-de-east-1", "mx-central-1"} {
+		if !reRegion.MatchString(r) {
+			t.Errorf("region %q refused", r)
+		}
+		if az := r + "a"; !reAZ.MatchString(az) {
+			t.Errorf("zone %q refused", az)
+		}
+	}
+	if !reAZ.MatchString("us-west-2-lax-1a") {
+		t.Error("a local zone refused")
+	}
+	for _, bad := range []string{"", "us-east-1 ", "<html>", "us_east_1", "useast1", "us-east-", "us-east-1a\nx"} {
+		if reRegion.MatchString(bad) || reAZ.MatchString(bad) {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

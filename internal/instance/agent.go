@@ -79,6 +79,9 @@ type agent struct {
 	// verdict judges the egress; one across checks, so it remembers the
 	// deployment's IPs through an EC2 API blip.
 	verdict *claim.Egress
+	// launched is the public IPv4 the instance had before its claim
+	// (invalid when it had none or IMDS did not say): see claim.Egress.
+	launched netip.Addr
 }
 
 // Run boots the instance (IMDS, claim, config), serves with the gate
@@ -107,7 +110,8 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	}
 	a.close(errors.New("the egress IP has not been checked since boot"))
 
-	facts, err := imds.New(d.AWS).Facts(ctx)
+	md := imds.New(d.AWS)
+	facts, err := md.Facts(ctx)
 	if err != nil {
 		return err
 	}
@@ -116,6 +120,12 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 	}
 	a.facts = facts
 	a.log.Info("instance booting", "instance_id", facts.InstanceID, "az", facts.AZ, "subnet", facts.SubnetID, "deployment", s.Deployment)
+
+	// The address from before the claim, read before the claim replaces
+	// it: the first egress checks may still see it (claim.Egress.Launched).
+	if a.launched, err = md.PublicIPv4(ctx); err != nil {
+		a.log.Info("no public IPv4 address before the claim", "detail", err.Error())
+	}
 
 	// The claim gets the boot grace: an instance that cannot claim its IP
 	// by then cannot serve, and the group replaces it.
@@ -141,12 +151,13 @@ func (a *agent) close(reason error) { a.gate.Store(&reason) }
 func (a *agent) gateErr() error     { return *a.gate.Load() }
 
 // override sets the listeners from the settings, whatever the config says
-// (it is the relay's config too, where listeners mean nothing): relay and
-// proxy on the one listener s.Listen (proxy_listen equal to listen), told
-// apart by request form.
+// (it is the relay's config too, where listeners and their certificate
+// files mean nothing): relay and proxy share Settings.Listen, and its TLS
+// comes from server.Options.TLS (Deps.Server), never from files.
 func (a *agent) override(cfg *config.Config) {
 	cfg.Listen = a.s.Listen
 	cfg.ProxyListen = a.s.Listen
+	cfg.TLS, cfg.ProxyTLS = config.TLS{}, config.TLS{}
 	cfg.AdminListen = a.s.AdminListen
 }
 
@@ -274,7 +285,7 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 	case err := <-done:
 		return err
 	}
-	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP}
+	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP, Launched: a.launched}
 	a.egress(ctx, a.d.Now())
 	for {
 		select {

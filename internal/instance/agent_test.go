@@ -99,8 +99,9 @@ func TestAgentEndToEnd(t *testing.T) {
 	must(err)
 	poolIP := aws.ToString(eip.PublicIp)
 
+	const launched = "198.51.100.20" // the public IPv4 the instance launched with
 	md := testutil.StartMetadataMock(t, map[string]string{"instance-id": me, "mac-subnet-id": subnet,
-		"placement-availability-zone": "us-east-1a", "placement-region": "us-east-1"})
+		"placement-availability-zone": "us-east-1a", "placement-region": "us-east-1", "public-ipv4": launched})
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", md.Endpoint)
 
 	var requests atomic.Int32
@@ -110,7 +111,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	}))
 	defer partner.Close()
 	var answer atomic.Value
-	answer.Store("198.51.100.7") // not the pool IP
+	answer.Store(launched) // the association has not reached the network yet
 	check := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, answer.Load().(string)+"\n")
 	}))
@@ -191,6 +192,14 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		for _, l := range strings.Split(logs.String(), "\n") {
 			var m map[string]any
 			if json.Unmarshal([]byte(l), &m) == nil && m["_aws"] != nil {
+				// Valid EMF, and the design's metric (namespace Outgate,
+				// dimensions Deployment and AZ) that the stack's alarms read.
+				if v := emfViolations([]byte(l)); len(v) > 0 {
+					t.Errorf("EMF line breaks the specification: %q\n%s", v, l)
+				}
+				if d, _ := json.Marshal(m["_aws"].(map[string]any)["CloudWatchMetrics"]); string(d) != `[{"Dimensions":[["Deployment","AZ"]],"Metrics":[{"Name":"InstanceReady","Unit":"None"},{"Name":"EgressWrongIP","Unit":"Count"}],"Namespace":"Outgate"}]` {
+					t.Errorf("EMF directive %s is not the design's", d)
+				}
 				out = append(out, m)
 			}
 		}
@@ -208,9 +217,16 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		t.Fatalf("the TLS seam got %q, want %q", got, want)
 	}
 
-	// The gateway serves with the gate closed; the first check answers a
-	// wrong IP.
-	waitFor(t, "the first egress verdict", logs, func() bool { return strings.Contains(logs.String(), "calls leave from a wrong IP") })
+	// The gateway serves with the gate closed; the first check still
+	// answers the launch address: not ready, but no wrong IP counted.
+	waitFor(t, "the first egress verdict", logs, func() bool { return strings.Contains(logs.String(), "has not reached the network yet") })
+	if m := emfLines(); len(m) != 1 || m[0]["InstanceReady"] != 0.0 || m[0]["EgressWrongIP"] != 0.0 {
+		t.Fatalf("EMF lines while the association reaches the network: %v", m)
+	}
+	// The next answers a wrong IP.
+	answer.Store("198.51.100.7")
+	checks <- boot.Add(30 * time.Second)
+	waitFor(t, "the wrong-IP verdict", logs, func() bool { return strings.Contains(logs.String(), "calls leave from a wrong IP") })
 	addrs, err := ec2c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: []string{aws.ToString(eip.AllocationId)}})
 	must(err)
 	if h := aws.ToString(addrs.Addresses[0].InstanceId); h != me {
@@ -222,7 +238,7 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	if readyz() != 503 || requests.Load() != 0 {
 		t.Fatalf("readyz %d, partner saw %d requests before the egress was proven", readyz(), requests.Load())
 	}
-	if m := emfLines(); len(m) != 1 || m[0]["InstanceReady"] != 0.0 || m[0]["EgressWrongIP"] != 1.0 || m[0]["AZ"] != "us-east-1a" || m[0]["Deployment"] != "pay" {
+	if m := emfLines(); len(m) != 2 || m[1]["InstanceReady"] != 0.0 || m[1]["EgressWrongIP"] != 1.0 || m[1]["AZ"] != "us-east-1a" || m[1]["Deployment"] != "pay" {
 		t.Fatalf("EMF lines %v", m)
 	}
 
@@ -233,7 +249,7 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	if st, _ := relay(key1); st != 200 || requests.Load() != 1 {
 		t.Fatalf("relay once ready: %d, partner saw %d", st, requests.Load())
 	}
-	if m := emfLines(); len(m) != 2 || m[1]["InstanceReady"] != 1.0 || m[1]["EgressWrongIP"] != 0.0 {
+	if m := emfLines(); len(m) != 3 || m[2]["InstanceReady"] != 1.0 || m[2]["EgressWrongIP"] != 0.0 {
 		t.Fatalf("EMF lines %v", m)
 	}
 

@@ -45,12 +45,25 @@ func expectAccepted(t *testing.T, ch <-chan net.Conn, what string) net.Conn {
 	return nil
 }
 
-func expectWaiting(t *testing.T, ch <-chan net.Conn, what string) {
+// expectWaiting returns once an Accept has started waiting for a slot
+// (Conns counts each wait: the observable fact, not a pause), failing if a
+// connection came through meanwhile.
+func expectWaiting(t *testing.T, c *Conns, waitsBefore int64, ch <-chan net.Conn, what string) {
 	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); c.Waits() == waitsBefore; {
+		select {
+		case <-ch:
+			t.Fatalf("%s: Accept returned while the limit was full", what)
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: Accept neither waited nor returned", what)
+		}
+	}
 	select {
 	case <-ch:
 		t.Fatalf("%s: Accept returned while the limit was full", what)
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 }
 
@@ -74,7 +87,7 @@ func TestConnsSharedAcrossListenersAndWaits(t *testing.T) {
 
 	dial(t, a) // queued in the backlog
 	third := acceptAsync(a)
-	expectWaiting(t, third, "third")
+	expectWaiting(t, c, 0, third, "third")
 	if c.Waits() != 1 {
 		t.Errorf("waits = %d, want 1", c.Waits())
 	}
@@ -94,7 +107,7 @@ func TestConnsRaisedLimitWakesWaiters(t *testing.T) {
 	expectAccepted(t, acceptAsync(l), "first")
 	dial(t, l)
 	second := acceptAsync(l)
-	expectWaiting(t, second, "second")
+	expectWaiting(t, c, 0, second, "second")
 	c.SetMax(2)
 	expectAccepted(t, second, "second after SetMax(2)")
 }
@@ -108,7 +121,11 @@ func TestConnsCloseEndsWaitingAccept(t *testing.T) {
 	expectAccepted(t, acceptAsync(l), "first")
 	errc := make(chan error, 1)
 	go func() { _, err := l.Accept(); errc <- err }()
-	time.Sleep(50 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); c.Waits() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second Accept never waited for a slot")
+		}
+	}
 	l.Close()
 	select {
 	case err := <-errc:

@@ -68,10 +68,12 @@ func TestReload(t *testing.T) {
 // TestShutdownFinishesInFlight: a request in flight when the stop comes
 // completes, and Run returns nil.
 func TestShutdownFinishesInFlight(t *testing.T) {
-	entered := make(chan struct{})
+	// The partner holds the request until the gateway says it is draining,
+	// so the stop certainly comes while the request is in flight.
+	entered, draining := make(chan struct{}), make(chan struct{})
 	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
-		time.Sleep(500 * time.Millisecond)
+		<-draining
 		io.WriteString(w, "finished")
 	})
 	c := newClient("billing")
@@ -94,6 +96,8 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	}()
 	<-entered
 	g.stop()
+	waitFor(t, func() bool { return strings.Contains(g.logs.String(), `"msg":"shutting down"`) })
+	close(draining)
 	r := <-res
 	if r.err != nil || r.status != 200 || r.body != "finished" {
 		t.Fatalf("in-flight request: %+v", r)

@@ -42,6 +42,30 @@ type Options struct {
 	// Secrets reach the config's ${secret:...} references (the zero
 	// value: env and file only).
 	Secrets secrets.Sources
+	// TLS, when set, makes the relay and proxy listeners serve TLS with it
+	// whatever the config's tls and proxy_tls say: instance mode gets its
+	// certificates from an ACME CA (internal/acme) or the deployment's own
+	// CA (internal/ownca) through its GetCertificate. Each listener uses a
+	// clone with TLS 1.2 at least and its own application protocols (h2
+	// on the relay's alone); protocols of the config other than h2 and
+	// http/1.1 (acme-tls/1, for the ACME CA's TLS-ALPN-01 challenge) are
+	// kept.
+	TLS *tls.Config
+	// PlainListen, when set, is one more listener serving relay and proxy
+	// (by request form, like a shared listener) in plain HTTP beside the
+	// TLS ones: instance mode with `up --plain-http`. Its connections count
+	// against the same connection limit.
+	PlainListen string
+	// Reach, when set, are the addresses at which this machine's
+	// listeners on 0.0.0.0 or :: are reached: its interface addresses and
+	// any address NAT'd to it (an Elastic IP). The egress policy refuses
+	// those (and loopback) on the listener's port, so no request loops
+	// back into the gateway, and lets every other address on that port
+	// through. Unset, any address on the port of an unspecified listener
+	// counts as the gateway itself (the safe rule when what is NAT'd to
+	// the machine is unknown), which would refuse every HTTPS partner to a
+	// gateway listening on :443, as instance mode does.
+	Reach []netip.Addr
 	// Gate, if set, is asked before every relay and proxy request (CONNECT
 	// included) and by /readyz: while it returns an error, the request is
 	// refused with 503 egress_unverified before anything leaves, and
@@ -55,30 +79,6 @@ type Options struct {
 	// Started, if set, is called once every listener is bound (after
 	// Ready) with what an agent beside the gateway needs of it.
 	Started func(Running)
-	// TLS, when set, makes the relay and proxy listeners serve TLS with it
-	// whatever the config's tls and proxy_tls say: instance mode gets its
-	// certificates from an ACME CA (internal/acme) or the deployment's own
-	// CA (internal/ownca) through its GetCertificate. Each listener uses a
-	// clone with TLS 1.2 at least and its own application protocols (h2
-	// on the relay's alone); protocols of the config other than h2 and
-	// http/1.1 (acme-tls/1, for the ACME CA's TLS-ALPN-01 challenge) are
-	// kept.
-	TLS *tls.Config
-	// Reach, when set, are the addresses at which this machine's
-	// listeners on 0.0.0.0 or :: are reached: its interface addresses and
-	// any address NAT'd to it (an Elastic IP). The egress policy refuses
-	// those on the listener's port, so no request loops back into the
-	// gateway, and lets every other address on that port through. Unset,
-	// any address on the port of an unspecified listener counts as the
-	// gateway itself (the safe rule when what is NAT'd to the machine is
-	// unknown), which would refuse every HTTPS partner to a gateway
-	// listening on :443, as instance mode does.
-	Reach []netip.Addr
-	// PlainListen, when set, is one more listener serving relay and proxy
-	// (by request form, like a shared listener) in plain HTTP beside the
-	// TLS ones: instance mode with `up --plain-http`. Its connections count
-	// against the same connection limit.
-	PlainListen string
 }
 
 // Running is the running gateway, as an agent beside it sees it.
@@ -314,11 +314,12 @@ func Run(ctx context.Context, o Options) error {
 			proxyLn = tls.NewListener(proxyLn, &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}, GetCertificate: proxyCert})
 		}
 	}
-	relayOnly := g.gated("relay", &relay.Handler{Core: current})
+	// Every handler is behind the gate (instance mode's egress proof): the
+	// relay's, the proxy's, and both on a shared or plain listener.
+	relayH := g.gated("relay", &relay.Handler{Core: current})
 	proxyH := g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels})
-	relayH := relayOnly
 	if shared {
-		relayH = oneListener{relay: relayOnly, proxy: proxyH}
+		relayH = oneListener{relay: relayH, proxy: proxyH}
 	}
 	relaySrv := newServer(relayH)
 	if shared {
@@ -328,7 +329,7 @@ func Run(ctx context.Context, o Options) error {
 	proxySrv := newServer(proxyH)
 	proxySrv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
 	serve(proxyLn, proxySrv)
-	serve(plainLn, newServer(oneListener{relay: relayOnly, proxy: proxyH}))
+	serve(plainLn, newServer(oneListener{relay: g.gated("relay", &relay.Handler{Core: current}), proxy: proxyH}))
 	// The admin server is kept apart: it closes last, so /readyz can say
 	// 503 for the whole grace period.
 	adminSrv := newServer(g.adminHandler())

@@ -36,6 +36,10 @@ type EC2 struct {
 	Associations int
 	// DescribeErr, when set, is DescribeAddresses' answer (an API failure).
 	DescribeErr error
+	// RaceTo, when set, makes AssociateAddress answer success while the
+	// IP goes to this instance instead: a concurrent association that EC2
+	// let win (its API is eventually consistent; both callers hear yes).
+	RaceTo string
 }
 
 // DescribeAddresses supports the tag:KEY filters the claim uses.
@@ -102,7 +106,11 @@ func (f *EC2) AssociateAddress(_ context.Context, in *ec2.AssociateAddressInput,
 		if (a.InstanceID != "" || a.ENI != "") && !aws.ToBool(in.AllowReassociation) {
 			return nil, &smithy.GenericAPIError{Code: "Resource.AlreadyAssociated", Message: "already associated"}
 		}
-		a.InstanceID, a.ENI = aws.ToString(in.InstanceId), "eni-of-"+aws.ToString(in.InstanceId)
+		a.InstanceID = aws.ToString(in.InstanceId)
+		if f.RaceTo != "" {
+			a.InstanceID = f.RaceTo
+		}
+		a.ENI = "eni-of-" + a.InstanceID
 		return &ec2.AssociateAddressOutput{AssociationId: aws.String("eipassoc-1")}, nil
 	}
 	return nil, &smithy.GenericAPIError{Code: "InvalidAllocationID.NotFound"}
