@@ -9,10 +9,7 @@ import (
 )
 
 // SSM is the agent's one SSM call: the deployment's config parameter. (The
-// EC2 and Auto Scaling calls are internal/claim's, listed in its sdk.go;
-// OwnCATLS reads the CA's two parameters through internal/ownca's Reader:
-// ssm:GetParameter on parameter/outgate/<deployment>/ca/cert and .../ca/key,
-// kms:Decrypt for the key, and ec2:DescribeAddresses.)
+// EC2 and Auto Scaling calls are internal/claim's, listed in its sdk.go.)
 type SSM interface {
 	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
 }
