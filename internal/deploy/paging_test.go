@@ -1,0 +1,184 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/outgate/outgate/internal/stack"
+	"github.com/outgate/outgate/internal/testutil"
+)
+
+// moto answers ListStackResources, DescribeStackEvents,
+// DescribeNetworkInterfaces and ListFunctions in one page whatever the
+// MaxResults, so these wrappers cut moto's real answer into pages (of
+// one item, and of 4 for a stack's resources), with a NextToken/NextMarker as AWS gives past a page: the
+// data is moto's, only the paging is the wrappers'. Each counts the pages
+// it served, so a test can tell the later pages were read.
+
+// page returns n items of all from the one the token names (the first
+// without one) and the token of the next page, nil after the last.
+func page[T any](all []T, token *string, n int) ([]T, *string) {
+	i, _ := strconv.Atoi(aws.ToString(token))
+	if i+n >= len(all) {
+		return all[min(i, len(all)):], nil
+	}
+	return all[i : i+n], aws.String(strconv.Itoa(i + n))
+}
+
+type pagedCloudFormation struct {
+	CloudFormation
+	pages map[string]int
+}
+
+func (p pagedCloudFormation) ListStackResources(ctx context.Context, in *cloudformation.ListStackResourcesInput, opts ...func(*cloudformation.Options)) (*cloudformation.ListStackResourcesOutput, error) {
+	all, err := p.CloudFormation.ListStackResources(ctx, &cloudformation.ListStackResourcesInput{StackName: in.StackName}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.pages["ListStackResources"]++
+	all.StackResourceSummaries, all.NextToken = page(all.StackResourceSummaries, in.NextToken, 4)
+	return all, nil
+}
+
+func (p pagedCloudFormation) DescribeStackEvents(ctx context.Context, in *cloudformation.DescribeStackEventsInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeStackEventsOutput, error) {
+	all, err := p.CloudFormation.DescribeStackEvents(ctx, &cloudformation.DescribeStackEventsInput{StackName: in.StackName}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.pages["DescribeStackEvents"]++
+	all.StackEvents, all.NextToken = page(all.StackEvents, in.NextToken, 1)
+	return all, nil
+}
+
+type pagedEC2 struct {
+	EC2
+	pages map[string]int
+}
+
+func (p pagedEC2) DescribeNetworkInterfaces(ctx context.Context, in *ec2.DescribeNetworkInterfacesInput, opts ...func(*ec2.Options)) (*ec2.DescribeNetworkInterfacesOutput, error) {
+	all, err := p.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: in.Filters, NetworkInterfaceIds: in.NetworkInterfaceIds}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.pages["DescribeNetworkInterfaces"]++
+	all.NetworkInterfaces, all.NextToken = page(all.NetworkInterfaces, in.NextToken, 1)
+	return all, nil
+}
+
+type pagedLambda struct {
+	Lambda
+	pages map[string]int
+}
+
+func (p pagedLambda) ListFunctions(ctx context.Context, in *lambda.ListFunctionsInput, opts ...func(*lambda.Options)) (*lambda.ListFunctionsOutput, error) {
+	all, err := p.Lambda.ListFunctions(ctx, &lambda.ListFunctionsInput{}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.pages["ListFunctions"]++
+	all.Functions, all.NextMarker = page(all.Functions, in.Marker, 1)
+	return all, nil
+}
+
+// paged puts the paging wrappers around moto's clients.
+func paged(c Clients) (Clients, map[string]int) {
+	pages := map[string]int{}
+	c.CloudFormation = pagedCloudFormation{c.CloudFormation, pages}
+	c.EC2 = pagedEC2{c.EC2, pages}
+	c.Lambda = pagedLambda{c.Lambda, pages}
+	return c, pages
+}
+
+// TestListingsReadEveryPage: with every listing in small pages, up still
+// prints every new event of the stack (not only the newest page's), the stack is read back with all its resources, status lists
+// every ENI of the relay, and the functions in the deployment's security
+// group are all found (they stop down).
+func TestListingsReadEveryPage(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.11.0.0/16", 1)
+	pc, pages := paged(c)
+	o := motoUp("pages", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
+	var progress bytes.Buffer
+	o.Out = &progress
+	if _, err := Up(ctx, pc, o); err != nil {
+		t.Fatal(err)
+	}
+	all, err := c.CloudFormation.ListStackResources(ctx, &cloudformation.ListStackResourcesInput{StackName: aws.String("pages")})
+	if err != nil || len(all.StackResourceSummaries) < 3 {
+		t.Fatalf("moto's stack has %d resources (%v); the test needs several", len(all.StackResourceSummaries), err)
+	}
+	// moto records three events of the stack itself (none per resource):
+	// up shows each, not only the newest page's.
+	for _, status := range []string{"REVIEW_IN_PROGRESS", "CREATE_IN_PROGRESS", "CREATE_COMPLETE"} {
+		if !regexp.MustCompile(`\] pages +` + status + `\n`).MatchString(progress.String()) {
+			t.Errorf("up did not show the stack's event %s:\n%s", status, progress.String())
+		}
+	}
+	st, err := DescribeDeployed(ctx, pc.CloudFormation, "pages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range all.StackResourceSummaries {
+		id := aws.ToString(r.LogicalResourceId)
+		if st.Resources[id] != aws.ToString(r.PhysicalResourceId) {
+			t.Errorf("resource %s read back as %q, want %q", id, st.Resources[id], aws.ToString(r.PhysicalResourceId))
+		}
+	}
+
+	sg := st.Resources["RelaySecurityGroup"]
+	var want []string
+	for range 3 {
+		eni, err := api.CreateNetworkInterface(ctx, &ec2.CreateNetworkInterfaceInput{SubnetId: aws.String(pub[0]), Groups: []string{sg}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, aws.ToString(eni.NetworkInterface.NetworkInterfaceId))
+	}
+	pc.CloudWatch = fakeCloudWatch{} // moto cannot speak CloudWatch's RPC v2 CBOR (status reads the alarms)
+	s, err := readStatus(ctx, pc, "pages", "interface")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range s.ENIs {
+		got = append(got, e.ID)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("status lists ENIs %v, want all of %v", got, want)
+	}
+
+	userFunction(t) // its role, and a function outside the deployment
+	var fns []string
+	for i := range 3 {
+		name := "user-fn-" + strconv.Itoa(i)
+		if _, err := c.Lambda.(*lambda.Client).CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String(name),
+			Role: aws.String("arn:aws:iam::123456789012:role/user-fn"), Runtime: lambdatypes.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
+			VpcConfig: &lambdatypes.VpcConfig{SubnetIds: pub, SecurityGroupIds: []string{sg}},
+			Code:      &lambdatypes.FunctionCode{ZipFile: zipBootstrap([]byte("#!/bin/sh\n"))}}); err != nil {
+			t.Fatal(err)
+		}
+		fns = append(fns, name)
+	}
+	found, err := AttachedFunctions(ctx, pc.Lambda, sg, st.Resources["Relay"], st.Resources["Guardian"])
+	if err != nil || !slices.Equal(found, fns) {
+		t.Errorf("functions in the deployment's security group: %v (%v), want %v", found, err, fns)
+	}
+	for _, op := range []string{"ListStackResources", "DescribeStackEvents", "DescribeNetworkInterfaces", "ListFunctions"} {
+		if pages[op] < 3 {
+			t.Errorf("%s served %d pages: the listing stopped before its last", op, pages[op])
+		}
+	}
+}
