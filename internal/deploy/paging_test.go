@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
@@ -18,9 +20,9 @@ import (
 	"github.com/outgate/outgate/internal/testutil"
 )
 
-// moto answers ListStackResources, DescribeStackEvents,
-// DescribeNetworkInterfaces and ListFunctions in one page whatever the
-// MaxResults, so these wrappers cut moto's real answer into pages (of
+// moto answers ListStackResources, DescribeStackEvents, ListFunctions and
+// EC2's DescribeNetworkInterfaces, DescribeSubnets, DescribeRouteTables
+// and DescribeVpcEndpoints in one page whatever the MaxResults, so these wrappers cut moto's real answer into pages (of
 // one item, and of 4 for a stack's resources), with a NextToken/NextMarker as AWS gives past a page: the
 // data is moto's, only the paging is the wrappers'. Each counts the pages
 // it served, so a test can tell the later pages were read.
@@ -72,6 +74,36 @@ func (p pagedEC2) DescribeNetworkInterfaces(ctx context.Context, in *ec2.Describ
 	}
 	p.pages["DescribeNetworkInterfaces"]++
 	all.NetworkInterfaces, all.NextToken = page(all.NetworkInterfaces, in.NextToken, 1)
+	return all, nil
+}
+
+func (p pagedEC2) DescribeSubnets(ctx context.Context, in *ec2.DescribeSubnetsInput, opts ...func(*ec2.Options)) (*ec2.DescribeSubnetsOutput, error) {
+	all, err := p.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: in.Filters, SubnetIds: in.SubnetIds}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.pages["DescribeSubnets"]++
+	all.Subnets, all.NextToken = page(all.Subnets, in.NextToken, 1)
+	return all, nil
+}
+
+func (p pagedEC2) DescribeRouteTables(ctx context.Context, in *ec2.DescribeRouteTablesInput, opts ...func(*ec2.Options)) (*ec2.DescribeRouteTablesOutput, error) {
+	all, err := p.EC2.DescribeRouteTables(ctx, &ec2.DescribeRouteTablesInput{Filters: in.Filters, RouteTableIds: in.RouteTableIds}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.pages["DescribeRouteTables"]++
+	all.RouteTables, all.NextToken = page(all.RouteTables, in.NextToken, 1)
+	return all, nil
+}
+
+func (p pagedEC2) DescribeVpcEndpoints(ctx context.Context, in *ec2.DescribeVpcEndpointsInput, opts ...func(*ec2.Options)) (*ec2.DescribeVpcEndpointsOutput, error) {
+	all, err := p.EC2.DescribeVpcEndpoints(ctx, &ec2.DescribeVpcEndpointsInput{Filters: in.Filters, VpcEndpointIds: in.VpcEndpointIds}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.pages["DescribeVpcEndpoints"]++
+	all.VpcEndpoints, all.NextToken = page(all.VpcEndpoints, in.NextToken, 1)
 	return all, nil
 }
 
@@ -178,6 +210,39 @@ func TestListingsReadEveryPage(t *testing.T) {
 	}
 	for _, op := range []string{"ListStackResources", "DescribeStackEvents", "DescribeNetworkInterfaces", "ListFunctions"} {
 		if pages[op] < 3 {
+			t.Errorf("%s served %d pages: the listing stopped before its last", op, pages[op])
+		}
+	}
+}
+
+// TestVPCListingsReadEveryPage: in an existing VPC read one item a page,
+// up's check still sees every subnet the user gave (the last on the last
+// page) with its route table, and every interface endpoint with private
+// DNS already there (AWS refuses a second one for a service).
+func TestVPCListingsReadEveryPage(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.12.0.0/16", 3)
+	pc, pages := paged(c)
+	v, err := inspectVPC(ctx, pc.EC2, vpcID, pub)
+	if err != nil || len(v.AZs) != 3 {
+		t.Fatalf("inspectVPC of 3 public subnets read a page at a time: %+v, %v", v, err)
+	}
+	want := map[string]string{}
+	for _, svc := range []string{"sqs", "sns"} {
+		ep, err := api.CreateVpcEndpoint(ctx, &ec2.CreateVpcEndpointInput{VpcId: aws.String(vpcID), ServiceName: aws.String("com.amazonaws.us-east-1." + svc),
+			VpcEndpointType: ec2types.VpcEndpointTypeInterface, PrivateDnsEnabled: aws.Bool(true), SubnetIds: pub[:1]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[svc] = aws.ToString(ep.VpcEndpoint.VpcEndpointId)
+	}
+	found, err := existingPrivateDNSEndpoints(ctx, pc.EC2, vpcID, "us-east-1", nil)
+	if err != nil || !maps.Equal(found, want) {
+		t.Errorf("existing endpoints read a page at a time: %v (%v), want %v", found, err, want)
+	}
+	for _, op := range []string{"DescribeSubnets", "DescribeRouteTables", "DescribeVpcEndpoints"} {
+		if pages[op] < 2 {
 			t.Errorf("%s served %d pages: the listing stopped before its last", op, pages[op])
 		}
 	}
