@@ -21,6 +21,7 @@ import (
 
 	"github.com/outgate/outgate/internal/attach"
 	"github.com/outgate/outgate/internal/attached"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/guardian"
 )
@@ -127,6 +128,9 @@ func NewClients(ac aws.Config, pathStyleS3 bool) Clients {
 			})
 		}
 	}
+	// A failure to get credentials gets a type of its own, so awserr.Explain
+	// says so without reading the SDK's text, and it is not retried.
+	ac.Credentials = awserr.Credentials(ac.Credentials)
 	e := ec2.NewFromConfig(ac)
 	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
 		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }), EC2: e, Releaser: e,
