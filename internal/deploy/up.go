@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/smithy-go"
 
 	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/config"
@@ -699,11 +698,13 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 	}
 }
 
-// isNotExist reports CloudFormation's "Stack with id X does not exist".
-// CloudFormation has no error code of its own for it: it is a
-// ValidationError (the code of most bad requests), told apart only by its
-// message, so both are checked.
+// isNotExist reports CloudFormation's answer about a stack that does not
+// exist ("Stack with id X does not exist"): the error code ValidationError,
+// as DescribeStacks' API reference states ("If the stack doesn't exist, a
+// ValidationError is returned"). CloudFormation has no code of its own for
+// it, and the code alone decides here as in the SDK's own StackExists and
+// StackDeleteComplete waiters: the name was checked first
+// (stack.ValidateName), so these reads have no other invalid input.
 func isNotExist(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "ValidationError" && strings.Contains(ae.ErrorMessage(), "does not exist")
+	return awserr.IsCode(err, "ValidationError")
 }
