@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -102,11 +103,27 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, d 
 		}
 	}
 	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(function),
-		VpcConfig: &lambdatypes.VpcConfig{SubnetIds: subnets, SecurityGroupIds: []string{sg}}}); err != nil {
+		VpcConfig: &lambdatypes.VpcConfig{SubnetIds: subnets, SecurityGroupIds: []string{sg}}}, retryUntilSettled); err != nil {
 		return awserr.Explain("moving the function into the deployment's subnets (lambda:UpdateFunctionConfiguration)", err)
 	}
 	fmt.Fprintf(out, "%s: moving into %s with security group %s\n", function, strings.Join(subnets, ","), sg)
 	return waitActive(ctx, fn, function, poll, out)
+}
+
+// retryUntilSettled has the SDK's retryer (its attempts and backoff, the
+// one retry loop of the CLI) also retry the two answers Lambda gives to
+// moving a function into a VPC too early, each by its error code:
+//   - InvalidParameterValueException: IAM is eventually consistent, so for
+//     a few seconds after AttachRolePolicy Lambda may not see the VPC
+//     access just granted ("The provided execution role does not have
+//     permissions to call CreateNetworkInterface on EC2"). The subnets and
+//     security group are the relay's own, so no other parameter of this
+//     call is expected to be wrong; one that is (a retired runtime) is
+//     still reported, after the attempts.
+//   - ResourceConflictException: an update of the function (its own
+//     deploy) is still in progress.
+func retryUntilSettled(o *lambda.Options) {
+	o.Retryer = retry.AddWithErrorCodes(o.Retryer, "InvalidParameterValueException", "ResourceConflictException")
 }
 
 // relayVPC reads the relay's configuration, whose VpcConfig is what an
