@@ -685,6 +685,11 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 		case cftypes.ChangeSetStatusCreateComplete:
 			return cs, nil
 		case cftypes.ChangeSetStatusFailed:
+			// A change set with nothing to do fails too, told apart only by
+			// its StatusReason: a status, not an error, which CloudFormation
+			// gives no code (AWS's SAM CLI and CDK read the same words).
+			// Should the words change, a re-run with nothing to do reports
+			// the change set failed, and nothing was changed.
 			reason := aws.ToString(cs.StatusReason)
 			if strings.Contains(reason, "didn't contain changes") || strings.Contains(reason, "No updates") {
 				c.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(name)})
