@@ -15,12 +15,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/iacsnippet"
 )
@@ -143,6 +145,9 @@ func relayVPC(ctx context.Context, fn FunctionConfigReader, d Deployment) (*lamb
 	return rc, nil
 }
 
+// maxSubnetPages bounds the read of the relay's subnets (one per AZ).
+const maxSubnetPages = 10
+
 // SubnetReader reads subnets (ec2:DescribeSubnets).
 type SubnetReader interface {
 	DescribeSubnets(ctx context.Context, in *ec2.DescribeSubnetsInput, opts ...func(*ec2.Options)) (*ec2.DescribeSubnetsOutput, error)
@@ -165,12 +170,13 @@ func Snippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetReader,
 	}
 	// The VPC from the subnets themselves: CDK looks it up by id, and the
 	// subnets are what the deployment is made of.
-	sn, err := subnets.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: rc.VpcConfig.SubnetIds})
-	if err != nil {
+	var sn []ec2types.Subnet
+	pages := ec2.NewDescribeSubnetsPaginator(subnets, &ec2.DescribeSubnetsInput{SubnetIds: rc.VpcConfig.SubnetIds})
+	if err := awspage.Each(ctx, pages, maxSubnetPages, func(out *ec2.DescribeSubnetsOutput) { sn = append(sn, out.Subnets...) }); err != nil {
 		return "", awserr.Explain("reading the relay's subnets (ec2:DescribeSubnets)", err)
 	}
 	vpc := ""
-	for _, s := range sn.Subnets {
+	for _, s := range sn {
 		if v := aws.ToString(s.VpcId); vpc == "" || v == vpc {
 			vpc = v
 		} else {

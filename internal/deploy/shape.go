@@ -115,12 +115,13 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	}
 	if !ownVPC {
 		if len(relaySubnets) > 0 {
-			subs, err := c.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: relaySubnets[:1]})
-			if err != nil {
+			var subs []ec2types.Subnet
+			pages := ec2.NewDescribeSubnetsPaginator(c.EC2, &ec2.DescribeSubnetsInput{SubnetIds: relaySubnets[:1]})
+			if err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeSubnetsOutput) { subs = append(subs, out.Subnets...) }); err != nil {
 				return nil, awserr.Explain("reading the relay's subnets (ec2:DescribeSubnets)", err)
 			}
-			if len(subs.Subnets) == 1 {
-				o.VPCID = aws.ToString(subs.Subnets[0].VpcId)
+			if len(subs) == 1 {
+				o.VPCID = aws.ToString(subs[0].VpcId)
 			}
 		}
 		if o.Mode == "eni" {

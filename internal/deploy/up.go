@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/deployedconfig"
@@ -489,13 +490,14 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 	if len(ids) == 0 {
 		return "", nil
 	}
-	out, err := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: ids})
-	if err != nil {
-		return "", awserr.Explain("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
-	}
 	cidr := map[string]string{}
-	for _, s := range out.Subnets {
-		cidr[aws.ToString(s.SubnetId)] = aws.ToString(s.CidrBlock)
+	pages := ec2.NewDescribeSubnetsPaginator(api, &ec2.DescribeSubnetsInput{SubnetIds: ids})
+	if err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeSubnetsOutput) {
+		for _, s := range out.Subnets {
+			cidr[aws.ToString(s.SubnetId)] = aws.ToString(s.CidrBlock)
+		}
+	}); err != nil {
+		return "", awserr.Explain("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
 	}
 	var blocks []string
 	for _, id := range ids {

@@ -38,16 +38,18 @@ type existingVPC struct {
 // otherwise surface minutes later as a stack that deploys and never
 // reaches a partner.
 func inspectVPC(ctx context.Context, api VPCReader, vpcID string, subnetIDs []string) (*existingVPC, error) {
-	vpcs, err := api.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpcID}})
-	if awserr.IsCode(err, "InvalidVpcID.NotFound") || err == nil && len(vpcs.Vpcs) != 1 {
+	var vpcs []ec2types.Vpc
+	pages := ec2.NewDescribeVpcsPaginator(api, &ec2.DescribeVpcsInput{VpcIds: []string{vpcID}})
+	err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeVpcsOutput) { vpcs = append(vpcs, out.Vpcs...) })
+	if awserr.IsCode(err, "InvalidVpcID.NotFound") || err == nil && len(vpcs) != 1 {
 		return nil, fmt.Errorf("--vpc-id %s: no such VPC in this region", vpcID)
 	}
 	if err != nil {
 		return nil, awserr.Explain("reading --vpc-id "+vpcID+" (ec2:DescribeVpcs)", err)
 	}
-	v := &existingVPC{CIDR: aws.ToString(vpcs.Vpcs[0].CidrBlock)}
+	v := &existingVPC{CIDR: aws.ToString(vpcs[0].CidrBlock)}
 	v.Blocks = append(v.Blocks, v.CIDR)
-	for _, a := range vpcs.Vpcs[0].CidrBlockAssociationSet {
+	for _, a := range vpcs[0].CidrBlockAssociationSet {
 		b := aws.ToString(a.CidrBlock)
 		if a.CidrBlockState != nil && a.CidrBlockState.State == ec2types.VpcCidrBlockStateCodeAssociated && b != v.CIDR {
 			v.Blocks = append(v.Blocks, b)
