@@ -3,10 +3,12 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,12 +22,14 @@ import (
 	"github.com/outgate/outgate/internal/testutil"
 )
 
-// moto answers ListStackResources, DescribeStackEvents, ListFunctions and
-// EC2's DescribeNetworkInterfaces, DescribeSubnets, DescribeRouteTables
-// and DescribeVpcEndpoints in one page whatever the MaxResults, so these wrappers cut moto's real answer into pages (of
-// one item, and of 4 for a stack's resources), with a NextToken/NextMarker as AWS gives past a page: the
-// data is moto's, only the paging is the wrappers'. Each counts the pages
-// it served, so a test can tell the later pages were read.
+// moto answers ListStackResources, DescribeChangeSet (its changes),
+// DescribeStackEvents, ListFunctions and EC2's DescribeNetworkInterfaces,
+// DescribeSubnets, DescribeRouteTables and DescribeVpcEndpoints in one page
+// whatever the MaxResults, so these wrappers cut moto's real answer into
+// pages (of one item, and of 4 for a stack's resources and changes), with a
+// NextToken/NextMarker as AWS gives past a page: the data is moto's, only
+// the paging is the wrappers'. Each counts the pages it served, so a test
+// can tell the later pages were read.
 
 // page returns n items of all from the one the token names (the first
 // without one) and the token of the next page, nil after the last.
@@ -59,6 +63,16 @@ func (p pagedCloudFormation) DescribeStackEvents(ctx context.Context, in *cloudf
 	}
 	p.pages["DescribeStackEvents"]++
 	all.StackEvents, all.NextToken = page(all.StackEvents, in.NextToken, 1)
+	return all, nil
+}
+
+func (p pagedCloudFormation) DescribeChangeSet(ctx context.Context, in *cloudformation.DescribeChangeSetInput, opts ...func(*cloudformation.Options)) (*cloudformation.DescribeChangeSetOutput, error) {
+	all, err := p.CloudFormation.DescribeChangeSet(ctx, &cloudformation.DescribeChangeSetInput{StackName: in.StackName, ChangeSetName: in.ChangeSetName}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.pages["DescribeChangeSet"]++
+	all.Changes, all.NextToken = page(all.Changes, in.NextToken, 4)
 	return all, nil
 }
 
@@ -150,6 +164,15 @@ func TestListingsReadEveryPage(t *testing.T) {
 	if err != nil || len(all.StackResourceSummaries) < 3 {
 		t.Fatalf("moto's stack has %d resources (%v); the test needs several", len(all.StackResourceSummaries), err)
 	}
+	// Every change of the change set is printed, not only its first page's.
+	for _, r := range all.StackResourceSummaries {
+		if id := aws.ToString(r.LogicalResourceId); !regexp.MustCompile(`\n +Add +` + id + ` `).MatchString(progress.String()) {
+			t.Errorf("up did not print the change that adds %s:\n%s", id, progress.String())
+		}
+	}
+	if want := fmt.Sprintf("(CREATE): %d changes\n", len(all.StackResourceSummaries)); !strings.Contains(progress.String(), want) {
+		t.Errorf("up did not count every change (%q):\n%s", want, progress.String())
+	}
 	// moto records three events of the stack itself (none per resource):
 	// up shows each, not only the newest page's.
 	for _, status := range []string{"REVIEW_IN_PROGRESS", "CREATE_IN_PROGRESS", "CREATE_COMPLETE"} {
@@ -208,7 +231,7 @@ func TestListingsReadEveryPage(t *testing.T) {
 	if err != nil || !slices.Equal(found, fns) {
 		t.Errorf("functions in the deployment's security group: %v (%v), want %v", found, err, fns)
 	}
-	for _, op := range []string{"ListStackResources", "DescribeStackEvents", "DescribeNetworkInterfaces", "ListFunctions"} {
+	for _, op := range []string{"ListStackResources", "DescribeChangeSet", "DescribeStackEvents", "DescribeNetworkInterfaces", "ListFunctions"} {
 		if pages[op] < 3 {
 			t.Errorf("%s served %d pages: the listing stopped before its last", op, pages[op])
 		}

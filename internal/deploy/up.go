@@ -685,6 +685,17 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 		}
 		switch cs.Status {
 		case cftypes.ChangeSetStatusCreateComplete:
+			// The changes come a page at a time: up prints and counts them all.
+			if aws.ToString(cs.NextToken) != "" {
+				pages := cloudformation.NewDescribeChangeSetPaginator(c, &cloudformation.DescribeChangeSetInput{StackName: aws.String(stack),
+					ChangeSetName: aws.String(name), NextToken: cs.NextToken})
+				if err := awspage.Each(ctx, pages, maxResourcePages, func(out *cloudformation.DescribeChangeSetOutput) {
+					cs.Changes = append(cs.Changes, out.Changes...)
+				}); err != nil {
+					return nil, awserr.Explain("reading the change set (cloudformation:DescribeChangeSet)", err)
+				}
+				cs.NextToken = nil
+			}
 			return cs, nil
 		case cftypes.ChangeSetStatusFailed:
 			// A change set with nothing to do fails too, told apart only by
