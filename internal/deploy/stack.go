@@ -34,9 +34,10 @@ func (d *Deployed) AttachTarget() attach.Deployment {
 	return attach.Deployment{Name: d.Name, Relay: d.Outputs[stack.OutputRelayName], ENIMode: d.Outputs[stack.OutputGuardian] != ""}
 }
 
-// maxResourcePages bounds the read of a stack's resources (CloudFormation
-// allows 500 a stack; its pages hold 100).
-const maxResourcePages = 10
+// maxResourcePages bounds the read of a stack's resources and of a change
+// set's changes: a stack holds at most 500 resources, and CloudFormation
+// does not promise how many a page holds.
+const maxResourcePages = 100
 
 // maxEventPages bounds the events WaitStack reads at one poll: it stops at
 // the first it has seen, so more pages than this mean events it cannot
