@@ -13,13 +13,16 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/iacsnippet"
 )
@@ -102,11 +105,27 @@ func Attach(ctx context.Context, fn FunctionEditor, roles RolePolicyAttacher, d 
 		}
 	}
 	if _, err := fn.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(function),
-		VpcConfig: &lambdatypes.VpcConfig{SubnetIds: subnets, SecurityGroupIds: []string{sg}}}); err != nil {
+		VpcConfig: &lambdatypes.VpcConfig{SubnetIds: subnets, SecurityGroupIds: []string{sg}}}, retryUntilSettled); err != nil {
 		return awserr.Explain("moving the function into the deployment's subnets (lambda:UpdateFunctionConfiguration)", err)
 	}
 	fmt.Fprintf(out, "%s: moving into %s with security group %s\n", function, strings.Join(subnets, ","), sg)
 	return waitActive(ctx, fn, function, poll, out)
+}
+
+// retryUntilSettled has the SDK's retryer (its attempts and backoff, the
+// one retry loop of the CLI) also retry the two answers Lambda gives to
+// moving a function into a VPC too early, each by its error code:
+//   - InvalidParameterValueException: IAM is eventually consistent, so for
+//     a few seconds after AttachRolePolicy Lambda may not see the VPC
+//     access just granted ("The provided execution role does not have
+//     permissions to call CreateNetworkInterface on EC2"). The subnets and
+//     security group are the relay's own, so no other parameter of this
+//     call is expected to be wrong; one that is (a retired runtime) is
+//     still reported, after the attempts.
+//   - ResourceConflictException: an update of the function (its own
+//     deploy) is still in progress.
+func retryUntilSettled(o *lambda.Options) {
+	o.Retryer = retry.AddWithErrorCodes(o.Retryer, "InvalidParameterValueException", "ResourceConflictException")
 }
 
 // relayVPC reads the relay's configuration, whose VpcConfig is what an
@@ -125,6 +144,9 @@ func relayVPC(ctx context.Context, fn FunctionConfigReader, d Deployment) (*lamb
 	}
 	return rc, nil
 }
+
+// maxSubnetPages bounds the read of the relay's subnets (one per AZ).
+const maxSubnetPages = 10
 
 // SubnetReader reads subnets (ec2:DescribeSubnets).
 type SubnetReader interface {
@@ -148,12 +170,13 @@ func Snippet(ctx context.Context, fn FunctionConfigReader, subnets SubnetReader,
 	}
 	// The VPC from the subnets themselves: CDK looks it up by id, and the
 	// subnets are what the deployment is made of.
-	sn, err := subnets.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: rc.VpcConfig.SubnetIds})
-	if err != nil {
+	var sn []ec2types.Subnet
+	pages := ec2.NewDescribeSubnetsPaginator(subnets, &ec2.DescribeSubnetsInput{SubnetIds: rc.VpcConfig.SubnetIds})
+	if err := awspage.Each(ctx, pages, maxSubnetPages, func(out *ec2.DescribeSubnetsOutput) { sn = append(sn, out.Subnets...) }); err != nil {
 		return "", awserr.Explain("reading the relay's subnets (ec2:DescribeSubnets)", err)
 	}
 	vpc := ""
-	for _, s := range sn.Subnets {
+	for _, s := range sn {
 		if v := aws.ToString(s.VpcId); vpc == "" || v == vpc {
 			vpc = v
 		} else {

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -25,21 +26,23 @@ type Alarm struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// maxAlarmPages bounds the read of the alarms (a handful, 50 a page).
+const maxAlarmPages = 5
+
 // readAlarms returns the state of the deployment's alarms.
 func readAlarms(ctx context.Context, c CloudWatch, stack string) ([]Alarm, error) {
 	var names []string
 	for _, id := range alarmIDs {
 		names = append(names, stack+"-"+id)
 	}
-	out, err := c.DescribeAlarms(ctx, &cloudwatch.DescribeAlarmsInput{AlarmNames: names})
-	if err != nil {
-		return nil, err
-	}
 	var list []Alarm
-	for _, a := range out.MetricAlarms {
-		list = append(list, Alarm{Name: aws.ToString(a.AlarmName), State: string(a.StateValue), Reason: aws.ToString(a.StateReason)})
-	}
-	return list, nil
+	pages := cloudwatch.NewDescribeAlarmsPaginator(c, &cloudwatch.DescribeAlarmsInput{AlarmNames: names})
+	err := awspage.Each(ctx, pages, maxAlarmPages, func(out *cloudwatch.DescribeAlarmsOutput) {
+		for _, a := range out.MetricAlarms {
+			list = append(list, Alarm{Name: aws.ToString(a.AlarmName), State: string(a.StateValue), Reason: aws.ToString(a.StateReason)})
+		}
+	})
+	return list, err
 }
 
 // alarmNotice tells whoever runs up where the alarms go, and that a mail

@@ -2,13 +2,13 @@ package deploy
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 )
 
 // FunctionLister finds functions (lambda:ListFunctions).
@@ -30,12 +30,8 @@ func AttachedFunctions(ctx context.Context, api FunctionLister, sg string, own .
 		return nil, nil
 	}
 	var found []string
-	in := &lambda.ListFunctionsInput{}
-	for page := 0; page < maxFunctionPages; page++ {
-		out, err := api.ListFunctions(ctx, in)
-		if err != nil {
-			return nil, awserr.Explain("looking for functions attached to the deployment (lambda:ListFunctions)", err)
-		}
+	pages := lambda.NewListFunctionsPaginator(api, &lambda.ListFunctionsInput{})
+	if err := awspage.Each(ctx, pages, maxFunctionPages, func(out *lambda.ListFunctionsOutput) {
 		for _, f := range out.Functions {
 			name := aws.ToString(f.FunctionName)
 			if f.VpcConfig == nil || !slices.Contains(f.VpcConfig.SecurityGroupIds, sg) || slices.Contains(own, name) {
@@ -43,13 +39,11 @@ func AttachedFunctions(ctx context.Context, api FunctionLister, sg string, own .
 			}
 			found = append(found, name)
 		}
-		if aws.ToString(out.NextMarker) == "" {
-			slices.Sort(found)
-			return found, nil
-		}
-		in.Marker = out.NextMarker
+	}); err != nil {
+		return nil, awserr.Explain("looking for functions attached to the deployment (lambda:ListFunctions)", err)
 	}
-	return nil, fmt.Errorf("more than %d pages of functions: cannot tell which are attached to the deployment", maxFunctionPages)
+	slices.Sort(found)
+	return found, nil
 }
 
 // detachHint names the functions and the command that frees the

@@ -3,13 +3,22 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
@@ -140,4 +149,69 @@ func deployInto(t *testing.T, c Clients, name, vpcID string, pub []string) (*Dep
 		t.Fatal(err)
 	}
 	return st, relay.VpcConfig.SecurityGroupIds[0]
+}
+
+// TestAttachWaitsForTheRolesNewPolicy: right after attach gives the
+// function's role VPC access, Lambda may still refuse the move with
+// InvalidParameterValueException (IAM has not propagated the policy), or
+// with ResourceConflictException while the function's own update runs.
+// moto has neither, so a proxy in front of it answers the first two
+// UpdateFunctionConfiguration calls with them, as Lambda does; attach
+// succeeds through the SDK's retryer, which tried the call three times.
+func TestAttachWaitsForTheRolesNewPolicy(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.9.0.0/16", 1)
+	st, _ := deployInto(t, c, "iam", vpcID, pub)
+	fn := userFunction(t)
+
+	moto, err := url.Parse(os.Getenv("AWS_ENDPOINT_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(moto)
+	var mu sync.Mutex
+	updates := 0
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/functions/"+fn+"/configuration") {
+			mu.Lock()
+			updates++
+			n := updates
+			mu.Unlock()
+			answers := map[int][2]string{
+				1: {"InvalidParameterValueException", "The provided execution role does not have permissions to call CreateNetworkInterface on EC2"},
+				2: {"ResourceConflictException", "The operation cannot be performed at this time. An update is in progress for resource: " + fn},
+			}
+			if a, ok := answers[n]; ok {
+				w.Header().Set("X-Amzn-Errortype", a[0])
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				fmt.Fprintf(w, `{"Type":"User","message":%q}`, a[1])
+				return
+			}
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	retryBackoff = noBackoff{}
+	defer func() { retryBackoff = nil }()
+	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac.BaseEndpoint = aws.String(proxy.URL)
+	viaProxy := NewClients(ac, true)
+
+	if err := attach.Attach(ctx, viaProxy.Lambda, c.IAM, st.AttachTarget(), fn, 10*time.Millisecond, io.Discard); err != nil {
+		t.Fatalf("attach while the role's policy propagates: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if updates != 3 {
+		t.Errorf("UpdateFunctionConfiguration was sent %d times, want 3 (two refusals, then the move)", updates)
+	}
+	cfg, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(fn)})
+	if err != nil || cfg.VpcConfig == nil || !slices.Equal(cfg.VpcConfig.SubnetIds, pub) {
+		t.Errorf("the function is not in the deployment's subnets: %+v, %v", cfg.VpcConfig, err)
+	}
 }

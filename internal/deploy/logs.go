@@ -8,7 +8,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -30,16 +32,23 @@ func logGroups(name string) map[string]string {
 
 // existingLogGroups returns which of the deployment's log groups exist.
 func existingLogGroups(ctx context.Context, api Logs, name string) (map[string]bool, error) {
-	out, err := api.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String("/aws/lambda/" + name + "-"), Limit: aws.Int32(50)})
-	if err != nil {
-		return nil, awserr.Explain("looking for the deployment's log groups (logs:DescribeLogGroups)", err)
-	}
+	// Every page: the prefix also matches the user's own functions named
+	// <name>-..., and a group of the deployment's on a later page taken for
+	// missing would have the stack create it again, which fails.
 	have := map[string]bool{}
-	for _, g := range out.LogGroups {
-		have[aws.ToString(g.LogGroupName)] = true
+	pages := cloudwatchlogs.NewDescribeLogGroupsPaginator(api, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String("/aws/lambda/" + name + "-")})
+	if err := awspage.Each(ctx, pages, maxLogGroupPages, func(out *cloudwatchlogs.DescribeLogGroupsOutput) {
+		for _, g := range out.LogGroups {
+			have[aws.ToString(g.LogGroupName)] = true
+		}
+	}); err != nil {
+		return nil, awserr.Explain("looking for the deployment's log groups (logs:DescribeLogGroups)", err)
 	}
 	return have, nil
 }
+
+// maxLogGroupPages bounds that listing (50 groups a page).
+const maxLogGroupPages = 200
 
 // logParameters decides, per log group, whether the stack creates it. A
 // group the stack already holds stays the stack's; one that exists outside

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -174,4 +175,29 @@ func resources(t *testing.T, o stack.TemplateOptions) map[string]map[string]any 
 		t.Fatal(err)
 	}
 	return doc.Resources
+}
+
+// TestUpFindsAKeptLogGroupPastTheFirstPage: the log-group prefix of a
+// deployment also matches the user's functions named <name>-..., so with
+// 50 of those (one page of DescribeLogGroups, on moto as on AWS) the
+// relay's kept group is on the second page; up must still see it and use
+// it, since a stack that creates it again fails.
+func TestUpFindsAKeptLogGroupPastTheFirstPage(t *testing.T) {
+	c, _ := motoClients(t)
+	ctx := context.Background()
+	for i := range 50 {
+		if _, err := c.Logs.(*cloudwatchlogs.Client).CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(fmt.Sprintf("/aws/lambda/pg-fn-%02d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Logs.(*cloudwatchlogs.Client).CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String("/aws/lambda/pg" + stack.RelaySuffix)}); err != nil {
+		t.Fatal(err)
+	}
+	params, err := logParameters(ctx, c.Logs, "pg", stack.TemplateOptions{Mode: "nat", LogRetentionDays: 30}, nil, func(string, ...any) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if params[stack.ParamCreateRelayLogs] != "false" {
+		t.Errorf("the kept relay log group on the second page was not found: %s=%q, want false", stack.ParamCreateRelayLogs, params[stack.ParamCreateRelayLogs])
+	}
 }

@@ -8,8 +8,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -89,14 +91,15 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 				ids = append(ids, id)
 			}
 		}
-		out, err := c.EC2.DescribeNatGateways(ctx, &ec2.DescribeNatGatewaysInput{NatGatewayIds: ids})
-		if err != nil {
+		var nats []ec2types.NatGateway
+		pages := ec2.NewDescribeNatGatewaysPaginator(c.EC2, &ec2.DescribeNatGatewaysInput{NatGatewayIds: ids})
+		if err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeNatGatewaysOutput) { nats = append(nats, out.NatGateways...) }); err != nil {
 			return nil, awserr.Explain("reading the deployment's NAT gateways (ec2:DescribeNatGateways)", err)
 		}
 		for i := 0; i < stack.MaxAZs; i++ {
 			id := st.Resources[fmt.Sprintf("NatGateway%d", i)]
 			alloc, subnet := "", ""
-			for _, n := range out.NatGateways {
+			for _, n := range nats {
 				if aws.ToString(n.NatGatewayId) == id && id != "" {
 					subnet = aws.ToString(n.SubnetId)
 					if len(n.NatGatewayAddresses) > 0 {
@@ -112,12 +115,13 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	}
 	if !ownVPC {
 		if len(relaySubnets) > 0 {
-			subs, err := c.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: relaySubnets[:1]})
-			if err != nil {
+			var subs []ec2types.Subnet
+			pages := ec2.NewDescribeSubnetsPaginator(c.EC2, &ec2.DescribeSubnetsInput{SubnetIds: relaySubnets[:1]})
+			if err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeSubnetsOutput) { subs = append(subs, out.Subnets...) }); err != nil {
 				return nil, awserr.Explain("reading the relay's subnets (ec2:DescribeSubnets)", err)
 			}
-			if len(subs.Subnets) == 1 {
-				o.VPCID = aws.ToString(subs.Subnets[0].VpcId)
+			if len(subs) == 1 {
+				o.VPCID = aws.ToString(subs[0].VpcId)
 			}
 		}
 		if o.Mode == "eni" {
@@ -145,11 +149,12 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 		}
 	}
 	if len(epIDs) > 0 {
-		out, err := c.EC2.DescribeVpcEndpoints(ctx, &ec2.DescribeVpcEndpointsInput{VpcEndpointIds: epIDs})
-		if err != nil {
+		var endpoints []ec2types.VpcEndpoint
+		pages := ec2.NewDescribeVpcEndpointsPaginator(c.EC2, &ec2.DescribeVpcEndpointsInput{VpcEndpointIds: epIDs})
+		if err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeVpcEndpointsOutput) { endpoints = append(endpoints, out.VpcEndpoints...) }); err != nil {
 			return nil, awserr.Explain("reading the deployment's VPC endpoints (ec2:DescribeVpcEndpoints)", err)
 		}
-		for _, e := range out.VpcEndpoints {
+		for _, e := range endpoints {
 			svc := aws.ToString(e.ServiceName)
 			prefix := "com.amazonaws." + c.Region + "."
 			if strings.HasPrefix(svc, prefix) {

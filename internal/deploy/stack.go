@@ -13,6 +13,7 @@ import (
 
 	"github.com/outgate/outgate/internal/attach"
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/stack"
 )
@@ -32,6 +33,16 @@ type Deployed struct {
 func (d *Deployed) AttachTarget() attach.Deployment {
 	return attach.Deployment{Name: d.Name, Relay: d.Outputs[stack.OutputRelayName], ENIMode: d.Outputs[stack.OutputGuardian] != ""}
 }
+
+// maxResourcePages bounds the read of a stack's resources and of a change
+// set's changes: a stack holds at most 500 resources, and CloudFormation
+// does not promise how many a page holds.
+const maxResourcePages = 100
+
+// maxEventPages bounds the events WaitStack reads at one poll: it stops at
+// the first it has seen, so more pages than this mean events it cannot
+// show anyway.
+const maxEventPages = 20
 
 // DescribeStack reads a stack's status, outputs and resources. Outputs a
 // stack does not report are filled from its resources where they can be.
@@ -55,12 +66,17 @@ func DescribeDeployed(ctx context.Context, c CloudFormation, name string) (*Depl
 	for _, t := range s.Tags {
 		st.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
-	res, err := c.DescribeStackResources(ctx, &cloudformation.DescribeStackResourcesInput{StackName: aws.String(name)})
-	if err != nil {
-		return nil, awserr.Explain("reading the stack's resources (cloudformation:DescribeStackResources)", err)
+	// ListStackResources, paged, rather than DescribeStackResources, which
+	// returns only a stack's first 100 resources.
+	var res []cftypes.StackResourceSummary
+	pages := cloudformation.NewListStackResourcesPaginator(c, &cloudformation.ListStackResourcesInput{StackName: aws.String(name)})
+	if err := awspage.Each(ctx, pages, maxResourcePages, func(out *cloudformation.ListStackResourcesOutput) {
+		res = append(res, out.StackResourceSummaries...)
+	}); err != nil {
+		return nil, awserr.Explain("reading the stack's resources (cloudformation:ListStackResources)", err)
 	}
 	var subnets []string
-	for _, r := range res.StackResources {
+	for _, r := range res {
 		id, phys := aws.ToString(r.LogicalResourceId), aws.ToString(r.PhysicalResourceId)
 		if id == "" {
 			continue
@@ -93,21 +109,30 @@ func WaitStack(ctx context.Context, c CloudFormation, name string, total int, po
 	done := map[string]bool{}
 	var firstFailure string
 	for {
-		ev, err := c.DescribeStackEvents(ctx, &cloudformation.DescribeStackEventsInput{StackName: aws.String(name)})
-		if err != nil {
-			if isNotExist(err) {
-				return nil // deleted
+		// Events come newest first, a page at a time: read pages until one
+		// holds an event already shown (or from before this operation), then
+		// print the new ones oldest first.
+		var fresh []cftypes.StackEvent
+		pages := cloudformation.NewDescribeStackEventsPaginator(c, &cloudformation.DescribeStackEventsInput{StackName: aws.String(name)})
+		for n, caughtUp := 0, false; n < maxEventPages && !caughtUp && pages.HasMorePages(); n++ {
+			ev, err := pages.NextPage(ctx)
+			if err != nil {
+				if isNotExist(err) {
+					return nil // deleted
+				}
+				return awserr.Explain("reading stack events (cloudformation:DescribeStackEvents)", err)
 			}
-			return awserr.Explain("reading stack events (cloudformation:DescribeStackEvents)", err)
+			for _, e := range ev.StackEvents {
+				if seen[aws.ToString(e.EventId)] || e.Timestamp != nil && e.Timestamp.Before(start.Add(-time.Minute)) {
+					caughtUp = true
+					continue
+				}
+				fresh = append(fresh, e)
+			}
 		}
-		// Events come newest first; print the new ones oldest first.
-		for i := len(ev.StackEvents) - 1; i >= 0; i-- {
-			e := ev.StackEvents[i]
-			id := aws.ToString(e.EventId)
-			if seen[id] || e.Timestamp != nil && e.Timestamp.Before(start.Add(-time.Minute)) {
-				continue
-			}
-			seen[id] = true
+		for i := len(fresh) - 1; i >= 0; i-- {
+			e := fresh[i]
+			seen[aws.ToString(e.EventId)] = true
 			logical, status := aws.ToString(e.LogicalResourceId), string(e.ResourceStatus)
 			if logical != name && (strings.HasSuffix(status, "_COMPLETE") || strings.HasSuffix(status, "_SKIPPED")) {
 				done[logical] = true

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -42,6 +43,10 @@ type ENI struct {
 	Status   string `json:"status"`
 	PublicIP string `json:"public_ip,omitempty"`
 }
+
+// maxENIPages bounds the listing of the relay's ENIs (a few per AZ, and
+// EC2's pages hold up to 1,000).
+const maxENIPages = 10
 
 // ReadStatus gathers a deployment's state and what needs a human.
 func ReadStatus(ctx context.Context, c Clients, name string) (*Status, error) {
@@ -87,12 +92,15 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	// sit in private subnets without one and the NAT gateways hold the IPs.
 	eniMode := st.Outputs[stack.OutputGuardian] != ""
 	if sg := st.Outputs[stack.OutputSecurityGrp]; sg != "" {
-		out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: []ec2types.Filter{
+		var enis []ec2types.NetworkInterface
+		pages := ec2.NewDescribeNetworkInterfacesPaginator(c.EC2, &ec2.DescribeNetworkInterfacesInput{Filters: []ec2types.Filter{
 			{Name: aws.String("group-id"), Values: []string{sg}}, {Name: aws.String("interface-type"), Values: []string{interfaceType}}}})
-		if err != nil {
+		if err := awspage.Each(ctx, pages, maxENIPages, func(out *ec2.DescribeNetworkInterfacesOutput) {
+			enis = append(enis, out.NetworkInterfaces...)
+		}); err != nil {
 			return nil, awserr.Explain("listing the relay's ENIs (ec2:DescribeNetworkInterfaces)", err)
 		}
-		for _, n := range out.NetworkInterfaces {
+		for _, n := range enis {
 			e := ENI{ID: aws.ToString(n.NetworkInterfaceId), Subnet: aws.ToString(n.SubnetId), Status: string(n.Status)}
 			if n.Association != nil {
 				e.PublicIP = aws.ToString(n.Association.PublicIp)

@@ -19,9 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/smithy-go"
 
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/deployedconfig"
@@ -490,13 +490,14 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 	if len(ids) == 0 {
 		return "", nil
 	}
-	out, err := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: ids})
-	if err != nil {
-		return "", awserr.Explain("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
-	}
 	cidr := map[string]string{}
-	for _, s := range out.Subnets {
-		cidr[aws.ToString(s.SubnetId)] = aws.ToString(s.CidrBlock)
+	pages := ec2.NewDescribeSubnetsPaginator(api, &ec2.DescribeSubnetsInput{SubnetIds: ids})
+	if err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeSubnetsOutput) {
+		for _, s := range out.Subnets {
+			cidr[aws.ToString(s.SubnetId)] = aws.ToString(s.CidrBlock)
+		}
+	}); err != nil {
+		return "", awserr.Explain("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
 	}
 	var blocks []string
 	for _, id := range ids {
@@ -684,8 +685,24 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 		}
 		switch cs.Status {
 		case cftypes.ChangeSetStatusCreateComplete:
+			// The changes come a page at a time: up prints and counts them all.
+			if aws.ToString(cs.NextToken) != "" {
+				pages := cloudformation.NewDescribeChangeSetPaginator(c, &cloudformation.DescribeChangeSetInput{StackName: aws.String(stack),
+					ChangeSetName: aws.String(name), NextToken: cs.NextToken})
+				if err := awspage.Each(ctx, pages, maxResourcePages, func(out *cloudformation.DescribeChangeSetOutput) {
+					cs.Changes = append(cs.Changes, out.Changes...)
+				}); err != nil {
+					return nil, awserr.Explain("reading the change set (cloudformation:DescribeChangeSet)", err)
+				}
+				cs.NextToken = nil
+			}
 			return cs, nil
 		case cftypes.ChangeSetStatusFailed:
+			// A change set with nothing to do fails too, told apart only by
+			// its StatusReason: a status, not an error, which CloudFormation
+			// gives no code (AWS's SAM CLI and CDK read the same words).
+			// Should the words change, a re-run with nothing to do reports
+			// the change set failed, and nothing was changed.
 			reason := aws.ToString(cs.StatusReason)
 			if strings.Contains(reason, "didn't contain changes") || strings.Contains(reason, "No updates") {
 				c.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(name)})
@@ -699,11 +716,13 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 	}
 }
 
-// isNotExist reports CloudFormation's "Stack with id X does not exist".
-// CloudFormation has no error code of its own for it: it is a
-// ValidationError (the code of most bad requests), told apart only by its
-// message, so both are checked.
+// isNotExist reports CloudFormation's answer about a stack that does not
+// exist ("Stack with id X does not exist"): the error code ValidationError,
+// as DescribeStacks' API reference states ("If the stack doesn't exist, a
+// ValidationError is returned"). CloudFormation has no code of its own for
+// it, and the code alone decides here as in the SDK's own StackExists and
+// StackDeleteComplete waiters: the name was checked first
+// (stack.ValidateName), so these reads have no other invalid input.
 func isNotExist(err error) bool {
-	var ae smithy.APIError
-	return errors.As(err, &ae) && ae.ErrorCode() == "ValidationError" && strings.Contains(ae.ErrorMessage(), "does not exist")
+	return awserr.IsCode(err, "ValidationError")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 )
 
 // VPCReader reads an existing VPC that `up` deploys into
@@ -37,16 +38,18 @@ type existingVPC struct {
 // otherwise surface minutes later as a stack that deploys and never
 // reaches a partner.
 func inspectVPC(ctx context.Context, api VPCReader, vpcID string, subnetIDs []string) (*existingVPC, error) {
-	vpcs, err := api.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpcID}})
-	if awserr.IsCode(err, "InvalidVpcID.NotFound") || err == nil && len(vpcs.Vpcs) != 1 {
+	var vpcs []ec2types.Vpc
+	pages := ec2.NewDescribeVpcsPaginator(api, &ec2.DescribeVpcsInput{VpcIds: []string{vpcID}})
+	err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeVpcsOutput) { vpcs = append(vpcs, out.Vpcs...) })
+	if awserr.IsCode(err, "InvalidVpcID.NotFound") || err == nil && len(vpcs) != 1 {
 		return nil, fmt.Errorf("--vpc-id %s: no such VPC in this region", vpcID)
 	}
 	if err != nil {
 		return nil, awserr.Explain("reading --vpc-id "+vpcID+" (ec2:DescribeVpcs)", err)
 	}
-	v := &existingVPC{CIDR: aws.ToString(vpcs.Vpcs[0].CidrBlock)}
+	v := &existingVPC{CIDR: aws.ToString(vpcs[0].CidrBlock)}
 	v.Blocks = append(v.Blocks, v.CIDR)
-	for _, a := range vpcs.Vpcs[0].CidrBlockAssociationSet {
+	for _, a := range vpcs[0].CidrBlockAssociationSet {
 		b := aws.ToString(a.CidrBlock)
 		if a.CidrBlockState != nil && a.CidrBlockState.State == ec2types.VpcCidrBlockStateCodeAssociated && b != v.CIDR {
 			v.Blocks = append(v.Blocks, b)
@@ -86,15 +89,16 @@ func inspectVPC(ctx context.Context, api VPCReader, vpcID string, subnetIDs []st
 	return v, nil
 }
 
+// maxVPCPages bounds the listings of one VPC's subnets, route tables and
+// endpoints (a VPC holds 200 subnets and route tables by default; EC2's
+// pages hold up to 1,000).
+const maxVPCPages = 50
+
 func allSubnets(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.Subnet, error) {
 	var out []ec2types.Subnet
 	pages := ec2.NewDescribeSubnetsPaginator(api, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpcID}}}})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, awserr.Explain("listing the subnets of "+vpcID+" (ec2:DescribeSubnets)", err)
-		}
-		out = append(out, page.Subnets...)
+	if err := awspage.Each(ctx, pages, maxVPCPages, func(page *ec2.DescribeSubnetsOutput) { out = append(out, page.Subnets...) }); err != nil {
+		return nil, awserr.Explain("listing the subnets of "+vpcID+" (ec2:DescribeSubnets)", err)
 	}
 	return out, nil
 }
@@ -103,12 +107,8 @@ func allSubnets(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.Su
 func routeTables(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.RouteTable, error) {
 	var out []ec2types.RouteTable
 	pages := ec2.NewDescribeRouteTablesPaginator(api, &ec2.DescribeRouteTablesInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{vpcID}}}})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, awserr.Explain("reading the route tables of "+vpcID+" (ec2:DescribeRouteTables)", err)
-		}
-		out = append(out, page.RouteTables...)
+	if err := awspage.Each(ctx, pages, maxVPCPages, func(page *ec2.DescribeRouteTablesOutput) { out = append(out, page.RouteTables...) }); err != nil {
+		return nil, awserr.Explain("reading the route tables of "+vpcID+" (ec2:DescribeRouteTables)", err)
 	}
 	return out, nil
 }
@@ -215,14 +215,17 @@ func checkPrivateCIDRs(v *existingVPC, cidrs []string, n int) error {
 // hosted zone would conflict), and the existing one already serves the
 // relay, so `up` uses it rather than fail the stack.
 func existingPrivateDNSEndpoints(ctx context.Context, api ShapeReader, vpcID, region string, own map[string]bool) (map[string]string, error) {
-	out, err := api.DescribeVpcEndpoints(ctx, &ec2.DescribeVpcEndpointsInput{Filters: []ec2types.Filter{
+	var endpoints []ec2types.VpcEndpoint
+	pages := ec2.NewDescribeVpcEndpointsPaginator(api, &ec2.DescribeVpcEndpointsInput{Filters: []ec2types.Filter{
 		{Name: aws.String("vpc-id"), Values: []string{vpcID}}, {Name: aws.String("vpc-endpoint-type"), Values: []string{"Interface"}}}})
-	if err != nil {
+	if err := awspage.Each(ctx, pages, maxVPCPages, func(out *ec2.DescribeVpcEndpointsOutput) {
+		endpoints = append(endpoints, out.VpcEndpoints...)
+	}); err != nil {
 		return nil, awserr.Explain("reading the VPC's endpoints (ec2:DescribeVpcEndpoints)", err)
 	}
 	found := map[string]string{}
 	prefix := "com.amazonaws." + region + "."
-	for _, e := range out.VpcEndpoints {
+	for _, e := range endpoints {
 		id, svc := aws.ToString(e.VpcEndpointId), aws.ToString(e.ServiceName)
 		if own[id] || !aws.ToBool(e.PrivateDnsEnabled) || !strings.HasPrefix(svc, prefix) || e.VpcEndpointType != ec2types.VpcEndpointTypeInterface {
 			continue

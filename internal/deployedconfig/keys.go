@@ -16,6 +16,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/awspage"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/keys"
 	"github.com/outgate/outgate/internal/stack"
@@ -126,22 +127,13 @@ func CheckRevoked(ctx context.Context, c SSM, name string, data []byte) error {
 		return err
 	}
 	revoked := map[string]bool{}
-	in := &ssm.GetParametersByPathInput{Path: aws.String(strings.TrimSuffix(revokedPath(name), "/"))}
-	for page := 0; ; page++ {
-		if page == maxRevokedPages {
-			return fmt.Errorf("more than %d pages of revoked keys under %s: cannot check the config against them", maxRevokedPages, revokedPath(name))
-		}
-		out, err := c.GetParametersByPath(ctx, in)
-		if err != nil {
-			return awserr.Explain("reading the deployment's revoked keys (ssm:GetParametersByPath)", err)
-		}
+	pages := ssm.NewGetParametersByPathPaginator(c, &ssm.GetParametersByPathInput{Path: aws.String(strings.TrimSuffix(revokedPath(name), "/"))})
+	if err := awspage.Each(ctx, pages, maxRevokedPages, func(out *ssm.GetParametersByPathOutput) {
 		for _, p := range out.Parameters {
 			revoked[strings.ToLower(path.Base(aws.ToString(p.Name)))] = true
 		}
-		if aws.ToString(out.NextToken) == "" {
-			break
-		}
-		in.NextToken = out.NextToken
+	}); err != nil {
+		return awserr.Explain("reading the deployment's revoked keys (ssm:GetParametersByPath)", err)
 	}
 	for _, cl := range cfg.Clients {
 		for _, h := range cl.KeySHA256 {

@@ -2,6 +2,7 @@ package deployedconfig
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +84,33 @@ func TestKeyRotationAgainstSSM(t *testing.T) {
 func TestKeyEditRefusesABadName(t *testing.T) {
 	if _, _, err := AddKey(context.Background(), nil, KeyEdit{Name: "Pay", Client: "a"}); err == nil || !strings.Contains(err.Error(), "--name") {
 		t.Errorf("AddKey with a bad name: %v", err)
+	}
+}
+
+// TestCheckRevokedReadsEveryPage: SSM returns at most 10 parameters a page
+// of GetParametersByPath (moto too), so with 11 keys revoked one of them is
+// on a second page; a config holding any of the 11 is refused.
+func TestCheckRevokedReadsEveryPage(t *testing.T) {
+	testutil.Moto(t)
+	ctx := context.Background()
+	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ssm.NewFromConfig(ac)
+	var hashes []string
+	for i := range 11 {
+		h := keys.Hash(fmt.Sprintf("og_revoked_%d", i))
+		if _, err := c.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(revokedParameter("pay", h)), Value: aws.String("a"),
+			Type: ssmtypes.ParameterTypeString}); err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, h)
+	}
+	for i, h := range hashes {
+		cfg := []byte("clients: [{name: a, key_sha256: " + h + ", hosts: [api.example]}]\n")
+		if err := CheckRevoked(ctx, c, "pay", cfg); err == nil || !strings.Contains(err.Error(), "revoked") {
+			t.Errorf("a config holding revoked key %d of 11 passed: %v", i+1, err)
+		}
 	}
 }
