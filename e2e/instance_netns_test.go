@@ -435,9 +435,11 @@ network:
 	}
 	untilServed := func(ri *runningInstance) time.Time {
 		t.Helper()
+		c := goClient()
+		defer c.CloseIdleConnections()
 		eventually(t, ri.ID+" serves through "+eipA, 3*time.Minute, func() bool {
 			ri.alive(t)
-			resp, err := goClient().Get("https://" + inetPartner + "/pay/first")
+			resp, err := c.Get("https://" + inetPartner + "/pay/first")
 			if err != nil {
 				return false
 			}
@@ -470,9 +472,12 @@ network:
 	}
 	allClients("first")
 
-	// Kill it: the machine is gone at once (SIGKILL, no drain), AWS
-	// disassociates its IP, and the Auto Scaling group terminates it and
-	// launches a replacement in the same subnet.
+	// Kill it: the machine is gone at once (SIGKILL, no drain), the router
+	// drops the NAT as AWS disassociates the IP, and the Auto Scaling group
+	// terminates it and launches a replacement in the same subnet. (moto
+	// leaves the IP associated with the terminated instance, so the
+	// replacement takes it by the claim rule's stopped-or-terminated
+	// branch; on AWS the IP is free by then, the rule's first branch.)
 	killed := time.Now()
 	syscall.Kill(-first.cmd.Process.Pid, syscall.SIGKILL)
 	router.gone(first.ID)
@@ -504,6 +509,9 @@ network:
 	held := time.Since(holdStart)
 	router.release(second.ID)
 	served := untilServed(second)
+	if got := second.readyz(); got != 200 {
+		t.Errorf("the replacement's /readyz once serving: %d", got)
+	}
 	allClients("replacement")
 
 	for _, other := range []string{eipB, eipOther} {
