@@ -242,11 +242,48 @@ func (a *agent) polls() <-chan time.Time {
 	return a.d.Polls
 }
 
-func (a *agent) checks() <-chan time.Time {
+// Egress check intervals: every minute on a serving instance, and every
+// few seconds while the gate is closed, since an Elastic IP association
+// reaches the network some seconds after AssociateAddress answers (AWS
+// states no bound) and a booting or replaced instance should serve as soon
+// as it does, not a minute later.
+const (
+	checkServing = time.Minute
+	checkWaiting = 5 * time.Second
+)
+
+func (a *agent) checks(ctx context.Context) <-chan time.Time {
 	if a.d.Checks == nil {
-		a.d.Checks = minuteTicker(time.Minute)
+		a.d.Checks = a.paced(ctx, minuteTicker(checkWaiting))
 	}
 	return a.d.Checks
+}
+
+// paced passes on a tick of the fast ticker while the gate is closed, and
+// one a minute while it is open.
+func (a *agent) paced(ctx context.Context, fast <-chan time.Time) <-chan time.Time {
+	out := make(chan time.Time)
+	go func() {
+		var last time.Time
+		for {
+			var now time.Time
+			select {
+			case <-ctx.Done():
+				return
+			case now = <-fast:
+			}
+			if a.gateErr() == nil && now.Sub(last) < checkServing {
+				continue
+			}
+			last = now
+			select {
+			case <-ctx.Done():
+				return
+			case out <- now:
+			}
+		}
+	}()
+	return out
 }
 
 // serve runs the gateway with the gate and the agent's loops beside it.
@@ -293,7 +330,7 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 			return <-done
 		case err := <-done:
 			return err
-		case now := <-a.checks():
+		case now := <-a.checks(ctx):
 			a.egress(ctx, now)
 		case <-a.polls():
 			if a.poll(ctx) {
