@@ -41,10 +41,19 @@ const DefaultInstanceType = "t4g.nano"
 // instanceTypeName: family.size, as EC2 spells them (t4g.nano, c7gn.medium).
 var instanceTypeName = regexp.MustCompile(`^[a-z][a-z0-9-]*\.[a-z0-9]+$`)
 
+// InstanceTypeName refuses what cannot be an instance type's name, before
+// any AWS call (and before it lands in a template).
+func InstanceTypeName(typ string) error {
+	if !instanceTypeName.MatchString(typ) || len(typ) > 64 {
+		return fmt.Errorf("--instance-type %q is not an instance type name such as %s", typ, DefaultInstanceType)
+	}
+	return nil
+}
+
 // InstanceType refuses a type that does not exist or does not run arm64.
 func InstanceType(ctx context.Context, api EC2, typ string) error {
-	if !instanceTypeName.MatchString(typ) {
-		return fmt.Errorf("--instance-type %q is not an instance type name such as %s", typ, DefaultInstanceType)
+	if err := InstanceTypeName(typ); err != nil {
+		return err
 	}
 	out, err := api.DescribeInstanceTypes(ctx, &ec2.DescribeInstanceTypesInput{InstanceTypes: []ec2types.InstanceType{ec2types.InstanceType(typ)}})
 	var ae smithy.APIError
