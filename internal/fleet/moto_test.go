@@ -88,7 +88,9 @@ func (w *world) instance(t *testing.T, i int) string {
 }
 
 // Read is a method on Clients in tests only for brevity.
-func (c Clients) Read(ctx context.Context, d string, g []string) ([]Group, error) { return Read(ctx, c, d, g) }
+func (c Clients) Read(ctx context.Context, d string, g []string) ([]Group, error) {
+	return Read(ctx, c, d, g)
+}
 
 func (w *world) ready(t *testing.T, az string, v float64) {
 	w.cw.points = append(w.cw.points, point{deployment: "pay", az: az, at: time.Now(), v: v})
