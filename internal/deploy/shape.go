@@ -171,6 +171,9 @@ const (
 	FlagSharedNAT = "shared-nat"
 	FlagArch      = "arch"
 	FlagMemory    = "memory"
+	// Instance mode.
+	FlagInstanceType = "instance-type"
+	FlagDomain       = "domain"
 	// Not shape, but kept the same way: who the alarms page.
 	FlagNotify      = "notify"
 	FlagNotifyTopic = "notify-topic"

@@ -24,6 +24,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/preflight"
 )
 
 // UpOptions are the inputs of `outgate up`.
@@ -54,6 +55,10 @@ type UpOptions struct {
 	Poll    time.Duration // how often to poll CloudFormation (default 5s)
 	Out     io.Writer     // progress
 	Zips    func(ctx context.Context, arch string) (relay, guardian Zip, err error)
+	// Binary builds the instances' binary (instance mode; nil: BuildBinary).
+	Binary func(ctx context.Context) (Binary, error)
+	// Resolver checks --domain (instance mode; nil: the system's).
+	Resolver preflight.Resolver
 }
 
 // ErrNeedsYes refuses an update that moves the IPs or the relay URL when
@@ -135,6 +140,12 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		if prev, err = DescribeDeployed(ctx, c.CloudFormation, o.Name); err != nil {
 			return nil, err
 		}
+		if isInstance(prev) && o.Set[FlagMode] && o.Template.Mode != "instance" {
+			return nil, ErrOptions{fmt.Errorf("deployment %s runs in instance mode: switching it to %s in place is not supported yet. `outgate down --name %s` keeps the IPs; then `up --mode %s` puts them to use", o.Name, o.Template.Mode, o.Name, o.Template.Mode)}
+		}
+		if isInstance(prev) || o.Set[FlagMode] && o.Template.Mode == "instance" {
+			return upInstance(ctx, c, o, account, prev, say)
+		}
 		if shape, err = ReadShape(ctx, c, prev); err != nil {
 			return nil, err
 		}
@@ -143,6 +154,9 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			return nil, err
 		}
 	} else {
+		if o.Template.Mode == "instance" {
+			return upInstance(ctx, c, o, account, nil, say)
+		}
 		o.Template = keepShape(o.Template, o.Set, nil)
 	}
 	// The relay's role reads exactly the secrets the config names.

@@ -163,10 +163,12 @@ func Read(ctx context.Context, c Clients, deployment string, groups []string) ([
 			gr.Instances = append(gr.Instances, in)
 		}
 		sort.Slice(gr.Instances, func(a, b int) bool { return gr.Instances[a].ID < gr.Instances[b].ID })
+		// The rest of the row stands without readiness: say why it is missing.
 		if err := readiness(ctx, c, deployment, &gr); err != nil {
-			return nil, err
+			gr.Problem = err.Error()
+		} else {
+			gr.Problem = problem(gr, ips)
 		}
-		gr.Problem = problem(gr, ips)
 		res = append(res, gr)
 	}
 	sort.Slice(res, func(a, b int) bool { return res[a].AZ < res[b].AZ })

@@ -1,0 +1,452 @@
+package deploy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/outgate/outgate/internal/config"
+	"github.com/outgate/outgate/internal/ctxutil"
+	"github.com/outgate/outgate/internal/fleet"
+	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/preflight"
+)
+
+// Binary is the outgate executable the instances run (linux/arm64).
+type Binary struct{ Data []byte }
+
+// SHA256 is the hex digest the instance's user data checks.
+func (b Binary) SHA256() string {
+	s := sha256.Sum256(b.Data)
+	return hex.EncodeToString(s[:])
+}
+
+// Key is where the binary goes in the staging bucket: content-addressed,
+// like the function zips, so a new binary is a new key (and a new launch
+// template version, which replaces the instances one AZ at a time).
+func (b Binary) Key(deployment string) string {
+	return fmt.Sprintf("%s/outgate-linux-arm64-%s", deployment, b.SHA256()[:16])
+}
+
+// BuildBinary builds the outgate CLI for linux/arm64 (the instances run
+// `outgate instance run`). A release build carries it (dist/); from a
+// checkout the Go toolchain builds it.
+func BuildBinary(ctx context.Context) (Binary, error) {
+	if b, err := dist.ReadFile("dist/outgate-linux-arm64"); err == nil {
+		return Binary{b}, nil
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return Binary{}, errors.New("this outgate binary carries no linux/arm64 build for the instances and there is no Go toolchain to build one: use a release build, or run from a checkout with Go installed")
+	}
+	dir, err := os.MkdirTemp("", "outgate-build")
+	if err != nil {
+		return Binary{}, err
+	}
+	defer os.RemoveAll(dir)
+	out := filepath.Join(dir, "outgate")
+	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "github.com/outgate/outgate/cmd/outgate")
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=arm64", "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return Binary{}, fmt.Errorf("building outgate for linux/arm64 (run outgate from a checkout of its source): %v\n%s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	return Binary{data}, err
+}
+
+// EnsureOwnCA makes the deployment's own CA once (its certificate in
+// /outgate/NAME/ca/cert, its key in the SecureString /outgate/NAME/ca/key)
+// for an instance-mode deployment without --domain. It is the seam for
+// internal/ownca (`ownca.EnsureCA`): the CLI sets it. Nil refuses such a
+// deployment rather than deploy instances that could not serve TLS.
+var EnsureOwnCA func(ctx context.Context, api SSM, name string) (created bool, err error)
+
+// isInstance reports whether a deployed stack is in instance mode.
+func isInstance(st *Deployed) bool { return st != nil && st.Resources["InstanceGroup0"] != "" }
+
+// instanceGroups are the stack's groups, AZ by AZ.
+func instanceGroups(st *Deployed) []string {
+	var gs []string
+	for i := 0; ; i++ {
+		g := st.Resources[fmt.Sprintf("InstanceGroup%d", i)]
+		if g == "" {
+			return gs
+		}
+		gs = append(gs, g)
+	}
+}
+
+// readInstanceShape reads a running instance-mode deployment back from
+// its resources: the AZs (one group each), their subnets (existing VPC),
+// the instance type and domain (stack parameters, which are strings).
+func readInstanceShape(ctx context.Context, c Clients, st *Deployed) (TemplateOptions, []string, error) {
+	o := TemplateOptions{Mode: "instance"}
+	groups := instanceGroups(st)
+	o.AZs = len(groups)
+	o.Instance.Type = st.Parameters[ParamInstanceType]
+	o.Instance.Domain = st.Parameters[ParamDomain]
+	o.Instance.ACMEEmail = st.Parameters[ParamACMEEmail]
+	if ca := st.Parameters[ParamACMECA]; ca != "" && ca != letsEncrypt {
+		o.Instance.ACMECA = ca
+	}
+	if st.Resources["Vpc"] == "" {
+		out, err := c.AutoScaling.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: groups})
+		if err != nil {
+			return o, nil, awsError("reading the Auto Scaling groups (autoscaling:DescribeAutoScalingGroups)", err)
+		}
+		byName := map[string]string{}
+		for _, g := range out.AutoScalingGroups {
+			byName[aws.ToString(g.AutoScalingGroupName)] = aws.ToString(g.VPCZoneIdentifier)
+		}
+		for _, g := range groups {
+			o.SubnetIDs = append(o.SubnetIDs, byName[g])
+		}
+		subs, err := c.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: o.SubnetIDs})
+		if err != nil {
+			return o, nil, awsError("reading the subnets (ec2:DescribeSubnets)", err)
+		}
+		if len(subs.Subnets) > 0 {
+			o.VPCID = aws.ToString(subs.Subnets[0].VpcId)
+		}
+	}
+	return o, groups, nil
+}
+
+const letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+
+// upInstance deploys or updates an instance-mode deployment. Every
+// refusal (the type, the region's AZs, the VPC, the domain's DNS) comes
+// before anything is created; with --domain on a first run, the IPs are
+// allocated first and up stops until the name points at them.
+func upInstance(ctx context.Context, c Clients, o UpOptions, account string, prev *Deployed, say func(string, ...any)) (_ *UpResult, retErr error) {
+	if prev != nil {
+		if !isInstance(prev) {
+			return nil, ErrOptions{fmt.Errorf("deployment %s runs in %s mode: switching it to instance mode in place is not supported yet. `outgate down --name %s` keeps the IPs; then `up --mode instance` puts them on the instances", o.Name, modeOf(prev), o.Name)}
+		}
+		shape, _, err := readInstanceShape(ctx, c, prev)
+		if err != nil {
+			return nil, err
+		}
+		t := o.Template
+		if !o.Set[FlagAZs] {
+			t.AZs = shape.AZs
+		}
+		if !o.Set[FlagVPC] && !o.Set[FlagSubnets] {
+			t.VPCID, t.SubnetIDs = shape.VPCID, shape.SubnetIDs
+		}
+		if !o.Set[FlagInstanceType] {
+			t.Instance.Type = shape.Instance.Type
+		}
+		if !o.Set[FlagDomain] {
+			t.Instance.Domain, t.Instance.ACMECA, t.Instance.ACMEEmail = shape.Instance.Domain, shape.Instance.ACMECA, shape.Instance.ACMEEmail
+		}
+		if t.AZs != shape.AZs || t.VPCID != shape.VPCID || !slices.Equal(t.SubnetIDs, shape.SubnetIDs) {
+			ch := []Change{{What: "AZs and subnets", From: fmt.Sprint(shape.AZs, shape.SubnetIDs), To: fmt.Sprint(t.AZs, t.SubnetIDs), Disruptive: true,
+				Why: "instances move to other subnets, and IPs are added or dropped"}}
+			if !o.DryRun && !o.Yes && (o.Confirm == nil || !o.Confirm(ch)) {
+				return nil, ErrNeedsYes{Changes: ch}
+			}
+		}
+		o.Template = t
+	}
+	cfg, err := config.Parse(o.ConfigYAML, "the config")
+	if err != nil {
+		return nil, err
+	}
+	o.Template.Secrets = cfg.SecretRefs()
+	if err := o.Template.Normalize(); err != nil {
+		return nil, ErrOptions{err}
+	}
+	if o.SpareIPs > 0 || len(o.PrivateCIDRs) > 0 {
+		return nil, ErrOptions{errors.New("--spare-ips and --private-cidrs do not apply to --mode instance")}
+	}
+	t := o.Template
+	say("account %s, region %s, deployment %s (mode instance, %d AZ, %s)", account, c.Region, o.Name, t.AZs, t.Instance.Type)
+
+	// Refusals before anything is created.
+	if err := preflight.InstanceType(ctx, c.Preflight, t.Instance.Type); err != nil {
+		return nil, ErrOptions{err}
+	}
+	var subnetAZs []string
+	if t.VPCID != "" {
+		v, err := inspectVPC(ctx, c.EC2, t.VPCID, t.SubnetIDs)
+		if err != nil {
+			return nil, err
+		}
+		subnetAZs = v.AZs
+		if err := preflight.CheckAZs(ctx, c.Preflight, c.Region, t.Instance.Type, subnetAZs); err != nil {
+			return nil, ErrOptions{err}
+		}
+	} else if err := newVPCAZs(ctx, c.Preflight, c.Region, t.Instance.Type, t.AZs); err != nil {
+		return nil, ErrOptions{err}
+	}
+	if err := checkRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
+		return nil, err
+	}
+	body, err := TemplateBody(t)
+	if err != nil {
+		return nil, err
+	}
+	build := o.Binary
+	if build == nil {
+		build = BuildBinary
+	}
+	bin, err := build(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	var ips []IP
+	if o.DryRun {
+		ips, err = ListIPs(ctx, c.EC2, o.Name)
+	} else {
+		var created []IP
+		ips, created, err = EnsureIPs(ctx, c.EC2, o.Name, t.AZs, o.AdoptEIPs)
+		for _, ip := range created {
+			say("allocated Elastic IP %s (%s): new, so no partner has it yet", ip.PublicIP, ip.AllocationID)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !o.DryRun && len(ips) < t.AZs {
+		return nil, fmt.Errorf("deployment %s has %d IPs, needs %d", o.Name, len(ips), t.AZs)
+	}
+	if t.Instance.Domain != "" {
+		var addrs []netip.Addr
+		for _, ip := range ips {
+			if a, err := netip.ParseAddr(ip.PublicIP); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+		r := o.Resolver
+		if r == nil {
+			r = net.DefaultResolver
+		}
+		warnings, err := preflight.Domain(ctx, r, t.Instance.Domain, addrs)
+		if err != nil {
+			return &UpResult{Stack: o.Name, Status: "WAITING_FOR_DNS", IPs: ips}, err
+		}
+		for _, w := range warnings {
+			say("warning: %s", w)
+		}
+	} else if !o.DryRun {
+		if EnsureOwnCA == nil {
+			return nil, errors.New("this build cannot make the deployment's own CA (internal/ownca is not in it): use --domain, or a build that has it")
+		}
+		created, err := EnsureOwnCA(ctx, c.SSM, o.Name)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			say("created the deployment's own CA: `outgate ca --name %s --out ca.pem` writes the certificate callers trust", o.Name)
+		}
+	}
+
+	bucket := fmt.Sprintf("outgate-%s-%s", account, c.Region)
+	if !o.DryRun {
+		if err := stageBucket(ctx, c.S3, bucket, c.Region); err != nil {
+			return nil, err
+		}
+		if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(bin.Key(o.Name)), Body: strings.NewReader(string(bin.Data))}); err != nil {
+			return nil, awsError("uploading the instances' binary (s3:PutObject)", err)
+		}
+		say("staged the instances' binary in s3://%s/%s (sha256 %s)", bucket, bin.Key(o.Name), bin.SHA256())
+		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
+			Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true), Description: aws.String("outgate gateway config (only key hashes)")}); err != nil {
+			return nil, awsError("storing the config (ssm:PutParameter)", err)
+		}
+	}
+	ips = ips[:min(len(ips), t.AZs)]
+	var allocs []string
+	for _, ip := range ips {
+		allocs = append(allocs, ip.AllocationID)
+	}
+	params := map[string]string{ParamCodeBucket: bucket, ParamBinaryKey: bin.Key(o.Name), ParamBinarySHA256: bin.SHA256(),
+		ParamConfig: ConfigParameter(o.Name), ParamEIPs: strings.Join(allocs, ",")}
+	if t.VPCID != "" {
+		params[ParamPublicAZs] = strings.Join(subnetAZs, ",")
+	}
+	alarmNotice(t, say)
+	exists := prev != nil
+	kind := cftypes.ChangeSetTypeCreate
+	if exists {
+		kind = cftypes.ChangeSetTypeUpdate
+	}
+	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
+	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
+		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam}, Tags: stackTags(o)}
+	for _, k := range sortedKeys(params) {
+		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
+	}
+	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
+		return nil, awsError("creating a change set (cloudformation:CreateChangeSet)", err)
+	}
+	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
+	if err != nil {
+		return nil, err
+	}
+	res := &UpResult{Stack: o.Name, IPs: ips}
+	if cs == nil {
+		say("no changes: the stack is already up to date")
+		res.NoChange = true
+	} else {
+		say("change set %s (%s): %d changes", csName, kind, len(cs.Changes))
+		for _, ch := range cs.Changes {
+			if rc := ch.ResourceChange; rc != nil {
+				say("  %-8s %-40s %s", rc.Action, aws.ToString(rc.LogicalResourceId), aws.ToString(rc.ResourceType))
+			}
+		}
+		if o.DryRun {
+			c.CloudFormation.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)})
+			if kind == cftypes.ChangeSetTypeCreate {
+				c.CloudFormation.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(o.Name)})
+			}
+			say("dry run: nothing was changed")
+			res.Status = "DRY_RUN"
+			return res, nil
+		}
+		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
+			return nil, awsError("executing the change set (cloudformation:ExecuteChangeSet)", err)
+		}
+		if err := WaitStack(ctx, c.CloudFormation, o.Name, len(cs.Changes), o.Poll, o.Out); err != nil {
+			return nil, err
+		}
+	}
+	st, err := DescribeDeployed(ctx, c.CloudFormation, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	res.Status = st.Status
+	subnets := t.SubnetIDs
+	if t.VPCID == "" {
+		for i := 0; i < t.AZs; i++ {
+			subnets = append(subnets, st.Resources[fmt.Sprintf("PublicSubnet%d", i)])
+		}
+	}
+	if ips, err = tagIPSubnets(ctx, c.EC2, o.Name, ips, subnets); err != nil {
+		return nil, err
+	}
+	res.IPs = ips
+	res.Attached = waitInstances(ctx, c, o, st, say)
+	return res, nil
+}
+
+// modeOf names a running deployment's mode from its resources.
+func modeOf(st *Deployed) string {
+	switch {
+	case isInstance(st):
+		return "instance"
+	case st.Resources["NatGateway0"] != "":
+		return "nat"
+	}
+	return "eni"
+}
+
+// newVPCAZs: a new VPC puts subnet i in Fn::GetAZs' i-th AZ (the region's
+// AZs by name); each of the first n must sell the type, or the group
+// there would never launch.
+func newVPCAZs(ctx context.Context, api preflight.EC2, region, typ string, n int) error {
+	out, err := api.DescribeAvailabilityZones(ctx, &ec2.DescribeAvailabilityZonesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("zone-type"), Values: []string{"availability-zone"}}, {Name: aws.String("state"), Values: []string{"available"}}}})
+	if err != nil {
+		return awsError("listing the region's availability zones (ec2:DescribeAvailabilityZones)", err)
+	}
+	var all []string
+	for _, z := range out.AvailabilityZones {
+		all = append(all, aws.ToString(z.ZoneName))
+	}
+	slices.Sort(all)
+	if len(all) < n {
+		return fmt.Errorf("--azs %d, but region %s has %d availability zones", n, region, len(all))
+	}
+	if err := preflight.CheckAZs(ctx, api, region, typ, all[:n]); err != nil {
+		return fmt.Errorf("a new VPC uses the region's first %d AZs (%s): %w; or give --vpc-id with subnets in AZs that sell it", n, strings.Join(all[:n], ", "), err)
+	}
+	return nil
+}
+
+// tagIPSubnets gives each IP the subnet it serves (outgate:subnet): the
+// instance in a subnet claims the IP tagged with it. An IP already tagged
+// with one of the subnets keeps it (partners see no move); the others are
+// given the subnets left, in order.
+func tagIPSubnets(ctx context.Context, api EC2, name string, ips []IP, subnets []string) ([]IP, error) {
+	taken := map[string]bool{}
+	for _, ip := range ips {
+		if slices.Contains(subnets, ip.Subnet) && !taken[ip.Subnet] {
+			taken[ip.Subnet] = true
+		} else {
+			ip.Subnet = ""
+		}
+	}
+	var free []string
+	for _, s := range subnets {
+		if !taken[s] {
+			free = append(free, s)
+		}
+	}
+	for i := range ips {
+		if slices.Contains(subnets, ips[i].Subnet) && taken[ips[i].Subnet] {
+			continue
+		}
+		if len(free) == 0 {
+			break
+		}
+		ips[i].Subnet, free = free[0], free[1:]
+		if _, err := api.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{ips[i].AllocationID},
+			Tags: []ec2types.Tag{{Key: aws.String(guardian.TagSubnet), Value: aws.String(ips[i].Subnet)}}}); err != nil {
+			return nil, awsError("tagging "+ips[i].PublicIP+" for its subnet (ec2:CreateTags)", err)
+		}
+	}
+	return ips, nil
+}
+
+// waitInstances waits (up to o.Wait) until each AZ's instance holds its
+// IP, and says what it sees.
+func waitInstances(ctx context.Context, c Clients, o UpOptions, st *Deployed, say func(string, ...any)) bool {
+	if o.Wait <= 0 {
+		return false
+	}
+	fc := fleet.Clients{AutoScaling: c.AutoScaling, EC2: c.Fleet, CloudWatch: c.CloudWatch}
+	deadline := time.Now().Add(o.Wait)
+	for {
+		gs, err := fleet.Read(ctx, fc, o.Name, instanceGroups(st))
+		held := err == nil && len(gs) > 0
+		for _, g := range gs {
+			if len(g.Instances) == 0 || g.Instances[0].IP == "" || g.Instances[0].IP != g.PoolIP {
+				held = false
+			}
+		}
+		if held {
+			say("every AZ's instance holds its IP")
+			return true
+		}
+		if time.Now().After(deadline) {
+			say("the instances do not all hold their IPs yet (a new instance takes a few minutes to boot, claim its IP and verify it): `outgate status --name %s`", o.Name)
+			return false
+		}
+		if ctxutil.Sleep(ctx, o.Poll) != nil {
+			return false
+		}
+	}
+}

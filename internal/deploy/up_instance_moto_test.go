@@ -1,0 +1,213 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/outgate/outgate/internal/preflight"
+	"github.com/outgate/outgate/internal/testutil"
+)
+
+// fakeBinary stands in for the linux/arm64 build: moto runs no instance.
+func fakeBinary(context.Context) (Binary, error) {
+	return Binary{[]byte("outgate for the instances")}, nil
+}
+
+// ownCA stands in for internal/ownca behind the EnsureOwnCA seam, and
+// records that up asked for it.
+func ownCA(t *testing.T) *int {
+	n := 0
+	prev := EnsureOwnCA
+	EnsureOwnCA = func(context.Context, SSM, string) (bool, error) { n++; return n == 1, nil }
+	t.Cleanup(func() { EnsureOwnCA = prev })
+	return &n
+}
+
+func motoInstanceUp(name string, tpl TemplateOptions) UpOptions {
+	o := motoUp(name, tpl)
+	o.Binary = fakeBinary
+	o.Set = map[string]bool{FlagMode: true}
+	return o
+}
+
+// TestInstanceUpStatusDown runs instance mode's life on moto, in an
+// existing VPC (moto cannot delete a stack that made its own VPC): up
+// stages the binary by its content address, creates one Auto Scaling group
+// per AZ whose instance carries the deployment tag, tags each IP with the
+// subnet it serves; status shows each AZ's instance and IP; a re-run keeps
+// the shape and the IPs; a switch to eni is refused with what to do; down
+// keeps the IPs. The instances' claim is theirs (internal/claim): here the
+// test associates the IP as an instance would.
+func TestInstanceUpStatusDown(t *testing.T) {
+	c, api := motoClients(t)
+	c.CloudWatch = fakeCloudWatch{} // moto cannot speak CloudWatch's RPC v2 CBOR: no readiness reports, no alarms
+	ctx := context.Background()
+	calls := ownCA(t)
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.21.0.0/16", 2)
+	res, err := Up(ctx, c, motoInstanceUp("box", TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *calls != 1 || len(res.IPs) != 2 {
+		t.Fatalf("CA made %d times, IPs %+v", *calls, res.IPs)
+	}
+	st, err := DescribeDeployed(ctx, c.CloudFormation, "box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, _ := fakeBinary(ctx)
+	if st.Parameters[ParamBinarySHA256] != bin.SHA256() || st.Parameters[ParamBinaryKey] != bin.Key("box") {
+		t.Errorf("binary parameters: %v", st.Parameters)
+	}
+	bucket := st.Parameters[ParamCodeBucket]
+	obj, err := c.S3.(*s3.Client).GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(bin.Key("box"))})
+	if err != nil {
+		t.Fatalf("binary not staged: %v", err)
+	}
+	obj.Body.Close()
+	// Each IP names the subnet it serves, one subnet each.
+	ips, _ := ListIPs(ctx, c.EC2, "box")
+	seen := map[string]bool{}
+	for _, ip := range ips {
+		if ip.Subnet != pub[0] && ip.Subnet != pub[1] || seen[ip.Subnet] {
+			t.Errorf("IP subnets: %+v", ips)
+		}
+		seen[ip.Subnet] = true
+	}
+	groups := instanceGroups(st)
+	if len(groups) != 2 {
+		t.Fatalf("groups: %v", st.Resources)
+	}
+
+	// The instance in pub[0] claims its IP, as internal/claim does.
+	s, err := ReadStatus(ctx, c, "box")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Instances) != 2 || len(s.Instances[0].Instances) != 1 {
+		t.Fatalf("status instances: %+v (%v)", s.Instances, s.NeedsAttention)
+	}
+	g0 := s.Instances[0]
+	var alloc string
+	for _, ip := range ips {
+		if ip.Subnet == g0.Subnet {
+			alloc = ip.AllocationID
+		}
+	}
+	out, err := api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{g0.Instances[0].ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag(out.Reservations[0].Instances[0].Tags, "outgate:deployment") != "box" {
+		t.Errorf("the instance does not carry the deployment tag its IAM scope needs: %v", out.Reservations[0].Instances[0].Tags)
+	}
+	if _, err := api.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(g0.Instances[0].ID)}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = ReadStatus(ctx, c, "box")
+	if s.Instances[0].Instances[0].IP != s.Instances[0].PoolIP || s.Instances[1].Instances[0].IP != "" {
+		t.Errorf("status after the claim: %+v", s.Instances)
+	}
+	if !containsText(s.NeedsAttention, "no readiness report") {
+		t.Errorf("needs attention: %v", s.NeedsAttention)
+	}
+
+	// A plain re-run keeps the AZs, subnets and IPs, and asks for no CA again.
+	o := motoInstanceUp("box", TemplateOptions{Mode: "instance"})
+	o.Set = map[string]bool{}
+	again, err := Up(ctx, c, o)
+	if err != nil {
+		t.Fatalf("re-run: %v", err)
+	}
+	if len(again.IPs) != 2 || again.IPs[0].AllocationID != res.IPs[0].AllocationID {
+		t.Errorf("re-run IPs: %+v, first %+v", again.IPs, res.IPs)
+	}
+	st2, _ := DescribeDeployed(ctx, c.CloudFormation, "box")
+	if st2.Resources["InstanceGroup0"] != st.Resources["InstanceGroup0"] {
+		t.Errorf("re-run replaced the group: %v", st2.Resources)
+	}
+	// A switch in place is refused before anything changes, saying how.
+	sw := motoUp("box", TemplateOptions{Mode: "eni"})
+	sw.Set = map[string]bool{FlagMode: true}
+	var bad ErrOptions
+	if _, err := Up(ctx, c, sw); !errors.As(err, &bad) || !strings.Contains(err.Error(), "outgate down --name box") {
+		t.Errorf("switch to eni: %v", err)
+	}
+
+	kept, err := Down(ctx, c, "box", o.Poll, o.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 2 {
+		t.Errorf("down kept %+v", kept)
+	}
+}
+
+func tag(ts []ec2types.Tag, k string) string {
+	for _, t := range ts {
+		if aws.ToString(t.Key) == k {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
+}
+
+// The refusals come before anything is created: no IP allocated, no
+// bucket, no stack.
+func TestInstanceUpRefusesBeforeCreating(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	ownCA(t)
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.22.0.0/16", 2)
+	dns := testutil.NewDNS(t)
+	for name, tc := range map[string]struct {
+		tpl  TemplateOptions
+		want string
+	}{
+		"x86 type":                           {TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub, Instance: InstanceOptions{Type: "t3.nano"}}, "not arm64"},
+		"unknown type":                       {TemplateOptions{Mode: "instance", Instance: InstanceOptions{Type: "t9z.giant"}}, "no such type"},
+		"bad allow":                          {TemplateOptions{Mode: "instance", Instance: InstanceOptions{AllowFrom: []string{"198.51.100.7/24"}}}, "did you mean"},
+	} {
+		o := motoInstanceUp("refuse", tc.tpl)
+		_, err := Up(ctx, c, o)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+		if ips, _ := ListIPs(ctx, c.EC2, "refuse"); len(ips) != 0 {
+			t.Errorf("%s: IPs allocated before the refusal: %+v", name, ips)
+		}
+	}
+	// --domain before DNS points at the IPs: the IPs are allocated (so the
+	// user can point the name at them), nothing else is created, and the
+	// error says what to do.
+	o := motoInstanceUp("dns", TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub, Instance: InstanceOptions{Domain: "gw.example.com"}})
+	o.Resolver = testutil.Resolver(dns.Addr)
+	res, err := Up(ctx, c, o)
+	var pd preflight.ErrPointDNS
+	if !errors.As(err, &pd) || res == nil || len(res.IPs) != 2 || res.Status != "WAITING_FOR_DNS" {
+		t.Fatalf("first up with a domain: %v %+v", err, res)
+	}
+	if exists, _ := stackExists(ctx, c.CloudFormation, "dns"); exists {
+		t.Error("a stack was created before the domain resolved")
+	}
+	// Pointed: the same up goes on with the same IPs.
+	dns.Set("gw.example.com", res.IPs[0].PublicIP, res.IPs[1].PublicIP)
+	res2, err := Up(ctx, c, o)
+	if err != nil {
+		t.Fatalf("second up: %v", err)
+	}
+	if res2.IPs[0].AllocationID != res.IPs[0].AllocationID || res2.IPs[1].AllocationID != res.IPs[1].AllocationID {
+		t.Errorf("IPs changed: %+v then %+v", res.IPs, res2.IPs)
+	}
+	st, _ := DescribeDeployed(ctx, c.CloudFormation, "dns")
+	if st.Parameters[ParamDomain] != "gw.example.com" {
+		t.Errorf("domain parameter: %v", st.Parameters)
+	}
+}
