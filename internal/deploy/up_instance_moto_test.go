@@ -171,9 +171,9 @@ func TestInstanceUpRefusesBeforeCreating(t *testing.T) {
 		tpl  TemplateOptions
 		want string
 	}{
-		"x86 type":                           {TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub, Instance: InstanceOptions{Type: "t3.nano"}}, "not arm64"},
-		"unknown type":                       {TemplateOptions{Mode: "instance", Instance: InstanceOptions{Type: "t9z.giant"}}, "no such type"},
-		"bad allow":                          {TemplateOptions{Mode: "instance", Instance: InstanceOptions{AllowFrom: []string{"198.51.100.7/24"}}}, "did you mean"},
+		"x86 type":     {TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub, Instance: InstanceOptions{Type: "t3.nano"}}, "not arm64"},
+		"unknown type": {TemplateOptions{Mode: "instance", Instance: InstanceOptions{Type: "t9z.giant"}}, "no such type"},
+		"bad allow":    {TemplateOptions{Mode: "instance", Instance: InstanceOptions{AllowFrom: []string{"198.51.100.7/24"}}}, "did you mean"},
 	} {
 		o := motoInstanceUp("refuse", tc.tpl)
 		_, err := Up(ctx, c, o)
