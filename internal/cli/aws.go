@@ -21,6 +21,7 @@ import (
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/deploy"
 	"github.com/outgate/outgate/internal/iacsnippet"
+	"github.com/outgate/outgate/internal/preflight"
 )
 
 // defaultAWS loads the AWS configuration from the default chain
@@ -87,7 +88,8 @@ with the Go toolchain.`,
 			o.Name, o.ConfigYAML, o.Out, o.Zips = g.name, data, cmd.ErrOrStderr(), deploy.BuildZips
 			o.Set = map[string]bool{}
 			for _, name := range []string{deploy.FlagMode, deploy.FlagAZs, deploy.FlagVPC, deploy.FlagSubnets, deploy.FlagEndpoints,
-				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory, deploy.FlagNotify, deploy.FlagNotifyTopic} {
+				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory, deploy.FlagNotify, deploy.FlagNotifyTopic,
+				deploy.FlagInstanceType, deploy.FlagDomain} {
 				o.Set[name] = cmd.Flags().Changed(name)
 			}
 			declined := false
@@ -110,6 +112,14 @@ with the Go toolchain.`,
 			if errors.As(err, &needsYes) || errors.As(err, &bad) {
 				return usageError{err}
 			}
+			var dns preflight.ErrPointDNS
+			if errors.As(err, &dns) && res != nil {
+				// The IPs exist now: say them on stdout, then the error.
+				fmt.Fprintln(cmd.OutOrStdout(), "static IPs (allocated and kept; point the domain at them, and give them to your partners):")
+				for _, ip := range res.IPs {
+					fmt.Fprintf(cmd.OutOrStdout(), "  %s  (%s)\n", ip.PublicIP, ip.AllocationID)
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -122,7 +132,11 @@ with the Go toolchain.`,
 				return nil
 			}
 			fmt.Fprintf(w, "\n%s: %s\n", res.Stack, res.Status)
-			fmt.Fprintf(w, "relay URL: %s\n", res.RelayURL)
+			if host := res.Host; host != "" {
+				fmt.Fprintf(w, "proxy: HTTPS_PROXY=https://CLIENT:KEY@%s:443\nrelay URL: https://%s (with Outgate-Key)\n", host, host)
+			} else {
+				fmt.Fprintf(w, "relay URL: %s\n", res.RelayURL)
+			}
 			fmt.Fprintln(w, "static IPs to give your partners:")
 			for _, ip := range res.IPs {
 				fmt.Fprintf(w, "  %s  (%s)\n", ip.PublicIP, ip.AllocationID)
@@ -136,7 +150,7 @@ with the Go toolchain.`,
 	usesAWS(usesName(usesOutput(cmd, "text", "json")))
 	f := cmd.Flags()
 	f.StringVar(&cfgPath, "config", "", "gateway config file to deploy")
-	f.StringVar(&o.Template.Mode, "mode", "eni", "eni or nat (switching keeps the same IPs); default: what is deployed, eni for a new deployment")
+	f.StringVar(&o.Template.Mode, "mode", "eni", "eni, nat or instance (switching between eni and nat keeps the same IPs); default: what is deployed, eni for a new deployment")
 	f.IntVar(&o.Template.AZs, "azs", 0, "availability zones, 1-3, one IP each; default: what is deployed, 2 for a new deployment (1 is the cheapest)")
 	f.StringVar(&o.Template.VPCID, "vpc-id", "", "use an existing VPC instead of creating one")
 	f.Var(newList(&o.Template.SubnetIDs), "subnet-ids", "public subnets of --vpc-id, one per AZ (repeat or comma-separate)")
@@ -151,6 +165,7 @@ with the Go toolchain.`,
 	f.Var(newList(&o.AdoptEIPs), "adopt-eip", "Elastic IP allocation ids to reuse (repeat or comma-separate)")
 	f.IntVar(&o.SpareIPs, "spare-ips", 0, "eni mode: extra Elastic IPs beyond one per AZ, for an extra ENI to use without a human (give them to partners too)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the change set and stop")
+	instanceFlags(cmd, &o.Template)
 	f.DurationVar(&o.Wait, "wait", 3*time.Minute, "how long to wait for the IPs to be attached (0: don't)")
 	f.DurationVar(&o.Poll, "poll", 5*time.Second, "how often to poll CloudFormation")
 	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long (the stack operation goes on in AWS)")
@@ -190,6 +205,20 @@ func statusCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(w, "ENIs:")
 			for _, e := range s.ENIs {
 				fmt.Fprintf(w, "  %s  %s  %s  %s\n", e.ID, e.Subnet, e.Status, e.PublicIP)
+			}
+			if len(s.Instances) > 0 {
+				fmt.Fprintln(w, "instances (one per AZ):")
+			}
+			for _, gr := range s.Instances {
+				ready, last := "no report", ""
+				if gr.Ready != nil {
+					ready = map[bool]string{true: "ready", false: "NOT READY"}[*gr.Ready]
+					last = ", last check " + gr.LastCheck.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "  %s  %s  IP %s  %s%s\n", gr.AZ, gr.Subnet, gr.PoolIP, ready, last)
+				for _, i := range gr.Instances {
+					fmt.Fprintf(w, "    %s  %s/%s/%s  holds %s\n", i.ID, i.State, i.Lifecycle, i.Health, orNone(i.IP))
+				}
 			}
 			if len(s.Attached) > 0 {
 				fmt.Fprintln(w, "attached functions:")

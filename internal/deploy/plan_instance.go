@@ -30,6 +30,9 @@ func PlanInstance(p Prices, ip InstancePrices, u Usage, typ string) Estimate {
 		e.Lines = append(e.Lines, Line{fmt.Sprintf("EC2 %s x%d", typ, u.AZs), 0,
 			"no price recorded for " + typ + " (plan knows the t4g family): NOT in the total; see aws.amazon.com/ec2/pricing/on-demand"})
 	}
+	if ip.Note != "" { // unverified or borrowed figures say so where they are used
+		e.Lines[len(e.Lines)-1].Note += " [" + ip.Note + "]"
+	}
 	e.Lines = append(e.Lines,
 		Line{fmt.Sprintf("EBS gp3 root x%d", u.AZs), round2(n * RootVolumeGB * ip.GP3GBMonth), fmt.Sprintf("%d GB each at $%.4f/GB-month", RootVolumeGB, ip.GP3GBMonth)},
 		ipLine(p, u.AZs, "one per AZ, on the instances (the address an instance has for its first seconds, before it claims its IP, is billed too, by the second)"))
@@ -55,11 +58,11 @@ func PlanInstance(p Prices, ip InstancePrices, u Usage, typ string) Estimate {
 	return e
 }
 
-// instanceBreakEven is the number of relay calls a month above which
+// InstanceBreakEven is the number of relay calls a month above which
 // instance mode costs less than eni mode for the same usage, or 0 when it
 // never does within 10^10 calls. Plan prints it so nobody has to do this
 // arithmetic to choose.
-func instanceBreakEven(p Prices, ip InstancePrices, u Usage, typ string) float64 {
+func InstanceBreakEven(p Prices, ip InstancePrices, u Usage, typ string) float64 {
 	lo, hi := 0.0, 1e10
 	cost := func(calls float64, inst bool) float64 {
 		v := u

@@ -75,7 +75,7 @@ func TestInstanceBreakEven(t *testing.T) {
 	p, _ := PricesFor("us-east-1")
 	ip, _ := InstancePricesFor("us-east-1")
 	u := DefaultUsage()
-	n := instanceBreakEven(p, ip, u, "t4g.nano")
+	n := InstanceBreakEven(p, ip, u, "t4g.nano")
 	if n <= 0 {
 		t.Fatalf("no break-even: %v", n)
 	}

@@ -83,13 +83,16 @@ func (e ErrOptions) Unwrap() error { return e.error }
 
 // UpResult is what `up` ends with.
 type UpResult struct {
-	Stack    string   `json:"stack"`
-	Status   string   `json:"status"`
-	RelayURL string   `json:"relay_url,omitempty"`
-	IPs      []IP     `json:"ips"`
-	Attached bool     `json:"ips_attached"`
-	NoChange bool     `json:"no_change,omitempty"`
-	Changes  []Change `json:"changes,omitempty"`
+	Stack    string `json:"stack"`
+	Status   string `json:"status"`
+	RelayURL string `json:"relay_url,omitempty"`
+	IPs      []IP   `json:"ips"`
+	Attached bool   `json:"ips_attached"`
+	NoChange bool   `json:"no_change,omitempty"`
+	// Host is what callers of an instance-mode deployment dial (the
+	// domain, or an IP with the deployment's own CA).
+	Host    string   `json:"host,omitempty"`
+	Changes []Change `json:"changes,omitempty"`
 }
 
 // MaxSpareIPs bounds --spare-ips: AWS's default quota is 5 Elastic IPs per

@@ -348,6 +348,10 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 		return nil, err
 	}
 	res.IPs = ips
+	res.Host = t.Instance.Domain
+	if res.Host == "" && len(ips) > 0 {
+		res.Host = ips[0].PublicIP
+	}
 	res.Attached = waitInstances(ctx, c, o, st, say)
 	return res, nil
 }
