@@ -26,6 +26,7 @@ zips:
 # date: the same commit gives the same binary, and so the same S3 key and
 # launch template (up replaces no instance for nothing).
 instance-binary:
+	rm -f $(DIST)/outgate-linux-arm64   # never embed an older copy of itself
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid= $(STAMP)' -o $(DIST)/outgate-linux-arm64 ./cmd/outgate
 
 release: zips instance-binary
