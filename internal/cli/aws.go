@@ -370,7 +370,7 @@ released, exit 2).`,
 }
 
 func verifyCmd(g *globals) *cobra.Command {
-	var key string
+	var key, client, checkURL string
 	cmd := &cobra.Command{
 		Use:   "verify --name N --key KEY",
 		Short: "Check through the deployed relay that calls leave from the deployment's IPs",
@@ -386,6 +386,9 @@ func verifyCmd(g *globals) *cobra.Command {
 			s, err := deploy.ReadStatus(cmd.Context(), c, g.name)
 			if err != nil {
 				return err
+			}
+			if len(s.Instances) > 0 {
+				return verifyInstances(cmd, c, g.name, client, key, checkURL, s.IPs)
 			}
 			checks, err := deploy.Verify(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
 			w := cmd.OutOrStdout()
@@ -408,6 +411,8 @@ func verifyCmd(g *globals) *cobra.Command {
 	}
 	usesAWS(usesName(cmd))
 	cmd.Flags().StringVar(&key, "key", "", "a client key of the deployment (default: $OUTGATE_KEY)")
+	cmd.Flags().StringVar(&client, "client", "", "instance mode: the key's client name (the proxy takes client:key)")
+	cmd.Flags().StringVar(&checkURL, "check-url", "", "instance mode: what to fetch through the proxy, a service answering with the caller's IP (default: the deployed config's egress_check_url); the client's hosts must allow it")
 	return cmd
 }
 

@@ -454,3 +454,40 @@ func waitInstances(ctx context.Context, c Clients, o UpOptions, st *Deployed, sa
 		}
 	}
 }
+
+// InstanceAccess is what verify needs to call an instance-mode deployment
+// as its users do.
+type InstanceAccess struct {
+	Domain   string // "" with the deployment's own CA
+	CAPEM    []byte // the own CA's certificate (no domain)
+	CheckURL string // the deployed config's egress_check_url
+}
+
+// ReadInstanceAccess reads the domain (a stack parameter), the own CA's
+// certificate (SSM /outgate/NAME/ca/cert) and the deployed config's
+// egress_check_url.
+func ReadInstanceAccess(ctx context.Context, c Clients, name string) (*InstanceAccess, error) {
+	st, err := DescribeDeployed(ctx, c.CloudFormation, name)
+	if err != nil {
+		return nil, err
+	}
+	if !isInstance(st) {
+		return nil, fmt.Errorf("deployment %s is not in instance mode", name)
+	}
+	a := &InstanceAccess{Domain: st.Parameters[ParamDomain], CheckURL: config.DefaultEgressCheckURL}
+	if a.Domain == "" {
+		out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/outgate/" + name + "/ca/cert")})
+		if err != nil {
+			return nil, awsError("reading the deployment's CA certificate (ssm:GetParameter)", err)
+		}
+		a.CAPEM = []byte(aws.ToString(out.Parameter.Value))
+	}
+	out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(ConfigParameter(name)), WithDecryption: aws.Bool(true)})
+	if err != nil {
+		return nil, awsError("reading the deployed config (ssm:GetParameter)", err)
+	}
+	if cfg, err := config.Parse([]byte(aws.ToString(out.Parameter.Value)), ConfigParameter(name)); err == nil && cfg.EgressCheckURL != "" {
+		a.CheckURL = cfg.EgressCheckURL
+	}
+	return a, nil
+}

@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/outgate/outgate/internal/preflight"
 	"github.com/outgate/outgate/internal/testutil"
@@ -25,7 +27,12 @@ func fakeBinary(context.Context) (Binary, error) {
 func ownCA(t *testing.T) *int {
 	n := 0
 	prev := EnsureOwnCA
-	EnsureOwnCA = func(context.Context, SSM, string) (bool, error) { n++; return n == 1, nil }
+	EnsureOwnCA = func(ctx context.Context, api SSM, name string) (bool, error) {
+		n++
+		_, err := api.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/outgate/" + name + "/ca/cert"), Value: aws.String("CA PEM"),
+			Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
+		return n == 1, err
+	}
 	t.Cleanup(func() { EnsureOwnCA = prev })
 	return &n
 }
@@ -139,6 +146,13 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	var bad ErrOptions
 	if _, err := Up(ctx, c, sw); !errors.As(err, &bad) || !strings.Contains(err.Error(), "outgate down --name box") {
 		t.Errorf("switch to eni: %v", err)
+	}
+
+	// verify's view: no domain, so the own CA's certificate and the
+	// config's egress check URL (the default here).
+	acc, err := ReadInstanceAccess(ctx, c, "box")
+	if err != nil || acc.Domain != "" || string(acc.CAPEM) != "CA PEM" || acc.CheckURL != "https://checkip.amazonaws.com" {
+		t.Errorf("instance access: %+v %v", acc, err)
 	}
 
 	kept, err := Down(ctx, c, "box", o.Poll, o.Out)
