@@ -138,18 +138,30 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	var (
 		prev  *Deployed
 		shape *Shape
+		// leaving are an instance-mode deployment's groups, emptied before
+		// a switch to eni or nat runs so the IPs leave the instances.
+		leaving []string
 	)
 	if exists {
 		if prev, err = DescribeDeployed(ctx, c.CloudFormation, o.Name); err != nil {
 			return nil, err
 		}
-		if isInstance(prev) && o.Set[FlagMode] && o.Template.Mode != "instance" {
-			return nil, ErrOptions{fmt.Errorf("deployment %s runs in instance mode: switching it to %s in place is not supported yet. `outgate down --name %s` keeps the IPs; then `up --mode %s` puts them to use", o.Name, o.Template.Mode, o.Name, o.Template.Mode)}
-		}
-		if isInstance(prev) || o.Set[FlagMode] && o.Template.Mode == "instance" {
+		switching := isInstance(prev) && o.Set[FlagMode] && o.Template.Mode != "instance"
+		if !switching && (isInstance(prev) || o.Set[FlagMode] && o.Template.Mode == "instance") {
 			return upInstance(ctx, c, o, account, prev, say)
 		}
-		if shape, err = ReadShape(ctx, c, prev); err != nil {
+		if switching {
+			// Instance -> eni or nat: the AZs, VPC and subnets are kept
+			// (the relay's defaults for the rest), and the groups are
+			// emptied just before the change set runs.
+			is, groups, err := readInstanceShape(ctx, c, prev)
+			if err != nil {
+				return nil, err
+			}
+			shape = &Shape{Template: TemplateOptions{Mode: "instance", AZs: is.AZs, VPCID: is.VPCID, SubnetIDs: is.SubnetIDs,
+				Front: "url", Arch: "arm64", MemoryMB: RelayMemoryMB}}
+			leaving = groups
+		} else if shape, err = ReadShape(ctx, c, prev); err != nil {
 			return nil, err
 		}
 		o.Template = keepShape(o.Template, o.Set, &shape.Template)
@@ -187,7 +199,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		if disruptive && !o.DryRun && !o.Yes && (o.Confirm == nil || !o.Confirm(changes)) {
 			return nil, ErrNeedsYes{Changes: changes}
 		}
-		if movesRelay(shape.Template, o.Template) {
+		if leaving == nil && movesRelay(shape.Template, o.Template) {
 			fns, err := AttachedFunctions(ctx, c.Lambda, shape.SG, shape.Relay, prev.Resources["Guardian"])
 			if err != nil {
 				return nil, err
@@ -350,6 +362,16 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			}()
 			if err != nil {
 				return nil, err
+			}
+			if leaving != nil {
+				if err := releaseInstances(ctx, c, o, leaving, say); err != nil {
+					return nil, err
+				}
+				defer func() {
+					if retErr != nil {
+						restoreInstances(context.WithoutCancel(ctx), c, o.Name, leaving, say)
+					}
+				}()
 			}
 		}
 		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
@@ -555,14 +577,14 @@ var guardianRunMax = 55 * time.Second
 // change. st is the running stack. It returns the paused guardian's name
 // ("" if none was paused), for resumeGuardian should the update fail.
 func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say func(string, ...any)) (string, error) {
-	if o.Template.Mode != "nat" || o.DryRun {
+	if o.Template.Mode == "eni" || o.DryRun {
 		return "", nil
 	}
 	fn, eni := st.Resources["Guardian"]
 	if !eni {
 		return "", nil
 	}
-	say("switching eni -> nat: stopping the guardian and moving the IPs to the NAT gateways; egress pauses until they are up")
+	say("switching eni -> %s: stopping the guardian and moving the IPs to their new holders; egress pauses until they hold them", o.Template.Mode)
 	if _, err := c.Lambda.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String(fn),
 		ReservedConcurrentExecutions: aws.Int32(0)}); err != nil {
 		return "", awsError("stopping the guardian (lambda:PutFunctionConcurrency)", err)
@@ -580,7 +602,7 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say 
 			continue
 		}
 		if _, err := c.EC2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: aws.String(ip.Association)}); err != nil {
-			return fn, awsError("freeing "+ip.PublicIP+" for the NAT gateway (ec2:DisassociateAddress)", err)
+			return fn, awsError("freeing "+ip.PublicIP+" for its new holder (ec2:DisassociateAddress)", err)
 		}
 		say("  %s freed from %s", ip.PublicIP, ip.AttachedTo)
 	}

@@ -139,10 +139,37 @@ const letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
 // before anything is created; with --domain on a first run, the IPs are
 // allocated first and up stops until the name points at them.
 func upInstance(ctx context.Context, c Clients, o UpOptions, account string, prev *Deployed, say func(string, ...any)) (_ *UpResult, retErr error) {
-	if prev != nil {
-		if !isInstance(prev) {
-			return nil, ErrOptions{fmt.Errorf("deployment %s runs in %s mode: switching it to instance mode in place is not supported yet. `outgate down --name %s` keeps the IPs; then `up --mode instance` puts them on the instances", o.Name, modeOf(prev), o.Name)}
+	if prev != nil && !isInstance(prev) {
+		// eni or nat -> instance: the same VPC, subnets and AZs (the
+		// instances go in the public subnets, which the switch keeps), and
+		// the IPs handed over just before the change set runs.
+		shape, err := ReadShape(ctx, c, prev)
+		if err != nil {
+			return nil, err
 		}
+		t := o.Template
+		if !o.Set[FlagAZs] {
+			t.AZs = shape.Template.AZs
+		}
+		if !o.Set[FlagVPC] && !o.Set[FlagSubnets] {
+			t.VPCID, t.SubnetIDs = shape.Template.VPCID, shape.Template.SubnetIDs
+		}
+		// The relay's options do not apply to instances.
+		t.Front, t.Arch, t.MemoryMB, t.Endpoints, t.SharedNAT = "url", "arm64", 0, nil, false
+		ch := []Change{{What: "mode", From: shape.Template.Mode, To: "instance", Disruptive: true,
+			Why: "the IPs move from the " + map[bool]string{true: "relay's ENIs", false: "NAT gateways"}[shape.Template.Mode == "eni"] + " to the instances, and callers use the instances (proxy and relay on :443) instead of the relay URL"}}
+		if !o.DryRun && !o.Yes && (o.Confirm == nil || !o.Confirm(ch)) {
+			return nil, ErrNeedsYes{Changes: ch}
+		}
+		fns, err := AttachedFunctions(ctx, c.Lambda, shape.SG, shape.Relay, prev.Resources["Guardian"])
+		if err != nil {
+			return nil, err
+		}
+		if len(fns) > 0 {
+			return nil, fmt.Errorf("%w, and instance mode has no relay subnets for them: %s; nothing was changed", ErrAttached{Deployment: o.Name, Functions: fns}, detachHint(fns))
+		}
+		o.Template = t
+	} else if prev != nil {
 		shape, _, err := readInstanceShape(ctx, c, prev)
 		if err != nil {
 			return nil, err
@@ -326,6 +353,22 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 			res.Status = "DRY_RUN"
 			return res, nil
 		}
+		if exists && !isInstance(prev) {
+			// Only now, with the change set ready: a guardian would put the
+			// IPs back on the relay's ENIs, from which no instance may take
+			// them, so it stops and the IPs come off the ENIs. (NAT
+			// gateways free theirs when CloudFormation deletes them, and the
+			// instances claim them then.)
+			paused, err := handOverIPs(ctx, c, o, prev, say)
+			defer func() {
+				if retErr != nil {
+					resumeGuardian(context.WithoutCancel(ctx), c, o.Name, paused, say)
+				}
+			}()
+			if err != nil {
+				return nil, err
+			}
+		}
 		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
 			return nil, awsError("executing the change set (cloudformation:ExecuteChangeSet)", err)
 		}
@@ -354,17 +397,6 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 	}
 	res.Attached = waitInstances(ctx, c, o, st, say)
 	return res, nil
-}
-
-// modeOf names a running deployment's mode from its resources.
-func modeOf(st *Deployed) string {
-	switch {
-	case isInstance(st):
-		return "instance"
-	case st.Resources["NatGateway0"] != "":
-		return "nat"
-	}
-	return "eni"
 }
 
 // newVPCAZs: a new VPC puts subnet i in Fn::GetAZs' i-th AZ (the region's
@@ -490,4 +522,33 @@ func ReadInstanceAccess(ctx context.Context, c Clients, name string) (*InstanceA
 		a.CheckURL = cfg.EgressCheckURL
 	}
 	return a, nil
+}
+
+// instanceReleaseWait bounds how long a switch away from instance mode
+// waits for the groups' instances to terminate.
+var instanceReleaseWait = 10 * time.Minute
+
+// releaseInstances empties an instance-mode deployment's groups before a
+// switch to eni or nat runs, so its IPs leave the instances explicitly
+// (a NAT gateway cannot take an IP an instance holds, and the guardian
+// takes none that is in use).
+func releaseInstances(ctx context.Context, c Clients, o UpOptions, groups []string, say func(string, ...any)) error {
+	say("switching instance -> %s: stopping the instances and freeing the IPs; egress pauses until the new holders have them", o.Template.Mode)
+	fc := fleet.Clients{AutoScaling: c.AutoScaling, EC2: c.Fleet, CloudWatch: c.CloudWatch}
+	if err := fleet.Release(ctx, fc, o.Name, groups, instanceReleaseWait, o.Poll); err != nil {
+		return err
+	}
+	say("  the instances are gone and the IPs free")
+	return nil
+}
+
+// restoreInstances undoes releaseInstances after a failed switch: each
+// group gets its one instance back, which claims its IP again.
+func restoreInstances(ctx context.Context, c Clients, name string, groups []string, say func(string, ...any)) {
+	fc := fleet.Clients{AutoScaling: c.AutoScaling, EC2: c.Fleet, CloudWatch: c.CloudWatch}
+	if err := fleet.Restore(ctx, fc, groups); err != nil {
+		say("the switch failed and the instances could not be restored (%v): set each group of %s back to 1 instance (aws autoscaling update-auto-scaling-group --min-size 1 --max-size 1 --desired-capacity 1)", err, name)
+		return
+	}
+	say("the switch failed: each AZ's group launches its instance again, which claims the IP back")
 }

@@ -140,14 +140,6 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	if st2.Resources["InstanceGroup0"] != st.Resources["InstanceGroup0"] {
 		t.Errorf("re-run replaced the group: %v", st2.Resources)
 	}
-	// A switch in place is refused before anything changes, saying how.
-	sw := motoUp("box", TemplateOptions{Mode: "eni"})
-	sw.Set = map[string]bool{FlagMode: true}
-	var bad ErrOptions
-	if _, err := Up(ctx, c, sw); !errors.As(err, &bad) || !strings.Contains(err.Error(), "outgate down --name box") {
-		t.Errorf("switch to eni: %v", err)
-	}
-
 	// verify's view: no domain, so the own CA's certificate and the
 	// config's egress check URL (the default here).
 	acc, err := ReadInstanceAccess(ctx, c, "box")
@@ -224,4 +216,91 @@ func TestInstanceUpRefusesBeforeCreating(t *testing.T) {
 	if st.Parameters[ParamDomain] != "gw.example.com" {
 		t.Errorf("domain parameter: %v", st.Parameters)
 	}
+}
+
+// TestInstanceSwitchesKeepTheIPs: instance -> eni -> instance on one
+// deployment in an existing VPC. Without --yes nothing changes; with it the
+// groups are emptied before the change set runs, so the IP the instance
+// claimed leaves it explicitly, and the relay gets the same IPs; going back
+// stops the guardian first, and each IP keeps the subnet it serves.
+func TestInstanceSwitchesKeepTheIPs(t *testing.T) {
+	c, api := motoClients(t)
+	c.CloudWatch = fakeCloudWatch{} // moto cannot speak CloudWatch's RPC v2 CBOR
+	ctx := context.Background()
+	ownCA(t)
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.23.0.0/16", 2)
+	res, err := Up(ctx, c, motoInstanceUp("box", TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first AZ's instance claims its IP, as internal/claim does.
+	s, err := ReadStatus(ctx, c, "box")
+	if err != nil || len(s.Instances) != 2 || len(s.Instances[0].Instances) != 1 {
+		t.Fatalf("status: %v %+v", err, s)
+	}
+	var alloc string
+	ips, _ := ListIPs(ctx, c.EC2, "box")
+	for _, ip := range ips {
+		if ip.Subnet == s.Instances[0].Subnet {
+			alloc = ip.AllocationID
+		}
+	}
+	if _, err := api.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(s.Instances[0].Instances[0].ID)}); err != nil {
+		t.Fatal(err)
+	}
+	// instance -> eni in place: refused without --yes (nothing changed),
+	// then done with it: the groups are emptied first, so the IP leaves
+	// the instance explicitly, and the same IPs serve the relay.
+	noGuardianRuns(t)
+	sw := motoUp("box", TemplateOptions{Mode: "eni"})
+	sw.Set = map[string]bool{FlagMode: true}
+	var needsYes ErrNeedsYes
+	if _, err := Up(ctx, c, sw); !errors.As(err, &needsYes) {
+		t.Fatalf("switch without --yes: %v", err)
+	}
+	if st3, _ := DescribeDeployed(ctx, c.CloudFormation, "box"); st3.Resources["InstanceGroup0"] == "" {
+		t.Fatal("a refused switch changed the stack")
+	}
+	sw.Yes = true
+	_, err = Up(ctx, c, sw)
+	if err != nil {
+		t.Fatalf("switch to eni: %v", err)
+	}
+	st4, _ := DescribeDeployed(ctx, c.CloudFormation, "box")
+	if st4.Resources["Guardian"] == "" || st4.Resources["InstanceGroup0"] != "" {
+		t.Errorf("after the switch to eni: %v", st4.Resources)
+	}
+	if ips, _ := ListIPs(ctx, c.EC2, "box"); len(ips) != 2 || ips[0].AllocationID != res.IPs[0].AllocationID && ips[0].AllocationID != res.IPs[1].AllocationID {
+		t.Errorf("IPs after the switch: %+v (were %+v)", ips, res.IPs)
+	} else {
+		for _, ip := range ips {
+			if ip.AttachedTo != "" {
+				t.Errorf("%s still on %s after the instances left", ip.PublicIP, ip.AttachedTo)
+			}
+		}
+	}
+	// eni -> instance in place: the guardian is stopped first, and the
+	// groups come back in the same subnets, each IP still tagged for its own.
+	back := motoInstanceUp("box", TemplateOptions{Mode: "instance"})
+	back.Yes = true
+	if _, err := Up(ctx, c, back); err != nil {
+		t.Fatalf("switch back to instance: %v", err)
+	}
+	st5, _ := DescribeDeployed(ctx, c.CloudFormation, "box")
+	if st5.Resources["InstanceGroup1"] == "" || st5.Resources["Guardian"] != "" {
+		t.Errorf("after the switch back: %v", st5.Resources)
+	}
+	ips2, _ := ListIPs(ctx, c.EC2, "box")
+	for _, ip := range ips2 {
+		before := ""
+		for _, p := range ips {
+			if p.AllocationID == ip.AllocationID {
+				before = p.Subnet
+			}
+		}
+		if ip.Subnet != before {
+			t.Errorf("%s moved from subnet %s to %s", ip.PublicIP, before, ip.Subnet)
+		}
+	}
+
 }
