@@ -191,7 +191,11 @@ func statusCmd(g *globals) *cobra.Command {
 				return printJSON(cmd, s)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%s: stack %s\nrelay: %s %s\nrelay URL: %s\nIPs:\n", s.Name, s.StackStatus, s.Relay, s.RelayState, s.RelayURL)
+			fmt.Fprintf(w, "%s: stack %s\n", s.Name, s.StackStatus)
+			if len(s.Instances) == 0 {
+				fmt.Fprintf(w, "relay: %s %s\nrelay URL: %s\n", s.Relay, s.RelayState, s.RelayURL)
+			}
+			fmt.Fprintln(w, "IPs:")
 			for _, ip := range s.IPs {
 				at := ip.AttachedTo
 				if at == "" {
@@ -202,7 +206,9 @@ func statusCmd(g *globals) *cobra.Command {
 			if s.Guardian != nil {
 				fmt.Fprintf(w, "guardian: last run %s, %.0f ENI(s) without IP\n", s.Guardian.At.Format(time.RFC3339), s.Guardian.ENIsWithoutIP)
 			}
-			fmt.Fprintln(w, "ENIs:")
+			if len(s.Instances) == 0 {
+				fmt.Fprintln(w, "ENIs:")
+			}
 			for _, e := range s.ENIs {
 				fmt.Fprintf(w, "  %s  %s  %s  %s\n", e.ID, e.Subnet, e.Status, e.PublicIP)
 			}
