@@ -198,16 +198,17 @@ want='@SHA256@'
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The instance profile's credentials can lag a new role by a few seconds:
-# a few bounded tries, then give up loudly.
+# The instance profile's credentials can lag a new role, and a new VPC's
+# route to the internet can lag the instance: bounded tries for about five
+# minutes, then give up loudly.
 tries=0
 until AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=5 aws s3 cp --only-show-errors --region "$region" "s3://$bucket/$key" "$work/outgate"; do
   tries=$((tries + 1))
-  if [ "$tries" -ge 6 ]; then
+  if [ "$tries" -ge 30 ]; then
     say "could not download s3://$bucket/$key"
     exit 1
   fi
-  sleep 5
+  sleep 10
 done
 got=$(sha256sum "$work/outgate" | cut -d' ' -f1)
 if [ "$got" != "$want" ]; then

@@ -197,8 +197,8 @@ func TestUserDataDownloadFails(t *testing.T) {
 	if ok || !strings.Contains(out, "could not download") {
 		t.Fatalf("ok=%v\n%s", ok, out)
 	}
-	if n := strings.Count(m.calls(), "aws s3 cp"); n != 6 {
-		t.Errorf("%d download attempts, want 6", n)
+	if n := strings.Count(m.calls(), "aws s3 cp"); n != 30 {
+		t.Errorf("%d download attempts, want 30", n)
 	}
 	m.neverStarted()
 }

@@ -378,6 +378,11 @@ func (b *builder) autoScalingGroup(i int) {
 	if i > 0 {
 		after = []string{fmt.Sprintf("InstanceGroup%d", i-1)}
 	}
+	if b.o.VPCID == "" {
+		// A new VPC's way out must exist before the instance boots: its
+		// user data fetches the binary from S3 over the internet.
+		after = append(after, "PublicDefaultRoute", fmt.Sprintf("PublicSubnet%dRoutes", i))
+	}
 	b.add(name, &autoscaling.AutoScalingGroup{
 		MinSize: "1", MaxSize: "1", DesiredCapacity: cf.String("1"),
 		VPCZoneIdentifier: []string{b.relayIn[i]},

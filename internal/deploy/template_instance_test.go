@@ -287,3 +287,16 @@ func TestInstanceOptionErrors(t *testing.T) {
 		}
 	}
 }
+
+// In a new VPC an instance boots only once its subnet routes to the
+// internet (its user data fetches the binary from S3 that way).
+func TestInstanceGroupsWaitForTheRoute(t *testing.T) {
+	var doc struct{ Resources map[string]map[string]any }
+	json.Unmarshal(render(t, TemplateOptions{Mode: "instance", AZs: 2}, "json"), &doc)
+	for i := 0; i < 2; i++ {
+		deps := jsonOf(doc.Resources[fmt.Sprintf("InstanceGroup%d", i)]["DependsOn"])
+		if !strings.Contains(deps, `"PublicDefaultRoute"`) || !strings.Contains(deps, fmt.Sprintf(`"PublicSubnet%dRoutes"`, i)) {
+			t.Errorf("InstanceGroup%d depends on %s", i, deps)
+		}
+	}
+}
