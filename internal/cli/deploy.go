@@ -176,7 +176,9 @@ func templateCmd(g *globals) *cobra.Command {
 		Long: `Print the CloudFormation template outgate deploys. It works on its own: deploy it with
 your pipeline, giving the S3 location of the function zips and the SSM parameter that holds
 the outgate config. With EipAllocationIds empty it creates the Elastic IPs and keeps them when
-the stack is deleted; in eni mode the guardian attaches them within a minute.`,
+the stack is deleted; in eni mode the guardian attaches them within a minute. In instance mode
+give BinaryKey and BinarySha256 (the linux/arm64 outgate binary in CodeBucket) instead of the zips;
+the IPs the stack creates are tagged with the subnet each serves.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := deploy.Template(o)
