@@ -58,6 +58,12 @@ gateways go there and outgate adds private subnets for the relay, with route tab
 own, so your subnets' routes are never touched: blocks from the top of the VPC's range, or
 --private-cidrs. Switching modes (up --mode nat on an eni deployment, and back) keeps the IPs.
 
+--mode instance runs the gateway itself on one small arm64 instance per AZ (--instance-type,
+default t4g.nano), proxy and relay over TLS on :443, each instance holding its AZ's IP and
+replaced automatically. --domain gets a certificate from an ACME CA (a first run allocates the
+IPs and stops until the name points at them); without it the deployment's own CA signs.
+--allow-from limits who may connect (default anywhere: the key authenticates).
+
 On a running deployment up keeps what is deployed (mode, AZs, VPC and subnets, front door,
 arch, memory, endpoints) and changes only what a flag given says. It prints each change; one
 that moves the IPs or changes the relay URL asks for confirmation on a terminal, and needs
