@@ -18,10 +18,14 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/spf13/cobra"
 
+	"github.com/outgate/outgate/internal/attach"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/deploy"
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/iacsnippet"
 	"github.com/outgate/outgate/internal/preflight"
+	"github.com/outgate/outgate/internal/stack"
+	"github.com/outgate/outgate/internal/verify"
 )
 
 // defaultAWS loads the AWS configuration from the default chain
@@ -166,7 +170,7 @@ with the Go toolchain.`,
 	f.BoolVar(&o.Template.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
 	f.StringVar(&o.Template.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
 	templateAlarmFlags(cmd, &o.Template)
-	f.IntVar(&o.Template.MemoryMB, "memory", deploy.RelayMemoryMB, "the relay's memory in MB (128-10240)")
+	f.IntVar(&o.Template.MemoryMB, "memory", stack.RelayMemoryMB, "the relay's memory in MB (128-10240)")
 	f.BoolVar(&o.Yes, "yes", false, "go ahead with changes that move the IPs or the relay URL (mode, AZs, VPC, subnets, front door) without asking (needed when stdin is not a terminal)")
 	f.Var(newList(&o.AdoptEIPs), "adopt-eip", "Elastic IP allocation ids to reuse (repeat or comma-separate)")
 	f.IntVar(&o.SpareIPs, "spare-ips", 0, "eni mode: extra Elastic IPs beyond one per AZ, for an extra ENI to use without a human (give them to partners too)")
@@ -402,7 +406,7 @@ func verifyCmd(g *globals) *cobra.Command {
 			if len(s.Instances) > 0 {
 				return verifyInstances(cmd, c, g.name, client, key, checkURL, s.IPs)
 			}
-			checks, err := deploy.Verify(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
+			checks, err := verify.Egress(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
 			w := cmd.OutOrStdout()
 			for _, c := range checks {
 				switch {
@@ -462,7 +466,7 @@ that code (omit it for the provider-level / Globals form).`,
 				if err != nil {
 					return err
 				}
-				s, err := deploy.AttachSnippet(cmd.Context(), c.Lambda, c.EC2, st, format, function)
+				s, err := attach.Snippet(cmd.Context(), c.Lambda, c.EC2, st.AttachTarget(), format, function)
 				if err != nil {
 					return err
 				}
@@ -480,7 +484,7 @@ that code (omit it for the provider-level / Globals form).`,
 			if err != nil {
 				return err
 			}
-			if err := deploy.Attach(cmd.Context(), c.Lambda, c.IAM, st, function, poll, cmd.ErrOrStderr()); err != nil {
+			if err := attach.Attach(cmd.Context(), c.Lambda, c.IAM, st.AttachTarget(), function, poll, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s now leaves through deployment %s\n", function, g.name)
@@ -519,7 +523,7 @@ nothing is changed, exit 2).`,
 			if err != nil {
 				return err
 			}
-			return deploy.Detach(cmd.Context(), c.Lambda, function, poll, cmd.ErrOrStderr())
+			return attach.Detach(cmd.Context(), c.Lambda, function, poll, cmd.ErrOrStderr())
 		},
 	}
 	usesAWS(cmd)
@@ -530,7 +534,7 @@ nothing is changed, exit 2).`,
 }
 
 func keysAddCmd(g *globals) *cobra.Command {
-	var k deploy.KeyEdit
+	var k deployedconfig.KeyEdit
 	cmd := &cobra.Command{
 		Use:   "add --name N --client C [--config FILE]",
 		Short: "Give a client of a deployment a new key (old keys keep working until revoked)",
@@ -547,7 +551,7 @@ you deploy from is edited too, so the next up keeps the key. The key is printed 
 			if err != nil {
 				return err
 			}
-			key, hash, err := deploy.AddKey(cmd.Context(), c.SSM, k)
+			key, hash, err := deployedconfig.AddKey(cmd.Context(), c.SSM, k)
 			if err != nil {
 				return err
 			}
@@ -569,7 +573,7 @@ you deploy from is edited too, so the next up keeps the key. The key is printed 
 
 func keysRevokeCmd(g *globals) *cobra.Command {
 	var (
-		k    deploy.KeyEdit
+		k    deployedconfig.KeyEdit
 		hash string
 	)
 	cmd := &cobra.Command{
@@ -585,7 +589,7 @@ func keysRevokeCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := deploy.RevokeKey(cmd.Context(), c.SSM, k, hash); err != nil {
+			if err := deployedconfig.RevokeKey(cmd.Context(), c.SSM, k, hash); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s... for %s\n", hash[:min(12, len(hash))], k.Client)
@@ -610,11 +614,11 @@ func keysListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			data, err := deploy.DeployedConfig(cmd.Context(), c.SSM, name)
+			data, err := deployedconfig.Read(cmd.Context(), c.SSM, name)
 			if err != nil {
 				return err
 			}
-			cfg, err := config.Parse(data, "ssm:"+deploy.ConfigParameter(name))
+			cfg, err := config.Parse(data, "ssm:"+deployedconfig.Parameter(name))
 			if err != nil {
 				return err
 			}

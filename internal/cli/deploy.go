@@ -10,13 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/outgate/outgate/internal/deploy"
 	"github.com/outgate/outgate/internal/preflight"
+	"github.com/outgate/outgate/internal/pricing"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 func planCmd(g *globals) *cobra.Command {
 	var (
-		u                  = deploy.DefaultUsage()
+		u                  = pricing.DefaultUsage()
 		mode, instanceType string
 	)
 	cmd := &cobra.Command{
@@ -69,27 +70,27 @@ plan prices us-east-1 and says so. No credentials are needed.`,
 			if err != nil {
 				return err
 			}
-			p, err := deploy.PricesFor(region)
+			p, err := pricing.PricesFor(region)
 			if err != nil {
 				return usageError{err}
 			}
-			est := deploy.Plan(p, u)
-			ip, err := deploy.InstancePricesFor(region)
+			est := pricing.Plan(p, u)
+			ip, err := pricing.InstancePricesFor(region)
 			if err != nil {
 				return usageError{err}
 			}
 			if err := preflight.InstanceTypeName(instanceType); err != nil {
 				return usageError{err}
 			}
-			inst := deploy.PlanInstance(p, ip, u, instanceType)
-			if n := deploy.InstanceBreakEven(p, ip, u, instanceType); n > 0 {
+			inst := pricing.PlanInstance(p, ip, u, instanceType)
+			if n := pricing.InstanceBreakEven(p, ip, u, instanceType); n > 0 {
 				inst.Summary += fmt.Sprintf("; cheaper than eni from about %.0f calls a month of this kind", n)
 			}
 			est = append(est, inst)
 			if mode != "" {
 				for _, e := range est {
 					if e.Mode == mode {
-						est = []deploy.Estimate{e}
+						est = []pricing.Estimate{e}
 					}
 				}
 			}
@@ -125,7 +126,7 @@ plan prices us-east-1 and says so. No credentials are needed.`,
 	return cmd
 }
 
-func printPlan(w io.Writer, region string, p deploy.Prices, u deploy.Usage, est []deploy.Estimate) {
+func printPlan(w io.Writer, region string, p pricing.Prices, u pricing.Usage, est []pricing.Estimate) {
 	fmt.Fprintf(w, "outgate plan: %s, %.0f requests/month x %.0f ms x %.0f MB (%s), %.0f GB/month, %d AZ\n",
 		region, u.RequestsPerMonth, u.AvgDurationMs, u.MemoryMB, u.Arch, u.GBPerMonth, u.AZs)
 	fmt.Fprintf(w, "prices: %s, recorded %s (list prices; check the pricing pages before you budget)\n", p.Source, p.Recorded)
@@ -134,7 +135,7 @@ func printPlan(w io.Writer, region string, p deploy.Prices, u deploy.Usage, est 
 	}
 	for _, e := range est {
 		fmt.Fprintf(w, "\n== %s: %s\n", e.Mode, e.Summary)
-		fmt.Fprintln(w, indent(deploy.Diagram(e.Mode, u.AZs, u.Front)))
+		fmt.Fprintln(w, indent(pricing.Diagram(e.Mode, u.AZs, u.Front)))
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		for _, l := range e.Lines {
 			fmt.Fprintf(tw, "  %s\t$%8.2f\t%s\n", l.Item, l.USD, l.Note)
@@ -169,7 +170,7 @@ func (g *globals) planRegion(cmd *cobra.Command) (string, error) {
 func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
 
 func templateCmd(g *globals) *cobra.Command {
-	var o deploy.TemplateOptions
+	var o stack.TemplateOptions
 	cmd := &cobra.Command{
 		Use:   "template",
 		Short: "Print the CloudFormation template, for deploying through your own pipeline",
@@ -181,11 +182,11 @@ give BinaryKey and BinarySha256 (the linux/arm64 outgate binary in CodeBucket) i
 the IPs the stack creates are tagged with the subnet each serves.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := deploy.Template(o)
+			t, err := stack.Template(o)
 			if err != nil {
 				return usageError{err}
 			}
-			out, err := deploy.Render(t, g.output)
+			out, err := stack.Render(t, g.output)
 			if err != nil {
 				return usageError{err}
 			}
@@ -212,22 +213,22 @@ the IPs the stack creates are tagged with the subnet each serves.`,
 // templateAlarmFlags are the options up and template share for alarms,
 // logs and the cost guard. --relay-concurrency 0 asks for no cap; the
 // template spells that NoRelayCap, as 0 there means "the default".
-func templateAlarmFlags(cmd *cobra.Command, o *deploy.TemplateOptions) {
+func templateAlarmFlags(cmd *cobra.Command, o *stack.TemplateOptions) {
 	f := cmd.Flags()
 	f.Var(newList(&o.Notify), "notify", "email address the stack's alarm topic mails (repeat or comma-separate; each must confirm AWS's subscription mail)")
 	f.StringVar(&o.NotifyTopic, "notify-topic", "", "an existing SNS topic ARN every alarm publishes to, instead of a topic of the stack's own")
-	f.IntVar(&o.LogRetentionDays, "log-retention-days", deploy.DefaultLogRetentionDays, "days CloudWatch Logs keeps the functions' logs (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)")
+	f.IntVar(&o.LogRetentionDays, "log-retention-days", stack.DefaultLogRetentionDays, "days CloudWatch Logs keeps the functions' logs (1, 3, 5, 7, 14, 30, 60, 90, ... 3653)")
 	f.Var(relayCap{&o.RelayConcurrency}, "relay-concurrency", "the relay's reserved concurrency: at most this many calls at once, which caps what a flood of calls can cost; 0 for no cap")
 }
 
-// relayCap maps the flag's 0 ("no cap") to deploy.NoRelayCap.
+// relayCap maps the flag's 0 ("no cap") to stack.NoRelayCap.
 type relayCap struct{ n *int }
 
 func (r relayCap) String() string {
 	if r.n == nil || *r.n == 0 {
-		return fmt.Sprint(deploy.DefaultRelayConcurrency)
+		return fmt.Sprint(stack.DefaultRelayConcurrency)
 	}
-	if *r.n == deploy.NoRelayCap {
+	if *r.n == stack.NoRelayCap {
 		return "0"
 	}
 	return fmt.Sprint(*r.n)
@@ -239,7 +240,7 @@ func (r relayCap) Set(s string) error {
 		return fmt.Errorf("want a number from 0 (no cap) to 1000")
 	}
 	if v == 0 {
-		v = deploy.NoRelayCap
+		v = stack.NoRelayCap
 	}
 	*r.n = v
 	return nil

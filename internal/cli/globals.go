@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/outgate/outgate/internal/deploy"
+	"github.com/outgate/outgate/internal/pricing"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // globals are the flags declared once, on the root, that mean the same on
@@ -31,7 +33,7 @@ type globals struct {
 // Annotations saying which global flags a command takes.
 const (
 	annAWS    = "outgate/aws"    // --profile, --region
-	annName   = "outgate/name"   // --name, checked with deploy.ValidateName
+	annName   = "outgate/name"   // --name, checked with stack.ValidateName
 	annOutput = "outgate/output" // -o: the formats, the default first, comma-separated
 )
 
@@ -71,7 +73,7 @@ func (g *globals) declare(root *cobra.Command) {
 	f.StringVar(&g.region, "region", "", "AWS region (default: AWS_REGION, or the profile's)")
 	f.StringVar(&g.name, "name", "", "deployment name (the CloudFormation stack's)")
 	f.StringVarP(&g.output, "output", "o", "", "output format")
-	root.RegisterFlagCompletionFunc("region", fixed(deploy.Regions()...))
+	root.RegisterFlagCompletionFunc("region", fixed(pricing.Regions()...))
 	root.RegisterFlagCompletionFunc("output", func(cmd *cobra.Command, _ []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
 		return startingWith(outputFormats(cmd), prefix), cobra.ShellCompDirectiveNoFileComp
 	})
@@ -95,7 +97,7 @@ func (g *globals) check(cmd *cobra.Command) error {
 		}
 	}
 	if has(cmd, annName) {
-		if err := deploy.ValidateName(g.name); err != nil {
+		if err := stack.ValidateName(g.name); err != nil {
 			return usageError{err}
 		}
 	}

@@ -8,11 +8,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/outgate/outgate/internal/deploy"
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/verify"
 )
 
 // instanceFlags are --mode instance's options, shared by up and template.
-func instanceFlags(cmd *cobra.Command, o *deploy.TemplateOptions) {
+func instanceFlags(cmd *cobra.Command, o *stack.TemplateOptions) {
 	f := cmd.Flags()
 	f.StringVar(&o.Instance.Type, "instance-type", "", "instance mode: an arm64 (Graviton) instance type (default t4g.nano)")
 	f.Var(newList(&o.Instance.AllowFrom), "allow-from", "instance mode: CIDR blocks admitted on 443 (repeat or comma-separate; default anywhere: the key authenticates)")

@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // alarmIDs are the logical ids of the stack's alarms; each alarm is named
@@ -42,14 +44,14 @@ func readAlarms(ctx context.Context, c CloudWatch, stack string) ([]Alarm, error
 
 // alarmNotice tells whoever runs up where the alarms go, and that a mail
 // subscription delivers nothing until it is confirmed.
-func alarmNotice(o TemplateOptions, say func(string, ...any)) {
+func alarmNotice(o stack.TemplateOptions, say func(string, ...any)) {
 	switch {
 	case o.NotifyTopic != "":
 		say("alarms publish to %s", o.NotifyTopic)
 	case len(o.Notify) > 0:
 		say("alarms mail %s: AWS sends each a confirmation link, and nothing is delivered until it is clicked", strings.Join(o.Notify, ", "))
 	default:
-		say("WARNING: no --notify or --notify-topic: the alarms publish to the stack's topic (output %s), which nobody is subscribed to", OutputAlarmTopic)
+		say("WARNING: no --notify or --notify-topic: the alarms publish to the stack's topic (output %s), which nobody is subscribed to", stack.OutputAlarmTopic)
 	}
 }
 
@@ -59,13 +61,13 @@ func alarmNotice(o TemplateOptions, say func(string, ...any)) {
 // updates a topic's Subscription list in place, so a template without them
 // would unsubscribe the addresses (or move the alarms to a topic nobody
 // reads) and the alarms would stop paging anyone, silently.
-func keepAlarmRouting(ctx context.Context, c CloudFormation, name string, o *TemplateOptions, set map[string]bool) error {
+func keepAlarmRouting(ctx context.Context, c CloudFormation, name string, o *stack.TemplateOptions, set map[string]bool) error {
 	if set[FlagNotify] || set[FlagNotifyTopic] {
 		return nil
 	}
 	out, err := c.GetTemplate(ctx, &cloudformation.GetTemplateInput{StackName: aws.String(name)})
 	if err != nil {
-		return awsError("reading who the deployment's alarms page (cloudformation:GetTemplate); or give --notify or --notify-topic", err)
+		return awserr.Explain("reading who the deployment's alarms page (cloudformation:GetTemplate); or give --notify or --notify-topic", err)
 	}
 	var doc struct {
 		Resources map[string]struct {

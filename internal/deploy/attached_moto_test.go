@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/outgate/outgate/internal/attach"
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -27,11 +29,11 @@ func TestAttachPrintsTheDeploymentsIds(t *testing.T) {
 	st, sg := deployInto(t, c, "iac", vpcID, pub)
 	fn := userFunction(t)
 	for _, format := range []string{"serverless", "sam", "cdk", "terraform", "cloudformation"} {
-		s, err := AttachSnippet(ctx, c.Lambda, c.EC2, st, format, "")
+		s, err := attach.Snippet(ctx, c.Lambda, c.EC2, st.AttachTarget(), format, "")
 		if err != nil {
 			t.Fatalf("%s: %v", format, err)
 		}
-		for _, want := range append([]string{sg, TagAttached, "iac", "AWSLambdaVPCAccessExecutionRole"}, pub...) {
+		for _, want := range append([]string{sg, attach.TagAttached, "iac", "AWSLambdaVPCAccessExecutionRole"}, pub...) {
 			if !strings.Contains(s, want) {
 				t.Errorf("%s: no %q in\n%s", format, want, s)
 			}
@@ -43,11 +45,11 @@ func TestAttachPrintsTheDeploymentsIds(t *testing.T) {
 	if cfg, _ := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(fn)}); cfg.VpcConfig != nil && len(cfg.VpcConfig.SubnetIds) > 0 {
 		t.Errorf("--print changed the function: %+v", cfg.VpcConfig)
 	}
-	if _, err := AttachSnippet(ctx, c.Lambda, c.EC2, st, "pulumi", ""); err == nil {
+	if _, err := attach.Snippet(ctx, c.Lambda, c.EC2, st.AttachTarget(), "pulumi", ""); err == nil {
 		t.Error("an unknown format was accepted")
 	}
 	var out bytes.Buffer
-	if err := Attach(ctx, c.Lambda, c.IAM, st, fn, 10*time.Millisecond, &out); err != nil {
+	if err := attach.Attach(ctx, c.Lambda, c.IAM, st.AttachTarget(), fn, 10*time.Millisecond, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "next deploy of "+fn) || !strings.Contains(out.String(), "outgate attach --name iac --print FORMAT") {
@@ -68,7 +70,7 @@ func TestStatusShowsAttachedFunctions(t *testing.T) {
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.8.0.0/16", 2)
 	st, sg := deployInto(t, c, "dr", vpcID, pub)
 	byAttach := userFunction(t)
-	if err := Attach(ctx, c.Lambda, c.IAM, st, byAttach, 10*time.Millisecond, io.Discard); err != nil {
+	if err := attach.Attach(ctx, c.Lambda, c.IAM, st.AttachTarget(), byAttach, 10*time.Millisecond, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	role := aws.String("arn:aws:iam::123456789012:role/user-fn")
@@ -80,7 +82,7 @@ func TestStatusShowsAttachedFunctions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tag := map[string]string{TagAttached: "dr"}
+	tag := map[string]string{attach.TagAttached: "dr"}
 	create("by-iac", &lambdatypes.VpcConfig{SubnetIds: pub[:1], SecurityGroupIds: []string{sg}}, tag)
 	create("tag-only", nil, tag)
 	create("unrelated", nil, nil)
@@ -126,14 +128,14 @@ func TestStatusShowsAttachedFunctions(t *testing.T) {
 func deployInto(t *testing.T, c Clients, name, vpcID string, pub []string) (*Deployed, string) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := Up(ctx, c, motoUp(name, TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
+	if _, err := Up(ctx, c, motoUp(name, stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
 		t.Fatal(err)
 	}
 	st, err := DescribeDeployed(ctx, c.CloudFormation, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(st.Outputs[OutputRelayName])})
+	relay, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(st.Outputs[stack.OutputRelayName])})
 	if err != nil {
 		t.Fatal(err)
 	}

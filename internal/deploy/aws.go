@@ -20,7 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/outgate/outgate/internal/attach"
 	"github.com/outgate/outgate/internal/attached"
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/fleet"
 	"github.com/outgate/outgate/internal/guardian"
 	"github.com/outgate/outgate/internal/preflight"
@@ -66,18 +68,10 @@ type IPReleaser interface {
 	ReleaseAddress(ctx context.Context, in *ec2.ReleaseAddressInput, opts ...func(*ec2.Options)) (*ec2.ReleaseAddressOutput, error)
 }
 
-// SSM stores the gateway config the relay reads.
-type SSM interface {
-	GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
-	PutParameter(ctx context.Context, in *ssm.PutParameterInput, opts ...func(*ssm.Options)) (*ssm.PutParameterOutput, error)
-	// Reading the revoked keys' record (ssm:GetParametersByPath).
-	GetParametersByPath(ctx context.Context, in *ssm.GetParametersByPathInput, opts ...func(*ssm.Options)) (*ssm.GetParametersByPathOutput, error)
-}
-
 // Lambda reads the relay's state and edits functions for attach/detach.
 type Lambda interface {
 	guardian.Lambda
-	FunctionEditor
+	attach.FunctionEditor
 	GetFunctionUrlConfig(ctx context.Context, in *lambda.GetFunctionUrlConfigInput, opts ...func(*lambda.Options)) (*lambda.GetFunctionUrlConfigOutput, error)
 	// Stopping and restarting the guardian around an eni -> nat switch.
 	PutFunctionConcurrency(ctx context.Context, in *lambda.PutFunctionConcurrencyInput, opts ...func(*lambda.Options)) (*lambda.PutFunctionConcurrencyOutput, error)
@@ -111,10 +105,10 @@ type Clients struct {
 	S3             S3
 	EC2            EC2
 	Releaser       IPReleaser
-	SSM            SSM
+	SSM            deployedconfig.SSM
 	Lambda         Lambda
 	STS            STS
-	IAM            RolePolicyAttacher
+	IAM            attach.RolePolicyAttacher
 	CloudWatch     CloudWatch
 	Logs           Logs
 	Tagging        attached.Tagging // the functions attached to a deployment (status)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // ConcurrencyReader reads what the account can reserve.
@@ -23,7 +24,7 @@ const minUnreserved = 100
 // them. The guardian's single slot comes first (it serialises the runs that
 // move IPs); the relay's cap is dropped, with a message, when it does not
 // fit. Nothing is returned when everything fits or the quota cannot be read.
-func concurrencyParameters(ctx context.Context, api ConcurrencyReader, o TemplateOptions, prev *Deployed, say func(string, ...any)) map[string]string {
+func concurrencyParameters(ctx context.Context, api ConcurrencyReader, o stack.TemplateOptions, prev *Deployed, say func(string, ...any)) map[string]string {
 	out, err := api.GetAccountSettings(ctx, &lambda.GetAccountSettingsInput{})
 	if err != nil || out.AccountLimit == nil {
 		say("could not read the account's Lambda concurrency quota (%v): reserving as asked; if the stack fails on ReservedConcurrentExecutions, see docs/deploy.md, \"Cost guard\"", err)
@@ -44,7 +45,7 @@ func concurrencyParameters(ctx context.Context, api ConcurrencyReader, o Templat
 	total := out.AccountLimit.ConcurrentExecutions
 	if o.Mode == "eni" {
 		if spare < 1 {
-			params[ParamGuardianCap] = "0"
+			params[stack.ParamGuardianCap] = "0"
 			say("WARNING: the account's concurrency quota (%d, of which Lambda keeps %d unreserved) cannot spare one execution for the guardian: its runs may overlap. Ask AWS for a higher quota (Service Quotas, Lambda \"Concurrent executions\") and run up again", total, minUnreserved)
 		} else {
 			spare--
@@ -52,7 +53,7 @@ func concurrencyParameters(ctx context.Context, api ConcurrencyReader, o Templat
 	}
 	want := o.RelayConcurrency
 	if want > 0 && want > spare {
-		params[ParamRelayCap] = "0"
+		params[stack.ParamRelayCap] = "0"
 		say("WARNING: the account's concurrency quota (%d, of which Lambda keeps %d unreserved) leaves %s to reserve, not the relay's %d: the relay runs without a cap, so a flood of calls has no ceiling on cost. Ask AWS for a higher quota, or lower --relay-concurrency", total, minUnreserved, strconv.Itoa(max(spare, 0)), want)
 	}
 	return params

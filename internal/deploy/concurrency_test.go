@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // quotaLambda is an in-memory Lambda for the account's concurrency: moto
@@ -40,7 +41,7 @@ func (q quotaLambda) GetFunctionConcurrency(_ context.Context, in *lambda.GetFun
 // of 10. up then keeps the guardian's single slot if it can, drops the
 // relay's cap, and says so, instead of failing halfway through the stack.
 func TestConcurrencyFitsTheAccount(t *testing.T) {
-	o := TemplateOptions{}
+	o := stack.TemplateOptions{}
 	o.Normalize()
 	var said []string
 	say := func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) }
@@ -49,12 +50,12 @@ func TestConcurrencyFitsTheAccount(t *testing.T) {
 		t.Errorf("a default account: %v %v", p, said)
 	}
 	p := concurrencyParameters(ctx, quotaLambda{total: 10, unreserved: 10}, o, nil, say)
-	if p[ParamGuardianCap] != "0" || p[ParamRelayCap] != "0" || !containsText(said, "guardian: its runs may overlap") || !containsText(said, "without a cap") {
+	if p[stack.ParamGuardianCap] != "0" || p[stack.ParamRelayCap] != "0" || !containsText(said, "guardian: its runs may overlap") || !containsText(said, "without a cap") {
 		t.Errorf("a quota of 10: %v %v", p, said)
 	}
 	said = nil
 	p = concurrencyParameters(ctx, quotaLambda{total: 1000, unreserved: 105}, o, nil, say)
-	if _, g := p[ParamGuardianCap]; g || p[ParamRelayCap] != "0" || len(said) != 1 {
+	if _, g := p[stack.ParamGuardianCap]; g || p[stack.ParamRelayCap] != "0" || len(said) != 1 {
 		t.Errorf("room for the guardian only: %v %v", p, said)
 	}
 	// An update gets back what the deployment already holds.

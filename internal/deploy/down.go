@@ -9,12 +9,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Down deletes the stack and keeps the Elastic IPs (they live outside it),
 // returning them so the user sees what is still allocated and billed.
 func Down(ctx context.Context, c Clients, name string, poll time.Duration, out io.Writer) ([]IP, error) {
-	if err := ValidateName(name); err != nil {
+	if err := stack.ValidateName(name); err != nil {
 		return nil, err
 	}
 	exists, err := stackExistsAny(ctx, c.CloudFormation, name)
@@ -37,7 +39,7 @@ func Down(ctx context.Context, c Clients, name string, poll time.Duration, out i
 			}
 		}
 		if _, err := c.CloudFormation.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(name)}); err != nil {
-			return nil, awsError("deleting stack "+name+" (cloudformation:DeleteStack)", err)
+			return nil, awserr.Explain("deleting stack "+name+" (cloudformation:DeleteStack)", err)
 		}
 		if err := WaitStack(ctx, c.CloudFormation, name, 0, poll, out); err != nil {
 			return nil, err
@@ -66,7 +68,7 @@ func lookupStack(ctx context.Context, c CloudFormation, name string) (*cftypes.S
 		if isNotExist(err) {
 			return nil, nil
 		}
-		return nil, awsError("looking up the stack (cloudformation:DescribeStacks)", err)
+		return nil, awserr.Explain("looking up the stack (cloudformation:DescribeStacks)", err)
 	}
 	if len(out.Stacks) == 0 {
 		return nil, nil

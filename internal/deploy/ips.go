@@ -11,7 +11,9 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // IP is one of a deployment's Elastic IPs.
@@ -28,7 +30,7 @@ func ListIPs(ctx context.Context, c EC2, name string) ([]IP, error) {
 	out, err := c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + guardian.TagDeployment), Values: []string{name}}}})
 	if err != nil {
-		return nil, awsError("listing Elastic IPs (ec2:DescribeAddresses)", err)
+		return nil, awserr.Explain("listing Elastic IPs (ec2:DescribeAddresses)", err)
 	}
 	var ips []IP
 	for _, a := range out.Addresses {
@@ -52,7 +54,7 @@ func EnsureIPs(ctx context.Context, c EC2, name string, n int, adopt []string) (
 	if len(adopt) > 0 {
 		desc, err := c.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: adopt})
 		if err != nil {
-			return nil, nil, awsError("looking up --adopt-eip", err)
+			return nil, nil, awserr.Explain("looking up --adopt-eip", err)
 		}
 		for _, a := range desc.Addresses {
 			ours := false
@@ -72,7 +74,7 @@ func EnsureIPs(ctx context.Context, c EC2, name string, n int, adopt []string) (
 		}
 		if _, err := c.CreateTags(ctx, &ec2.CreateTagsInput{Resources: adopt,
 			Tags: []ec2types.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(name)}}}); err != nil {
-			return nil, nil, awsError("tagging adopted IPs (ec2:CreateTags)", err)
+			return nil, nil, awserr.Explain("tagging adopted IPs (ec2:CreateTags)", err)
 		}
 	}
 	ips, err = ListIPs(ctx, c, name)
@@ -84,7 +86,7 @@ func EnsureIPs(ctx context.Context, c EC2, name string, n int, adopt []string) (
 			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeElasticIp,
 				Tags: []ec2types.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(name)}}}}})
 		if err != nil {
-			return nil, nil, awsError("allocating an Elastic IP (ec2:AllocateAddress)", err)
+			return nil, nil, awserr.Explain("allocating an Elastic IP (ec2:AllocateAddress)", err)
 		}
 		ip := IP{AllocationID: aws.ToString(out.AllocationId), PublicIP: aws.ToString(out.PublicIp)}
 		ips = append(ips, ip)
@@ -102,7 +104,7 @@ func EnsureIPs(ctx context.Context, c EC2, name string, n int, adopt []string) (
 // replaces it, and the guardian puts it back: releasing it then would cut
 // that AZ's egress).
 func ReleaseIPs(ctx context.Context, c Clients, name string, publicIPs []string) error {
-	if err := ValidateName(name); err != nil {
+	if err := stack.ValidateName(name); err != nil {
 		return err
 	}
 	inUse, err := stackIPs(ctx, c, name)
@@ -131,7 +133,7 @@ func ReleaseIPs(ctx context.Context, c Clients, name string, publicIPs []string)
 	}
 	for _, p := range publicIPs {
 		if _, err := c.Releaser.ReleaseAddress(ctx, &ec2.ReleaseAddressInput{AllocationId: aws.String(byIP[p].AllocationID)}); err != nil {
-			return awsError("releasing "+p+" (ec2:ReleaseAddress)", err)
+			return awserr.Explain("releasing "+p+" (ec2:ReleaseAddress)", err)
 		}
 	}
 	return nil
@@ -155,7 +157,7 @@ func stackIPs(ctx context.Context, c Clients, name string) (map[string]bool, err
 	}
 	fc, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(relay)})
 	if err != nil {
-		return nil, awsError("reading which IPs the relay uses (lambda:GetFunctionConfiguration)", err)
+		return nil, awserr.Explain("reading which IPs the relay uses (lambda:GetFunctionConfiguration)", err)
 	}
 	used := map[string]bool{}
 	if fc.Environment != nil {

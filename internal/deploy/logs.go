@@ -8,6 +8,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Logs finds, keeps and removes a deployment's log groups.
@@ -21,8 +23,8 @@ type Logs interface {
 // says whether the stack creates it.
 func logGroups(name string) map[string]string {
 	return map[string]string{
-		ParamCreateRelayLogs:    "/aws/lambda/" + name + relaySuffix,
-		ParamCreateGuardianLogs: "/aws/lambda/" + name + guardianSuffix,
+		stack.ParamCreateRelayLogs:    "/aws/lambda/" + name + stack.RelaySuffix,
+		stack.ParamCreateGuardianLogs: "/aws/lambda/" + name + stack.GuardianSuffix,
 	}
 }
 
@@ -30,7 +32,7 @@ func logGroups(name string) map[string]string {
 func existingLogGroups(ctx context.Context, api Logs, name string) (map[string]bool, error) {
 	out, err := api.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String("/aws/lambda/" + name + "-"), Limit: aws.Int32(50)})
 	if err != nil {
-		return nil, awsError("looking for the deployment's log groups (logs:DescribeLogGroups)", err)
+		return nil, awserr.Explain("looking for the deployment's log groups (logs:DescribeLogGroups)", err)
 	}
 	have := map[string]bool{}
 	for _, g := range out.LogGroups {
@@ -43,14 +45,14 @@ func existingLogGroups(ctx context.Context, api Logs, name string) (map[string]b
 // group the stack already holds stays the stack's; one that exists outside
 // it (kept when an earlier stack of this name was deleted) is used as it is,
 // with the retention asked for, since creating it again would fail.
-func logParameters(ctx context.Context, api Logs, name string, o TemplateOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
+func logParameters(ctx context.Context, api Logs, name string, o stack.TemplateOptions, prev *Deployed, say func(string, ...any)) (map[string]string, error) {
 	params := map[string]string{}
 	var have map[string]bool
 	for param, group := range logGroups(name) {
-		if param == ParamCreateGuardianLogs && o.Mode != "eni" {
+		if param == stack.ParamCreateGuardianLogs && o.Mode != "eni" {
 			continue
 		}
-		logical := map[string]string{ParamCreateRelayLogs: "RelayLogGroup", ParamCreateGuardianLogs: "GuardianLogGroup"}[param]
+		logical := map[string]string{stack.ParamCreateRelayLogs: "RelayLogGroup", stack.ParamCreateGuardianLogs: "GuardianLogGroup"}[param]
 		if prev != nil && prev.Resources[logical] != "" {
 			params[param] = "true"
 			continue
@@ -68,7 +70,7 @@ func logParameters(ctx context.Context, api Logs, name string, o TemplateOptions
 		params[param] = "false"
 		if _, err := api.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: aws.String(group),
 			RetentionInDays: aws.Int32(int32(o.LogRetentionDays))}); err != nil {
-			return nil, awsError("setting the retention of "+group+" (logs:PutRetentionPolicy)", err)
+			return nil, awserr.Explain("setting the retention of "+group+" (logs:PutRetentionPolicy)", err)
 		}
 		say("log group %s exists (kept from an earlier deployment): logging there, kept %s days", group, strconv.Itoa(o.LogRetentionDays))
 	}
@@ -83,12 +85,12 @@ func DeleteLogGroups(ctx context.Context, api Logs, name string, out io.Writer) 
 	if err != nil {
 		return err
 	}
-	for _, group := range []string{logGroups(name)[ParamCreateRelayLogs], logGroups(name)[ParamCreateGuardianLogs]} {
+	for _, group := range []string{logGroups(name)[stack.ParamCreateRelayLogs], logGroups(name)[stack.ParamCreateGuardianLogs]} {
 		if !have[group] {
 			continue
 		}
 		if _, err := api.DeleteLogGroup(ctx, &cloudwatchlogs.DeleteLogGroupInput{LogGroupName: aws.String(group)}); err != nil {
-			return awsError("deleting "+group+" (logs:DeleteLogGroup)", err)
+			return awserr.Explain("deleting "+group+" (logs:DeleteLogGroup)", err)
 		}
 		fmt.Fprintf(out, "deleted log group %s\n", group)
 	}

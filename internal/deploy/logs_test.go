@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -34,7 +36,7 @@ func TestLogGroupsOutliveDownUnlessAsked(t *testing.T) {
 		}
 		return m
 	}
-	o := motoUp("logs", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
+	o := motoUp("logs", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
 	if _, err := Up(ctx, c, o); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func TestLogGroupsOutliveDownUnlessAsked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Parameters[ParamCreateRelayLogs] != "false" || st.Parameters[ParamCreateGuardianLogs] != "false" {
+	if st.Parameters[stack.ParamCreateRelayLogs] != "false" || st.Parameters[stack.ParamCreateGuardianLogs] != "false" {
 		t.Errorf("the second stack must use the kept groups: %v", st.Parameters)
 	}
 	if got := retention(); got["/aws/lambda/logs-relay"] != 90 || got["/aws/lambda/logs-guardian"] != 90 {
@@ -104,10 +106,10 @@ func TestStatusShowsTheAlarms(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.10.0.0/16", 1)
-	if _, err := Up(ctx, c, motoUp("al", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
+	if _, err := Up(ctx, c, motoUp("al", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
 		t.Fatal(err)
 	}
-	res := resources(t, TemplateOptions{})
+	res := resources(t, stack.TemplateOptions{})
 	name := func(id string) string {
 		return strings.ReplaceAll(res[id]["Properties"].(map[string]any)["AlarmName"].(map[string]any)["Fn::Sub"].(string), "${AWS::StackName}", "al")
 	}
@@ -132,7 +134,7 @@ func TestUpDeploysBothFunctionsForTheArchBuilt(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.11.0.0/16", 1)
-	o := motoUp("x86", TemplateOptions{VPCID: vpcID, SubnetIDs: pub, Arch: "x86_64"})
+	o := motoUp("x86", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub, Arch: "x86_64"})
 	var built []string
 	o.Zips = func(ctx context.Context, arch string) (Zip, Zip, error) {
 		built = append(built, arch)
@@ -154,4 +156,22 @@ func TestUpDeploysBothFunctionsForTheArchBuilt(t *testing.T) {
 			t.Errorf("%s is %v, its zip was built for x86_64", fn, cfg.Architectures)
 		}
 	}
+}
+
+// resources is the template's Resources as CloudFormation gets them.
+func resources(t *testing.T, o stack.TemplateOptions) map[string]map[string]any {
+	t.Helper()
+	s, err := stack.Template(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := stack.Render(s, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct{ Resources map[string]map[string]any }
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc.Resources
 }

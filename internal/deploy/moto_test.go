@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -32,7 +33,7 @@ func motoClients(t *testing.T) (Clients, *ec2.Client) {
 
 // motoUp is up's options for a test deployment: a one-client config, fast
 // polling, the fake zips.
-func motoUp(name string, tpl TemplateOptions) UpOptions {
+func motoUp(name string, tpl stack.TemplateOptions) UpOptions {
 	cfg := []byte("clients: [{name: a, key_sha256: " + keys.Hash("og_x") + ", hosts: [api.example]}]\n")
 	return UpOptions{Name: name, Template: tpl, ConfigYAML: cfg, Poll: 50 * time.Millisecond, Out: io.Discard, Zips: fakeZips}
 }
@@ -63,7 +64,7 @@ func TestSwitchModesKeepsTheIPs(t *testing.T) {
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.7.0.0/16", 1)
 	noGuardianRuns(t)
-	o := motoUp("switch", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
+	o := motoUp("switch", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
 	res, err := Up(ctx, c, o)
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +196,7 @@ func TestStatusReadsTheGuardiansLastRun(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.6.0.0/16", 1)
-	if _, err := Up(ctx, c, motoUp("st", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
+	if _, err := Up(ctx, c, motoUp("st", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})); err != nil {
 		t.Fatal(err)
 	}
 	// moto cannot speak the protocol this CloudWatch client uses (RPC v2
@@ -246,7 +247,7 @@ func TestFailedSwitchRestartsTheGuardian(t *testing.T) {
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.8.0.0/16", 1)
 	noGuardianRuns(t)
-	o := motoUp("resume", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
+	o := motoUp("resume", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
 	if _, err := Up(ctx, c, o); err != nil {
 		t.Fatal(err)
 	}

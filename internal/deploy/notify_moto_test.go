@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // deployedTemplate is the template the stack runs now.
@@ -36,7 +37,7 @@ func TestRerunKeepsWhoIsPaged(t *testing.T) {
 	ctx := context.Background()
 	noGuardianRuns(t)
 
-	mail := motoUp("paged", TemplateOptions{Mode: "nat", Arch: "x86_64", AZs: 1, Notify: []string{"ops@example.com", "sre@example.com"}})
+	mail := motoUp("paged", stack.TemplateOptions{Mode: "nat", Arch: "x86_64", AZs: 1, Notify: []string{"ops@example.com", "sre@example.com"}})
 	mail.Set = map[string]bool{FlagMode: true, FlagArch: true, FlagAZs: true, FlagNotify: true}
 	if _, err := Up(ctx, c, mail); err != nil {
 		t.Fatal(err)
@@ -51,7 +52,7 @@ func TestRerunKeepsWhoIsPaged(t *testing.T) {
 
 	// A topic of the user's own stays the alarms' target.
 	topic := "arn:aws:sns:us-east-1:123456789012:pager"
-	own := motoUp("paged", TemplateOptions{NotifyTopic: topic})
+	own := motoUp("paged", stack.TemplateOptions{NotifyTopic: topic})
 	own.Set = map[string]bool{FlagNotifyTopic: true}
 	if _, err := Up(ctx, c, own); err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func TestRerunKeepsWhoIsPaged(t *testing.T) {
 	}
 
 	// Asking for it is how it changes: --notify replaces the topic.
-	back := motoUp("paged", TemplateOptions{Notify: []string{"ops@example.com"}})
+	back := motoUp("paged", stack.TemplateOptions{Notify: []string{"ops@example.com"}})
 	back.Set = map[string]bool{FlagNotify: true}
 	if _, err := Up(ctx, c, back); err != nil {
 		t.Fatal(err)

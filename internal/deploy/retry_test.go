@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 type noBackoff struct{}
@@ -40,7 +41,7 @@ func TestThrottlingIsRetriedOnceOver(t *testing.T) {
 	defer func() { retryBackoff = nil }()
 	c := NewClients(aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
 		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", "")}, true)
-	st := &Deployed{Name: "pay", Outputs: map[string]string{OutputSecurityGrp: "sg-1", OutputSubnets: "subnet-1"}}
+	st := &Deployed{Name: "pay", Outputs: map[string]string{stack.OutputSecurityGrp: "sg-1", stack.OutputSubnets: "subnet-1"}}
 	if attachNow(context.Background(), c, UpOptions{Name: "pay"}, st, func(string, ...any) {}) {
 		t.Fatal("a pass against a throttled API reported the IPs attached")
 	}

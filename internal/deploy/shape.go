@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/outgate/outgate/internal/awserr"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // ShapeReader reads what a deployment's resources look like
@@ -23,7 +25,7 @@ type ShapeReader interface {
 // themselves: the template options it has, and which IP each NAT gateway
 // holds (so adding an AZ never moves an IP from one NAT gateway to another).
 type Shape struct {
-	Template TemplateOptions
+	Template stack.TemplateOptions
 	NATAlloc []string // NatGateway{i}'s allocation id, by i ("" for none)
 	Relay    string   // the relay function
 	SG       string   // the relay's security group
@@ -49,7 +51,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	}
 	fc, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(sh.Relay)})
 	if err != nil {
-		return nil, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err)
+		return nil, awserr.Explain("reading the relay function (lambda:GetFunctionConfiguration)", err)
 	}
 	o.Arch = "x86_64"
 	if len(fc.Architectures) > 0 {
@@ -62,7 +64,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	}
 	count := func(prefix string) int {
 		n := 0
-		for n < maxAZs && st.Resources[fmt.Sprintf("%s%d", prefix, n)] != "" {
+		for n < stack.MaxAZs && st.Resources[fmt.Sprintf("%s%d", prefix, n)] != "" {
 			n++
 		}
 		return n
@@ -82,16 +84,16 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	var natSubnets []string
 	if o.Mode == "nat" {
 		var ids []string
-		for i := 0; i < maxAZs; i++ {
+		for i := 0; i < stack.MaxAZs; i++ {
 			if id := st.Resources[fmt.Sprintf("NatGateway%d", i)]; id != "" {
 				ids = append(ids, id)
 			}
 		}
 		out, err := c.EC2.DescribeNatGateways(ctx, &ec2.DescribeNatGatewaysInput{NatGatewayIds: ids})
 		if err != nil {
-			return nil, awsError("reading the deployment's NAT gateways (ec2:DescribeNatGateways)", err)
+			return nil, awserr.Explain("reading the deployment's NAT gateways (ec2:DescribeNatGateways)", err)
 		}
-		for i := 0; i < maxAZs; i++ {
+		for i := 0; i < stack.MaxAZs; i++ {
 			id := st.Resources[fmt.Sprintf("NatGateway%d", i)]
 			alloc, subnet := "", ""
 			for _, n := range out.NatGateways {
@@ -112,7 +114,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 		if len(relaySubnets) > 0 {
 			subs, err := c.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: relaySubnets[:1]})
 			if err != nil {
-				return nil, awsError("reading the relay's subnets (ec2:DescribeSubnets)", err)
+				return nil, awserr.Explain("reading the relay's subnets (ec2:DescribeSubnets)", err)
 			}
 			if len(subs.Subnets) == 1 {
 				o.VPCID = aws.ToString(subs.Subnets[0].VpcId)
@@ -126,7 +128,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 				// One NAT gateway, so its subnet is the only public one the
 				// resources still name; the rest come from the options the
 				// stack was last built with, when it recorded them.
-				if rec := strings.Fields(st.Tags[TagPublicSubnets]); len(rec) == o.AZs {
+				if rec := strings.Fields(st.Tags[stack.TagPublicSubnets]); len(rec) == o.AZs {
 					o.SubnetIDs = rec
 				} else {
 					o.SubnetIDs = nil
@@ -145,7 +147,7 @@ func ReadShape(ctx context.Context, c Clients, st *Deployed) (*Shape, error) {
 	if len(epIDs) > 0 {
 		out, err := c.EC2.DescribeVpcEndpoints(ctx, &ec2.DescribeVpcEndpointsInput{VpcEndpointIds: epIDs})
 		if err != nil {
-			return nil, awsError("reading the deployment's VPC endpoints (ec2:DescribeVpcEndpoints)", err)
+			return nil, awserr.Explain("reading the deployment's VPC endpoints (ec2:DescribeVpcEndpoints)", err)
 		}
 		for _, e := range out.VpcEndpoints {
 			svc := aws.ToString(e.ServiceName)
@@ -185,7 +187,7 @@ const NewDeploymentAZs = 2
 
 // keepShape fills every option the user did not set from what is deployed
 // (prev), or for a new deployment (prev nil) from the defaults.
-func keepShape(want TemplateOptions, set map[string]bool, prev *TemplateOptions) TemplateOptions {
+func keepShape(want stack.TemplateOptions, set map[string]bool, prev *stack.TemplateOptions) stack.TemplateOptions {
 	if prev == nil {
 		if !set[FlagAZs] && len(want.SubnetIDs) == 0 {
 			want.AZs = NewDeploymentAZs
@@ -254,7 +256,7 @@ func (c Change) String() string {
 }
 
 // diffShape lists what an update changes.
-func diffShape(prev, next TemplateOptions) []Change {
+func diffShape(prev, next stack.TemplateOptions) []Change {
 	var ch []Change
 	add := func(what, from, to string, disruptive bool, why string) {
 		if from != to {
@@ -282,7 +284,7 @@ func orNone(s string) string {
 
 // movesRelay reports whether the relay's subnets change (which a function
 // attached to the deployment's subnets cannot follow by itself).
-func movesRelay(prev, next TemplateOptions) bool {
+func movesRelay(prev, next stack.TemplateOptions) bool {
 	return prev.Mode != next.Mode || prev.AZs != next.AZs || prev.VPCID != next.VPCID ||
 		strings.Join(prev.SubnetIDs, ",") != strings.Join(next.SubnetIDs, ",")
 }

@@ -6,17 +6,19 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // cliDefaults is what `up` passes when no shape flag is given.
-var cliDefaults = TemplateOptions{Mode: "eni", Front: "url", Arch: "arm64", MemoryMB: 256}
+var cliDefaults = stack.TemplateOptions{Mode: "eni", Front: "url", Arch: "arm64", MemoryMB: 256}
 
 // TestRerunKeepsTheDeployedShape: a plain re-run of up on a nat, 3-AZ, API
 // Gateway, x86_64, 1 GB deployment in an existing VPC keeps every one of
 // those; only a flag the user set changes one, and a new deployment gets
 // two AZs.
 func TestRerunKeepsTheDeployedShape(t *testing.T) {
-	deployed := TemplateOptions{Mode: "nat", AZs: 3, VPCID: "vpc-1", SubnetIDs: []string{"subnet-a", "subnet-b", "subnet-c"},
+	deployed := stack.TemplateOptions{Mode: "nat", AZs: 3, VPCID: "vpc-1", SubnetIDs: []string{"subnet-a", "subnet-b", "subnet-c"},
 		Endpoints: []string{"s3", "sqs"}, Front: "apigw", Arch: "x86_64", MemoryMB: 1024}
 	got := keepShape(cliDefaults, map[string]bool{}, &deployed)
 	if !reflect.DeepEqual(got, deployed) {
@@ -51,7 +53,7 @@ func TestRerunKeepsTheDeployedShape(t *testing.T) {
 		t.Errorf("--front url: %v", ch)
 	}
 	// --azs 2 keeps the VPC but needs subnets to match: Normalize says so.
-	got = keepShape(TemplateOptions{AZs: 2}, map[string]bool{FlagAZs: true}, &deployed)
+	got = keepShape(stack.TemplateOptions{AZs: 2}, map[string]bool{FlagAZs: true}, &deployed)
 	if err := got.Normalize(); err == nil || !strings.Contains(err.Error(), "--azs 2 but 3 subnet ids") {
 		t.Errorf("--azs 2 with 3 deployed subnets: %v", err)
 	}
@@ -92,11 +94,11 @@ func TestAddingAnAZKeepsEachNATGatewaysIP(t *testing.T) {
 // both (with private DNS on, a client in the secondary block resolves the
 // service to the endpoint too), each from the VpcCidr list parameter.
 func TestEndpointSecurityGroupAdmitsEveryVPCBlock(t *testing.T) {
-	st, err := Template(TemplateOptions{Mode: "nat", AZs: 1, VPCID: "vpc-1", SubnetIDs: []string{"subnet-a"}, Endpoints: []string{"sqs"}, VPCBlocks: 2})
+	st, err := stack.Template(stack.TemplateOptions{Mode: "nat", AZs: 1, VPCID: "vpc-1", SubnetIDs: []string{"subnet-a"}, Endpoints: []string{"sqs"}, VPCBlocks: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := Render(st, "json")
+	raw, err := stack.Render(st, "json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +117,8 @@ func TestEndpointSecurityGroupAdmitsEveryVPCBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := doc.Resources["EndpointSecurityGroup"].Properties.SecurityGroupIngress
-	if len(in) != 2 || doc.Parameters[ParamVPCCIDR].Type != "CommaDelimitedList" {
-		t.Fatalf("ingress %+v, parameter %+v", in, doc.Parameters[ParamVPCCIDR])
+	if len(in) != 2 || doc.Parameters[stack.ParamVPCCIDR].Type != "CommaDelimitedList" {
+		t.Fatalf("ingress %+v, parameter %+v", in, doc.Parameters[stack.ParamVPCCIDR])
 	}
 	for i, r := range in {
 		b, _ := json.Marshal(r.CidrIp)

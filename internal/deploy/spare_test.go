@@ -10,6 +10,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -22,7 +23,7 @@ func TestUpSpareIPs(t *testing.T) {
 	c, api := motoClients(t)
 	ctx := context.Background()
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.8.0.0/16", 1)
-	o := motoUp("spares", TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
+	o := motoUp("spares", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub})
 	o.SpareIPs = 2
 	res, err := Up(ctx, c, o)
 	if err != nil {
@@ -51,8 +52,8 @@ func TestUpSpareIPs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ip := range res.IPs {
-		if !strings.Contains(st.Parameters[ParamExpectedIPs], ip.PublicIP) {
-			t.Errorf("the egress check does not expect %s (ExpectedIps %q)", ip.PublicIP, st.Parameters[ParamExpectedIPs])
+		if !strings.Contains(st.Parameters[stack.ParamExpectedIPs], ip.PublicIP) {
+			t.Errorf("the egress check does not expect %s (ExpectedIps %q)", ip.PublicIP, st.Parameters[stack.ParamExpectedIPs])
 		}
 	}
 	if _, err := Up(ctx, c, o); err != nil {
@@ -66,15 +67,15 @@ func TestUpSpareIPs(t *testing.T) {
 
 func TestSpareIPsOptionErrors(t *testing.T) {
 	for _, o := range []UpOptions{
-		{SpareIPs: -1, Template: TemplateOptions{Mode: "eni"}},
-		{SpareIPs: MaxSpareIPs + 1, Template: TemplateOptions{Mode: "eni"}},
-		{SpareIPs: 1, Template: TemplateOptions{Mode: "nat"}},
+		{SpareIPs: -1, Template: stack.TemplateOptions{Mode: "eni"}},
+		{SpareIPs: MaxSpareIPs + 1, Template: stack.TemplateOptions{Mode: "eni"}},
+		{SpareIPs: 1, Template: stack.TemplateOptions{Mode: "nat"}},
 	} {
 		if err := o.checkSpareIPs(); err == nil || !strings.Contains(err.Error(), "--spare-ips") {
 			t.Errorf("%+v: %v", o, err)
 		}
 	}
-	if err := (UpOptions{SpareIPs: 2, Template: TemplateOptions{Mode: "eni"}}).checkSpareIPs(); err != nil {
+	if err := (UpOptions{SpareIPs: 2, Template: stack.TemplateOptions{Mode: "eni"}}).checkSpareIPs(); err != nil {
 		t.Error(err)
 	}
 }

@@ -11,7 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 
+	"github.com/outgate/outgate/internal/attach"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/ctxutil"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Deployed is a deployed stack as the CLI reads it back.
@@ -25,12 +28,17 @@ type Deployed struct {
 	Tags       map[string]string
 }
 
+// AttachTarget is what attach and detach need of the deployment.
+func (d *Deployed) AttachTarget() attach.Deployment {
+	return attach.Deployment{Name: d.Name, Relay: d.Outputs[stack.OutputRelayName], ENIMode: d.Outputs[stack.OutputGuardian] != ""}
+}
+
 // DescribeStack reads a stack's status, outputs and resources. Outputs a
 // stack does not report are filled from its resources where they can be.
 func DescribeDeployed(ctx context.Context, c CloudFormation, name string) (*Deployed, error) {
 	out, err := c.DescribeStacks(ctx, &cloudformation.DescribeStacksInput{StackName: aws.String(name)})
 	if err != nil {
-		return nil, awsError("reading stack "+name+" (cloudformation:DescribeStacks)", err)
+		return nil, awserr.Explain("reading stack "+name+" (cloudformation:DescribeStacks)", err)
 	}
 	if len(out.Stacks) == 0 {
 		return nil, fmt.Errorf("no stack named %s", name)
@@ -49,7 +57,7 @@ func DescribeDeployed(ctx context.Context, c CloudFormation, name string) (*Depl
 	}
 	res, err := c.DescribeStackResources(ctx, &cloudformation.DescribeStackResourcesInput{StackName: aws.String(name)})
 	if err != nil {
-		return nil, awsError("reading the stack's resources (cloudformation:DescribeStackResources)", err)
+		return nil, awserr.Explain("reading the stack's resources (cloudformation:DescribeStackResources)", err)
 	}
 	var subnets []string
 	for _, r := range res.StackResources {
@@ -67,11 +75,11 @@ func DescribeDeployed(ctx context.Context, c CloudFormation, name string) (*Depl
 			st.Outputs[output] = st.Resources[resource]
 		}
 	}
-	fill(OutputRelayName, "Relay")
-	fill(OutputGuardian, "Guardian")
-	fill(OutputSecurityGrp, "RelaySecurityGroup")
-	if st.Outputs[OutputSubnets] == "" && len(subnets) > 0 {
-		st.Outputs[OutputSubnets] = strings.Join(subnets, ",")
+	fill(stack.OutputRelayName, "Relay")
+	fill(stack.OutputGuardian, "Guardian")
+	fill(stack.OutputSecurityGrp, "RelaySecurityGroup")
+	if st.Outputs[stack.OutputSubnets] == "" && len(subnets) > 0 {
+		st.Outputs[stack.OutputSubnets] = strings.Join(subnets, ",")
 	}
 	return st, nil
 }
@@ -90,7 +98,7 @@ func WaitStack(ctx context.Context, c CloudFormation, name string, total int, po
 			if isNotExist(err) {
 				return nil // deleted
 			}
-			return awsError("reading stack events (cloudformation:DescribeStackEvents)", err)
+			return awserr.Explain("reading stack events (cloudformation:DescribeStackEvents)", err)
 		}
 		// Events come newest first; print the new ones oldest first.
 		for i := len(ev.StackEvents) - 1; i >= 0; i-- {
@@ -115,7 +123,7 @@ func WaitStack(ctx context.Context, c CloudFormation, name string, total int, po
 			if isNotExist(err) {
 				return nil
 			}
-			return awsError("reading stack "+name, err)
+			return awserr.Explain("reading stack "+name, err)
 		}
 		status := st.Stacks[0].StackStatus
 		switch {

@@ -14,7 +14,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/outgate/outgate/internal/attached"
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/fleet"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Status is what `outgate status` reports.
@@ -52,14 +54,14 @@ func ReadStatus(ctx context.Context, c Clients, name string) (*Status, error) {
 // readStatus lists the relay's ENIs of interfaceType: "lambda" in AWS; the
 // moto tests pass "interface", the only type moto makes.
 func readStatus(ctx context.Context, c Clients, name string, interfaceType string) (*Status, error) {
-	if err := ValidateName(name); err != nil {
+	if err := stack.ValidateName(name); err != nil {
 		return nil, err
 	}
 	st, err := DescribeDeployed(ctx, c.CloudFormation, name)
 	if err != nil {
 		return nil, err
 	}
-	s := &Status{Name: name, StackStatus: st.Status, RelayURL: st.Outputs[OutputRelayURL], Relay: st.Outputs[OutputRelayName]}
+	s := &Status{Name: name, StackStatus: st.Status, RelayURL: st.Outputs[stack.OutputRelayURL], Relay: st.Outputs[stack.OutputRelayName]}
 	if !strings.HasSuffix(st.Status, "_COMPLETE") || strings.Contains(st.Status, "ROLLBACK") {
 		s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("stack is %s %s", st.Status, st.Reason))
 	}
@@ -69,7 +71,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	if s.Relay != "" {
 		fc, err := c.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(s.Relay)})
 		if err != nil {
-			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the relay function (lambda:GetFunctionConfiguration)", err).Error())
+			s.NeedsAttention = append(s.NeedsAttention, awserr.Explain("reading the relay function (lambda:GetFunctionConfiguration)", err).Error())
 		} else {
 			s.checkAttached(ctx, c, fc)
 			s.RelayState = string(fc.State)
@@ -99,12 +101,12 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	}
 	// In eni mode every relay ENI should carry a static IP; in nat mode they
 	// sit in private subnets without one and the NAT gateways hold the IPs.
-	eniMode := st.Outputs[OutputGuardian] != ""
-	if sg := st.Outputs[OutputSecurityGrp]; sg != "" {
+	eniMode := st.Outputs[stack.OutputGuardian] != ""
+	if sg := st.Outputs[stack.OutputSecurityGrp]; sg != "" {
 		out, err := c.EC2.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{Filters: []ec2types.Filter{
 			{Name: aws.String("group-id"), Values: []string{sg}}, {Name: aws.String("interface-type"), Values: []string{interfaceType}}}})
 		if err != nil {
-			return nil, awsError("listing the relay's ENIs (ec2:DescribeNetworkInterfaces)", err)
+			return nil, awserr.Explain("listing the relay's ENIs (ec2:DescribeNetworkInterfaces)", err)
 		}
 		for _, n := range out.NetworkInterfaces {
 			e := ENI{ID: aws.ToString(n.NetworkInterfaceId), Subnet: aws.ToString(n.SubnetId), Status: string(n.Status)}
@@ -122,7 +124,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 		s.Guardian, err = lastGuardianRun(ctx, c.CloudWatch, name)
 		switch {
 		case err != nil:
-			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the guardian's metrics (cloudwatch:GetMetricStatistics)", err).Error())
+			s.NeedsAttention = append(s.NeedsAttention, awserr.Explain("reading the guardian's metrics (cloudwatch:GetMetricStatistics)", err).Error())
 		case s.Guardian == nil:
 			s.NeedsAttention = append(s.NeedsAttention, "no guardian run in the last 15 minutes: check its schedule and its log")
 		case s.Guardian.ENIsWithoutIP > 0:
@@ -132,7 +134,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	if c.CloudWatch != nil {
 		alarms, err := readAlarms(ctx, c.CloudWatch, name)
 		if err != nil {
-			s.NeedsAttention = append(s.NeedsAttention, awsError("reading the alarms (cloudwatch:DescribeAlarms)", err).Error())
+			s.NeedsAttention = append(s.NeedsAttention, awserr.Explain("reading the alarms (cloudwatch:DescribeAlarms)", err).Error())
 		}
 		s.Alarms = alarms
 		for _, a := range alarms {

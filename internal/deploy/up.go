@@ -21,16 +21,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/guardian"
 	"github.com/outgate/outgate/internal/preflight"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // UpOptions are the inputs of `outgate up`.
 type UpOptions struct {
 	Name     string // deployment (and stack) name
-	Template TemplateOptions
+	Template stack.TemplateOptions
 	// Set names the shape flags the user gave (FlagMode, FlagAZs...). On a
 	// running deployment every other option keeps what is deployed, so a
 	// plain re-run never reshapes it.
@@ -111,15 +114,12 @@ func (o UpOptions) checkSpareIPs() error {
 	return nil
 }
 
-// ConfigParameter is the SSM parameter holding a deployment's gateway config.
-func ConfigParameter(name string) string { return "/outgate/" + name + "/config" }
-
 // Up deploys or updates a deployment through a change set. On a running
 // deployment it first reads what is deployed and keeps it, except what the
 // user's flags change; a change that moves the IPs or the relay URL needs
 // --yes or a confirmation.
 func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error) {
-	if err := ValidateName(o.Name); err != nil {
+	if err := stack.ValidateName(o.Name); err != nil {
 		return nil, err
 	}
 	if o.Poll == 0 {
@@ -128,7 +128,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
 	id, err := c.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
-		return nil, awsError("checking credentials (sts:GetCallerIdentity)", err)
+		return nil, awserr.Explain("checking credentials (sts:GetCallerIdentity)", err)
 	}
 	account := aws.ToString(id.Account)
 	exists, err := stackExists(ctx, c.CloudFormation, o.Name)
@@ -158,8 +158,8 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			if err != nil {
 				return nil, err
 			}
-			shape = &Shape{Template: TemplateOptions{Mode: "instance", AZs: is.AZs, VPCID: is.VPCID, SubnetIDs: is.SubnetIDs,
-				Front: "url", Arch: "arm64", MemoryMB: RelayMemoryMB}}
+			shape = &Shape{Template: stack.TemplateOptions{Mode: "instance", AZs: is.AZs, VPCID: is.VPCID, SubnetIDs: is.SubnetIDs,
+				Front: "url", Arch: "arm64", MemoryMB: stack.RelayMemoryMB}}
 			leaving = groups
 		} else if shape, err = ReadShape(ctx, c, prev); err != nil {
 			return nil, err
@@ -210,7 +210,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			}
 		}
 	}
-	if err := checkRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
+	if err := deployedconfig.CheckRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
 		return nil, err
 	}
 	vpcParams, err := vpcParameters(ctx, c, &o, prev, say)
@@ -220,7 +220,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 
 	// The template too: one CloudFormation would refuse must fail before
 	// any IP is allocated.
-	body, err := TemplateBody(o.Template)
+	body, err := stack.TemplateBody(o.Template)
 	if err != nil {
 		return nil, err
 	}
@@ -269,13 +269,13 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		}
 		for _, z := range []Zip{relayZip, guardianZip} {
 			if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(z.Key(o.Name)), Body: strings.NewReader(string(z.Data))}); err != nil {
-				return nil, awsError("uploading "+z.Name+" (s3:PutObject)", err)
+				return nil, awserr.Explain("uploading "+z.Name+" (s3:PutObject)", err)
 			}
 		}
 		say("staged the function code in s3://%s/%s/", bucket, o.Name)
-		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
+		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(deployedconfig.Parameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
 			Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true), Description: aws.String("outgate gateway config (only key hashes)")}); err != nil {
-			return nil, awsError("storing the config (ssm:PutParameter)", err)
+			return nil, awserr.Explain("storing the config (ssm:PutParameter)", err)
 		}
 	}
 
@@ -287,11 +287,11 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		pubs = append(pubs, ip.PublicIP)
 	}
 	params := map[string]string{
-		ParamCodeBucket: bucket, ParamRelayKey: relayZip.Key(o.Name), ParamConfig: ConfigParameter(o.Name),
-		ParamEIPs: strings.Join(allocs, ","), ParamExpectedIPs: strings.Join(pubs, ","),
+		stack.ParamCodeBucket: bucket, stack.ParamRelayKey: relayZip.Key(o.Name), stack.ParamConfig: deployedconfig.Parameter(o.Name),
+		stack.ParamEIPs: strings.Join(allocs, ","), stack.ParamExpectedIPs: strings.Join(pubs, ","),
 	}
 	if o.Template.Mode == "eni" {
-		params[ParamGuardianKey] = guardianZip.Key(o.Name)
+		params[stack.ParamGuardianKey] = guardianZip.Key(o.Name)
 	}
 	for k, v := range vpcParams {
 		params[k] = v
@@ -318,12 +318,12 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
 	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
 		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam},
-		Tags: stackTags(o)}
+		Tags: stack.Tags(o.Name, o.Template)}
 	for _, k := range sortedKeys(params) {
 		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
 	}
 	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
-		return nil, awsError("creating a change set (cloudformation:CreateChangeSet)", err)
+		return nil, awserr.Explain("creating a change set (cloudformation:CreateChangeSet)", err)
 	}
 	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
 	if err != nil {
@@ -375,7 +375,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			}
 		}
 		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
-			return nil, awsError("executing the change set (cloudformation:ExecuteChangeSet)", err)
+			return nil, awserr.Explain("executing the change set (cloudformation:ExecuteChangeSet)", err)
 		}
 		total := len(cs.Changes)
 		if err := WaitStack(ctx, c.CloudFormation, o.Name, total, o.Poll, o.Out); err != nil {
@@ -386,7 +386,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	if err != nil {
 		return nil, err
 	}
-	res.Status, res.RelayURL = st.Status, st.Outputs[OutputRelayURL]
+	res.Status, res.RelayURL = st.Status, st.Outputs[stack.OutputRelayURL]
 
 	if o.Template.Mode == "eni" {
 		res.Attached = attachNow(ctx, c, o, st, say)
@@ -478,7 +478,7 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 			return nil, ErrOptions{err} // the blocks given are wrong: a usage error
 		}
 	}
-	if o.Template.interfaceEndpoints() {
+	if o.Template.InterfaceEndpoints() {
 		own := map[string]bool{}
 		if prev != nil {
 			for id, phys := range prev.Resources {
@@ -493,7 +493,7 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 		}
 		var keep []string
 		for _, e := range o.Template.Endpoints {
-			if id, ok := existing[e]; ok && !gatewayEndpoints[e] {
+			if id, ok := existing[e]; ok && !stack.IsGatewayEndpoint(e) {
 				say("endpoint %s: the VPC already has %s with private DNS, which the relay's calls to %s use; outgate adds none (AWS allows one per service). Its security group must admit the relay's private subnets on 443", e, id, e)
 				continue
 			}
@@ -501,11 +501,11 @@ func vpcParameters(ctx context.Context, c Clients, o *UpOptions, prev *Deployed,
 		}
 		o.Template.Endpoints = keep
 	}
-	p := map[string]string{ParamPrivateCIDRs: strings.Join(cidrs, ","), ParamPublicAZs: strings.Join(v.AZs, ",")}
-	if o.Template.interfaceEndpoints() {
+	p := map[string]string{stack.ParamPrivateCIDRs: strings.Join(cidrs, ","), stack.ParamPublicAZs: strings.Join(v.AZs, ",")}
+	if o.Template.InterfaceEndpoints() {
 		// Every block of the VPC, not only the primary: a client in a
 		// secondary block resolves the service to the endpoint too.
-		p[ParamVPCCIDR] = strings.Join(v.Blocks, ",")
+		p[stack.ParamVPCCIDR] = strings.Join(v.Blocks, ",")
 		o.Template.VPCBlocks = len(v.Blocks)
 	}
 	return p, nil
@@ -517,11 +517,11 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 	if prev == nil {
 		return "", nil
 	}
-	if _, ok := prev.Parameters[ParamPrivateCIDRs]; !ok {
+	if _, ok := prev.Parameters[stack.ParamPrivateCIDRs]; !ok {
 		return "", nil // a stack of its own VPC, or in eni mode
 	}
 	var ids []string
-	for i := 0; i < maxAZs; i++ {
+	for i := 0; i < stack.MaxAZs; i++ {
 		if id := prev.Resources[fmt.Sprintf("PrivateSubnet%d", i)]; id != "" {
 			ids = append(ids, id)
 		}
@@ -531,7 +531,7 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 	}
 	out, err := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: ids})
 	if err != nil {
-		return "", awsError("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
+		return "", awserr.Explain("reading the deployment's private subnets (ec2:DescribeSubnets)", err)
 	}
 	cidr := map[string]string{}
 	for _, s := range out.Subnets {
@@ -542,25 +542,6 @@ func deployedPrivateCIDRs(ctx context.Context, api VPCReader, prev *Deployed) (s
 		blocks = append(blocks, cidr[id])
 	}
 	return strings.Join(blocks, ","), nil
-}
-
-// TagPublicSubnets records, on a nat deployment with one shared NAT gateway
-// in an existing VPC, the public subnets it was given (space-separated):
-// no resource names the ones without a NAT gateway, and a re-run of `up`
-// must keep them (shape.go).
-const TagPublicSubnets = "outgate:public-subnets"
-
-// stackTags are copied by CloudFormation onto every resource that takes
-// tags, IAM roles and Lambda functions included, so each value must be one
-// those services accept (TestNamesAndTagsFitAWSRules): the deployment name,
-// and subnet ids separated by spaces (letters, digits, '-' and ' ' are in
-// IAM's and Lambda's set; at most 10 ids of 24 characters fit in 256).
-func stackTags(o UpOptions) []cftypes.Tag {
-	tags := []cftypes.Tag{{Key: aws.String(guardian.TagDeployment), Value: aws.String(o.Name)}}
-	if t := o.Template; t.Mode == "nat" && t.SharedNAT && t.VPCID != "" && len(t.SubnetIDs) > 0 {
-		tags = append(tags, cftypes.Tag{Key: aws.String(TagPublicSubnets), Value: aws.String(strings.Join(t.SubnetIDs, " "))})
-	}
-	return tags
 }
 
 // guardianRunMax is how long a guardian run may take (its Lambda Timeout,
@@ -587,7 +568,7 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say 
 	say("switching eni -> %s: stopping the guardian and moving the IPs to their new holders; egress pauses until they hold them", o.Template.Mode)
 	if _, err := c.Lambda.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String(fn),
 		ReservedConcurrentExecutions: aws.Int32(0)}); err != nil {
-		return "", awsError("stopping the guardian (lambda:PutFunctionConcurrency)", err)
+		return "", awserr.Explain("stopping the guardian (lambda:PutFunctionConcurrency)", err)
 	}
 	say("  waiting %s for a guardian run in flight to end", guardianRunMax)
 	if err := ctxutil.Sleep(ctx, guardianRunMax); err != nil {
@@ -602,7 +583,7 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say 
 			continue
 		}
 		if _, err := c.EC2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: aws.String(ip.Association)}); err != nil {
-			return fn, awsError("freeing "+ip.PublicIP+" for its new holder (ec2:DisassociateAddress)", err)
+			return fn, awserr.Explain("freeing "+ip.PublicIP+" for its new holder (ec2:DisassociateAddress)", err)
 		}
 		say("  %s freed from %s", ip.PublicIP, ip.AttachedTo)
 	}
@@ -614,7 +595,7 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say 
 // within a minute. While CloudFormation is still working (up gave up
 // waiting), restarting it could take the IPs from the NAT gateways being
 // made, so it only says how to restart it later.
-func resumeGuardian(ctx context.Context, c Clients, stack, fn string, say func(string, ...any)) {
+func resumeGuardian(ctx context.Context, c Clients, stackName, fn string, say func(string, ...any)) {
 	if fn == "" {
 		return
 	}
@@ -622,8 +603,8 @@ func resumeGuardian(ctx context.Context, c Clients, stack, fn string, say func(s
 	// a time) unless the account's quota had no room for it: restarting it
 	// puts back what the stack holds, not "no reservation", which would
 	// let runs overlap until the next stack update.
-	st, err := DescribeDeployed(ctx, c.CloudFormation, stack)
-	serial := err != nil || st.Parameters[ParamGuardianCap] != "0"
+	st, err := DescribeDeployed(ctx, c.CloudFormation, stackName)
+	serial := err != nil || st.Parameters[stack.ParamGuardianCap] != "0"
 	manual := fmt.Sprintf("aws lambda put-function-concurrency --function-name %s --reserved-concurrent-executions 1", fn)
 	if !serial {
 		manual = fmt.Sprintf("aws lambda delete-function-concurrency --function-name %s", fn)
@@ -648,7 +629,7 @@ func resumeGuardian(ctx context.Context, c Clients, stack, fn string, say func(s
 // credentials) until every relay ENI has its IP or o.Wait runs out, so the
 // user leaves `up` with the IPs attached rather than "within a minute".
 func attachNow(ctx context.Context, c Clients, o UpOptions, st *Deployed, say func(string, ...any)) bool {
-	sg, subnets := st.Outputs[OutputSecurityGrp], st.Outputs[OutputSubnets]
+	sg, subnets := st.Outputs[stack.OutputSecurityGrp], st.Outputs[stack.OutputSubnets]
 	if subnets == "" {
 		subnets = strings.Join(o.Template.SubnetIDs, ",")
 	}
@@ -698,21 +679,21 @@ func stageBucket(ctx context.Context, c S3, bucket, region string) error {
 			in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(region)}
 		}
 		if _, err := c.CreateBucket(ctx, in); err != nil {
-			return awsError("creating the staging bucket "+bucket+" (s3:CreateBucket)", err)
+			return awserr.Explain("creating the staging bucket "+bucket+" (s3:CreateBucket)", err)
 		}
 	}
 	// Applied every time, so a bucket someone loosened is tightened again.
 	if _, err := c.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{Bucket: aws.String(bucket), PublicAccessBlockConfiguration: &s3types.PublicAccessBlockConfiguration{
 		BlockPublicAcls: aws.Bool(true), BlockPublicPolicy: aws.Bool(true), IgnorePublicAcls: aws.Bool(true), RestrictPublicBuckets: aws.Bool(true)}}); err != nil {
-		return awsError("blocking public access to "+bucket+" (s3:PutBucketPublicAccessBlock)", err)
+		return awserr.Explain("blocking public access to "+bucket+" (s3:PutBucketPublicAccessBlock)", err)
 	}
 	if _, err := c.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
 		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-		return awsError("versioning "+bucket+" (s3:PutBucketVersioning)", err)
+		return awserr.Explain("versioning "+bucket+" (s3:PutBucketVersioning)", err)
 	}
 	if _, err := c.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(bucket), ServerSideEncryptionConfiguration: &s3types.ServerSideEncryptionConfiguration{
 		Rules: []s3types.ServerSideEncryptionRule{{ApplyServerSideEncryptionByDefault: &s3types.ServerSideEncryptionByDefault{SSEAlgorithm: s3types.ServerSideEncryptionAes256}}}}}); err != nil {
-		return awsError("encrypting "+bucket+" (s3:PutEncryptionConfiguration)", err)
+		return awserr.Explain("encrypting "+bucket+" (s3:PutEncryptionConfiguration)", err)
 	}
 	return nil
 }
@@ -738,7 +719,7 @@ func waitChangeSet(ctx context.Context, c CloudFormation, stack, name string, po
 	for {
 		cs, err := c.DescribeChangeSet(ctx, &cloudformation.DescribeChangeSetInput{StackName: aws.String(stack), ChangeSetName: aws.String(name)})
 		if err != nil {
-			return nil, awsError("reading the change set (cloudformation:DescribeChangeSet)", err)
+			return nil, awserr.Explain("reading the change set (cloudformation:DescribeChangeSet)", err)
 		}
 		switch cs.Status {
 		case cftypes.ChangeSetStatusCreateComplete:

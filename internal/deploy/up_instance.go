@@ -25,11 +25,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/config"
 	"github.com/outgate/outgate/internal/ctxutil"
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/fleet"
 	"github.com/outgate/outgate/internal/guardian"
 	"github.com/outgate/outgate/internal/preflight"
+	"github.com/outgate/outgate/internal/stack"
 )
 
 // Binary is the outgate executable the instances run (linux/arm64).
@@ -79,7 +82,7 @@ func BuildBinary(ctx context.Context) (Binary, error) {
 // for an instance-mode deployment without --domain. It is the seam for
 // internal/ownca (`ownca.EnsureCA`): the CLI sets it. Nil refuses such a
 // deployment rather than deploy instances that could not serve TLS.
-var EnsureOwnCA func(ctx context.Context, api SSM, name string) (created bool, err error)
+var EnsureOwnCA func(ctx context.Context, api deployedconfig.SSM, name string) (created bool, err error)
 
 // isInstance reports whether a deployed stack is in instance mode.
 func isInstance(st *Deployed) bool { return st != nil && st.Resources["InstanceGroup0"] != "" }
@@ -99,20 +102,20 @@ func instanceGroups(st *Deployed) []string {
 // readInstanceShape reads a running instance-mode deployment back from
 // its resources: the AZs (one group each), their subnets (existing VPC),
 // the instance type and domain (stack parameters, which are strings).
-func readInstanceShape(ctx context.Context, c Clients, st *Deployed) (TemplateOptions, []string, error) {
-	o := TemplateOptions{Mode: "instance"}
+func readInstanceShape(ctx context.Context, c Clients, st *Deployed) (stack.TemplateOptions, []string, error) {
+	o := stack.TemplateOptions{Mode: "instance"}
 	groups := instanceGroups(st)
 	o.AZs = len(groups)
-	o.Instance.Type = st.Parameters[ParamInstanceType]
-	o.Instance.Domain = st.Parameters[ParamDomain]
-	o.Instance.ACMEEmail = st.Parameters[ParamACMEEmail]
-	if ca := st.Parameters[ParamACMECA]; ca != "" && ca != letsEncrypt {
+	o.Instance.Type = st.Parameters[stack.ParamInstanceType]
+	o.Instance.Domain = st.Parameters[stack.ParamDomain]
+	o.Instance.ACMEEmail = st.Parameters[stack.ParamACMEEmail]
+	if ca := st.Parameters[stack.ParamACMECA]; ca != "" && ca != letsEncrypt {
 		o.Instance.ACMECA = ca
 	}
 	if st.Resources["Vpc"] == "" {
 		out, err := c.AutoScaling.DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{AutoScalingGroupNames: groups})
 		if err != nil {
-			return o, nil, awsError("reading the Auto Scaling groups (autoscaling:DescribeAutoScalingGroups)", err)
+			return o, nil, awserr.Explain("reading the Auto Scaling groups (autoscaling:DescribeAutoScalingGroups)", err)
 		}
 		byName := map[string]string{}
 		for _, g := range out.AutoScalingGroups {
@@ -123,7 +126,7 @@ func readInstanceShape(ctx context.Context, c Clients, st *Deployed) (TemplateOp
 		}
 		subs, err := c.EC2.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: o.SubnetIDs})
 		if err != nil {
-			return o, nil, awsError("reading the subnets (ec2:DescribeSubnets)", err)
+			return o, nil, awserr.Explain("reading the subnets (ec2:DescribeSubnets)", err)
 		}
 		if len(subs.Subnets) > 0 {
 			o.VPCID = aws.ToString(subs.Subnets[0].VpcId)
@@ -227,10 +230,10 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 	} else if err := newVPCAZs(ctx, c.Preflight, c.Region, t.Instance.Type, t.AZs); err != nil {
 		return nil, ErrOptions{err}
 	}
-	if err := checkRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
+	if err := deployedconfig.CheckRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
 		return nil, err
 	}
-	body, err := TemplateBody(t)
+	body, err := stack.TemplateBody(t)
 	if err != nil {
 		return nil, err
 	}
@@ -296,12 +299,12 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 			return nil, err
 		}
 		if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(bin.Key(o.Name)), Body: strings.NewReader(string(bin.Data))}); err != nil {
-			return nil, awsError("uploading the instances' binary (s3:PutObject)", err)
+			return nil, awserr.Explain("uploading the instances' binary (s3:PutObject)", err)
 		}
 		say("staged the instances' binary in s3://%s/%s (sha256 %s)", bucket, bin.Key(o.Name), bin.SHA256())
-		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(ConfigParameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
+		if _, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(deployedconfig.Parameter(o.Name)), Value: aws.String(string(o.ConfigYAML)),
 			Type: ssmtypes.ParameterTypeSecureString, Overwrite: aws.Bool(true), Description: aws.String("outgate gateway config (only key hashes)")}); err != nil {
-			return nil, awsError("storing the config (ssm:PutParameter)", err)
+			return nil, awserr.Explain("storing the config (ssm:PutParameter)", err)
 		}
 	}
 	ips = ips[:min(len(ips), t.AZs)]
@@ -309,10 +312,10 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 	for _, ip := range ips {
 		allocs = append(allocs, ip.AllocationID)
 	}
-	params := map[string]string{ParamCodeBucket: bucket, ParamBinaryKey: bin.Key(o.Name), ParamBinarySHA256: bin.SHA256(),
-		ParamConfig: ConfigParameter(o.Name), ParamEIPs: strings.Join(allocs, ",")}
+	params := map[string]string{stack.ParamCodeBucket: bucket, stack.ParamBinaryKey: bin.Key(o.Name), stack.ParamBinarySHA256: bin.SHA256(),
+		stack.ParamConfig: deployedconfig.Parameter(o.Name), stack.ParamEIPs: strings.Join(allocs, ",")}
 	if t.VPCID != "" {
-		params[ParamPublicAZs] = strings.Join(subnetAZs, ",")
+		params[stack.ParamPublicAZs] = strings.Join(subnetAZs, ",")
 	}
 	alarmNotice(t, say)
 	exists := prev != nil
@@ -322,12 +325,12 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 	}
 	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
 	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
-		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam}, Tags: stackTags(o)}
+		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam}, Tags: stack.Tags(o.Name, t)}
 	for _, k := range sortedKeys(params) {
 		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
 	}
 	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
-		return nil, awsError("creating a change set (cloudformation:CreateChangeSet)", err)
+		return nil, awserr.Explain("creating a change set (cloudformation:CreateChangeSet)", err)
 	}
 	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
 	if err != nil {
@@ -370,7 +373,7 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 			}
 		}
 		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
-			return nil, awsError("executing the change set (cloudformation:ExecuteChangeSet)", err)
+			return nil, awserr.Explain("executing the change set (cloudformation:ExecuteChangeSet)", err)
 		}
 		if err := WaitStack(ctx, c.CloudFormation, o.Name, len(cs.Changes), o.Poll, o.Out); err != nil {
 			return nil, err
@@ -406,7 +409,7 @@ func newVPCAZs(ctx context.Context, api preflight.EC2, region, typ string, n int
 	out, err := api.DescribeAvailabilityZones(ctx, &ec2.DescribeAvailabilityZonesInput{Filters: []ec2types.Filter{
 		{Name: aws.String("zone-type"), Values: []string{"availability-zone"}}, {Name: aws.String("state"), Values: []string{"available"}}}})
 	if err != nil {
-		return awsError("listing the region's availability zones (ec2:DescribeAvailabilityZones)", err)
+		return awserr.Explain("listing the region's availability zones (ec2:DescribeAvailabilityZones)", err)
 	}
 	var all []string
 	for _, z := range out.AvailabilityZones {
@@ -451,7 +454,7 @@ func tagIPSubnets(ctx context.Context, api EC2, name string, ips []IP, subnets [
 		ips[i].Subnet, free = free[0], free[1:]
 		if _, err := api.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{ips[i].AllocationID},
 			Tags: []ec2types.Tag{{Key: aws.String(guardian.TagSubnet), Value: aws.String(ips[i].Subnet)}}}); err != nil {
-			return nil, awsError("tagging "+ips[i].PublicIP+" for its subnet (ec2:CreateTags)", err)
+			return nil, awserr.Explain("tagging "+ips[i].PublicIP+" for its subnet (ec2:CreateTags)", err)
 		}
 	}
 	return ips, nil
@@ -506,19 +509,19 @@ func ReadInstanceAccess(ctx context.Context, c Clients, name string) (*InstanceA
 	if !isInstance(st) {
 		return nil, fmt.Errorf("deployment %s is not in instance mode", name)
 	}
-	a := &InstanceAccess{Domain: st.Parameters[ParamDomain], CheckURL: config.DefaultEgressCheckURL}
+	a := &InstanceAccess{Domain: st.Parameters[stack.ParamDomain], CheckURL: config.DefaultEgressCheckURL}
 	if a.Domain == "" {
 		out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/outgate/" + name + "/ca/cert")})
 		if err != nil {
-			return nil, awsError("reading the deployment's CA certificate (ssm:GetParameter)", err)
+			return nil, awserr.Explain("reading the deployment's CA certificate (ssm:GetParameter)", err)
 		}
 		a.CAPEM = []byte(aws.ToString(out.Parameter.Value))
 	}
-	out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(ConfigParameter(name)), WithDecryption: aws.Bool(true)})
+	out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(deployedconfig.Parameter(name)), WithDecryption: aws.Bool(true)})
 	if err != nil {
-		return nil, awsError("reading the deployed config (ssm:GetParameter)", err)
+		return nil, awserr.Explain("reading the deployed config (ssm:GetParameter)", err)
 	}
-	if cfg, err := config.Parse([]byte(aws.ToString(out.Parameter.Value)), ConfigParameter(name)); err == nil && cfg.EgressCheckURL != "" {
+	if cfg, err := config.Parse([]byte(aws.ToString(out.Parameter.Value)), deployedconfig.Parameter(name)); err == nil && cfg.EgressCheckURL != "" {
 		a.CheckURL = cfg.EgressCheckURL
 	}
 	return a, nil

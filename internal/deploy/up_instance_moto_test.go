@@ -13,7 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/preflight"
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -27,7 +29,7 @@ func fakeBinary(context.Context) (Binary, error) {
 func ownCA(t *testing.T) *int {
 	n := 0
 	prev := EnsureOwnCA
-	EnsureOwnCA = func(ctx context.Context, api SSM, name string) (bool, error) {
+	EnsureOwnCA = func(ctx context.Context, api deployedconfig.SSM, name string) (bool, error) {
 		n++
 		_, err := api.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/outgate/" + name + "/ca/cert"), Value: aws.String("CA PEM"),
 			Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
@@ -37,7 +39,7 @@ func ownCA(t *testing.T) *int {
 	return &n
 }
 
-func motoInstanceUp(name string, tpl TemplateOptions) UpOptions {
+func motoInstanceUp(name string, tpl stack.TemplateOptions) UpOptions {
 	o := motoUp(name, tpl)
 	o.Binary = fakeBinary
 	o.Set = map[string]bool{FlagMode: true}
@@ -58,7 +60,7 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	ctx := context.Background()
 	calls := ownCA(t)
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.21.0.0/16", 2)
-	res, err := Up(ctx, c, motoInstanceUp("box", TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub}))
+	res, err := Up(ctx, c, motoInstanceUp("box", stack.TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,10 +72,10 @@ func TestInstanceUpStatusDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin, _ := fakeBinary(ctx)
-	if st.Parameters[ParamBinarySHA256] != bin.SHA256() || st.Parameters[ParamBinaryKey] != bin.Key("box") {
+	if st.Parameters[stack.ParamBinarySHA256] != bin.SHA256() || st.Parameters[stack.ParamBinaryKey] != bin.Key("box") {
 		t.Errorf("binary parameters: %v", st.Parameters)
 	}
-	bucket := st.Parameters[ParamCodeBucket]
+	bucket := st.Parameters[stack.ParamCodeBucket]
 	obj, err := c.S3.(*s3.Client).GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(bin.Key("box"))})
 	if err != nil {
 		t.Fatalf("binary not staged: %v", err)
@@ -127,7 +129,7 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	}
 
 	// A plain re-run keeps the AZs, subnets and IPs, and asks for no CA again.
-	o := motoInstanceUp("box", TemplateOptions{Mode: "instance"})
+	o := motoInstanceUp("box", stack.TemplateOptions{Mode: "instance"})
 	o.Set = map[string]bool{}
 	again, err := Up(ctx, c, o)
 	if err != nil {
@@ -174,12 +176,12 @@ func TestInstanceUpRefusesBeforeCreating(t *testing.T) {
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.22.0.0/16", 2)
 	dns := testutil.NewDNS(t)
 	for name, tc := range map[string]struct {
-		tpl  TemplateOptions
+		tpl  stack.TemplateOptions
 		want string
 	}{
-		"x86 type":     {TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub, Instance: InstanceOptions{Type: "t3.nano"}}, "not arm64"},
-		"unknown type": {TemplateOptions{Mode: "instance", Instance: InstanceOptions{Type: "t9z.giant"}}, "no such type"},
-		"bad allow":    {TemplateOptions{Mode: "instance", Instance: InstanceOptions{AllowFrom: []string{"198.51.100.7/24"}}}, "did you mean"},
+		"x86 type":     {stack.TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub, Instance: stack.InstanceOptions{Type: "t3.nano"}}, "not arm64"},
+		"unknown type": {stack.TemplateOptions{Mode: "instance", Instance: stack.InstanceOptions{Type: "t9z.giant"}}, "no such type"},
+		"bad allow":    {stack.TemplateOptions{Mode: "instance", Instance: stack.InstanceOptions{AllowFrom: []string{"198.51.100.7/24"}}}, "did you mean"},
 	} {
 		o := motoInstanceUp("refuse", tc.tpl)
 		_, err := Up(ctx, c, o)
@@ -193,7 +195,7 @@ func TestInstanceUpRefusesBeforeCreating(t *testing.T) {
 	// --domain before DNS points at the IPs: the IPs are allocated (so the
 	// user can point the name at them), nothing else is created, and the
 	// error says what to do.
-	o := motoInstanceUp("dns", TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub, Instance: InstanceOptions{Domain: "gw.example.com"}})
+	o := motoInstanceUp("dns", stack.TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub, Instance: stack.InstanceOptions{Domain: "gw.example.com"}})
 	o.Resolver = testutil.Resolver(dns.Addr)
 	res, err := Up(ctx, c, o)
 	var pd preflight.ErrPointDNS
@@ -213,7 +215,7 @@ func TestInstanceUpRefusesBeforeCreating(t *testing.T) {
 		t.Errorf("IPs changed: %+v then %+v", res.IPs, res2.IPs)
 	}
 	st, _ := DescribeDeployed(ctx, c.CloudFormation, "dns")
-	if st.Parameters[ParamDomain] != "gw.example.com" {
+	if st.Parameters[stack.ParamDomain] != "gw.example.com" {
 		t.Errorf("domain parameter: %v", st.Parameters)
 	}
 }
@@ -229,7 +231,7 @@ func TestInstanceSwitchesKeepTheIPs(t *testing.T) {
 	ctx := context.Background()
 	ownCA(t)
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.23.0.0/16", 2)
-	res, err := Up(ctx, c, motoInstanceUp("box", TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub}))
+	res, err := Up(ctx, c, motoInstanceUp("box", stack.TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +254,7 @@ func TestInstanceSwitchesKeepTheIPs(t *testing.T) {
 	// then done with it: the groups are emptied first, so the IP leaves
 	// the instance explicitly, and the same IPs serve the relay.
 	noGuardianRuns(t)
-	sw := motoUp("box", TemplateOptions{Mode: "eni"})
+	sw := motoUp("box", stack.TemplateOptions{Mode: "eni"})
 	sw.Set = map[string]bool{FlagMode: true}
 	var needsYes ErrNeedsYes
 	if _, err := Up(ctx, c, sw); !errors.As(err, &needsYes) {
@@ -281,7 +283,7 @@ func TestInstanceSwitchesKeepTheIPs(t *testing.T) {
 	}
 	// eni -> instance in place: the guardian is stopped first, and the
 	// groups come back in the same subnets, each IP still tagged for its own.
-	back := motoInstanceUp("box", TemplateOptions{Mode: "instance"})
+	back := motoInstanceUp("box", stack.TemplateOptions{Mode: "instance"})
 	back.Yes = true
 	if _, err := Up(ctx, c, back); err != nil {
 		t.Fatalf("switch back to instance: %v", err)

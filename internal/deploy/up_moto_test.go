@@ -13,13 +13,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/outgate/outgate/internal/attach"
+	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/keys"
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -36,7 +40,7 @@ func TestUpDoesNoHarm(t *testing.T) {
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.12.0.0/16", 2)
 
 	// A nat deployment in one AZ of an existing VPC.
-	o := motoUp("keep", TemplateOptions{Mode: "nat", VPCID: vpcID, SubnetIDs: pub[:1], Front: "url", Arch: "x86_64", MemoryMB: 512})
+	o := motoUp("keep", stack.TemplateOptions{Mode: "nat", VPCID: vpcID, SubnetIDs: pub[:1], Front: "url", Arch: "x86_64", MemoryMB: 512})
 	o.Set = map[string]bool{FlagMode: true, FlagVPC: true, FlagSubnets: true, FlagArch: true, FlagMemory: true}
 	if _, err := Up(ctx, c, o); err != nil {
 		t.Fatal(err)
@@ -65,7 +69,7 @@ func TestUpDoesNoHarm(t *testing.T) {
 
 	// Adding an AZ moves IPs into use: refused without --yes (or a
 	// confirmation), before anything is allocated.
-	more := motoUp("keep", TemplateOptions{VPCID: vpcID, SubnetIDs: pub, AZs: 2})
+	more := motoUp("keep", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub, AZs: 2})
 	more.Set = map[string]bool{FlagAZs: true, FlagVPC: true, FlagSubnets: true}
 	var needsYes ErrNeedsYes
 	if _, err := Up(ctx, c, more); !errors.As(err, &needsYes) || !strings.Contains(err.Error(), "AZs: 1 -> 2") {
@@ -136,7 +140,7 @@ func TestUpDoesNoHarm(t *testing.T) {
 	vpc2, pub2 := testutil.PublicSubnets(t, api, "10.13.0.0/16", 1)
 	_, hash := keys.New()
 	both := []byte("clients: [{name: a, key_sha256: [" + keys.Hash("og_x") + ", " + hash + "], hosts: [api.example]}]\n")
-	e := motoUp("sw", TemplateOptions{VPCID: vpc2, SubnetIDs: pub2})
+	e := motoUp("sw", stack.TemplateOptions{VPCID: vpc2, SubnetIDs: pub2})
 	e.Set, e.ConfigYAML = map[string]bool{FlagVPC: true, FlagSubnets: true}, both
 	res, err = Up(ctx, c, e)
 	if err != nil {
@@ -148,21 +152,21 @@ func TestUpDoesNoHarm(t *testing.T) {
 		t.Errorf("releasing an IP the stack uses: %v", err)
 	}
 	// Revoked without --config: the file still has the key, and up refuses it.
-	if err := RevokeKey(ctx, c.SSM, KeyEdit{Name: "sw", Client: "a"}, hash); err != nil {
+	if err := deployedconfig.RevokeKey(ctx, c.SSM, deployedconfig.KeyEdit{Name: "sw", Client: "a"}, hash); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Up(ctx, c, e); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Errorf("up from a file with a revoked key: %v", err)
 	}
-	if cfg, _ := DeployedConfig(ctx, c.SSM, "sw"); strings.Contains(string(cfg), hash) {
+	if cfg, _ := deployedconfig.Read(ctx, c.SSM, "sw"); strings.Contains(string(cfg), hash) {
 		t.Errorf("the revoked key came back:\n%s", cfg)
 	}
-	e.ConfigYAML = motoUp("", TemplateOptions{}).ConfigYAML
+	e.ConfigYAML = motoUp("", stack.TemplateOptions{}).ConfigYAML
 
 	// An attached function stops a switch and down, which name it.
 	fn := userFunction(t)
 	st, _ := DescribeDeployed(ctx, c.CloudFormation, "sw")
-	if err := Attach(ctx, c.Lambda, c.IAM, st, fn, 10*time.Millisecond, io.Discard); err != nil {
+	if err := attach.Attach(ctx, c.Lambda, c.IAM, st.AttachTarget(), fn, 10*time.Millisecond, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	sw := e
@@ -177,7 +181,7 @@ func TestUpDoesNoHarm(t *testing.T) {
 	if st, _ := lookupStack(ctx, c.CloudFormation, "sw"); st == nil {
 		t.Fatal("down deleted the stack although it refused")
 	}
-	if err := Detach(ctx, c.Lambda, fn, 10*time.Millisecond, io.Discard); err != nil {
+	if err := attach.Detach(ctx, c.Lambda, fn, 10*time.Millisecond, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 
@@ -232,8 +236,8 @@ func (r recordingCFN) DescribeChangeSet(ctx context.Context, in *cloudformation.
 
 func (r recordingCFN) CreateChangeSet(ctx context.Context, in *cloudformation.CreateChangeSetInput, opts ...func(*cloudformation.Options)) (*cloudformation.CreateChangeSetOutput, error) {
 	for _, p := range in.Parameters {
-		if aws.ToString(p.ParameterKey) == ParamEIPs {
-			r.log.add(ParamEIPs + "=" + aws.ToString(p.ParameterValue))
+		if aws.ToString(p.ParameterKey) == stack.ParamEIPs {
+			r.log.add(stack.ParamEIPs + "=" + aws.ToString(p.ParameterValue))
 		}
 	}
 	return r.CloudFormation.CreateChangeSet(ctx, in, opts...)
@@ -281,4 +285,37 @@ func userFunction(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return aws.ToString(f.FunctionName)
+}
+
+// checkIdempotencyTable: the deployed stack's table is the relay's, in its
+// environment, billed on demand (moto runs the template for real).
+func checkIdempotencyTable(t *testing.T, d *Deployed) {
+	t.Helper()
+	ctx := context.Background()
+	table := d.Resources[stack.IdempotencyTable]
+	if table == "" {
+		t.Fatalf("no idempotency table in %v", d.Resources)
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := awsdynamodb.NewFromConfig(ac)
+	out, err := db.DescribeTable(ctx, &awsdynamodb.DescribeTableInput{TableName: &table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Table.BillingModeSummary == nil || out.Table.BillingModeSummary.BillingMode != "PAY_PER_REQUEST" {
+		t.Errorf("table billing %+v", out.Table.BillingModeSummary)
+	}
+	// moto's CloudFormation leaves TimeToLiveSpecification and
+	// PointInTimeRecoverySpecification unapplied (DescribeTimeToLive names no
+	// attribute): TestRelayIdempotencyTable holds the template to them.
+	fn, err := lambda.NewFromConfig(ac).GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(d.Resources["Relay"])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fn.Environment.Variables[stack.EnvIdempotencyTable]; got != table {
+		t.Errorf("relay's %s = %q, want %q", stack.EnvIdempotencyTable, got, table)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/outgate/outgate/internal/awserr"
 )
 
 // VPCReader reads an existing VPC that `up` deploys into
@@ -37,11 +38,11 @@ type existingVPC struct {
 // reaches a partner.
 func inspectVPC(ctx context.Context, api VPCReader, vpcID string, subnetIDs []string) (*existingVPC, error) {
 	vpcs, err := api.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{VpcIds: []string{vpcID}})
-	if isCode(err, "InvalidVpcID.NotFound") || err == nil && len(vpcs.Vpcs) != 1 {
+	if awserr.IsCode(err, "InvalidVpcID.NotFound") || err == nil && len(vpcs.Vpcs) != 1 {
 		return nil, fmt.Errorf("--vpc-id %s: no such VPC in this region", vpcID)
 	}
 	if err != nil {
-		return nil, awsError("reading --vpc-id "+vpcID+" (ec2:DescribeVpcs)", err)
+		return nil, awserr.Explain("reading --vpc-id "+vpcID+" (ec2:DescribeVpcs)", err)
 	}
 	v := &existingVPC{CIDR: aws.ToString(vpcs.Vpcs[0].CidrBlock)}
 	v.Blocks = append(v.Blocks, v.CIDR)
@@ -91,7 +92,7 @@ func allSubnets(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.Su
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, awsError("listing the subnets of "+vpcID+" (ec2:DescribeSubnets)", err)
+			return nil, awserr.Explain("listing the subnets of "+vpcID+" (ec2:DescribeSubnets)", err)
 		}
 		out = append(out, page.Subnets...)
 	}
@@ -105,7 +106,7 @@ func routeTables(ctx context.Context, api VPCReader, vpcID string) ([]ec2types.R
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, awsError("reading the route tables of "+vpcID+" (ec2:DescribeRouteTables)", err)
+			return nil, awserr.Explain("reading the route tables of "+vpcID+" (ec2:DescribeRouteTables)", err)
 		}
 		out = append(out, page.RouteTables...)
 	}
@@ -217,7 +218,7 @@ func existingPrivateDNSEndpoints(ctx context.Context, api ShapeReader, vpcID, re
 	out, err := api.DescribeVpcEndpoints(ctx, &ec2.DescribeVpcEndpointsInput{Filters: []ec2types.Filter{
 		{Name: aws.String("vpc-id"), Values: []string{vpcID}}, {Name: aws.String("vpc-endpoint-type"), Values: []string{"Interface"}}}})
 	if err != nil {
-		return nil, awsError("reading the VPC's endpoints (ec2:DescribeVpcEndpoints)", err)
+		return nil, awserr.Explain("reading the VPC's endpoints (ec2:DescribeVpcEndpoints)", err)
 	}
 	found := map[string]string{}
 	prefix := "com.amazonaws." + region + "."

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/testutil"
 )
 
@@ -87,16 +88,16 @@ func TestUpChecksTheExistingVPC(t *testing.T) {
 	otherSubs, _ := api.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{Filters: []ec2types.Filter{{Name: aws.String("vpc-id"), Values: []string{other}}}})
 	for _, tc := range []struct {
 		name string
-		o    TemplateOptions
+		o    stack.TemplateOptions
 		cidr []string
 		err  string
 	}{
-		{"no such vpc", TemplateOptions{VPCID: "vpc-0000000000000000f", SubnetIDs: pub[:1]}, nil, "no such VPC"},
-		{"subnet elsewhere", TemplateOptions{VPCID: vpcID, SubnetIDs: []string{aws.ToString(otherSubs.Subnets[0].SubnetId)}}, nil, "is not a subnet of " + vpcID},
-		{"private subnet", TemplateOptions{VPCID: vpcID, SubnetIDs: []string{aws.ToString(private.Subnet.SubnetId)}}, nil, "is not public"},
-		{"same az", TemplateOptions{VPCID: vpcID, SubnetIDs: []string{pub[0], aws.ToString(sameAZ.Subnet.SubnetId)}}, nil, "both in us-east-1a"},
-		{"cidrs in eni mode", TemplateOptions{VPCID: vpcID, SubnetIDs: pub[:1]}, []string{"10.5.200.0/24"}, "apply to --mode nat"},
-		{"overlapping cidr", TemplateOptions{Mode: "nat", VPCID: vpcID, SubnetIDs: pub[:1]}, []string{"10.5.0.0/24"}, "overlaps"},
+		{"no such vpc", stack.TemplateOptions{VPCID: "vpc-0000000000000000f", SubnetIDs: pub[:1]}, nil, "no such VPC"},
+		{"subnet elsewhere", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: []string{aws.ToString(otherSubs.Subnets[0].SubnetId)}}, nil, "is not a subnet of " + vpcID},
+		{"private subnet", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: []string{aws.ToString(private.Subnet.SubnetId)}}, nil, "is not public"},
+		{"same az", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: []string{pub[0], aws.ToString(sameAZ.Subnet.SubnetId)}}, nil, "both in us-east-1a"},
+		{"cidrs in eni mode", stack.TemplateOptions{VPCID: vpcID, SubnetIDs: pub[:1]}, []string{"10.5.200.0/24"}, "apply to --mode nat"},
+		{"overlapping cidr", stack.TemplateOptions{Mode: "nat", VPCID: vpcID, SubnetIDs: pub[:1]}, []string{"10.5.0.0/24"}, "overlaps"},
 	} {
 		o := motoUp("check", tc.o)
 		o.PrivateCIDRs = tc.cidr

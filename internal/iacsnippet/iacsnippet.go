@@ -8,7 +8,7 @@
 // the user's own code is the durable way; the tag the snippet adds lets the
 // guardian and `outgate status` notice when a deploy undoes it anyway.
 //
-// Rendering is pure: the ids come from the deployment (internal/deploy).
+// Rendering is pure: the ids come from the deployment (internal/attach).
 package iacsnippet
 
 import (

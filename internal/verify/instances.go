@@ -1,6 +1,7 @@
-// Package verify proves that a deployment's calls leave from its static
-// IPs, by calling it the way its users do.
 package verify
+
+// Instance mode: each IP is its own instance, so each is called directly,
+// through both of the ways its users call it.
 
 import (
 	"context"
