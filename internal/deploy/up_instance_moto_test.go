@@ -306,3 +306,53 @@ func TestInstanceSwitchesKeepTheIPs(t *testing.T) {
 	}
 
 }
+
+// TestInstanceNATSwitchesKeepTheIP: nat -> instance -> nat in one AZ of an
+// existing VPC. The NAT gateway's allocation becomes the AZ's instance IP
+// (tagged with the public subnet it serves), and going back empties the
+// group before the NAT gateway needs the IP, which it gets again. (moto
+// lets a NAT gateway take an IP an instance still holds, so the release
+// itself is proven by TestInstanceSwitchesKeepTheIPs.)
+func TestInstanceNATSwitchesKeepTheIP(t *testing.T) {
+	c, api := motoClients(t)
+	c.CloudWatch = fakeCloudWatch{} // moto cannot speak CloudWatch's RPC v2 CBOR
+	ctx := context.Background()
+	ownCA(t)
+	vpcID, pub := testutil.PublicSubnets(t, api, "10.24.0.0/16", 1)
+	nat := motoUp("flip", stack.TemplateOptions{Mode: "nat", VPCID: vpcID, SubnetIDs: pub})
+	nat.Set = map[string]bool{FlagMode: true}
+	first, err := Up(ctx, c, nat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alloc := first.IPs[0].AllocationID
+	toInst := motoInstanceUp("flip", stack.TemplateOptions{Mode: "instance"})
+	toInst.Yes = true
+	if _, err := Up(ctx, c, toInst); err != nil {
+		t.Fatalf("nat -> instance: %v", err)
+	}
+	st, _ := DescribeDeployed(ctx, c.CloudFormation, "flip")
+	if st.Resources["InstanceGroup0"] == "" || st.Resources["NatGateway0"] != "" {
+		t.Fatalf("after nat -> instance: %v", st.Resources)
+	}
+	ips, _ := ListIPs(ctx, c.EC2, "flip")
+	if len(ips) != 1 || ips[0].AllocationID != alloc || ips[0].Subnet != pub[0] {
+		t.Fatalf("IP after nat -> instance: %+v (was %s)", ips, alloc)
+	}
+	s, _ := ReadStatus(ctx, c, "flip")
+	if _, err := api.AssociateAddress(ctx, &ec2.AssociateAddressInput{AllocationId: aws.String(alloc), InstanceId: aws.String(s.Instances[0].Instances[0].ID)}); err != nil {
+		t.Fatal(err)
+	}
+	nat.Yes = true
+	if _, err := Up(ctx, c, nat); err != nil {
+		t.Fatalf("instance -> nat: %v", err)
+	}
+	st, _ = DescribeDeployed(ctx, c.CloudFormation, "flip")
+	if st.Resources["NatGateway0"] == "" || st.Resources["InstanceGroup0"] != "" {
+		t.Fatalf("after instance -> nat: %v", st.Resources)
+	}
+	gws, err := api.DescribeNatGateways(ctx, &ec2.DescribeNatGatewaysInput{NatGatewayIds: []string{st.Resources["NatGateway0"]}})
+	if err != nil || len(gws.NatGateways) != 1 || len(gws.NatGateways[0].NatGatewayAddresses) == 0 || aws.ToString(gws.NatGateways[0].NatGatewayAddresses[0].AllocationId) != alloc {
+		t.Errorf("the NAT gateway does not hold %s: %+v %v", alloc, gws, err)
+	}
+}
