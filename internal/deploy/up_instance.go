@@ -308,6 +308,13 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 		}
 	}
 	ips = ips[:min(len(ips), t.AZs)]
+	if t.VPCID != "" && !o.DryRun {
+		// The subnets exist already: tag the IPs now, so an instance finds
+		// its IP as soon as it boots (a new VPC's are tagged after the stack).
+		if ips, err = tagIPSubnets(ctx, c.EC2, o.Name, ips, t.SubnetIDs); err != nil {
+			return nil, err
+		}
+	}
 	var allocs []string
 	for _, ip := range ips {
 		allocs = append(allocs, ip.AllocationID)
@@ -430,22 +437,20 @@ func newVPCAZs(ctx context.Context, api preflight.EC2, region, typ string, n int
 // with one of the subnets keeps it (partners see no move); the others are
 // given the subnets left, in order.
 func tagIPSubnets(ctx context.Context, api EC2, name string, ips []IP, subnets []string) ([]IP, error) {
-	taken := map[string]bool{}
-	for _, ip := range ips {
-		if slices.Contains(subnets, ip.Subnet) && !taken[ip.Subnet] {
-			taken[ip.Subnet] = true
-		} else {
-			ip.Subnet = ""
+	owner := map[string]int{} // subnet -> the index of the IP that keeps it
+	for i, ip := range ips {
+		if _, dup := owner[ip.Subnet]; slices.Contains(subnets, ip.Subnet) && !dup {
+			owner[ip.Subnet] = i
 		}
 	}
 	var free []string
 	for _, s := range subnets {
-		if !taken[s] {
+		if _, ok := owner[s]; !ok {
 			free = append(free, s)
 		}
 	}
 	for i := range ips {
-		if slices.Contains(subnets, ips[i].Subnet) && taken[ips[i].Subnet] {
+		if j, ok := owner[ips[i].Subnet]; ok && j == i {
 			continue
 		}
 		if len(free) == 0 {

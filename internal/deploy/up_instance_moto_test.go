@@ -356,3 +356,31 @@ func TestInstanceNATSwitchesKeepTheIP(t *testing.T) {
 		t.Errorf("the NAT gateway does not hold %s: %+v %v", alloc, gws, err)
 	}
 }
+
+// tagIPSubnets keeps an IP's subnet when it is one of the deployment's
+// and no other IP claims it first, and gives the subnets left to the
+// others: two IPs tagged for one subnet end up one per subnet.
+func TestTagIPSubnets(t *testing.T) {
+	c, api := motoClients(t)
+	ctx := context.Background()
+	var ips []IP
+	for range 3 {
+		a, err := api.AllocateAddress(ctx, &ec2.AllocateAddressInput{Domain: ec2types.DomainTypeVpc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ips = append(ips, IP{AllocationID: aws.ToString(a.AllocationId), PublicIP: aws.ToString(a.PublicIp)})
+	}
+	ips[0].Subnet, ips[1].Subnet, ips[2].Subnet = "subnet-b", "subnet-b", "subnet-gone"
+	got, err := tagIPSubnets(ctx, c.EC2, "x", ips, []string{"subnet-a", "subnet-b", "subnet-c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Subnet != "subnet-b" || got[1].Subnet != "subnet-a" || got[2].Subnet != "subnet-c" {
+		t.Errorf("subnets: %+v", got)
+	}
+	out, _ := api.DescribeAddresses(ctx, &ec2.DescribeAddressesInput{AllocationIds: []string{got[1].AllocationID}})
+	if tag(out.Addresses[0].Tags, "outgate:subnet") != "subnet-a" {
+		t.Errorf("tag not written: %v", out.Addresses[0].Tags)
+	}
+}
