@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -324,6 +325,16 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 	if t.VPCID != "" {
 		params[stack.ParamPublicAZs] = strings.Join(subnetAZs, ",")
 	}
+	params[stack.ParamCreateInstanceLogs] = "true"
+	if !o.DryRun && (prev == nil || prev.Resources["InstanceLogGroup"] == "") {
+		keep, err := keptInstanceLogs(ctx, c.Logs, o.Name, t.LogRetentionDays, say)
+		if err != nil {
+			return nil, err
+		}
+		if keep {
+			params[stack.ParamCreateInstanceLogs] = "false"
+		}
+	}
 	alarmNotice(t, say)
 	exists := prev != nil
 	kind := cftypes.ChangeSetTypeCreate
@@ -559,4 +570,27 @@ func restoreInstances(ctx context.Context, c Clients, name string, groups []stri
 		return
 	}
 	say("the switch failed: each AZ's group launches its instance again, which claims the IP back")
+}
+
+// keptInstanceLogs reports whether the instances' log group exists outside
+// the stack (kept when an earlier stack of this name was deleted, or by a
+// switch to another mode): the stack then uses it, with the retention
+// asked for, since creating it again would fail.
+func keptInstanceLogs(ctx context.Context, api Logs, name string, days int, say func(string, ...any)) (bool, error) {
+	group := stack.InstanceLogGroup(name)
+	out, err := api.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String(group), Limit: aws.Int32(5)})
+	if err != nil {
+		return false, awserr.Explain("looking for the instances' log group (logs:DescribeLogGroups)", err)
+	}
+	for _, g := range out.LogGroups {
+		if aws.ToString(g.LogGroupName) != group {
+			continue
+		}
+		if _, err := api.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: aws.String(group), RetentionInDays: aws.Int32(int32(days))}); err != nil {
+			return false, awserr.Explain("setting the retention of "+group+" (logs:PutRetentionPolicy)", err)
+		}
+		say("log group %s exists (kept from an earlier deployment): logging there, kept %d days", group, days)
+		return true, nil
+	}
+	return false, nil
 }

@@ -156,6 +156,22 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	if len(kept) != 2 {
 		t.Errorf("down kept %+v", kept)
 	}
+	// The instances' log group outlives the stack; a new up uses it
+	// rather than fail creating it again.
+	again2, err := Up(ctx, c, motoInstanceUp("box", stack.TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub}))
+	if err != nil {
+		t.Fatalf("up after down: %v", err)
+	}
+	st6, _ := DescribeDeployed(ctx, c.CloudFormation, "box")
+	if st6.Parameters[stack.ParamCreateInstanceLogs] != "false" || again2.IPs[0].AllocationID != res.IPs[0].AllocationID && again2.IPs[0].AllocationID != res.IPs[1].AllocationID {
+		t.Errorf("up after down: parameters %v, IPs %+v", st6.Parameters, again2.IPs)
+	}
+	if err := DeleteLogGroups(ctx, c.Logs, "box", o.Out); err != nil {
+		t.Fatal(err)
+	}
+	if keep, _ := keptInstanceLogs(ctx, c.Logs, "box", 30, func(string, ...any) {}); keep {
+		t.Error("down --delete-logs left the instances' log group")
+	}
 }
 
 func tag(ts []ec2types.Tag, k string) string {

@@ -41,15 +41,18 @@ const (
 	// internal/pricing prices it.
 	RootVolumeGB = 8
 
-	ParamBinaryKey     = "BinaryKey"
-	ParamBinarySHA256  = "BinarySha256"
-	ParamAMI           = "AmiId"
-	ParamInstanceType  = "InstanceType"
-	ParamDomain        = "Domain"
-	ParamACMECA        = "AcmeCa"
-	ParamACMEEmail     = "AcmeEmail"
-	OutputAutoScaling  = "AutoScalingGroups"
-	OutputInstanceLogs = "InstanceLogGroup"
+	// ParamCreateInstanceLogs is false when /outgate/<stack>/instance
+	// exists already (kept from an earlier stack): creating it would fail.
+	ParamCreateInstanceLogs = "CreateInstanceLogGroup"
+	ParamBinaryKey          = "BinaryKey"
+	ParamBinarySHA256       = "BinarySha256"
+	ParamAMI                = "AmiId"
+	ParamInstanceType       = "InstanceType"
+	ParamDomain             = "Domain"
+	ParamACMECA             = "AcmeCa"
+	ParamACMEEmail          = "AcmeEmail"
+	OutputAutoScaling       = "AutoScalingGroups"
+	OutputInstanceLogs      = "InstanceLogGroup"
 	// instanceAdminListen is the instance's admin listener: loopback only,
 	// never in the security group.
 	instanceAdminListen = "127.0.0.1:9901"
@@ -170,7 +173,7 @@ func instanceTemplate(o TemplateOptions) *cf.Template {
 		asgs = append(asgs, cf.Ref(fmt.Sprintf("InstanceGroup%d", i)))
 	}
 	t.Outputs[OutputAutoScaling] = cf.Output{Value: cf.Join(",", asgs)}
-	t.Outputs[OutputInstanceLogs] = cf.Output{Value: cf.Ref("InstanceLogGroup")}
+	t.Outputs[OutputInstanceLogs] = cf.Output{Value: cf.Sub("/outgate/${AWS::StackName}/instance")}
 	return t
 }
 
@@ -193,6 +196,9 @@ func (b *builder) instanceParameters() {
 	p[ParamEIPs] = cf.Parameter{Type: "CommaDelimitedList", Default: "",
 		Description: cf.String(fmt.Sprintf("Elastic IP allocation ids, one per AZ (%d), tagged outgate:deployment=<stack name> and outgate:subnet=<its subnet>; empty creates them, retained on delete", b.o.AZs))}
 	b.t.Conditions[condCreateEIPs] = cf.Equals(cf.Join("", cf.Ref(ParamEIPs)), "")
+	p[ParamCreateInstanceLogs] = cf.Parameter{Type: "String", Default: "true", AllowedValues: []any{"true", "false"},
+		Description: cf.String("false when the log group /outgate/<stack>/instance already exists (kept from an earlier stack): the instances log there")}
+	b.t.Conditions[ParamCreateInstanceLogs] = cf.Equals(cf.Ref(ParamCreateInstanceLogs), "true")
 	if b.o.VPCID != "" {
 		p[ParamPublicAZs] = cf.Parameter{Type: "List<AWS::EC2::AvailabilityZone::Name>",
 			Description: cf.String("The availability zones of the subnets, in the same order (the alarms are per AZ)")}
@@ -274,7 +280,7 @@ func (b *builder) instanceRole() {
 		{"Effect": "Allow", "Action": "autoscaling:SetInstanceHealth", "Resource": arn("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"), "Condition": tagged},
 		// The binary (user data), nothing else of the bucket but the certificates.
 		{"Effect": "Allow", "Action": "s3:GetObject", "Resource": cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}/${" + ParamBinaryKey + "}")},
-		{"Effect": "Allow", "Action": []any{"logs:CreateLogStream", "logs:PutLogEvents"}, "Resource": cf.GetAtt("InstanceLogGroup", "Arn")},
+		{"Effect": "Allow", "Action": []any{"logs:CreateLogStream", "logs:PutLogEvents"}, "Resource": arn("logs", "log-group:/outgate/${AWS::StackName}/instance:*")},
 	}
 	params := []any{arn("ssm", "parameter${"+ParamConfig+"}")}
 	if b.o.Instance.Domain != "" {
@@ -311,6 +317,7 @@ func (b *builder) instanceRole() {
 func (b *builder) instanceLogGroup() {
 	b.add("InstanceLogGroup", &logs.LogGroup{LogGroupName: cf.SubPtr("/outgate/${AWS::StackName}/instance"),
 		RetentionInDays: cf.Int(b.o.LogRetentionDays), Tags: []tags.Tag{deploymentTag()},
+		AWSCloudFormationCondition:           ParamCreateInstanceLogs,
 		AWSCloudFormationDeletionPolicy:      policies.DeletionPolicy("Retain"),
 		AWSCloudFormationUpdateReplacePolicy: policies.UpdateReplacePolicy("Retain")})
 }
