@@ -99,7 +99,7 @@ with the Go toolchain.`,
 			o.Set = map[string]bool{}
 			for _, name := range []string{deploy.FlagMode, deploy.FlagAZs, deploy.FlagVPC, deploy.FlagSubnets, deploy.FlagEndpoints,
 				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory, deploy.FlagNotify, deploy.FlagNotifyTopic,
-				deploy.FlagInstanceType, deploy.FlagDomain} {
+				deploy.FlagInstanceType, deploy.FlagDomain, deploy.FlagAllowFrom} {
 				o.Set[name] = cmd.Flags().Changed(name)
 			}
 			declined := false

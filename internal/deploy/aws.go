@@ -114,9 +114,12 @@ type Clients struct {
 	Tagging        attached.Tagging // the functions attached to a deployment (status)
 	// Instance mode: the refusals' EC2 reads, the Auto Scaling groups, and
 	// the instances' EC2 reads (status, up's wait, a switch's hand-over).
-	Preflight   preflight.EC2
-	AutoScaling fleet.AutoScaling
-	Fleet       fleet.EC2
+	Preflight preflight.EC2
+	// SecurityGroups reads the instances' security group back, so a
+	// re-run keeps --allow-from (ec2:DescribeSecurityGroups).
+	SecurityGroups SecurityGroups
+	AutoScaling    fleet.AutoScaling
+	Fleet          fleet.EC2
 }
 
 // NewClients makes the SDK clients of one account and region. pathStyleS3
@@ -140,5 +143,5 @@ func NewClients(ac aws.Config, pathStyleS3 bool) Clients {
 		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }), EC2: e, Releaser: e,
 		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
 		CloudWatch: cloudwatch.NewFromConfig(ac), Logs: cloudwatchlogs.NewFromConfig(ac), Tagging: resourcegroupstaggingapi.NewFromConfig(ac),
-		Preflight: e, AutoScaling: autoscaling.NewFromConfig(ac), Fleet: e}
+		Preflight: e, AutoScaling: autoscaling.NewFromConfig(ac), Fleet: e, SecurityGroups: e}
 }

@@ -176,6 +176,7 @@ const (
 	// Instance mode.
 	FlagInstanceType = "instance-type"
 	FlagDomain       = "domain"
+	FlagAllowFrom    = "allow-from"
 	// Not shape, but kept the same way: who the alarms page.
 	FlagNotify      = "notify"
 	FlagNotifyTopic = "notify-topic"

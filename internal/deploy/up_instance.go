@@ -100,6 +100,39 @@ func instanceGroups(st *Deployed) []string {
 	}
 }
 
+// SecurityGroups reads a security group's rules.
+type SecurityGroups interface {
+	DescribeSecurityGroups(ctx context.Context, in *ec2.DescribeSecurityGroupsInput, opts ...func(*ec2.Options)) (*ec2.DescribeSecurityGroupsOutput, error)
+}
+
+// allowFromOf reads the blocks the instances' security group admits on
+// 443: a re-run without --allow-from keeps them rather than widen access
+// to the default (anywhere).
+func allowFromOf(ctx context.Context, api SecurityGroups, sg string) ([]string, error) {
+	if sg == "" || api == nil {
+		return nil, nil
+	}
+	out, err := api.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{sg}})
+	if err != nil {
+		return nil, awserr.Explain("reading the instances' security group (ec2:DescribeSecurityGroups)", err)
+	}
+	var blocks []string
+	for _, g := range out.SecurityGroups {
+		for _, p := range g.IpPermissions {
+			if aws.ToInt32(p.FromPort) != 443 {
+				continue
+			}
+			for _, r := range p.IpRanges {
+				blocks = append(blocks, aws.ToString(r.CidrIp))
+			}
+			for _, r := range p.Ipv6Ranges {
+				blocks = append(blocks, aws.ToString(r.CidrIpv6))
+			}
+		}
+	}
+	return blocks, nil
+}
+
 // readInstanceShape reads a running instance-mode deployment back from
 // its resources: the AZs (one group each), their subnets (existing VPC),
 // the instance type and domain (stack parameters, which are strings).
@@ -190,6 +223,11 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 		}
 		if !o.Set[FlagDomain] {
 			t.Instance.Domain, t.Instance.ACMECA, t.Instance.ACMEEmail = shape.Instance.Domain, shape.Instance.ACMECA, shape.Instance.ACMEEmail
+		}
+		if !o.Set[FlagAllowFrom] {
+			if t.Instance.AllowFrom, err = allowFromOf(ctx, c.SecurityGroups, prev.Resources["InstanceSecurityGroup"]); err != nil {
+				return nil, err
+			}
 		}
 		if t.AZs != shape.AZs || t.VPCID != shape.VPCID || !slices.Equal(t.SubnetIDs, shape.SubnetIDs) {
 			ch := []Change{{What: "AZs and subnets", From: fmt.Sprint(shape.AZs, shape.SubnetIDs), To: fmt.Sprint(t.AZs, t.SubnetIDs), Disruptive: true,

@@ -60,7 +60,10 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	ctx := context.Background()
 	calls := ownCA(t)
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.21.0.0/16", 2)
-	res, err := Up(ctx, c, motoInstanceUp("box", stack.TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub}))
+	first := motoInstanceUp("box", stack.TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub,
+		Instance: stack.InstanceOptions{AllowFrom: []string{"198.51.100.0/24"}}})
+	first.Set[FlagAllowFrom] = true
+	res, err := Up(ctx, c, first)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +144,10 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	st2, _ := DescribeDeployed(ctx, c.CloudFormation, "box")
 	if st2.Resources["InstanceGroup0"] != st.Resources["InstanceGroup0"] {
 		t.Errorf("re-run replaced the group: %v", st2.Resources)
+	}
+	// ... and who may connect: a re-run without --allow-from never widens it.
+	if blocks, err := allowFromOf(ctx, c.SecurityGroups, st2.Resources["InstanceSecurityGroup"]); err != nil || len(blocks) != 1 || blocks[0] != "198.51.100.0/24" {
+		t.Errorf("allow-from after a plain re-run: %v %v", blocks, err)
 	}
 	// verify's view: no domain, so the own CA's certificate and the
 	// config's egress check URL (the default here).
