@@ -238,6 +238,12 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 		}
 		o.Template = t
 	}
+	if prev != nil {
+		// Who the alarms page is kept as in every mode.
+		if err := keepAlarmRouting(ctx, c.CloudFormation, o.Name, &o.Template, o.Set); err != nil {
+			return nil, err
+		}
+	}
 	cfg, err := config.Parse(o.ConfigYAML, "the config")
 	if err != nil {
 		return nil, err

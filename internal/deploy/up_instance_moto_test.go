@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -61,8 +62,8 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	calls := ownCA(t)
 	vpcID, pub := testutil.PublicSubnets(t, api, "10.21.0.0/16", 2)
 	first := motoInstanceUp("box", stack.TemplateOptions{Mode: "instance", VPCID: vpcID, SubnetIDs: pub,
-		Instance: stack.InstanceOptions{AllowFrom: []string{"198.51.100.0/24"}}})
-	first.Set[FlagAllowFrom] = true
+		Instance: stack.InstanceOptions{AllowFrom: []string{"198.51.100.0/24"}}, Notify: []string{"ops@example.com"}})
+	first.Set[FlagAllowFrom], first.Set[FlagNotify] = true, true
 	res, err := Up(ctx, c, first)
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +145,10 @@ func TestInstanceUpStatusDown(t *testing.T) {
 	st2, _ := DescribeDeployed(ctx, c.CloudFormation, "box")
 	if st2.Resources["InstanceGroup0"] != st.Resources["InstanceGroup0"] {
 		t.Errorf("re-run replaced the group: %v", st2.Resources)
+	}
+	// ... who the alarms page ...
+	if tpl, err := c.CloudFormation.GetTemplate(ctx, &cloudformation.GetTemplateInput{StackName: aws.String("box")}); err != nil || !strings.Contains(aws.ToString(tpl.TemplateBody), "ops@example.com") {
+		t.Errorf("a plain re-run dropped the alarm subscription: %v", err)
 	}
 	// ... and who may connect: a re-run without --allow-from never widens it.
 	if blocks, err := allowFromOf(ctx, c.SecurityGroups, st2.Resources["InstanceSecurityGroup"]); err != nil || len(blocks) != 1 || blocks[0] != "198.51.100.0/24" {
