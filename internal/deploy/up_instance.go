@@ -272,7 +272,7 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 		if err := preflight.CheckAZs(ctx, c.Preflight, c.Region, t.Instance.Type, subnetAZs); err != nil {
 			return nil, ErrOptions{err}
 		}
-	} else if err := newVPCAZs(ctx, c.Preflight, c.Region, t.Instance.Type, t.AZs); err != nil {
+	} else if _, err := preflight.NewVPCAZs(ctx, c.Preflight, c.Region, t.Instance.Type, t.AZs); err != nil {
 		return nil, ErrOptions{err}
 	}
 	if err := deployedconfig.CheckRevoked(ctx, c.SSM, o.Name, o.ConfigYAML); err != nil {
@@ -462,29 +462,6 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 	}
 	res.Attached = waitInstances(ctx, c, o, st, say)
 	return res, nil
-}
-
-// newVPCAZs: a new VPC puts subnet i in Fn::GetAZs' i-th AZ (the region's
-// AZs by name); each of the first n must sell the type, or the group
-// there would never launch.
-func newVPCAZs(ctx context.Context, api preflight.EC2, region, typ string, n int) error {
-	out, err := api.DescribeAvailabilityZones(ctx, &ec2.DescribeAvailabilityZonesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("zone-type"), Values: []string{"availability-zone"}}, {Name: aws.String("state"), Values: []string{"available"}}}})
-	if err != nil {
-		return awserr.Explain("listing the region's availability zones (ec2:DescribeAvailabilityZones)", err)
-	}
-	var all []string
-	for _, z := range out.AvailabilityZones {
-		all = append(all, aws.ToString(z.ZoneName))
-	}
-	slices.Sort(all)
-	if len(all) < n {
-		return fmt.Errorf("--azs %d, but region %s has %d availability zones", n, region, len(all))
-	}
-	if err := preflight.CheckAZs(ctx, api, region, typ, all[:n]); err != nil {
-		return fmt.Errorf("a new VPC uses the region's first %d AZs (%s): %w; or give --vpc-id with subnets in AZs that sell it", n, strings.Join(all[:n], ", "), err)
-	}
-	return nil
 }
 
 // tagIPSubnets gives each IP the subnet it serves (outgate:subnet): the

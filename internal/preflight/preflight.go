@@ -117,10 +117,11 @@ func offeredAZs(ctx context.Context, api EC2, typ string) (offered, all []string
 	return offered, all, nil
 }
 
-// ChooseAZs picks n AZs of the region that sell the type, for a new VPC:
-// the first n by name, so the choice is the same on every run. (A new VPC
-// from Fn::GetAZs could land an instance in an AZ that does not sell it.)
-func ChooseAZs(ctx context.Context, api EC2, region, typ string, n int) ([]string, error) {
+// NewVPCAZs checks the AZs a new VPC will use: subnet i goes in
+// Fn::GetAZs' i-th AZ, the region's available AZs by name, so each of the
+// first n must sell the type, or the group there would never launch. It
+// returns them.
+func NewVPCAZs(ctx context.Context, api EC2, region, typ string, n int) ([]string, error) {
 	offered, all, err := offeredAZs(ctx, api, typ)
 	if err != nil {
 		return nil, err
@@ -129,11 +130,15 @@ func ChooseAZs(ctx context.Context, api EC2, region, typ string, n int) ([]strin
 	case len(offered) == 0:
 		return nil, fmt.Errorf("%s is not sold in region %s (none of its AZs offers it): choose another --region, or another arm64 --instance-type that the region sells (`aws ec2 describe-instance-type-offerings --region %s --filters Name=instance-type,Values=t4g.*`)",
 			typ, region, region)
-	case len(offered) < n:
-		return nil, fmt.Errorf("--azs %d, but only %d of %s's AZs sell %s (%s; not %s): use --azs %d, or another --instance-type",
-			n, len(offered), region, typ, strings.Join(offered, ", "), strings.Join(without(all, offered), ", "), len(offered))
+	case len(all) < n:
+		return nil, fmt.Errorf("--azs %d, but region %s has %d availability zones", n, region, len(all))
 	}
-	return offered[:n], nil
+	first := all[:n]
+	if bad := without(first, offered); len(bad) > 0 {
+		return nil, fmt.Errorf("a new VPC uses the region's first %d AZs (%s), and %s does not sell %s in %s: use fewer --azs, or --vpc-id with subnets in AZs that sell it (%s)",
+			n, strings.Join(first, ", "), typ, typ, strings.Join(bad, ", "), strings.Join(offered, ", "))
+	}
+	return first, nil
 }
 
 // CheckAZs refuses existing subnets in AZs that do not sell the type (the

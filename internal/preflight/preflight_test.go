@@ -46,17 +46,18 @@ func TestInstanceTypeOnMoto(t *testing.T) {
 	}
 }
 
-func TestChooseAZsOnMoto(t *testing.T) {
+func TestAZsOnMoto(t *testing.T) {
 	ctx := context.Background()
 	api := motoEC2(t, "us-east-1")
-	azs, err := ChooseAZs(ctx, api, "us-east-1", "t4g.nano", 2)
-	if err != nil || !slices.Equal(azs, []string{"us-east-1a", "us-east-1b"}) {
-		t.Fatalf("ChooseAZs: %v %v", azs, err)
+	azs, err := NewVPCAZs(ctx, api, "us-east-1", "t4g.nano", 3)
+	if err != nil || !slices.Equal(azs, []string{"us-east-1a", "us-east-1b", "us-east-1c"}) {
+		t.Fatalf("NewVPCAZs: %v %v", azs, err)
 	}
-	// Six AZs, five of which sell t4g.nano: asking for six names the one.
-	_, err = ChooseAZs(ctx, api, "us-east-1", "t4g.nano", 6)
-	if err == nil || !strings.Contains(err.Error(), "not us-east-1e") || !strings.Contains(err.Error(), "use --azs 5") {
-		t.Errorf("6 AZs: %v", err)
+	// us-east-1e, the fifth AZ, does not sell t4g.nano: a new VPC over
+	// five AZs is refused, naming it.
+	_, err = NewVPCAZs(ctx, api, "us-east-1", "t4g.nano", 5)
+	if err == nil || !strings.Contains(err.Error(), "in us-east-1e") || !strings.Contains(err.Error(), "--vpc-id") {
+		t.Errorf("5 AZs: %v", err)
 	}
 	if err := CheckAZs(ctx, api, "us-east-1", "t4g.nano", []string{"us-east-1a", "us-east-1e"}); err == nil || !strings.Contains(err.Error(), "not sold in us-east-1e") {
 		t.Errorf("subnet in us-east-1e: %v", err)
@@ -68,7 +69,7 @@ func TestChooseAZsOnMoto(t *testing.T) {
 
 func TestRegionWithoutTypeOnMoto(t *testing.T) {
 	api := motoEC2(t, "me-central-1")
-	_, err := ChooseAZs(context.Background(), api, "me-central-1", "t4g.nano", 2)
+	_, err := NewVPCAZs(context.Background(), api, "me-central-1", "t4g.nano", 2)
 	if err == nil || !strings.Contains(err.Error(), "not sold in region me-central-1") || !strings.Contains(err.Error(), "--region") {
 		t.Fatalf("me-central-1: %v", err)
 	}
