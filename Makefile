@@ -11,7 +11,7 @@ BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 BUILDINFO := github.com/outgate/outgate/internal/buildinfo
 STAMP := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)
 
-.PHONY: release zips test image image-context
+.PHONY: release zips instance-binary test image image-context
 zips:
 	@for pair in $(ARCHES); do arch=$${pair%%:*}; goarch=$${pair##*:}; \
 	  for fn in outgate-relay outgate-guardian; do \
@@ -21,9 +21,17 @@ zips:
 	    rm -rf $$tmp; \
 	  done; done
 
-release: zips
+# The binary instance mode's instances run (linux/arm64), embedded so that
+# `up --mode instance` from a release build needs no Go toolchain. No build
+# date: the same commit gives the same binary, and so the same S3 key and
+# launch template (up replaces no instance for nothing).
+instance-binary:
+	rm -f $(DIST)/outgate-linux-arm64   # never embed an older copy of itself
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid= $(STAMP)' -o $(DIST)/outgate-linux-arm64 ./cmd/outgate
+
+release: zips instance-binary
 	go build -trimpath -ldflags='$(STAMP) -X $(BUILDINFO).buildDate=$(BUILD_DATE)' -o outgate ./cmd/outgate
-	sha256sum outgate internal/deploy/dist/*.zip > outgate.sha256
+	sha256sum outgate internal/deploy/dist/*.zip internal/deploy/dist/outgate-linux-arm64 > outgate.sha256
 
 test:
 	npm ci --prefix testdata/clients/node --no-audit --no-fund && go test -race -count=1 ./...

@@ -273,7 +273,7 @@ func TestPlanAndTemplateCommands(t *testing.T) {
 			Total float64 `json:"total_usd"`
 		}
 	}
-	if err := json.Unmarshal(out, &plan); err != nil || len(plan.Modes) != 2 || plan.PricesRecorded == "" {
+	if err := json.Unmarshal(out, &plan); err != nil || len(plan.Modes) != 3 || plan.PricesRecorded == "" {
 		t.Fatalf("plan -o json: %s %v", out, err)
 	}
 	got := map[string]float64{}
@@ -283,8 +283,17 @@ func TestPlanAndTemplateCommands(t *testing.T) {
 	if got["Lambda compute (relay)"] != 1.04 || got["Lambda requests (relay)"] != 0.20 || got["Public IPv4 x1"] != 3.65 {
 		t.Errorf("1M x 500 ms x 128 MB x86_64: %v", got)
 	}
+	// Instance mode beside them: one t4g.nano in ap-northeast-2, whose
+	// figure plan marks UNVERIFIED ($0.0052/hour x 730 h).
+	inst := map[string]float64{}
+	for _, l := range plan.Modes[2].Lines {
+		inst[l.Item] = l.USD
+	}
+	if plan.Modes[2].Mode != "instance" || inst["EC2 t4g.nano x1"] != 3.80 || inst["Public IPv4 x1"] != 3.65 {
+		t.Errorf("instance mode: %s %v", plan.Modes[2].Mode, inst)
+	}
 	text, _ := exec.Command(binary(t), "plan").Output()
-	for _, want := range []string{"== eni", "== nat", "TOTAL", "recorded", "guardian (every minute)"} {
+	for _, want := range []string{"== eni", "== nat", "== instance", "TOTAL", "recorded", "guardian (every minute)"} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("plan text lacks %q:\n%s", want, text)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/outgate/outgate/internal/deploy"
 	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/iacsnippet"
+	"github.com/outgate/outgate/internal/preflight"
 	"github.com/outgate/outgate/internal/stack"
 	"github.com/outgate/outgate/internal/verify"
 )
@@ -61,6 +62,12 @@ gateways go there and outgate adds private subnets for the relay, with route tab
 own, so your subnets' routes are never touched: blocks from the top of the VPC's range, or
 --private-cidrs. Switching modes (up --mode nat on an eni deployment, and back) keeps the IPs.
 
+--mode instance runs the gateway itself on one small arm64 instance per AZ (--instance-type,
+default t4g.nano), proxy and relay over TLS on :443, each instance holding its AZ's IP and
+replaced automatically. --domain gets a certificate from an ACME CA (a first run allocates the
+IPs and stops until the name points at them); without it the deployment's own CA signs.
+--allow-from limits who may connect (default anywhere: the key authenticates).
+
 On a running deployment up keeps what is deployed (mode, AZs, VPC and subnets, front door,
 arch, memory, endpoints) and changes only what a flag given says. It prints each change; one
 that moves the IPs or changes the relay URL asks for confirmation on a terminal, and needs
@@ -91,7 +98,8 @@ with the Go toolchain.`,
 			o.Name, o.ConfigYAML, o.Out, o.Zips = g.name, data, cmd.ErrOrStderr(), deploy.BuildZips
 			o.Set = map[string]bool{}
 			for _, name := range []string{deploy.FlagMode, deploy.FlagAZs, deploy.FlagVPC, deploy.FlagSubnets, deploy.FlagEndpoints,
-				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory, deploy.FlagNotify, deploy.FlagNotifyTopic} {
+				deploy.FlagFront, deploy.FlagSharedNAT, deploy.FlagArch, deploy.FlagMemory, deploy.FlagNotify, deploy.FlagNotifyTopic,
+				deploy.FlagInstanceType, deploy.FlagDomain, deploy.FlagAllowFrom} {
 				o.Set[name] = cmd.Flags().Changed(name)
 			}
 			declined := false
@@ -114,6 +122,14 @@ with the Go toolchain.`,
 			if errors.As(err, &needsYes) || errors.As(err, &bad) {
 				return usageError{err}
 			}
+			var dns preflight.ErrPointDNS
+			if errors.As(err, &dns) && res != nil {
+				// The IPs exist now: say them on stdout, then the error.
+				fmt.Fprintln(cmd.OutOrStdout(), "static IPs (allocated and kept; point the domain at them, and give them to your partners):")
+				for _, ip := range res.IPs {
+					fmt.Fprintf(cmd.OutOrStdout(), "  %s  (%s)\n", ip.PublicIP, ip.AllocationID)
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -126,7 +142,11 @@ with the Go toolchain.`,
 				return nil
 			}
 			fmt.Fprintf(w, "\n%s: %s\n", res.Stack, res.Status)
-			fmt.Fprintf(w, "relay URL: %s\n", res.RelayURL)
+			if host := res.Host; host != "" {
+				fmt.Fprintf(w, "proxy: HTTPS_PROXY=https://CLIENT:KEY@%s:443\nrelay URL: https://%s (with Outgate-Key)\n", host, host)
+			} else {
+				fmt.Fprintf(w, "relay URL: %s\n", res.RelayURL)
+			}
 			fmt.Fprintln(w, "static IPs to give your partners:")
 			for _, ip := range res.IPs {
 				fmt.Fprintf(w, "  %s  (%s)\n", ip.PublicIP, ip.AllocationID)
@@ -140,7 +160,7 @@ with the Go toolchain.`,
 	usesAWS(usesName(usesOutput(cmd, "text", "json")))
 	f := cmd.Flags()
 	f.StringVar(&cfgPath, "config", "", "gateway config file to deploy")
-	f.StringVar(&o.Template.Mode, "mode", "eni", "eni or nat (switching keeps the same IPs); default: what is deployed, eni for a new deployment")
+	f.StringVar(&o.Template.Mode, "mode", "eni", "eni, nat or instance (switching between eni and nat keeps the same IPs); default: what is deployed, eni for a new deployment")
 	f.IntVar(&o.Template.AZs, "azs", 0, "availability zones, 1-3, one IP each; default: what is deployed, 2 for a new deployment (1 is the cheapest)")
 	f.StringVar(&o.Template.VPCID, "vpc-id", "", "use an existing VPC instead of creating one")
 	f.Var(newList(&o.Template.SubnetIDs), "subnet-ids", "public subnets of --vpc-id, one per AZ (repeat or comma-separate)")
@@ -155,6 +175,7 @@ with the Go toolchain.`,
 	f.Var(newList(&o.AdoptEIPs), "adopt-eip", "Elastic IP allocation ids to reuse (repeat or comma-separate)")
 	f.IntVar(&o.SpareIPs, "spare-ips", 0, "eni mode: extra Elastic IPs beyond one per AZ, for an extra ENI to use without a human (give them to partners too)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "print the change set and stop")
+	instanceFlags(cmd, &o.Template)
 	f.DurationVar(&o.Wait, "wait", 3*time.Minute, "how long to wait for the IPs to be attached (0: don't)")
 	f.DurationVar(&o.Poll, "poll", 5*time.Second, "how often to poll CloudFormation")
 	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long (the stack operation goes on in AWS)")
@@ -180,7 +201,11 @@ func statusCmd(g *globals) *cobra.Command {
 				return printJSON(cmd, s)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%s: stack %s\nrelay: %s %s\nrelay URL: %s\nIPs:\n", s.Name, s.StackStatus, s.Relay, s.RelayState, s.RelayURL)
+			fmt.Fprintf(w, "%s: stack %s\n", s.Name, s.StackStatus)
+			if len(s.Instances) == 0 {
+				fmt.Fprintf(w, "relay: %s %s\nrelay URL: %s\n", s.Relay, s.RelayState, s.RelayURL)
+			}
+			fmt.Fprintln(w, "IPs:")
 			for _, ip := range s.IPs {
 				at := ip.AttachedTo
 				if at == "" {
@@ -191,9 +216,25 @@ func statusCmd(g *globals) *cobra.Command {
 			if s.Guardian != nil {
 				fmt.Fprintf(w, "guardian: last run %s, %.0f ENI(s) without IP\n", s.Guardian.At.Format(time.RFC3339), s.Guardian.ENIsWithoutIP)
 			}
-			fmt.Fprintln(w, "ENIs:")
+			if len(s.Instances) == 0 {
+				fmt.Fprintln(w, "ENIs:")
+			}
 			for _, e := range s.ENIs {
 				fmt.Fprintf(w, "  %s  %s  %s  %s\n", e.ID, e.Subnet, e.Status, e.PublicIP)
+			}
+			if len(s.Instances) > 0 {
+				fmt.Fprintln(w, "instances (one per AZ):")
+			}
+			for _, gr := range s.Instances {
+				ready, last := "no report", ""
+				if gr.Ready != nil {
+					ready = map[bool]string{true: "ready", false: "NOT READY"}[*gr.Ready]
+					last = ", last check " + gr.LastCheck.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "  %s  %s  IP %s  %s%s\n", gr.AZ, gr.Subnet, gr.PoolIP, ready, last)
+				for _, i := range gr.Instances {
+					fmt.Fprintf(w, "    %s  %s/%s/%s  holds %s\n", i.ID, i.State, i.Lifecycle, i.Health, orNone(i.IP))
+				}
 			}
 			if len(s.Attached) > 0 {
 				fmt.Fprintln(w, "attached functions:")
@@ -345,7 +386,7 @@ released, exit 2).`,
 }
 
 func verifyCmd(g *globals) *cobra.Command {
-	var key string
+	var key, client, checkURL string
 	cmd := &cobra.Command{
 		Use:   "verify --name N --key KEY",
 		Short: "Check through the deployed relay that calls leave from the deployment's IPs",
@@ -361,6 +402,9 @@ func verifyCmd(g *globals) *cobra.Command {
 			s, err := deploy.ReadStatus(cmd.Context(), c, g.name)
 			if err != nil {
 				return err
+			}
+			if len(s.Instances) > 0 {
+				return verifyInstances(cmd, c, g.name, client, key, checkURL, s.IPs)
 			}
 			checks, err := verify.Egress(cmd.Context(), &http.Client{Timeout: 30 * time.Second}, s.RelayURL, key, s.IPs)
 			w := cmd.OutOrStdout()
@@ -383,6 +427,8 @@ func verifyCmd(g *globals) *cobra.Command {
 	}
 	usesAWS(usesName(cmd))
 	cmd.Flags().StringVar(&key, "key", "", "a client key of the deployment (default: $OUTGATE_KEY)")
+	cmd.Flags().StringVar(&client, "client", "", "instance mode: the key's client name (the proxy takes client:key)")
+	cmd.Flags().StringVar(&checkURL, "check-url", "", "instance mode: what to fetch through the proxy, a service answering with the caller's IP (default: the deployed config's egress_check_url); the client's hosts must allow it")
 	return cmd
 }
 

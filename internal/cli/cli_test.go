@@ -326,7 +326,7 @@ func TestCompletionOfFlagValues(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"up", "--mode", ""}, []string{"eni", "nat"}},
+		{[]string{"up", "--mode", ""}, []string{"eni", "nat", "instance"}},
 		{[]string{"plan", "--front", ""}, []string{"url", "apigw"}},
 		{[]string{"template", "--arch", ""}, []string{"arm64", "x86_64"}},
 		{[]string{"template", "-o", ""}, []string{"json", "yaml"}},

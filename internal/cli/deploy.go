@@ -10,14 +10,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/outgate/outgate/internal/preflight"
 	"github.com/outgate/outgate/internal/pricing"
 	"github.com/outgate/outgate/internal/stack"
 )
 
 func planCmd(g *globals) *cobra.Command {
 	var (
-		u    = pricing.DefaultUsage()
-		mode string
+		u                  = pricing.DefaultUsage()
+		mode, instanceType string
 	)
 	cmd := &cobra.Command{
 		Use:   "plan",
@@ -28,6 +29,8 @@ the most a month can cost when every call the relay's concurrency cap lets in is
 
   eni  the cheapest: an Elastic IP on the relay's own Lambda ENI, kept there by the guardian
   nat  AWS-managed: the relay in private subnets behind a NAT gateway (hourly and per-GB fees)
+  instance  one small arm64 instance per AZ holding the IP, HTTPS proxy and relay on :443
+       (for callers outside AWS that set HTTPS_PROXY); --instance-type prices another t4g size
 
 The defaults are what ` + "`outgate up`" + ` deploys with no options (arm64, 256 MB, two AZs, the default
 relay cap) under a light workload: 1M requests a month of 500 ms.
@@ -36,8 +39,8 @@ The region is the one every command uses (--region, AWS_REGION, or the profile's
 plan prices us-east-1 and says so. No credentials are needed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if mode != "" && mode != "eni" && mode != "nat" {
-				return usageError{fmt.Errorf("--mode must be eni or nat, got %q", mode)}
+			if mode != "" && mode != "eni" && mode != "nat" && mode != "instance" {
+				return usageError{fmt.Errorf("--mode must be eni, nat or instance, got %q", mode)}
 			}
 			if u.Arch != "arm64" && u.Arch != "x86_64" {
 				return usageError{fmt.Errorf("--arch must be arm64 or x86_64, got %q", u.Arch)}
@@ -72,6 +75,18 @@ plan prices us-east-1 and says so. No credentials are needed.`,
 				return usageError{err}
 			}
 			est := pricing.Plan(p, u)
+			ip, err := pricing.InstancePricesFor(region)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := preflight.InstanceTypeName(instanceType); err != nil {
+				return usageError{err}
+			}
+			inst := pricing.PlanInstance(p, ip, u, instanceType)
+			if n := pricing.InstanceBreakEven(p, ip, u, instanceType); n > 0 {
+				inst.Summary += fmt.Sprintf("; cheaper than eni from about %.0f calls a month of this kind", n)
+			}
+			est = append(est, inst)
 			if mode != "" {
 				for _, e := range est {
 					if e.Mode == mode {
@@ -90,7 +105,8 @@ plan prices us-east-1 and says so. No credentials are needed.`,
 	usesAWS(cmd)
 	usesOutput(cmd, "text", "json")
 	f := cmd.Flags()
-	f.StringVar(&mode, "mode", "", "show one mode only: eni or nat (default: both)")
+	f.StringVar(&mode, "mode", "", "show one mode only: eni, nat or instance (default: all)")
+	f.StringVar(&instanceType, "instance-type", preflight.DefaultInstanceType, "instance mode: the instance type (t4g sizes are priced)")
 	f.IntVar(&u.AZs, "azs", u.AZs, "availability zones (1-3): one static IP each")
 	f.Float64Var(&u.RequestsPerMonth, "requests-per-month", u.RequestsPerMonth, "relay requests a month")
 	f.Float64Var(&u.AvgDurationMs, "avg-duration-ms", u.AvgDurationMs, "average relay duration in ms (mostly the partner's answer time)")
@@ -161,7 +177,9 @@ func templateCmd(g *globals) *cobra.Command {
 		Long: `Print the CloudFormation template outgate deploys. It works on its own: deploy it with
 your pipeline, giving the S3 location of the function zips and the SSM parameter that holds
 the outgate config. With EipAllocationIds empty it creates the Elastic IPs and keeps them when
-the stack is deleted; in eni mode the guardian attaches them within a minute.`,
+the stack is deleted; in eni mode the guardian attaches them within a minute. In instance mode
+give BinaryKey and BinarySha256 (the linux/arm64 outgate binary in CodeBucket) instead of the zips;
+the IPs the stack creates are tagged with the subnet each serves.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := stack.Template(o)
@@ -178,7 +196,7 @@ the stack is deleted; in eni mode the guardian attaches them within a minute.`,
 	}
 	usesOutput(cmd, "json", "yaml")
 	f := cmd.Flags()
-	f.StringVar(&o.Mode, "mode", "eni", "eni (Elastic IP on the Lambda ENI) or nat (NAT gateway)")
+	f.StringVar(&o.Mode, "mode", "eni", "eni (Elastic IP on the Lambda ENI), nat (NAT gateway) or instance (an instance per AZ)")
 	f.IntVar(&o.AZs, "azs", 0, "availability zones, 1-3 (default 1, or the number of --subnet-ids)")
 	f.StringVar(&o.VPCID, "vpc-id", "", "use this VPC instead of creating one")
 	f.Var(newList(&o.SubnetIDs), "subnet-ids", "public subnets of --vpc-id, one per AZ, comma-separated (eni: the relay's; nat: the NAT gateways', with parameters PrivateSubnetCidrs and PublicSubnetAzs for the relay's private subnets)")
@@ -187,6 +205,7 @@ the stack is deleted; in eni mode the guardian attaches them within a minute.`,
 	f.BoolVar(&o.SharedNAT, "shared-nat", false, "nat mode: one NAT gateway for all AZs")
 	f.StringVar(&o.Arch, "arch", "arm64", "architecture of the relay and the guardian: arm64 or x86_64")
 	templateAlarmFlags(cmd, &o)
+	instanceFlags(cmd, &o)
 	completeValues(cmd)
 	return cmd
 }

@@ -210,7 +210,7 @@ func startingWith(values []string, prefix string) []string {
 // command has.
 func completeValues(cmd *cobra.Command) {
 	for flag, values := range map[string][]string{
-		"mode":  {"eni", "nat"},
+		"mode":  {"eni", "nat", "instance"},
 		"front": {"url", "apigw"},
 		"arch":  {"arm64", "x86_64"},
 	} {

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
@@ -23,7 +24,9 @@ import (
 	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/deployedconfig"
+	"github.com/outgate/outgate/internal/fleet"
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/preflight"
 )
 
 // The AWS calls the control plane makes, one narrow interface per service.
@@ -110,6 +113,14 @@ type Clients struct {
 	CloudWatch     CloudWatch
 	Logs           Logs
 	Tagging        attached.Tagging // the functions attached to a deployment (status)
+	// Instance mode: the refusals' EC2 reads, the Auto Scaling groups, and
+	// the instances' EC2 reads (status, up's wait, a switch's hand-over).
+	Preflight preflight.EC2
+	// SecurityGroups reads the instances' security group back, so a
+	// re-run keeps --allow-from (ec2:DescribeSecurityGroups).
+	SecurityGroups SecurityGroups
+	AutoScaling    fleet.AutoScaling
+	Fleet          fleet.EC2
 }
 
 // NewClients makes the SDK clients of one account and region. pathStyleS3
@@ -135,5 +146,6 @@ func NewClients(ac aws.Config, pathStyleS3 bool) Clients {
 	return Clients{Region: ac.Region, CloudFormation: cloudformation.NewFromConfig(ac),
 		S3: s3.NewFromConfig(ac, func(o *s3.Options) { o.UsePathStyle = pathStyleS3 }), EC2: e, Releaser: e,
 		SSM: ssm.NewFromConfig(ac), Lambda: lambda.NewFromConfig(ac), STS: sts.NewFromConfig(ac), IAM: iam.NewFromConfig(ac),
-		CloudWatch: cloudwatch.NewFromConfig(ac), Logs: cloudwatchlogs.NewFromConfig(ac), Tagging: resourcegroupstaggingapi.NewFromConfig(ac)}
+		CloudWatch: cloudwatch.NewFromConfig(ac), Logs: cloudwatchlogs.NewFromConfig(ac), Tagging: resourcegroupstaggingapi.NewFromConfig(ac),
+		Preflight: e, AutoScaling: autoscaling.NewFromConfig(ac), Fleet: e, SecurityGroups: e}
 }

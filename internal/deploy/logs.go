@@ -94,7 +94,15 @@ func DeleteLogGroups(ctx context.Context, api Logs, name string, out io.Writer) 
 	if err != nil {
 		return err
 	}
-	for _, group := range []string{logGroups(name)[stack.ParamCreateRelayLogs], logGroups(name)[stack.ParamCreateGuardianLogs]} {
+	// Instance mode's group has a prefix of its own.
+	kept, err := api.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String(stack.InstanceLogGroup(name)), Limit: aws.Int32(5)})
+	if err != nil {
+		return awserr.Explain("looking for the instances' log group (logs:DescribeLogGroups)", err)
+	}
+	for _, g := range kept.LogGroups {
+		have[aws.ToString(g.LogGroupName)] = true
+	}
+	for _, group := range []string{logGroups(name)[stack.ParamCreateRelayLogs], logGroups(name)[stack.ParamCreateGuardianLogs], stack.InstanceLogGroup(name)} {
 		if !have[group] {
 			continue
 		}

@@ -178,6 +178,10 @@ const (
 	FlagSharedNAT = "shared-nat"
 	FlagArch      = "arch"
 	FlagMemory    = "memory"
+	// Instance mode.
+	FlagInstanceType = "instance-type"
+	FlagDomain       = "domain"
+	FlagAllowFrom    = "allow-from"
 	// Not shape, but kept the same way: who the alarms page.
 	FlagNotify      = "notify"
 	FlagNotifyTopic = "notify-topic"

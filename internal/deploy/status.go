@@ -16,6 +16,7 @@ import (
 	"github.com/outgate/outgate/internal/attached"
 	"github.com/outgate/outgate/internal/awserr"
 	"github.com/outgate/outgate/internal/awspage"
+	"github.com/outgate/outgate/internal/fleet"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -32,8 +33,10 @@ type Status struct {
 	Alarms      []Alarm      `json:"alarms,omitempty"`
 	// Attached are the functions tagged outgate:attached=<name>, each OK
 	// or DRIFTED (its VPC config no longer the relay's) with what differs.
-	Attached       []attached.Function `json:"attached_functions,omitempty"`
-	NeedsAttention []string            `json:"needs_attention,omitempty"`
+	Attached []attached.Function `json:"attached_functions,omitempty"`
+	// Instances are an instance-mode deployment's groups, one per AZ.
+	Instances      []fleet.Group `json:"instances,omitempty"`
+	NeedsAttention []string      `json:"needs_attention,omitempty"`
 }
 
 // ENI is one of the relay's network interfaces.
@@ -88,6 +91,19 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 			}
 		}
 	}
+	instanceMode := isInstance(st)
+	if instanceMode {
+		gs, err := fleet.Read(ctx, fleet.Clients{AutoScaling: c.AutoScaling, EC2: c.Fleet, CloudWatch: c.CloudWatch}, name, instanceGroups(st))
+		if err != nil {
+			s.NeedsAttention = append(s.NeedsAttention, err.Error())
+		}
+		s.Instances = gs
+		for _, g := range gs {
+			if g.Problem != "" {
+				s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("%s (%s): %s", g.AZ, g.Name, g.Problem))
+			}
+		}
+	}
 	// In eni mode every relay ENI should carry a static IP; in nat mode they
 	// sit in private subnets without one and the NAT gateways hold the IPs.
 	eniMode := st.Outputs[stack.OutputGuardian] != ""
@@ -138,6 +154,7 @@ func readStatus(ctx context.Context, c Clients, name string, interfaceType strin
 	for _, ip := range s.IPs {
 		switch {
 		case ip.AttachedTo != "":
+		case instanceMode: // the group's row says why
 		case eniMode:
 			s.NeedsAttention = append(s.NeedsAttention, fmt.Sprintf("IP %s is not attached (normal only in the minute after a deploy or while an ENI is being replaced)", ip.PublicIP))
 		case strings.HasSuffix(st.Status, "_COMPLETE"):

@@ -26,6 +26,7 @@ import (
 	"github.com/outgate/outgate/internal/ctxutil"
 	"github.com/outgate/outgate/internal/deployedconfig"
 	"github.com/outgate/outgate/internal/guardian"
+	"github.com/outgate/outgate/internal/preflight"
 	"github.com/outgate/outgate/internal/stack"
 )
 
@@ -57,6 +58,10 @@ type UpOptions struct {
 	Poll    time.Duration // how often to poll CloudFormation (default 5s)
 	Out     io.Writer     // progress
 	Zips    func(ctx context.Context, arch string) (relay, guardian Zip, err error)
+	// Binary builds the instances' binary (instance mode; nil: BuildBinary).
+	Binary func(ctx context.Context) (Binary, error)
+	// Resolver checks --domain (instance mode; nil: the system's).
+	Resolver preflight.Resolver
 }
 
 // ErrNeedsYes refuses an update that moves the IPs or the relay URL when
@@ -81,13 +86,16 @@ func (e ErrOptions) Unwrap() error { return e.error }
 
 // UpResult is what `up` ends with.
 type UpResult struct {
-	Stack    string   `json:"stack"`
-	Status   string   `json:"status"`
-	RelayURL string   `json:"relay_url,omitempty"`
-	IPs      []IP     `json:"ips"`
-	Attached bool     `json:"ips_attached"`
-	NoChange bool     `json:"no_change,omitempty"`
-	Changes  []Change `json:"changes,omitempty"`
+	Stack    string `json:"stack"`
+	Status   string `json:"status"`
+	RelayURL string `json:"relay_url,omitempty"`
+	IPs      []IP   `json:"ips"`
+	Attached bool   `json:"ips_attached"`
+	NoChange bool   `json:"no_change,omitempty"`
+	// Host is what callers of an instance-mode deployment dial (the
+	// domain, or an IP with the deployment's own CA).
+	Host    string   `json:"host,omitempty"`
+	Changes []Change `json:"changes,omitempty"`
 }
 
 // MaxSpareIPs bounds --spare-ips: AWS's default quota is 5 Elastic IPs per
@@ -130,12 +138,30 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 	var (
 		prev  *Deployed
 		shape *Shape
+		// leaving are an instance-mode deployment's groups, emptied before
+		// a switch to eni or nat runs so the IPs leave the instances.
+		leaving []string
 	)
 	if exists {
 		if prev, err = DescribeDeployed(ctx, c.CloudFormation, o.Name); err != nil {
 			return nil, err
 		}
-		if shape, err = ReadShape(ctx, c, prev); err != nil {
+		switching := isInstance(prev) && o.Set[FlagMode] && o.Template.Mode != "instance"
+		if !switching && (isInstance(prev) || o.Set[FlagMode] && o.Template.Mode == "instance") {
+			return upInstance(ctx, c, o, account, prev, say)
+		}
+		if switching {
+			// Instance -> eni or nat: the AZs, VPC and subnets are kept
+			// (the relay's defaults for the rest), and the groups are
+			// emptied just before the change set runs.
+			is, groups, err := readInstanceShape(ctx, c, prev)
+			if err != nil {
+				return nil, err
+			}
+			shape = &Shape{Template: stack.TemplateOptions{Mode: "instance", AZs: is.AZs, VPCID: is.VPCID, SubnetIDs: is.SubnetIDs,
+				Front: "url", Arch: "arm64", MemoryMB: stack.RelayMemoryMB}}
+			leaving = groups
+		} else if shape, err = ReadShape(ctx, c, prev); err != nil {
 			return nil, err
 		}
 		o.Template = keepShape(o.Template, o.Set, &shape.Template)
@@ -143,6 +169,9 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			return nil, err
 		}
 	} else {
+		if o.Template.Mode == "instance" {
+			return upInstance(ctx, c, o, account, nil, say)
+		}
 		o.Template = keepShape(o.Template, o.Set, nil)
 	}
 	// The relay's role reads exactly the secrets the config names.
@@ -170,7 +199,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		if disruptive && !o.DryRun && !o.Yes && (o.Confirm == nil || !o.Confirm(changes)) {
 			return nil, ErrNeedsYes{Changes: changes}
 		}
-		if movesRelay(shape.Template, o.Template) {
+		if leaving == nil && movesRelay(shape.Template, o.Template) {
 			fns, err := AttachedFunctions(ctx, c.Lambda, shape.SG, shape.Relay, prev.Resources["Guardian"])
 			if err != nil {
 				return nil, err
@@ -333,6 +362,16 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 			}()
 			if err != nil {
 				return nil, err
+			}
+			if leaving != nil {
+				if err := releaseInstances(ctx, c, o, leaving, say); err != nil {
+					return nil, err
+				}
+				defer func() {
+					if retErr != nil {
+						restoreInstances(context.WithoutCancel(ctx), c, o.Name, leaving, say)
+					}
+				}()
 			}
 		}
 		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
@@ -520,14 +559,14 @@ var guardianRunMax = 55 * time.Second
 // change. st is the running stack. It returns the paused guardian's name
 // ("" if none was paused), for resumeGuardian should the update fail.
 func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say func(string, ...any)) (string, error) {
-	if o.Template.Mode != "nat" || o.DryRun {
+	if o.Template.Mode == "eni" || o.DryRun {
 		return "", nil
 	}
 	fn, eni := st.Resources["Guardian"]
 	if !eni {
 		return "", nil
 	}
-	say("switching eni -> nat: stopping the guardian and moving the IPs to the NAT gateways; egress pauses until they are up")
+	say("switching eni -> %s: stopping the guardian and moving the IPs to their new holders; egress pauses until they hold them", o.Template.Mode)
 	if _, err := c.Lambda.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String(fn),
 		ReservedConcurrentExecutions: aws.Int32(0)}); err != nil {
 		return "", awserr.Explain("stopping the guardian (lambda:PutFunctionConcurrency)", err)
@@ -545,7 +584,7 @@ func handOverIPs(ctx context.Context, c Clients, o UpOptions, st *Deployed, say 
 			continue
 		}
 		if _, err := c.EC2.DisassociateAddress(ctx, &ec2.DisassociateAddressInput{AssociationId: aws.String(ip.Association)}); err != nil {
-			return fn, awserr.Explain("freeing "+ip.PublicIP+" for the NAT gateway (ec2:DisassociateAddress)", err)
+			return fn, awserr.Explain("freeing "+ip.PublicIP+" for its new holder (ec2:DisassociateAddress)", err)
 		}
 		say("  %s freed from %s", ip.PublicIP, ip.AttachedTo)
 	}

@@ -5,7 +5,7 @@
 // serve from the right address.
 //
 // Settings is the contract between the stack (the launch template's user
-// data writes it, internal/stack) and the instance (this package reads it):
+// data writes it: internal/bootstrap, through internal/stack) and the instance (this package reads it):
 // one JSON file, so neither side guesses the other's flags.
 package instance
 

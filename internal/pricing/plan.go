@@ -242,6 +242,11 @@ func Diagram(mode string, azs int, front string) string {
 		door = "API Gateway HTTP API"
 	}
 	switch mode {
+	case "instance":
+		return strings.Join([]string{
+			"client --HTTPS (proxy or relay, :443)--> instance + Elastic IP (public subnet, one per AZ x" + fmt.Sprint(azs) + ")",
+			"    instance --> internet gateway --> partner API; its Auto Scaling group replaces it, on the same IP",
+		}, "\n")
 	case "nat":
 		return strings.Join([]string{
 			"client --HTTPS--> " + door + " --> relay Lambda (private subnets x" + fmt.Sprint(azs) + ")",

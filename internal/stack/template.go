@@ -32,7 +32,7 @@ import (
 
 // TemplateOptions choose the shape of the stack.
 type TemplateOptions struct {
-	Mode      string   `json:"m"`           // "eni" (default) or "nat"
+	Mode      string   `json:"m"`           // "eni" (default), "nat" or "instance"
 	AZs       int      `json:"z"`           // 1-3, default 1
 	VPCID     string   `json:"v,omitempty"` // an existing VPC ...
 	SubnetIDs []string `json:"s,omitempty"` // ... and its public subnets, one per AZ (the relay's in eni mode, the NAT gateways' in nat mode)
@@ -57,6 +57,8 @@ type TemplateOptions struct {
 	// may read exactly these (secrets.go). They come from the config on
 	// every `up`, not from the deployed shape.
 	Secrets []secrets.Ref `json:"-"`
+	// Instance shapes --mode instance (template_instance.go).
+	Instance InstanceOptions `json:"-"`
 }
 
 // DefaultRelayConcurrency caps the relay's concurrent executions: enough for
@@ -111,9 +113,12 @@ func (o *TemplateOptions) Normalize() error {
 	if o.MemoryMB == 0 {
 		o.MemoryMB = RelayMemoryMB
 	}
+	if o.Mode == "instance" {
+		return o.normalizeInstance()
+	}
 	switch {
 	case o.Mode != "eni" && o.Mode != "nat":
-		return fmt.Errorf("--mode must be eni or nat, got %q", o.Mode)
+		return fmt.Errorf("--mode must be eni, nat or instance, got %q", o.Mode)
 	case o.Front != "url" && o.Front != "apigw":
 		return fmt.Errorf("--front must be url or apigw, got %q", o.Front)
 	case o.Arch != "arm64" && o.Arch != "x86_64":
@@ -222,6 +227,9 @@ func Template(o TemplateOptions) (*cf.Template, error) {
 	if err := o.Normalize(); err != nil {
 		return nil, err
 	}
+	if o.Mode == "instance" {
+		return instanceTemplate(o), nil
+	}
 	t := cf.NewTemplate()
 	t.Description = fmt.Sprintf("outgate: a static outbound IP for serverless code (mode %s, %d AZ, front %s)", o.Mode, o.AZs, o.Front)
 	b := &builder{t: t, o: o}
@@ -308,6 +316,12 @@ func (b *builder) network() {
 			b.securityGroup()
 			return
 		}
+		if b.o.Mode == "instance" {
+			// The instances run in the user's public subnets, which
+			// outgate never changes.
+			b.relayIn = b.o.SubnetIDs
+			return
+		}
 		// nat mode: outgate adds private subnets with route tables of its
 		// own, so the routes of the user's existing subnets are untouched.
 		for i := 0; i < b.o.AZs; i++ {
@@ -330,11 +344,14 @@ func (b *builder) network() {
 		b.add(pub, &ec2.Subnet{VpcId: b.vpc, CidrBlock: cf.String(fmt.Sprintf("10.42.%d.0/24", i)), AvailabilityZone: cf.String(azName(i)),
 			Tags: []tags.Tag{deploymentTag()}})
 		b.add(pub+"Routes", &ec2.SubnetRouteTableAssociation{SubnetId: cf.Ref(pub), RouteTableId: cf.Ref("PublicRouteTable")})
-		if b.o.Mode == "eni" {
+		if b.o.Mode != "nat" {
 			b.relayIn = append(b.relayIn, cf.Ref(pub))
 			continue
 		}
 		b.privateSubnet(i, fmt.Sprintf("10.42.%d.0/24", 10+i), azName(i), cf.Ref(pub), []string{"GatewayAttachment"})
+	}
+	if b.o.Mode == "instance" {
+		return
 	}
 	b.securityGroup()
 	b.endpoints()
@@ -459,7 +476,13 @@ func (b *builder) allocationID(i int) string {
 // weeks of paperwork.
 func (b *builder) ips() {
 	for i := 0; i < b.eipCount(); i++ {
-		b.add(fmt.Sprintf("Eip%d", i), &ec2.EIP{Domain: cf.String("vpc"), Tags: []tags.Tag{deploymentTag()},
+		ipTags := []tags.Tag{deploymentTag()}
+		if b.o.Mode == "instance" {
+			// The subnet an IP serves: an instance claims the IP tagged
+			// with its own subnet.
+			ipTags = append(ipTags, tags.Tag{Key: guardian.TagSubnet, Value: b.relayIn[i]})
+		}
+		b.add(fmt.Sprintf("Eip%d", i), &ec2.EIP{Domain: cf.String("vpc"), Tags: ipTags,
 			AWSCloudFormationCondition:           condCreateEIPs,
 			AWSCloudFormationDeletionPolicy:      policies.DeletionPolicy("Retain"),
 			AWSCloudFormationUpdateReplacePolicy: policies.UpdateReplacePolicy("Retain")})

@@ -151,6 +151,9 @@ func allVariants() map[string]TemplateOptions {
 	v["eni-apigw-topic"] = TemplateOptions{Front: "apigw", Arch: "x86_64", NotifyTopic: "arn:aws:sns:eu-central-1:123456789012:pager-duty_1"}
 	v["nat-uncapped"] = TemplateOptions{Mode: "nat", RelayConcurrency: NoRelayCap, LogRetentionDays: 3653, Notify: []string{"a@example.com"}}
 	v["eni-secrets"] = TemplateOptions{Secrets: testSecretRefs}
+	for name, o := range instanceVariants() {
+		v[name] = o
+	}
 	return v
 }
 
@@ -233,6 +236,13 @@ var descriptionMax = map[string]map[string]int{
 	"AWS::Lambda::Permission":               {},
 	"AWS::EC2::VPCGatewayAttachment":        {},
 	"AWS::EC2::SubnetRouteTableAssociation": {},
+	// Instance mode: CloudFormation generates the names of the groups, the
+	// launch template and the instance profile; the groups' tags (which
+	// they copy to instances) are checked like any other. The launch
+	// template's user data has its own limit (TestInstanceUserDataFits).
+	"AWS::AutoScaling::AutoScalingGroup": {},
+	"AWS::EC2::LaunchTemplate":           {},
+	"AWS::IAM::InstanceProfile":          {},
 }
 
 // TestNamesAndTagsFitAWSRules holds every tag, name and name-like property
@@ -403,13 +413,19 @@ func TestEveryAlarmPagesSomeone(t *testing.T) {
 				t.Errorf("%s/%s: missing-data treatment and datapoints to alarm must be chosen, not left to defaults", vname, id)
 			}
 		}
-		for _, a := range want[o.Mode] {
+		wanted := want[o.Mode]
+		if o.Mode == "instance" { // per AZ: no ready instance; a wrong egress IP
+			for i := 0; i < o.AZs; i++ {
+				wanted = append(wanted, fmt.Sprintf("NoReadyInstance%dAlarm", i), fmt.Sprintf("EgressWrongIp%dAlarm", i))
+			}
+		}
+		for _, a := range wanted {
 			if res[a] == nil {
 				t.Errorf("%s: no %s", vname, a)
 			}
 		}
-		if alarms != len(want[o.Mode]) {
-			t.Errorf("%s: %d alarms, want %d", vname, alarms, len(want[o.Mode]))
+		if alarms != len(wanted) {
+			t.Errorf("%s: %d alarms, want %d", vname, alarms, len(wanted))
 		}
 	}
 }

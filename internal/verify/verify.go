@@ -1,5 +1,6 @@
 // Package verify is `outgate verify`: calls through the deployed relay to
-// check that they leave from the deployment's IPs, and only from those.
+// check that they leave from the deployment's IPs, and only from those (in
+// instance mode, through each instance's relay and proxy: instances.go).
 package verify
 
 import (
