@@ -139,11 +139,17 @@ func (o *TemplateOptions) Normalize() error {
 			return fmt.Errorf("--endpoints: %q is not a service name such as s3, dynamodb, sqs", e)
 		}
 	}
-	if !slices.Contains(logRetentionDays, o.LogRetentionDays) {
-		return fmt.Errorf("--log-retention-days must be one of %v (the values CloudWatch Logs accepts), got %d", logRetentionDays, o.LogRetentionDays)
-	}
 	if o.RelayConcurrency < NoRelayCap || o.RelayConcurrency > 1000 {
 		return fmt.Errorf("--relay-concurrency must be from 1 to 1000, or 0 for no cap, got %d", o.RelayConcurrency)
+	}
+	return o.checkShared()
+}
+
+// checkShared refuses the options every mode has (logs, secrets, who the
+// alarms page) when they cannot work.
+func (o *TemplateOptions) checkShared() error {
+	if !slices.Contains(logRetentionDays, o.LogRetentionDays) {
+		return fmt.Errorf("--log-retention-days must be one of %v (the values CloudWatch Logs accepts), got %d", logRetentionDays, o.LogRetentionDays)
 	}
 	if err := checkRelaySecrets(o.Secrets); err != nil {
 		return err

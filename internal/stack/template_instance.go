@@ -117,33 +117,7 @@ func (o *TemplateOptions) normalizeInstance() error {
 	if io.ACMEEmail != "" && !validEmail(io.ACMEEmail) {
 		return fmt.Errorf("--acme-email %q is not an email address", io.ACMEEmail)
 	}
-	if !contains(logRetentionDays, o.LogRetentionDays) {
-		return fmt.Errorf("--log-retention-days must be one of %v (the values CloudWatch Logs accepts), got %d", logRetentionDays, o.LogRetentionDays)
-	}
-	if err := checkRelaySecrets(o.Secrets); err != nil {
-		return err
-	}
-	if len(o.Notify) > 0 && o.NotifyTopic != "" {
-		return fmt.Errorf("--notify and --notify-topic exclude each other: subscribe the addresses to your topic instead")
-	}
-	for _, e := range o.Notify {
-		if !validEmail(e) {
-			return fmt.Errorf("--notify: %q is not an email address", e)
-		}
-	}
-	if o.NotifyTopic != "" && !snsTopicARN.MatchString(o.NotifyTopic) {
-		return fmt.Errorf("--notify-topic: %q is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)", o.NotifyTopic)
-	}
-	return nil
-}
-
-func contains(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
+	return o.checkShared()
 }
 
 // instanceTemplate builds the instance-mode stack on options Normalize
