@@ -311,45 +311,18 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 		}
 	}
 	alarmNotice(o.Template, say)
-	kind := cftypes.ChangeSetTypeCreate
-	if exists {
-		kind = cftypes.ChangeSetTypeUpdate
-	}
-	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
-	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
-		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam},
-		Tags: stack.Tags(o.Name, o.Template)}
-	for _, k := range sortedKeys(params) {
-		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
-	}
-	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
-		return nil, awserr.Explain("creating a change set (cloudformation:CreateChangeSet)", err)
-	}
-	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
+	cs, dry, err := proposeChangeSet(ctx, c.CloudFormation, o.Name, body, params, stack.Tags(o.Name, o.Template), exists, o.DryRun, o.Poll, say)
 	if err != nil {
 		return nil, err
 	}
 	res := &UpResult{Stack: o.Name, IPs: pool, Changes: changes}
+	if dry {
+		res.Status = "DRY_RUN"
+		return res, nil
+	}
 	if cs == nil {
-		say("no changes: the stack is already up to date")
 		res.NoChange = true
 	} else {
-		say("change set %s (%s): %d changes", csName, kind, len(cs.Changes))
-		for _, ch := range cs.Changes {
-			if rc := ch.ResourceChange; rc != nil {
-				say("  %-8s %-40s %s", rc.Action, aws.ToString(rc.LogicalResourceId), aws.ToString(rc.ResourceType))
-			}
-		}
-		if o.DryRun {
-			c.CloudFormation.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)})
-			if kind == cftypes.ChangeSetTypeCreate {
-				// A CREATE change set leaves an empty stack in REVIEW_IN_PROGRESS.
-				c.CloudFormation.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(o.Name)})
-			}
-			say("dry run: nothing was changed")
-			res.Status = "DRY_RUN"
-			return res, nil
-		}
 		if exists {
 			// Only now, with the change set made and ready, are the IPs taken
 			// off the relay's ENIs for a switch to nat: egress pauses from
@@ -374,7 +347,7 @@ func Up(ctx context.Context, c Clients, o UpOptions) (_ *UpResult, retErr error)
 				}()
 			}
 		}
-		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
+		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: cs.ChangeSetName}); err != nil {
 			return nil, awserr.Explain("executing the change set (cloudformation:ExecuteChangeSet)", err)
 		}
 		total := len(cs.Changes)
@@ -713,6 +686,52 @@ func stackExists(ctx context.Context, c CloudFormation, name string) (bool, erro
 		return false, fmt.Errorf("stack %s failed to create and is in ROLLBACK_COMPLETE: run `outgate down --name %s` first (the IPs are kept)", name, name)
 	}
 	return true, nil
+}
+
+// proposeChangeSet makes the change set that brings the stack to body and
+// params, waits until it is ready and prints its changes; nil when there is
+// nothing to change. On a dry run with changes it deletes the change set
+// (and the empty stack a CREATE leaves in REVIEW_IN_PROGRESS) and says so:
+// dry is then true.
+func proposeChangeSet(ctx context.Context, c CloudFormation, name string, body []byte, params map[string]string, tags []cftypes.Tag,
+	exists, dryRun bool, poll time.Duration, say func(string, ...any)) (cs *cloudformation.DescribeChangeSetOutput, dry bool, err error) {
+	kind := cftypes.ChangeSetTypeCreate
+	if exists {
+		kind = cftypes.ChangeSetTypeUpdate
+	}
+	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
+	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
+		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam}, Tags: tags}
+	for _, k := range sortedKeys(params) {
+		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
+	}
+	if _, err := c.CreateChangeSet(ctx, in); err != nil {
+		return nil, false, awserr.Explain("creating a change set (cloudformation:CreateChangeSet)", err)
+	}
+	cs, err = waitChangeSet(ctx, c, name, csName, poll)
+	if err != nil {
+		return nil, false, err
+	}
+	if cs == nil {
+		say("no changes: the stack is already up to date")
+		return nil, false, nil
+	}
+	cs.ChangeSetName = aws.String(csName) // what ExecuteChangeSet names
+	say("change set %s (%s): %d changes", csName, kind, len(cs.Changes))
+	for _, ch := range cs.Changes {
+		if rc := ch.ResourceChange; rc != nil {
+			say("  %-8s %-40s %s", rc.Action, aws.ToString(rc.LogicalResourceId), aws.ToString(rc.ResourceType))
+		}
+	}
+	if !dryRun {
+		return cs, false, nil
+	}
+	c.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(name), ChangeSetName: aws.String(csName)})
+	if kind == cftypes.ChangeSetTypeCreate {
+		c.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(name)})
+	}
+	say("dry run: nothing was changed")
+	return cs, true, nil
 }
 
 // waitChangeSet waits until the change set is ready; nil means "no changes".

@@ -18,7 +18,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
-	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudformation/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -374,43 +373,18 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 	}
 	alarmNotice(t, say)
 	exists := prev != nil
-	kind := cftypes.ChangeSetTypeCreate
-	if exists {
-		kind = cftypes.ChangeSetTypeUpdate
-	}
-	csName := fmt.Sprintf("outgate-%d", time.Now().Unix())
-	in := &cloudformation.CreateChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName), ChangeSetType: kind,
-		TemplateBody: aws.String(string(body)), Capabilities: []cftypes.Capability{cftypes.CapabilityCapabilityIam}, Tags: stack.Tags(o.Name, t)}
-	for _, k := range sortedKeys(params) {
-		in.Parameters = append(in.Parameters, cftypes.Parameter{ParameterKey: aws.String(k), ParameterValue: aws.String(params[k])})
-	}
-	if _, err := c.CloudFormation.CreateChangeSet(ctx, in); err != nil {
-		return nil, awserr.Explain("creating a change set (cloudformation:CreateChangeSet)", err)
-	}
-	cs, err := waitChangeSet(ctx, c.CloudFormation, o.Name, csName, o.Poll)
+	cs, dry, err := proposeChangeSet(ctx, c.CloudFormation, o.Name, body, params, stack.Tags(o.Name, t), exists, o.DryRun, o.Poll, say)
 	if err != nil {
 		return nil, err
 	}
 	res := &UpResult{Stack: o.Name, IPs: ips}
+	if dry {
+		res.Status = "DRY_RUN"
+		return res, nil
+	}
 	if cs == nil {
-		say("no changes: the stack is already up to date")
 		res.NoChange = true
 	} else {
-		say("change set %s (%s): %d changes", csName, kind, len(cs.Changes))
-		for _, ch := range cs.Changes {
-			if rc := ch.ResourceChange; rc != nil {
-				say("  %-8s %-40s %s", rc.Action, aws.ToString(rc.LogicalResourceId), aws.ToString(rc.ResourceType))
-			}
-		}
-		if o.DryRun {
-			c.CloudFormation.DeleteChangeSet(ctx, &cloudformation.DeleteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)})
-			if kind == cftypes.ChangeSetTypeCreate {
-				c.CloudFormation.DeleteStack(ctx, &cloudformation.DeleteStackInput{StackName: aws.String(o.Name)})
-			}
-			say("dry run: nothing was changed")
-			res.Status = "DRY_RUN"
-			return res, nil
-		}
 		if exists && !isInstance(prev) {
 			// Only now, with the change set ready: a guardian would put the
 			// IPs back on the relay's ENIs, from which no instance may take
@@ -427,7 +401,7 @@ func upInstance(ctx context.Context, c Clients, o UpOptions, account string, pre
 				return nil, err
 			}
 		}
-		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: aws.String(csName)}); err != nil {
+		if _, err := c.CloudFormation.ExecuteChangeSet(ctx, &cloudformation.ExecuteChangeSetInput{StackName: aws.String(o.Name), ChangeSetName: cs.ChangeSetName}); err != nil {
 			return nil, awserr.Explain("executing the change set (cloudformation:ExecuteChangeSet)", err)
 		}
 		if err := WaitStack(ctx, c.CloudFormation, o.Name, len(cs.Changes), o.Poll, o.Out); err != nil {
