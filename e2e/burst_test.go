@@ -86,7 +86,13 @@ limits: {max_connections_per_ip: 1000000, auth_timeout: 10m}
 	} else if err := readOK(c); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// The warm-up's connection (Connection: close) is gone once the
+	// gateway counts no connection open: only then is the baseline taken.
+	for deadline := time.Now().Add(10 * time.Second); testutil.Metric(t, adminAddr, "outgate_connections_open") != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the warm-up connection is still open after 10s")
+		}
+	}
 	fdsBefore, gorBefore := countFDs(t, cmd.Process.Pid), testutil.Metric(t, adminAddr, "go_goroutines")
 	limit := testutil.Metric(t, adminAddr, "outgate_connections_max")
 
