@@ -258,7 +258,9 @@ func Unit(l Layout) string {
 // dynamic user must read it. DynamicUser=yes also implies ProtectSystem=
 // strict, ProtectHome=read-only, PrivateTmp, RemoveIPC and
 // RestrictSUIDSGID; they are spelled out so the unit reads the same
-// without knowing that.
+// without knowing that. AF_NETLINK is for listing the machine's own
+// addresses (Go's net.InterfaceAddrs uses a route netlink socket), which
+// the agent does before it serves: without it the gateway never starts.
 const unit = `[Unit]
 Description=outgate gateway (instance mode)
 Wants=network-online.target
@@ -289,7 +291,7 @@ ProtectHostname=yes
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
-RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
 LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native
