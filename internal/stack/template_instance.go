@@ -15,6 +15,7 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/tags"
 
 	"github.com/outgate/outgate/internal/bootstrap"
+	"github.com/outgate/outgate/internal/claim"
 	"github.com/outgate/outgate/internal/hostname"
 	"github.com/outgate/outgate/internal/instance"
 	"github.com/outgate/outgate/internal/preflight"
@@ -255,34 +256,67 @@ func arn(service, resource string) string {
 	return cf.Sub("arn:${AWS::Partition}:" + service + ":${AWS::Region}:${AWS::AccountId}:" + resource)
 }
 
-// instanceRole holds exactly the calls an instance makes (each package's
-// sdk.go lists them): the claim (internal/claim), its own replacement,
-// the config and CA parameters, the binary and the certificates in S3, its
-// log group (internal/cwlogs), the config's secrets, and Session Manager.
-func (b *builder) instanceRole() {
-	deployment := cf.Ref("AWS::StackName")
-	tagged := map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/" + "outgate:deployment": deployment}}
+// grantPlaceholders map claim.Grant's ARN placeholders to the stack's
+// pseudo parameters and parameters (inside Fn::Sub).
+var grantPlaceholders = strings.NewReplacer("${Partition}", "${AWS::Partition}", "${Region}", "${AWS::Region}",
+	"${Account}", "${AWS::AccountId}", "${ConfigParameterPath}", "${"+ParamConfig+"}")
+
+// grantStatements renders the instance side's declared IAM (claim.Grants,
+// instance.Grants: each package's sdk.go holds its calls and their grants,
+// and its iam_test.go holds those to AWS's Service Authorization
+// Reference) as the role's statements, so the role is what the instance
+// calls, neither less nor more. A placeholder this cannot fill is a bug in
+// a Grant: it panics, and every template test fails.
+func (b *builder) grantStatements(grants ...[]claim.Grant) []map[string]any {
 	var subnetArns []string
 	for _, s := range b.relayIn {
 		subnetArns = append(subnetArns, cf.Join("", []string{arn("ec2", "subnet/"), s}))
 	}
-	bucket := cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}")
-	stmts := []map[string]any{
-		// DescribeAddresses and DescribeInstances support no resource scope.
-		{"Effect": "Allow", "Action": []any{"ec2:DescribeAddresses", "ec2:DescribeInstances"}, "Resource": "*"},
-		// The claim: only the deployment's IPs, onto the deployment's
-		// instances (the group propagates the tag at launch); their ENIs
-		// carry no tag, so the ENI side is scoped to the subnets.
-		{"Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": []any{arn("ec2", "elastic-ip/*"), arn("ec2", "instance/*")}, "Condition": tagged},
-		{"Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": arn("ec2", "network-interface/*"),
-			"Condition": map[string]any{"StringEquals": map[string]any{"ec2:Subnet": subnetArns}}},
-		// An instance that cannot serve from the right IP asks to be replaced.
-		{"Effect": "Allow", "Action": "autoscaling:SetInstanceHealth", "Resource": arn("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"), "Condition": tagged},
-		// The binary (user data), nothing else of the bucket but the certificates.
-		{"Effect": "Allow", "Action": "s3:GetObject", "Resource": cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}/${" + ParamBinaryKey + "}")},
-		{"Effect": "Allow", "Action": []any{"logs:CreateLogStream", "logs:PutLogEvents"}, "Resource": arn("logs", "log-group:/outgate/${AWS::StackName}/instance:*")},
+	var out []map[string]any
+	for _, list := range grants {
+		for _, g := range list {
+			st := map[string]any{"Effect": "Allow", "Action": g.Action, "Resource": "*"}
+			if g.Resource != "*" {
+				r := grantPlaceholders.Replace(g.Resource)
+				if strings.Contains(strings.NewReplacer("${AWS::Partition}", "", "${AWS::Region}", "", "${AWS::AccountId}", "", "${"+ParamConfig+"}", "").Replace(r), "${") {
+					panic(fmt.Sprintf("stack: grant %s: unknown placeholder in %q", g.Action, g.Resource))
+				}
+				st["Resource"] = cf.Sub(r)
+			}
+			if len(g.Condition) > 0 {
+				eq := map[string]any{}
+				for k, v := range g.Condition {
+					switch v {
+					case "${Deployment}":
+						eq[k] = cf.Ref("AWS::StackName")
+					case "${SubnetArns}":
+						eq[k] = subnetArns
+					default:
+						panic(fmt.Sprintf("stack: grant %s: condition %s = %q is no known placeholder", g.Action, k, v))
+					}
+				}
+				st["Condition"] = map[string]any{"StringEquals": eq}
+			}
+			out = append(out, st)
+		}
 	}
-	params := []any{arn("ssm", "parameter${"+ParamConfig+"}")}
+	return out
+}
+
+// instanceRole holds exactly the calls an instance makes: the claim and
+// its own replacement (claim.Grants), the config parameter
+// (instance.Grants), the CA parameters, the binary and the certificates in
+// S3, its log group (internal/cwlogs), the config's secrets, and Session
+// Manager.
+func (b *builder) instanceRole() {
+	bucket := cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}")
+	stmts := b.grantStatements(claim.Grants)
+	stmts = append(stmts,
+		// The binary (user data), nothing else of the bucket but the certificates.
+		map[string]any{"Effect": "Allow", "Action": "s3:GetObject", "Resource": cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}/${" + ParamBinaryKey + "}")},
+		map[string]any{"Effect": "Allow", "Action": []any{"logs:CreateLogStream", "logs:PutLogEvents"}, "Resource": arn("logs", "log-group:/outgate/${AWS::StackName}/instance:*")},
+	)
+	stmts = append(stmts, b.grantStatements(instance.Grants)...)
 	if b.o.Instance.Domain != "" {
 		// certmagic's storage: read, write, delete and list its prefix
 		// (its locks are objects too).
@@ -295,9 +329,9 @@ func (b *builder) instanceRole() {
 	} else {
 		// The deployment's own CA: the certificate and (SecureString,
 		// decrypted through SSM with the aws/ssm key) its private key.
-		params = append(params, arn("ssm", "parameter/outgate/${AWS::StackName}/ca/cert"), arn("ssm", "parameter/outgate/${AWS::StackName}/ca/key"))
+		stmts = append(stmts, map[string]any{"Effect": "Allow", "Action": "ssm:GetParameter",
+			"Resource": []any{arn("ssm", "parameter/outgate/${AWS::StackName}/ca/cert"), arn("ssm", "parameter/outgate/${AWS::StackName}/ca/key")}})
 	}
-	stmts = append(stmts, map[string]any{"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": params})
 	pols := []iam.Role_Policy{{PolicyName: "outgate-instance", PolicyDocument: policy(stmts...)}}
 	if p := secretsPolicy(b.o.Secrets); p != nil {
 		pols = append(pols, *p)
