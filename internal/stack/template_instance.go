@@ -3,6 +3,7 @@ package stack
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	cf "github.com/awslabs/goformation/v7/cloudformation"
@@ -115,6 +116,17 @@ func (o *TemplateOptions) normalizeInstance() error {
 			return fmt.Errorf("--acme-ca %q is not an https:// ACME directory URL", io.ACMECA)
 		}
 	}
+	if io.Domain != "" && !slices.Contains(io.AllowFrom, "0.0.0.0/0") && letsEncrypt(io.ACMECA) {
+		// The instances prove the domain with TLS-ALPN-01 on 443, so the CA
+		// must reach 443 over IPv4 (the name has A records only). Let's
+		// Encrypt does not publish the addresses it validates from and
+		// changes them without notice (letsencrypt.org/docs/faq, "What IP
+		// addresses does Let's Encrypt use to validate my web server?";
+		// Integration Guide, "Firewall Configuration"): with a narrower
+		// --allow-from the first certificate and every renewal would fail.
+		return fmt.Errorf("--allow-from %s with --domain: Let's Encrypt checks the domain by connecting to port 443 from addresses it does not publish, so the certificate could never be issued or renewed; "+
+			"drop --allow-from (the key authenticates every request), or drop --domain and let callers trust the deployment's own CA (outgate ca)", strings.Join(io.AllowFrom, ","))
+	}
 	if io.ACMEEmail != "" && !validEmail(io.ACMEEmail) {
 		return fmt.Errorf("--acme-email %q is not an email address", io.ACMEEmail)
 	}
@@ -136,6 +148,17 @@ func (o *TemplateOptions) normalizeInstance() error {
 		return fmt.Errorf("--notify-topic: %q is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)", o.NotifyTopic)
 	}
 	return nil
+}
+
+// letsEncrypt: the ACME directory is Let's Encrypt's (the default, or its
+// staging). Another CA (--acme-ca) may validate from addresses the
+// operator knows and admits.
+func letsEncrypt(dir string) bool {
+	if dir == "" {
+		return true
+	}
+	u, err := url.Parse(dir)
+	return err == nil && (u.Hostname() == "letsencrypt.org" || strings.HasSuffix(u.Hostname(), ".letsencrypt.org"))
 }
 
 func contains(list []int, v int) bool {

@@ -281,9 +281,23 @@ func TestInstanceOptionErrors(t *testing.T) {
 		"--azs must be 1, 2 or 3":      {Mode: "instance", AZs: 4},
 		"--vpc-id and --subnet-ids":    {Mode: "instance", VPCID: "vpc-0123456789abcdef0"},
 		"must be eni, nat or instance": {Mode: "box"},
+		// Let's Encrypt validates from unpublished addresses (template_instance.go).
+		"from addresses it does not publish": {Mode: "instance", Instance: InstanceOptions{Domain: "gw.example.com", AllowFrom: []string{"198.51.100.0/24"}}},
+		"Let's Encrypt checks the domain": {Mode: "instance", Instance: InstanceOptions{Domain: "gw.example.com", AllowFrom: []string{"::/0"},
+			ACMECA: "https://acme-staging-v02.api.letsencrypt.org/directory"}},
 	} {
 		if err := o.Normalize(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%+v: %v, want %q", o, err, want)
+		}
+	}
+	// IPv4 anywhere, or a CA of the operator's own, which may validate from
+	// inside the blocks.
+	for _, o := range []TemplateOptions{
+		{Mode: "instance", Instance: InstanceOptions{Domain: "gw.example.com", AllowFrom: []string{"0.0.0.0/0"}}},
+		{Mode: "instance", Instance: InstanceOptions{Domain: "gw.example.com", AllowFrom: []string{"198.51.100.0/24"}, ACMECA: "https://ca.example.com/acme/directory"}},
+	} {
+		if err := o.Normalize(); err != nil {
+			t.Errorf("%+v: %v", o.Instance, err)
 		}
 	}
 }
