@@ -90,3 +90,71 @@ func TestInstanceInterfaceIsTagged(t *testing.T) {
 		t.Errorf("the launch template does not tag the network interface: %s", jsonOf(lt["TagSpecifications"]))
 	}
 }
+
+// TestInstanceRolePolicySize: IAM refuses a role whose inline policies
+// together exceed 10,240 characters, white space not counted (IAM User
+// Guide, "IAM and AWS STS quotas", reference_iam-quotas.html: "Role policy
+// size cannot exceed 10,240 characters"); cfn-lint and moto do not check
+// it, and CloudFormation would fail the stack at the role. The policies
+// are rendered as CloudFormation would for the longest names: the longest
+// deployment name, a 63-character bucket, the config parameter up names,
+// every variant's subnets and secrets.
+func TestInstanceRolePolicySize(t *testing.T) {
+	name := longestName(t)
+	vals := map[string]string{"AWS::StackName": name, "AWS::Partition": "aws-us-gov", "AWS::Region": "ap-southeast-77",
+		"AWS::AccountId": "123456789012", ParamCodeBucket: strings.Repeat("b", 63),
+		ParamBinaryKey: name + "/outgate-linux-arm64-" + strings.Repeat("f", 64), ParamConfig: "/outgate/" + name + "/config"}
+	for i := 0; i < MaxAZs; i++ {
+		vals[fmt.Sprintf("PublicSubnet%d", i)] = "subnet-0123456789abcdef0"
+	}
+	var eval func(v any) any
+	eval = func(v any) any {
+		switch x := v.(type) {
+		case []any:
+			out := make([]any, len(x))
+			for i, e := range x {
+				out[i] = eval(e)
+			}
+			return out
+		case map[string]any:
+			if r, ok := x["Ref"].(string); ok {
+				if s, ok := vals[r]; ok {
+					return s
+				}
+				t.Fatalf("Ref %s: the test does not know it", r)
+			}
+			if s, ok := x["Fn::Sub"].(string); ok {
+				for k, v := range vals {
+					s = strings.ReplaceAll(s, "${"+k+"}", v)
+				}
+				if strings.Contains(s, "${") {
+					t.Fatalf("Fn::Sub %s: the test does not know a reference", s)
+				}
+				return s
+			}
+			if j, ok := x["Fn::Join"].([]any); ok {
+				var parts []string
+				for _, p := range eval(j[1]).([]any) {
+					parts = append(parts, p.(string))
+				}
+				return strings.Join(parts, j[0].(string))
+			}
+			out := map[string]any{}
+			for k, e := range x {
+				out[k] = eval(e)
+			}
+			return out
+		}
+		return v
+	}
+	for vname, o := range instanceVariants() {
+		total := 0
+		for _, p := range props(t, resources(t, o), "InstanceRole")["Policies"].([]any) {
+			total += len(strings.Join(strings.Fields(jsonOf(eval(p.(map[string]any)["PolicyDocument"]))), ""))
+		}
+		if total > 10240 {
+			t.Errorf("%s: the instance role's inline policies are %d characters; IAM takes 10,240", vname, total)
+		}
+		t.Logf("%s: %d characters of 10,240", vname, total)
+	}
+}
