@@ -338,6 +338,9 @@ func (b *builder) instanceRole() {
 		// The binary (user data), nothing else of the bucket but the certificates.
 		map[string]any{"Effect": "Allow", "Action": "s3:GetObject", "Resource": cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}/${" + ParamBinaryKey + "}")},
 		map[string]any{"Effect": "Allow", "Action": []any{"logs:CreateLogStream", "logs:PutLogEvents"}, "Resource": arn("logs", "log-group:/outgate/${AWS::StackName}/instance:*")},
+		// The user data's readiness signal to a rolling update, on this
+		// stack only.
+		map[string]any{"Effect": "Allow", "Action": "cloudformation:SignalResource", "Resource": arn("cloudformation", "stack/${AWS::StackName}/*")},
 	)
 	stmts = append(stmts, b.grantStatements(instance.Grants)...)
 	if b.o.Instance.Domain != "" {
@@ -397,8 +400,19 @@ func (b *builder) userData() string {
 	} else {
 		s.CACertParameter, s.CAKeyParameter = "/outgate/${AWS::StackName}/ca/cert", "/outgate/${AWS::StackName}/ca/key"
 	}
+	// Each AZ's group and its one subnet, for the readiness signal a
+	// rolling update waits on (autoScalingGroup).
+	var groups []bootstrap.Group
+	for i := 0; i < b.o.AZs; i++ {
+		g := bootstrap.Group{Subnet: fmt.Sprintf("${PublicSubnet%d}", i), LogicalID: fmt.Sprintf("InstanceGroup%d", i)}
+		if b.o.VPCID != "" {
+			g.Subnet = b.o.SubnetIDs[i]
+		}
+		groups = append(groups, g)
+	}
 	script, err := bootstrap.UserData(bootstrap.Input{Region: "${AWS::Region}", Bucket: "${" + ParamCodeBucket + "}",
-		Key: "${" + ParamBinaryKey + "}", SHA256: "${" + ParamBinarySHA256 + "}", Settings: s}, bootstrap.DefaultLayout())
+		Key: "${" + ParamBinaryKey + "}", SHA256: "${" + ParamBinarySHA256 + "}", Settings: s,
+		Stack: "${AWS::StackName}", Groups: groups}, bootstrap.DefaultLayout())
 	if err != nil {
 		// Only placeholders and constants go in: a failure is a bug here.
 		panic(err)
@@ -440,8 +454,16 @@ func (b *builder) launchTemplate() {
 // the instance itself reports an unhealthy one (wrong or no egress IP), so
 // the grace period only covers the boot. A launch template change (a new
 // binary, a new AMI) replaces the one instance, one AZ at a time (each
-// group waits for the one before it), with a pause for the new instance
-// to claim its IP and verify it before the next AZ's is replaced.
+// group waits for the one before it). CloudFormation waits for the new
+// instance's signal, which its user data sends once the gateway is ready
+// (IP claimed, egress verified), for up to PauseTime; without it the
+// update fails and rolls back, so a release that never becomes ready stops
+// at the first AZ instead of reaching every AZ (without signals
+// CloudFormation only pauses and goes on: CloudFormation User Guide,
+// UpdatePolicy attribute, AutoScalingRollingUpdate WaitOnResourceSignals
+// and PauseTime). 15 minutes cover a boot, the download and the 10 minutes
+// after which an instance that cannot verify its egress reports itself
+// unhealthy.
 func (b *builder) autoScalingGroup(i int) {
 	name := fmt.Sprintf("InstanceGroup%d", i)
 	var after []string
@@ -464,7 +486,7 @@ func (b *builder) autoScalingGroup(i int) {
 			{Key: "Name", Value: cf.Sub(fmt.Sprintf("${AWS::StackName}-%d", i)), PropagateAtLaunch: true},
 		},
 		AWSCloudFormationUpdatePolicy: &policies.UpdatePolicy{AutoScalingRollingUpdate: &policies.AutoScalingRollingUpdate{
-			MaxBatchSize: 1, MinInstancesInService: 0, PauseTime: "PT3M"}},
+			MaxBatchSize: 1, MinInstancesInService: 0, PauseTime: "PT15M", WaitOnResourceSignals: true}},
 		AWSCloudFormationDependsOn: after,
 	})
 }
