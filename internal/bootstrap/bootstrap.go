@@ -301,8 +301,8 @@ const signalScript = `
 trap 'echo "outgate bootstrap: signalling failed at line $LINENO (the gateway runs)" >&2' ERR
 # A rolling update waits for this signal before it replaces the next AZ's
 # instance: send it only once the gateway serves from the right IP.
-token=$(curl -sf --max-time 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 900' http://169.254.169.254/latest/api/token)
-imds() { curl -sf --max-time 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"; }
+token=$(curl -sf --retry 3 --max-time 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 900' http://169.254.169.254/latest/api/token)
+imds() { curl -sf --retry 3 --max-time 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"; }
 id=$(imds instance-id)
 mac=$(imds mac)
 subnet=$(imds "network/interfaces/macs/$mac/subnet-id")
