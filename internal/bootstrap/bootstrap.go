@@ -11,6 +11,10 @@
 // the AZ" alarm pages, since an instance that never starts never reports
 // InstanceReady.
 //
+// In a stack the script then waits, bounded, for the gateway's /readyz
+// and signals the instance's Auto Scaling group, which a rolling update
+// waits for before it replaces the next AZ's instance (Input.Groups).
+//
 // In a CloudFormation template the script goes through Fn::Sub, so values
 // may be placeholders such as "${CodeBucket}"; the script itself never
 // writes "${" (Check enforces it), so Fn::Sub touches nothing else.
