@@ -11,6 +11,10 @@
 // the AZ" alarm pages, since an instance that never starts never reports
 // InstanceReady.
 //
+// In a stack the script then waits, bounded, for the gateway's /readyz
+// and signals the instance's Auto Scaling group, which a rolling update
+// waits for before it replaces the next AZ's instance (Input.Groups).
+//
 // In a CloudFormation template the script goes through Fn::Sub, so values
 // may be placeholders such as "${CodeBucket}"; the script itself never
 // writes "${" (Check enforces it), so Fn::Sub touches nothing else.
@@ -57,11 +61,27 @@ type Input struct {
 	Bucket string // the deployment's staging bucket
 	Key    string // the binary's key in it
 	SHA256 string // lower-case hex, 64 digits (or a placeholder)
+	// Stack and Groups, when Groups is set, make the script tell
+	// CloudFormation once the gateway is ready (its /readyz on the admin
+	// listener answers 200): cloudformation signal-resource for the group
+	// whose subnet the instance is in, so a rolling update
+	// (WaitOnResourceSignals) replaces the next AZ's instance only after
+	// this one serves, and rolls back instead of spreading a release that
+	// never becomes ready. Stack is the stack's name (or a placeholder).
+	Stack  string
+	Groups []Group
 	// Settings becomes /etc/outgate/instance.json. It must validate
 	// (instance.Settings.Validate): the script refuses a file in which any
 	// field this value needs is empty, which is what an empty stack
 	// parameter substituted into it gives.
 	Settings instance.Settings
+}
+
+// Group is an Auto Scaling group of the stack and the one subnet it
+// launches into (each AZ's group has exactly one).
+type Group struct {
+	Subnet    string // subnet-... or a placeholder such as ${PublicSubnet0}
+	LogicalID string // the group's logical id in the stack
 }
 
 // placeholder is a CloudFormation Fn::Sub reference (${Name} or ${AWS::Region}).
@@ -74,6 +94,9 @@ var (
 	// bucketName: S3's rule for new bucket names (3-63 of a-z0-9.-).
 	bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 	region     = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`)
+	stackName  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{0,127}$`)
+	subnetID   = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
+	logicalID  = regexp.MustCompile(`^[A-Za-z0-9]{1,255}$`)
 )
 
 // heredoc ends the settings block; a settings value cannot contain it
@@ -101,6 +124,19 @@ func UserData(in Input, l Layout) (string, error) {
 			errs = append(errs, err)
 		}
 	}
+	if len(in.Groups) > 0 {
+		if err := check("stack", in.Stack, stackName); err != nil {
+			errs = append(errs, err)
+		}
+		for _, g := range in.Groups {
+			if err := check("subnet", g.Subnet, subnetID); err != nil {
+				errs = append(errs, err)
+			}
+			if !logicalID.MatchString(g.LogicalID) {
+				errs = append(errs, fmt.Errorf("bootstrap: logical id %q is not valid", g.LogicalID))
+			}
+		}
+	}
 	if err := in.Settings.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("bootstrap: %w", err))
 	}
@@ -120,6 +156,15 @@ func UserData(in Input, l Layout) (string, error) {
 		return "", err
 	}
 	required := requiredKeys(in.Settings)
+	signal := ""
+	if len(in.Groups) > 0 {
+		var cases strings.Builder
+		for _, g := range in.Groups {
+			fmt.Fprintf(&cases, "  '%s') group='%s' ;;\n", g.Subnet, g.LogicalID)
+		}
+		signal = strings.NewReplacer("@STACK@", in.Stack, "@CASES@", strings.TrimRight(cases.String(), "\n"),
+			"@ADMIN@", in.Settings.AdminListen).Replace(signalScript)
+	}
 
 	r := strings.NewReplacer(
 		"@REGION@", in.Region, "@BUCKET@", in.Bucket, "@KEY@", in.Key, "@SHA256@", in.SHA256,
@@ -127,6 +172,7 @@ func UserData(in Input, l Layout) (string, error) {
 		"@UNIT_FILE@", l.UnitFile, "@UNIT_NAME@", l.UnitName, "@UNIT_DIR@", path.Dir(l.UnitFile),
 		"@REQUIRED@", strings.Join(required, " "), "@SETTINGS_JSON@", strings.TrimRight(js.String(), "\n"),
 		"@EOF@", heredoc, "@UNIT@", strings.TrimRight(Unit(l), "\n"), "@UNIT_EOF@", "OUTGATE_UNIT_END",
+		"@SIGNAL@", signal,
 	)
 	s := r.Replace(script)
 	if err := Check(s, in); err != nil {
@@ -139,7 +185,11 @@ func UserData(in Input, l Layout) (string, error) {
 // Fn::Sub: the only "${" in it are the input's own placeholders.
 func Check(s string, in Input) error {
 	rest := s
-	for _, p := range []string{in.Region, in.Bucket, in.Key, in.SHA256} {
+	ps := []string{in.Region, in.Bucket, in.Key, in.SHA256, in.Stack}
+	for _, g := range in.Groups {
+		ps = append(ps, g.Subnet)
+	}
+	for _, p := range ps {
 		if placeholder.MatchString(p) {
 			rest = strings.ReplaceAll(rest, p, "")
 		}
@@ -245,6 +295,40 @@ install -m 0644 "$work/unit" '@UNIT_FILE@'
 systemctl daemon-reload
 systemctl enable --now '@UNIT_NAME@'
 say "started @UNIT_NAME@"
+@SIGNAL@`
+
+// signalScript ends the user data in a stack: it waits, bounded, for the
+// gateway to be ready and tells CloudFormation so (see Input.Groups). The
+// gateway runs whatever this part does; a failure here only means no
+// update waits on this instance (or one times out and rolls back).
+const signalScript = `
+trap 'echo "outgate bootstrap: signalling failed at line $LINENO (the gateway runs)" >&2' ERR
+# A rolling update waits for this signal before it replaces the next AZ's
+# instance: send it only once the gateway serves from the right IP.
+token=$(curl -sf --retry 3 --max-time 5 -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 900' http://169.254.169.254/latest/api/token)
+imds() { curl -sf --retry 3 --max-time 5 -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"; }
+id=$(imds instance-id)
+mac=$(imds mac)
+subnet=$(imds "network/interfaces/macs/$mac/subnet-id")
+case "$subnet" in
+@CASES@
+  *) say "subnet $subnet is none of the stack's groups': not signalling"; exit 1 ;;
+esac
+tries=0
+until curl -sf --max-time 5 -o /dev/null 'http://@ADMIN@/readyz'; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 84 ]; then
+    say "the gateway is not ready after 14 minutes: not signalling (an update waiting on it rolls back)"
+    exit 1
+  fi
+  sleep 10
+done
+if AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=5 aws cloudformation signal-resource --region "$region" --stack-name '@STACK@' \
+    --logical-resource-id "$group" --unique-id "$id" --status SUCCESS; then
+  say "ready; signalled $group"
+else
+  say "ready; no update is waiting on $group (or the signal failed)"
+fi
 `
 
 // Unit is the systemd unit of the gateway on an instance: its own
@@ -258,7 +342,9 @@ func Unit(l Layout) string {
 // dynamic user must read it. DynamicUser=yes also implies ProtectSystem=
 // strict, ProtectHome=read-only, PrivateTmp, RemoveIPC and
 // RestrictSUIDSGID; they are spelled out so the unit reads the same
-// without knowing that.
+// without knowing that. AF_NETLINK is for listing the machine's own
+// addresses (Go's net.InterfaceAddrs uses a route netlink socket), which
+// the agent does before it serves: without it the gateway never starts.
 const unit = `[Unit]
 Description=outgate gateway (instance mode)
 Wants=network-online.target
@@ -289,7 +375,7 @@ ProtectHostname=yes
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
-RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
 LockPersonality=yes
 MemoryDenyWriteExecute=yes
 SystemCallArchitectures=native

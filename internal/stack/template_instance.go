@@ -3,6 +3,7 @@ package stack
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	cf "github.com/awslabs/goformation/v7/cloudformation"
@@ -15,6 +16,7 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/tags"
 
 	"github.com/outgate/outgate/internal/bootstrap"
+	"github.com/outgate/outgate/internal/claim"
 	"github.com/outgate/outgate/internal/hostname"
 	"github.com/outgate/outgate/internal/instance"
 	"github.com/outgate/outgate/internal/preflight"
@@ -114,10 +116,32 @@ func (o *TemplateOptions) normalizeInstance() error {
 			return fmt.Errorf("--acme-ca %q is not an https:// ACME directory URL", io.ACMECA)
 		}
 	}
+	if io.Domain != "" && !slices.Contains(io.AllowFrom, "0.0.0.0/0") && letsEncrypt(io.ACMECA) {
+		// The instances prove the domain with TLS-ALPN-01 on 443, so the CA
+		// must reach 443 over IPv4 (the name has A records only). Let's
+		// Encrypt does not publish the addresses it validates from and
+		// changes them without notice (letsencrypt.org/docs/faq, "What IP
+		// addresses does Let's Encrypt use to validate my web server?";
+		// Integration Guide, "Firewall Configuration"): with a narrower
+		// --allow-from the first certificate and every renewal would fail.
+		return fmt.Errorf("--allow-from %s with --domain: Let's Encrypt checks the domain by connecting to port 443 from addresses it does not publish, so the certificate could never be issued or renewed; "+
+			"drop --allow-from (the key authenticates every request), or drop --domain and let callers trust the deployment's own CA (outgate ca)", strings.Join(io.AllowFrom, ","))
+	}
 	if io.ACMEEmail != "" && !validEmail(io.ACMEEmail) {
 		return fmt.Errorf("--acme-email %q is not an email address", io.ACMEEmail)
 	}
 	return o.checkShared()
+}
+
+// letsEncrypt: the ACME directory is Let's Encrypt's (the default, or its
+// staging). Another CA (--acme-ca) may validate from addresses the
+// operator knows and admits.
+func letsEncrypt(dir string) bool {
+	if dir == "" {
+		return true
+	}
+	u, err := url.Parse(dir)
+	return err == nil && (u.Hostname() == "letsencrypt.org" || strings.HasSuffix(u.Hostname(), ".letsencrypt.org"))
 }
 
 // instanceTemplate builds the instance-mode stack on options Normalize
@@ -229,34 +253,70 @@ func arn(service, resource string) string {
 	return cf.Sub("arn:${AWS::Partition}:" + service + ":${AWS::Region}:${AWS::AccountId}:" + resource)
 }
 
-// instanceRole holds exactly the calls an instance makes (each package's
-// sdk.go lists them): the claim (internal/claim), its own replacement,
-// the config and CA parameters, the binary and the certificates in S3, its
-// log group (internal/cwlogs), the config's secrets, and Session Manager.
-func (b *builder) instanceRole() {
-	deployment := cf.Ref("AWS::StackName")
-	tagged := map[string]any{"StringEquals": map[string]any{"aws:ResourceTag/" + "outgate:deployment": deployment}}
+// grantPlaceholders map claim.Grant's ARN placeholders to the stack's
+// pseudo parameters and parameters (inside Fn::Sub).
+var grantPlaceholders = strings.NewReplacer("${Partition}", "${AWS::Partition}", "${Region}", "${AWS::Region}",
+	"${Account}", "${AWS::AccountId}", "${ConfigParameterPath}", "${"+ParamConfig+"}")
+
+// grantStatements renders the instance side's declared IAM (claim.Grants,
+// instance.Grants: each package's sdk.go holds its calls and their grants,
+// and its iam_test.go holds those to AWS's Service Authorization
+// Reference) as the role's statements, so the role is what the instance
+// calls, neither less nor more. A placeholder this cannot fill is a bug in
+// a Grant: it panics, and every template test fails.
+func (b *builder) grantStatements(grants ...[]claim.Grant) []map[string]any {
 	var subnetArns []string
 	for _, s := range b.relayIn {
 		subnetArns = append(subnetArns, cf.Join("", []string{arn("ec2", "subnet/"), s}))
 	}
-	bucket := cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}")
-	stmts := []map[string]any{
-		// DescribeAddresses and DescribeInstances support no resource scope.
-		{"Effect": "Allow", "Action": []any{"ec2:DescribeAddresses", "ec2:DescribeInstances"}, "Resource": "*"},
-		// The claim: only the deployment's IPs, onto the deployment's
-		// instances (the group propagates the tag at launch); their ENIs
-		// carry no tag, so the ENI side is scoped to the subnets.
-		{"Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": []any{arn("ec2", "elastic-ip/*"), arn("ec2", "instance/*")}, "Condition": tagged},
-		{"Effect": "Allow", "Action": "ec2:AssociateAddress", "Resource": arn("ec2", "network-interface/*"),
-			"Condition": map[string]any{"StringEquals": map[string]any{"ec2:Subnet": subnetArns}}},
-		// An instance that cannot serve from the right IP asks to be replaced.
-		{"Effect": "Allow", "Action": "autoscaling:SetInstanceHealth", "Resource": arn("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*"), "Condition": tagged},
-		// The binary (user data), nothing else of the bucket but the certificates.
-		{"Effect": "Allow", "Action": "s3:GetObject", "Resource": cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}/${" + ParamBinaryKey + "}")},
-		{"Effect": "Allow", "Action": []any{"logs:CreateLogStream", "logs:PutLogEvents"}, "Resource": arn("logs", "log-group:/outgate/${AWS::StackName}/instance:*")},
+	var out []map[string]any
+	for _, list := range grants {
+		for _, g := range list {
+			st := map[string]any{"Effect": "Allow", "Action": g.Action, "Resource": "*"}
+			if g.Resource != "*" {
+				r := grantPlaceholders.Replace(g.Resource)
+				if strings.Contains(strings.NewReplacer("${AWS::Partition}", "", "${AWS::Region}", "", "${AWS::AccountId}", "", "${"+ParamConfig+"}", "").Replace(r), "${") {
+					panic(fmt.Sprintf("stack: grant %s: unknown placeholder in %q", g.Action, g.Resource))
+				}
+				st["Resource"] = cf.Sub(r)
+			}
+			if len(g.Condition) > 0 {
+				eq := map[string]any{}
+				for k, v := range g.Condition {
+					switch v {
+					case "${Deployment}":
+						eq[k] = cf.Ref("AWS::StackName")
+					case "${SubnetArns}":
+						eq[k] = subnetArns
+					default:
+						panic(fmt.Sprintf("stack: grant %s: condition %s = %q is no known placeholder", g.Action, k, v))
+					}
+				}
+				st["Condition"] = map[string]any{"StringEquals": eq}
+			}
+			out = append(out, st)
+		}
 	}
-	params := []any{arn("ssm", "parameter${"+ParamConfig+"}")}
+	return out
+}
+
+// instanceRole holds exactly the calls an instance makes: the claim and
+// its own replacement (claim.Grants), the config parameter
+// (instance.Grants), the CA parameters, the binary and the certificates in
+// S3, its log group (internal/cwlogs), the config's secrets, and Session
+// Manager.
+func (b *builder) instanceRole() {
+	bucket := cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}")
+	stmts := b.grantStatements(claim.Grants)
+	stmts = append(stmts,
+		// The binary (user data), nothing else of the bucket but the certificates.
+		map[string]any{"Effect": "Allow", "Action": "s3:GetObject", "Resource": cf.Sub("arn:${AWS::Partition}:s3:::${" + ParamCodeBucket + "}/${" + ParamBinaryKey + "}")},
+		map[string]any{"Effect": "Allow", "Action": []any{"logs:CreateLogStream", "logs:PutLogEvents"}, "Resource": arn("logs", "log-group:/outgate/${AWS::StackName}/instance:*")},
+		// The user data's readiness signal to a rolling update, on this
+		// stack only.
+		map[string]any{"Effect": "Allow", "Action": "cloudformation:SignalResource", "Resource": arn("cloudformation", "stack/${AWS::StackName}/*")},
+	)
+	stmts = append(stmts, b.grantStatements(instance.Grants)...)
 	if b.o.Instance.Domain != "" {
 		// certmagic's storage: read, write, delete and list its prefix
 		// (its locks are objects too).
@@ -269,9 +329,9 @@ func (b *builder) instanceRole() {
 	} else {
 		// The deployment's own CA: the certificate and (SecureString,
 		// decrypted through SSM with the aws/ssm key) its private key.
-		params = append(params, arn("ssm", "parameter/outgate/${AWS::StackName}/ca/cert"), arn("ssm", "parameter/outgate/${AWS::StackName}/ca/key"))
+		stmts = append(stmts, map[string]any{"Effect": "Allow", "Action": "ssm:GetParameter",
+			"Resource": []any{arn("ssm", "parameter/outgate/${AWS::StackName}/ca/cert"), arn("ssm", "parameter/outgate/${AWS::StackName}/ca/key")}})
 	}
-	stmts = append(stmts, map[string]any{"Effect": "Allow", "Action": "ssm:GetParameter", "Resource": params})
 	pols := []iam.Role_Policy{{PolicyName: "outgate-instance", PolicyDocument: policy(stmts...)}}
 	if p := secretsPolicy(b.o.Secrets); p != nil {
 		pols = append(pols, *p)
@@ -314,8 +374,19 @@ func (b *builder) userData() string {
 	} else {
 		s.CACertParameter, s.CAKeyParameter = "/outgate/${AWS::StackName}/ca/cert", "/outgate/${AWS::StackName}/ca/key"
 	}
+	// Each AZ's group and its one subnet, for the readiness signal a
+	// rolling update waits on (autoScalingGroup).
+	var groups []bootstrap.Group
+	for i := 0; i < b.o.AZs; i++ {
+		g := bootstrap.Group{Subnet: fmt.Sprintf("${PublicSubnet%d}", i), LogicalID: fmt.Sprintf("InstanceGroup%d", i)}
+		if b.o.VPCID != "" {
+			g.Subnet = b.o.SubnetIDs[i]
+		}
+		groups = append(groups, g)
+	}
 	script, err := bootstrap.UserData(bootstrap.Input{Region: "${AWS::Region}", Bucket: "${" + ParamCodeBucket + "}",
-		Key: "${" + ParamBinaryKey + "}", SHA256: "${" + ParamBinarySHA256 + "}", Settings: s}, bootstrap.DefaultLayout())
+		Key: "${" + ParamBinaryKey + "}", SHA256: "${" + ParamBinarySHA256 + "}", Settings: s,
+		Stack: "${AWS::StackName}", Groups: groups}, bootstrap.DefaultLayout())
 	if err != nil {
 		// Only placeholders and constants go in: a failure is a bug here.
 		panic(err)
@@ -357,8 +428,16 @@ func (b *builder) launchTemplate() {
 // the instance itself reports an unhealthy one (wrong or no egress IP), so
 // the grace period only covers the boot. A launch template change (a new
 // binary, a new AMI) replaces the one instance, one AZ at a time (each
-// group waits for the one before it), with a pause for the new instance
-// to claim its IP and verify it before the next AZ's is replaced.
+// group waits for the one before it). CloudFormation waits for the new
+// instance's signal, which its user data sends once the gateway is ready
+// (IP claimed, egress verified), for up to PauseTime; without it the
+// update fails and rolls back, so a release that never becomes ready stops
+// at the first AZ instead of reaching every AZ (without signals
+// CloudFormation only pauses and goes on: CloudFormation User Guide,
+// UpdatePolicy attribute, AutoScalingRollingUpdate WaitOnResourceSignals
+// and PauseTime). 15 minutes cover a boot, the download and the 10 minutes
+// after which an instance that cannot verify its egress reports itself
+// unhealthy.
 func (b *builder) autoScalingGroup(i int) {
 	name := fmt.Sprintf("InstanceGroup%d", i)
 	var after []string
@@ -381,7 +460,7 @@ func (b *builder) autoScalingGroup(i int) {
 			{Key: "Name", Value: cf.Sub(fmt.Sprintf("${AWS::StackName}-%d", i)), PropagateAtLaunch: true},
 		},
 		AWSCloudFormationUpdatePolicy: &policies.UpdatePolicy{AutoScalingRollingUpdate: &policies.AutoScalingRollingUpdate{
-			MaxBatchSize: 1, MinInstancesInService: 0, PauseTime: "PT3M"}},
+			MaxBatchSize: 1, MinInstancesInService: 0, PauseTime: "PT15M", WaitOnResourceSignals: true}},
 		AWSCloudFormationDependsOn: after,
 	})
 }

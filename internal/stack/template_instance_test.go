@@ -85,7 +85,9 @@ func TestInstanceLaunchTemplate(t *testing.T) {
 		if !strings.Contains(jsonOf(g["Tags"]), `{"Key":"outgate:deployment","PropagateAtLaunch":true,"Value":{"Ref":"AWS::StackName"}}`) {
 			t.Errorf("group %d does not propagate the deployment tag: %v", i, g["Tags"])
 		}
-		if up := doc.Resources[fmt.Sprintf("InstanceGroup%d", i)]["UpdatePolicy"]; !strings.Contains(jsonOf(up), `"MaxBatchSize":1`) {
+		// A rolling update waits for the new instance's readiness signal
+		// (the user data's signal-resource) before the next AZ.
+		if up := jsonOf(doc.Resources[fmt.Sprintf("InstanceGroup%d", i)]["UpdatePolicy"]); up != `{"AutoScalingRollingUpdate":{"MaxBatchSize":1,"PauseTime":"PT15M","WaitOnResourceSignals":true}}` {
 			t.Errorf("group %d update policy: %v", i, up)
 		}
 		// The IP the stack creates for this AZ names its subnet.
@@ -126,7 +128,8 @@ func TestInstanceUserData(t *testing.T) {
 	values := map[string]string{"AWS::StackName": name, "AWS::Region": "ap-northeast-2",
 		ParamCodeBucket: "outgate-123456789012-ap-northeast-2", ParamBinaryKey: name + "/outgate-linux-arm64-0123456789abcdef",
 		ParamBinarySHA256: strings.Repeat("ab", 32), ParamConfig: "/outgate/" + name + "/config",
-		ParamDomain: "gw.example.com", ParamACMECA: "https://acme-v02.api.letsencrypt.org/directory", ParamACMEEmail: "ops@example.com"}
+		ParamDomain: "gw.example.com", ParamACMECA: "https://acme-v02.api.letsencrypt.org/directory", ParamACMEEmail: "ops@example.com",
+		"PublicSubnet0": "subnet-0123456789abcdef0", "PublicSubnet1": "subnet-0123456789abcdef1", "PublicSubnet2": "subnet-0123456789abcdef2"}
 	for vname, o := range instanceVariants() {
 		script := userDataOf(t, o, values)
 		if len(script) > 16384 {
@@ -226,7 +229,7 @@ func TestInstanceRole(t *testing.T) {
 			}
 		}
 		want := []string{"ec2:DescribeAddresses", "ec2:DescribeInstances", "ec2:AssociateAddress", "autoscaling:SetInstanceHealth",
-			"s3:GetObject", "logs:CreateLogStream", "logs:PutLogEvents", "ssm:GetParameter"}
+			"s3:GetObject", "logs:CreateLogStream", "logs:PutLogEvents", "ssm:GetParameter", "cloudformation:SignalResource"}
 		if o.Instance.Domain != "" {
 			want = append(want, "s3:PutObject", "s3:DeleteObject", "s3:ListBucket")
 		}
@@ -281,9 +284,23 @@ func TestInstanceOptionErrors(t *testing.T) {
 		"--azs must be 1, 2 or 3":      {Mode: "instance", AZs: 4},
 		"--vpc-id and --subnet-ids":    {Mode: "instance", VPCID: "vpc-0123456789abcdef0"},
 		"must be eni, nat or instance": {Mode: "box"},
+		// Let's Encrypt validates from unpublished addresses (template_instance.go).
+		"from addresses it does not publish": {Mode: "instance", Instance: InstanceOptions{Domain: "gw.example.com", AllowFrom: []string{"198.51.100.0/24"}}},
+		"Let's Encrypt checks the domain": {Mode: "instance", Instance: InstanceOptions{Domain: "gw.example.com", AllowFrom: []string{"::/0"},
+			ACMECA: "https://acme-staging-v02.api.letsencrypt.org/directory"}},
 	} {
 		if err := o.Normalize(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%+v: %v, want %q", o, err, want)
+		}
+	}
+	// IPv4 anywhere, or a CA of the operator's own, which may validate from
+	// inside the blocks.
+	for _, o := range []TemplateOptions{
+		{Mode: "instance", Instance: InstanceOptions{Domain: "gw.example.com", AllowFrom: []string{"0.0.0.0/0"}}},
+		{Mode: "instance", Instance: InstanceOptions{Domain: "gw.example.com", AllowFrom: []string{"198.51.100.0/24"}, ACMECA: "https://ca.example.com/acme/directory"}},
+	} {
+		if err := o.Normalize(); err != nil {
+			t.Errorf("%+v: %v", o.Instance, err)
 		}
 	}
 }
@@ -297,6 +314,35 @@ func TestInstanceGroupsWaitForTheRoute(t *testing.T) {
 		deps := jsonOf(doc.Resources[fmt.Sprintf("InstanceGroup%d", i)]["DependsOn"])
 		if !strings.Contains(deps, `"PublicDefaultRoute"`) || !strings.Contains(deps, fmt.Sprintf(`"PublicSubnet%dRoutes"`, i)) {
 			t.Errorf("InstanceGroup%d depends on %s", i, deps)
+		}
+	}
+}
+
+// Each AZ's instance signals its own group: the user data maps every
+// subnet of the stack to the group launching into it (new VPC: the
+// subnets the stack creates; existing: the ids given).
+func TestInstanceUserDataSignalsItsGroup(t *testing.T) {
+	values := map[string]string{"AWS::StackName": "pay", "AWS::Region": "eu-west-1", ParamCodeBucket: "outgate-123456789012-eu-west-1",
+		ParamBinaryKey: "pay/outgate", ParamBinarySHA256: strings.Repeat("ab", 32), ParamConfig: "/outgate/pay/config",
+		ParamDomain: "gw.example.com", ParamACMECA: "https://acme-v02.api.letsencrypt.org/directory", ParamACMEEmail: "ops@example.com",
+		"PublicSubnet0": "subnet-00000000000000000", "PublicSubnet1": "subnet-00000000000000001", "PublicSubnet2": "subnet-00000000000000002"}
+	for vname, o := range instanceVariants() {
+		script := userDataOf(t, o, values)
+		n := o.AZs
+		if o.VPCID != "" {
+			n = len(o.SubnetIDs)
+		}
+		for i := 0; i < n; i++ {
+			subnet := values[fmt.Sprintf("PublicSubnet%d", i)]
+			if o.VPCID != "" {
+				subnet = o.SubnetIDs[i]
+			}
+			if want := fmt.Sprintf("'%s') group='InstanceGroup%d' ;;", subnet, i); !strings.Contains(script, want) {
+				t.Errorf("%s: the user data lacks %s", vname, want)
+			}
+		}
+		if strings.Count(script, "') group='") != n || !strings.Contains(script, "--stack-name 'pay'") {
+			t.Errorf("%s: groups or stack name wrong in the signal part", vname)
 		}
 	}
 }
