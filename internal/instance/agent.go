@@ -79,6 +79,9 @@ type agent struct {
 	// verdict judges the egress; one across checks, so it remembers the
 	// deployment's IPs through an EC2 API blip.
 	verdict *claim.Egress
+	// endTunnels closes the gateway's open CONNECT tunnels
+	// (server.Running.EndTunnels).
+	endTunnels func() int
 	// launched is the public IPv4 the instance had before its claim
 	// (invalid when it had none or IMDS did not say): see claim.Egress.
 	launched netip.Addr
@@ -323,6 +326,7 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 		return err
 	}
 	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP, Launched: a.launched}
+	a.endTunnels = r.EndTunnels
 	a.egress(ctx, a.d.Now())
 	for {
 		select {
@@ -388,7 +392,15 @@ func (a *agent) egress(ctx context.Context, now time.Time) {
 	case v.Ready && !was:
 		a.log.Info("egress verified; serving", "egress_ip", v.EgressIP.String())
 	case !v.Ready && v.Wrong:
-		a.log.Error("calls leave from a wrong IP; refusing every request", "egress_ip", v.EgressIP.String(), "reason", v.Reason)
+		// A tunnel opened before is a request the gate can no longer
+		// refuse: end it, or its bytes go on leaving from this address.
+		// (Only for a wrong IP: a check that merely failed says nothing
+		// about where the tunnels' bytes leave from.)
+		ended := 0
+		if a.endTunnels != nil {
+			ended = a.endTunnels()
+		}
+		a.log.Error("calls leave from a wrong IP; refusing every request", "egress_ip", v.EgressIP.String(), "reason", v.Reason, "tunnels_closed", ended)
 	case !v.Ready:
 		a.log.Warn("egress not verified; refusing every request", "reason", v.Reason)
 	}

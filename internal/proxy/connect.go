@@ -320,6 +320,20 @@ func (t *Tunnels) Shutdown(ctx context.Context) {
 	<-waited
 }
 
+// CloseAll closes every tunnel open now and says how many; new tunnels
+// may still open. Instance mode ends its tunnels when its calls are found
+// to leave from a wrong IP: the gate refuses new requests, but bytes of a
+// tunnel opened before would go on leaving from that address.
+func (t *Tunnels) CloseAll() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for tu := range t.open {
+		tu.a.Close()
+		tu.b.Close()
+	}
+	return len(t.open)
+}
+
 // Count reports the open tunnels.
 func (t *Tunnels) Count() int {
 	t.mu.Lock()

@@ -88,6 +88,11 @@ type Running struct {
 	// out of client traffic (address policy, CA roots, timeouts), and
 	// returns the IP it answers: the address calls leave from.
 	EgressIP func(context.Context) (netip.Addr, error)
+	// EndTunnels closes every CONNECT tunnel open now and returns how
+	// many: the gate refuses requests from the moment it closes, but a
+	// tunnel opened before is one long request, so an agent that finds
+	// the egress wrong ends them too.
+	EndTunnels func() int
 }
 
 // Addrs are the bound listener addresses ("" when a listener is off).
@@ -360,7 +365,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Ready(addrs)
 	}
 	if o.Started != nil {
-		o.Started(Running{Addrs: addrs, EgressIP: g.egressIP})
+		o.Started(Running{Addrs: addrs, EgressIP: g.egressIP, EndTunnels: g.tunnels.CloseAll})
 	}
 
 	for {
