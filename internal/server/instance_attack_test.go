@@ -203,12 +203,14 @@ func TestGateHoldsOnAKeptAliveConnection(t *testing.T) {
 
 // TestSlowHandshakeGivesItsSlotBack: a client that starts a TLS handshake
 // and stops (half a ClientHello) holds one of max_connections only until
-// auth_timeout: it is closed, and the next client is served.
+// auth_timeout: it is closed, and the next client is served. The server's
+// own timeouts are an hour here, so only auth_timeout can close it within
+// the test's read deadline.
 func TestSlowHandshakeGivesItsSlotBack(t *testing.T) {
 	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "partner") })
 	c := newClient("billing")
 	conf, certFile := instanceTLS(t)
-	g := startWith(t, sharedConfig(freePort(t), p, c, []string{"api.partner.example"}, "limits: {max_connections: 1, auth_timeout: 300ms}\n"), func(o *server.Options) { o.TLS = conf })
+	g := startWith(t, sharedConfig(freePort(t), p, c, []string{"api.partner.example"}, "limits: {max_connections: 1, auth_timeout: 300ms, read_header_timeout: 1h, read_timeout: 1h}\n"), func(o *server.Options) { o.TLS = conf })
 	slow, err := net.DialTimeout("tcp", g.Relay, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -225,5 +227,39 @@ func TestSlowHandshakeGivesItsSlotBack(t *testing.T) {
 	resp, body := wire(t, g.Relay, tc, fmt.Sprintf("GET /partner/x HTTP/1.1\r\nHost: gw\r\nOutgate-Key: %s\r\n\r\n", c.key))
 	if resp.StatusCode != 200 || body != "partner" {
 		t.Errorf("the next client: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestPlainListenerSpeaksHTTP1Only: instance mode's plain listener (`up
+// --plain-http`) takes proxy requests too, so HTTP/2 without TLS (a
+// prior-knowledge preface, or an h2c Upgrade) is never switched to.
+func TestPlainListenerSpeaksHTTP1Only(t *testing.T) {
+	var hits atomic.Int64
+	p := newPartner(t, func(w http.ResponseWriter, r *http.Request) { hits.Add(1); io.WriteString(w, "partner") })
+	c := newClient("billing")
+	conf, _ := instanceTLS(t)
+	g := startWith(t, sharedConfig(freePort(t), p, c, []string{"api.partner.example"}, ""), func(o *server.Options) {
+		o.TLS = conf
+		o.PlainListen = "127.0.0.1:0"
+	})
+	conn, err := net.DialTimeout("tcp", g.Plain, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	// The preface and an empty SETTINGS frame.
+	io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+	b, _ := io.ReadAll(conn)
+	if len(b) >= 9 && b[3] == 0x04 && !strings.HasPrefix(string(b), "HTTP/1.1") {
+		t.Errorf("the plain listener answered the HTTP/2 preface with a SETTINGS frame: %q", b)
+	}
+	raw := fmt.Sprintf("GET /partner/up HTTP/1.1\r\nHost: gw\r\nOutgate-Key: %s\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", c.key)
+	resp, body := wire(t, g.Plain, nil, raw)
+	if resp.StatusCode != 200 || resp.ProtoMajor != 1 || body != "partner" {
+		t.Errorf("h2c upgrade on the plain listener: %s %d %q", resp.Proto, resp.StatusCode, body)
+	}
+	if n := hits.Load(); n != 1 {
+		t.Errorf("the partner got %d requests, want the one HTTP/1.1 request", n)
 	}
 }
