@@ -263,3 +263,69 @@ func TestPlainListenerSpeaksHTTP1Only(t *testing.T) {
 		t.Errorf("the partner got %d requests, want the one HTTP/1.1 request", n)
 	}
 }
+
+// TestGateClosingDuringAConnectsDial: the gate is open when a CONNECT
+// arrives and closes while its destination is dialled (a dial may take
+// dial_timeout, and the egress check runs meanwhile). The tunnel is
+// refused with 503 egress_unverified and not one byte reaches the
+// destination: the check before the handler alone would let it open after
+// the agent had already ended every tunnel.
+func TestGateClosingDuringAConnectsDial(t *testing.T) {
+	dest, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dest.Close()
+	var got atomic.Int64
+	go func() {
+		for {
+			c, err := dest.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				n, _ := io.Copy(io.Discard, c)
+				got.Add(n)
+			}()
+		}
+	}()
+	dHost := dest.Addr().String()
+	c := newClient("billing")
+	var calls atomic.Int32
+	closed := errors.New("calls leave from 198.51.100.7, not one of the deployment's IPs")
+	addr := freePort(t)
+	cfg := fmt.Sprintf("listen: %s\nproxy_listen: %s\nclients:\n  - {name: %s, key_sha256: %s, hosts: [%q], raw_tunnels: [%q]}\nnetwork: {allow_cidrs: [127.0.0.0/8]}\n",
+		addr, addr, c.name, c.hash, dHost, dHost)
+	g := startWith(t, cfg, func(o *server.Options) {
+		// Open for the first question (before the handler), closed from
+		// then on: the gate closed during the dial.
+		o.Gate = func() error {
+			if calls.Add(1) == 1 {
+				return nil
+			}
+			return closed
+		}
+	})
+	conn, err := net.DialTimeout("tcp", g.Relay, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\nbytes for the destination\n", dHost, dHost, basic(c.name, c.key))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	wantError(t, resp, string(b), 503, "egress_unverified")
+	conn.Close()
+	dest.Close()
+	if n := got.Load(); n != 0 {
+		t.Errorf("the destination got %d bytes through a tunnel refused by the gate", n)
+	}
+	if n := calls.Load(); n < 2 {
+		t.Errorf("the gate was asked %d times, want again after the dial", n)
+	}
+}

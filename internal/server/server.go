@@ -322,7 +322,7 @@ func Run(ctx context.Context, o Options) error {
 	// Every handler is behind the gate (instance mode's egress proof): the
 	// relay's, the proxy's, and both on a shared or plain listener.
 	relayH := g.gated("relay", &relay.Handler{Core: current})
-	proxyH := g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels})
+	proxyH := g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels, Gate: g.gate})
 	if shared {
 		relayH = oneListener{relay: relayH, proxy: proxyH}
 	}
