@@ -135,6 +135,17 @@ func TestInstanceListenerProtocolGames(t *testing.T) {
 		wantError(t, second, string(b), 407, "proxy_auth_required")
 	})
 
+	t.Run("Host naming an allowed destination does not stand for the request-target", func(t *testing.T) {
+		auth := basic(c.name, c.key)
+		for _, raw := range []string{
+			fmt.Sprintf("CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", plainHost, auth),
+			fmt.Sprintf("GET http://127.0.0.1:1/x HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", plainHost, auth),
+		} {
+			resp, body := wire(t, g.Relay, client("http/1.1"), raw)
+			wantError(t, resp, body, 403, "forbidden")
+		}
+	})
+
 	t.Run("an h2c Upgrade is neither honoured nor forwarded", func(t *testing.T) {
 		raw := fmt.Sprintf("GET /partner/up HTTP/1.1\r\nHost: gw\r\nOutgate-Key: %s\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", c.key)
 		resp, body := wire(t, g.Relay, client("http/1.1"), raw)
