@@ -19,7 +19,7 @@ import (
 
 // instanceTLS is the shape of what instance mode hands to Options.TLS:
 // a certificate and, as certmagic's config does, h2, http/1.1 and
-// acme-tls/1 offered.
+// acme-tls/1 offered, with nothing refused that the listener must refuse.
 func instanceTLS(t *testing.T) (*tls.Config, string) {
 	t.Helper()
 	certFile, keyFile := testutil.SelfSigned(t, "instance")
@@ -27,7 +27,8 @@ func instanceTLS(t *testing.T) (*tls.Config, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1", "acme-tls/1"}}, certFile
+	// MinVersion TLS 1.0: the listener must raise it itself.
+	return &tls.Config{MinVersion: tls.VersionTLS10, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1", "acme-tls/1"}}, certFile
 }
 
 // TestInstanceListenerProtocolGames attacks the one TLS listener of
@@ -75,6 +76,17 @@ func TestInstanceListenerProtocolGames(t *testing.T) {
 		defer conn.Close()
 		if np := conn.ConnectionState().NegotiatedProtocol; np != "http/1.1" {
 			t.Errorf("negotiated %q, want http/1.1", np)
+		}
+	})
+
+	t.Run("TLS 1.0 and 1.1 are refused", func(t *testing.T) {
+		for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
+			old := client("http/1.1")
+			old.MinVersion, old.MaxVersion = v, v
+			if conn, err := tls.Dial("tcp", g.Relay, old); err == nil {
+				conn.Close()
+				t.Errorf("%s accepted", tls.VersionName(v))
+			}
 		}
 	})
 
