@@ -40,6 +40,15 @@ func TestEgressCheckTakesOnlyOneWholeAnswer(t *testing.T) {
 			w.(http.Flusher).Flush()
 			io.WriteString(w, strings.Repeat(" ", 8<<10)+"198.51.100.7")
 		},
+		// One write with a length: the client's first read of the body
+		// is what its 4 KiB header buffer already holds (the address and
+		// spaces), the next the rest: a recorder that kept the first part
+		// and dropped the second would read the address.
+		"/long-junk": func(w http.ResponseWriter, r *http.Request) {
+			body := right + strings.Repeat(" ", 8<<10) + "198.51.100.7"
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			io.WriteString(w, body)
+		},
 		"/redirect": func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, target.URL+"/ip", http.StatusFound) },
 		"/error":    func(w http.ResponseWriter, r *http.Request) { http.Error(w, right, http.StatusInternalServerError) },
 		"/ipv6":     func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "2001:db8::10\n") },
@@ -66,7 +75,7 @@ func TestEgressCheckTakesOnlyOneWholeAnswer(t *testing.T) {
 	startWith(t, cfg, func(o *server.Options) { o.Started = func(r server.Running) { running <- r } })
 	r := <-running
 
-	for _, p := range []string{"/garbage", "/huge", "/junk", "/flushed-junk", "/redirect", "/error"} {
+	for _, p := range []string{"/garbage", "/huge", "/junk", "/flushed-junk", "/long-junk", "/redirect", "/error"} {
 		path.Store(p)
 		if ip, err := r.EgressIP(context.Background()); err == nil {
 			t.Errorf("%s: answered %v, want an error", p, ip)
