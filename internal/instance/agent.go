@@ -305,11 +305,12 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 		Reload:     reload,
 		Secrets:    secrets.AWS(func(context.Context) (aws.Config, error) { return a.d.AWS, nil }),
 		Gate:       a.gateErr,
+		IPv4Only:   true, // the deployment's IPs are IPv4
 		Override:   a.override,
 		Started:    func(r server.Running) { started <- r },
 	}
-	o.ConfigPath, o.LogOutput, o.Reload, o.Secrets, o.Gate, o.Override, o.Started =
-		o2.ConfigPath, o2.LogOutput, o2.Reload, o2.Secrets, o2.Gate, o2.Override, o2.Started
+	o.ConfigPath, o.LogOutput, o.Reload, o.Secrets, o.Gate, o.Override, o.Started, o.IPv4Only =
+		o2.ConfigPath, o2.LogOutput, o2.Reload, o2.Secrets, o2.Gate, o2.Override, o2.Started, o2.IPv4Only
 	reach, err := a.reach(ctx)
 	if err != nil {
 		return err

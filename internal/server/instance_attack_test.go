@@ -352,3 +352,51 @@ func TestGateClosingDuringAConnectsDial(t *testing.T) {
 		t.Errorf("the gate was asked %d times, want again after the dial", n)
 	}
 }
+
+// TestIPv4OnlyRefusesIPv6Destinations: instance mode's calls must leave
+// from the deployment's Elastic IPs, which are IPv4; on a dual-stack
+// subnet a call to an IPv6 address would leave from the instance's own
+// IPv6 address (no partner allowlists it, and an egress check answered
+// over IPv4 never sees it). With Options.IPv4Only a relay upstream, a
+// proxy request and a CONNECT to an IPv6 address are refused before any
+// connection; without it (serve's default) the same relay call goes
+// through, which is what makes the test able to fail.
+func TestIPv4OnlyRefusesIPv6Destinations(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		testutil.Unavailable(t, "no IPv6 loopback: "+err.Error())
+	}
+	var hits atomic.Int64
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1); io.WriteString(w, "v6 partner") })}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	v6 := l.Addr().String()
+	c := newClient("billing")
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:0
+proxy_listen: 127.0.0.1:0
+upstreams: {v6: {url: "http://%s"}}
+clients:
+  - {name: %s, key_sha256: %s, upstreams: [v6], hosts: [%q], raw_tunnels: [%q]}
+network: {allow_cidrs: ["::1/128"]}
+`, v6, c.name, c.hash, v6, v6)
+	relayGet := func(g *gateway) (*http.Response, string) {
+		return do(t, nil, relayReq(t, g, "GET", "/v6/x", c.key, nil))
+	}
+
+	open := startWith(t, cfg, nil)
+	if resp, body := relayGet(open); resp.StatusCode != 200 || body != "v6 partner" {
+		t.Fatalf("without IPv4Only: %d %q", resp.StatusCode, body)
+	}
+
+	g := startWith(t, cfg, func(o *server.Options) { o.IPv4Only = true })
+	before := hits.Load()
+	resp, body := relayGet(g)
+	wantError(t, resp, body, 403, "destination_blocked")
+	_, _, presp, pbody := rawProxy(t, g, "GET http://"+v6+"/y HTTP/1.1", "Host: "+v6, "Proxy-Authorization: "+basic(c.name, c.key))
+	wantError(t, presp, pbody, 403, "destination_blocked")
+	_, _, cresp, cbody := rawProxy(t, g, "CONNECT "+v6+" HTTP/1.1", "Host: "+v6, "Proxy-Authorization: "+basic(c.name, c.key))
+	wantError(t, cresp, cbody, 403, "destination_blocked")
+	if n := hits.Load() - before; n != 0 {
+		t.Errorf("the IPv6 partner got %d requests with IPv4Only", n)
+	}
+}
