@@ -44,7 +44,9 @@ type Deps struct {
 	// Settings.Domain, or a leaf for the deployment's IPs from its own CA)
 	// is plugged in. An error stops the agent (systemd starts it again).
 	// The agent's own options (config path, gate, override, reload, log)
-	// are set after it and win.
+	// are set after it and win, except that a Gate it sets is kept as a
+	// further condition after the egress's (the certificate: /readyz is
+	// not 200 while no handshake can succeed).
 	Server func(ctx context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error
 	// Checks and Polls tick the egress check and the config poll (nil:
 	// every minute, and every ConfigPollSeconds). A tick's time is the
@@ -299,12 +301,21 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 			return fmt.Errorf("preparing the gateway: %w", err)
 		}
 	}
+	gate := a.gateErr
+	if more := o.Gate; more != nil {
+		gate = func() error {
+			if err := a.gateErr(); err != nil {
+				return err
+			}
+			return more()
+		}
+	}
 	o2 := server.Options{
 		ConfigPath: a.path,
 		LogOutput:  a.out.writer(),
 		Reload:     reload,
 		Secrets:    secrets.AWS(func(context.Context) (aws.Config, error) { return a.d.AWS, nil }),
-		Gate:       a.gateErr,
+		Gate:       gate,
 		IPv4Only:   true, // the deployment's IPs are IPv4
 		Override:   a.override,
 		Started:    func(r server.Running) { started <- r },

@@ -164,6 +164,11 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		CACertParameter: "/outgate/pay/ca/cert", CAKeyParameter: "/outgate/pay/ca/key"}
 	boot := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	checks, polls := make(chan time.Time), make(chan time.Time)
+	// The seam's own condition for serving (the certificate's readiness
+	// in production): open unless the test closes it.
+	var certErr atomic.Pointer[error]
+	var noErr error
+	certErr.Store(&noErr)
 	logs := &testutil.SafeBuffer{}
 	seam := make(chan string, 1)
 	actx, cancel := context.WithCancel(ctx)
@@ -172,7 +177,8 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		done <- Run(actx, s, Deps{AWS: ac, LogOutput: logs, Checks: checks, Polls: polls, Now: func() time.Time { return boot },
 			Server: func(_ context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error {
 				seam <- fmt.Sprint(f.InstanceID, " ", f.AZ, " ", ip.PublicIP)
-				o.ConfigPath = "/nonexistent" // the agent's own options win
+				o.ConfigPath = "/nonexistent"                    // the agent's own options win
+				o.Gate = func() error { return *certErr.Load() } // kept, after the egress's
 				return nil
 			}})
 	}()
@@ -272,6 +278,17 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	}
 	if m := emfLines(); len(m) != 3 || m[2]["InstanceReady"] != 1.0 || m[2]["EgressWrongIP"] != 0.0 {
 		t.Fatalf("EMF lines %v", m)
+	}
+	// No certificate (the seam's gate closed): /readyz and requests
+	// say so although the egress is right.
+	noCert := errors.New("no certificate for gw.example.com yet")
+	certErr.Store(&noCert)
+	if st, code := relay(key1); st != 503 || code != "egress_unverified" || readyz() != 503 {
+		t.Fatalf("with the seam's gate closed: relay %d %q, readyz %d", st, code, readyz())
+	}
+	certErr.Store(&noErr)
+	if st, _ := relay(key1); st != 200 || readyz() != 200 {
+		t.Fatalf("with the seam's gate open again: relay %d, readyz %d", st, readyz())
 	}
 
 	// key1 revoked, key2 added in SSM: applied at the next poll, no restart.
