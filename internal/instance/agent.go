@@ -81,6 +81,9 @@ type agent struct {
 	// verdict judges the egress; one across checks, so it remembers the
 	// deployment's IPs through an EC2 API blip.
 	verdict *claim.Egress
+	// moved says the instance's public IPv4 (its metadata) is not the
+	// claimed IP now; nil: never asked.
+	moved func(context.Context) bool
 	// endTunnels closes the gateway's open CONNECT tunnels
 	// (server.Running.EndTunnels).
 	endTunnels func() int
@@ -145,6 +148,17 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 		return err
 	}
 	a.log.Info("serving from the pool IP once the egress check agrees", "public_ip", got.PublicIP)
+	// While serving, the metadata's public-ipv4 is read at every fast
+	// tick: once it is not the claimed IP (the association was undone or
+	// moved), the egress is checked at once instead of up to a minute
+	// later, and the check closes the gate.
+	claimed, _ := netip.ParseAddr(got.PublicIP)
+	a.moved = func(ctx context.Context) bool {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		ip, err := md.PublicIPv4(ctx)
+		return ctx.Err() == nil && (err != nil || ip != claimed)
+	}
 
 	if err := a.firstConfig(ctx); err != nil {
 		return err
@@ -265,7 +279,8 @@ func (a *agent) checks(ctx context.Context) <-chan time.Time {
 }
 
 // paced passes on a tick of the fast ticker while the gate is closed, and
-// one a minute while it is open.
+// one a minute while it is open, unless the metadata says the public IP
+// has changed (moved), which makes the tick a check at once.
 func (a *agent) paced(ctx context.Context, fast <-chan time.Time) <-chan time.Time {
 	out := make(chan time.Time)
 	go func() {
@@ -277,7 +292,7 @@ func (a *agent) paced(ctx context.Context, fast <-chan time.Time) <-chan time.Ti
 				return
 			case now = <-fast:
 			}
-			if a.gateErr() == nil && now.Sub(last) < checkServing {
+			if a.gateErr() == nil && now.Sub(last) < checkServing && (a.moved == nil || !a.moved(ctx)) {
 				continue
 			}
 			last = now
