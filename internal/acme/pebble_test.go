@@ -366,6 +366,22 @@ func TestCertificateFromPebble(t *testing.T) {
 			t.Errorf("handshake with SNI %q: %v; want the server to refuse it", sni, err)
 		}
 	}
+	// A client offering the CA's challenge protocol (acme-tls/1) while no
+	// challenge is pending, for the domain or another name, gets no
+	// certificate at all (neither a challenge certificate nor the domain's)
+	// and starts no order; the listener serves on afterwards.
+	for _, sni := range []string{domain, "other.example.test"} {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addrA, &tls.Config{ServerName: sni, NextProtos: []string{"acme-tls/1"}, InsecureSkipVerify: true})
+		if err == nil {
+			t.Errorf("acme-tls/1 handshake for %q served %v (protocol %q)", sni, c.ConnectionState().PeerCertificates[0].DNSNames, c.ConnectionState().NegotiatedProtocol)
+			c.Close()
+		}
+	}
+	if resp, err := gw.Get(fmt.Sprintf("https://%s:%d/_outgate/health", domain, port)); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("relay endpoint after acme-tls/1 handshakes: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if n := peb.orders(); n != 1 {
 		t.Errorf("orders after handshakes for other names: %d, want 1", n)
 	}

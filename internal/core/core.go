@@ -71,6 +71,8 @@ type Deps struct {
 	Log   *slog.Logger     // process log, at the configured level
 	Audit io.Writer        // audit lines, always written (one Write per line)
 	Self  []netip.AddrPort // the gateway's own listeners
+	// IPv4Only: no call goes to an IPv6 address (netguard.Policy.IPv4Only).
+	IPv4Only bool
 	// OnFinish, if set, sees every finished request: Prometheus counters in
 	// outgate serve, CloudWatch EMF lines in the Lambda relay. A hook keeps
 	// either metrics library out of the other binary.
@@ -99,6 +101,7 @@ func New(cfg *config.Config, deps Deps) (*Core, error) {
 	if err != nil {
 		return nil, err
 	}
+	eg.Dialer.Policy.IPv4Only = deps.IPv4Only // before any dial
 	log := deps.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -44,7 +44,9 @@ type Deps struct {
 	// Settings.Domain, or a leaf for the deployment's IPs from its own CA)
 	// is plugged in. An error stops the agent (systemd starts it again).
 	// The agent's own options (config path, gate, override, reload, log)
-	// are set after it and win.
+	// are set after it and win, except that a Gate it sets is kept as a
+	// further condition after the egress's (the certificate: /readyz is
+	// not 200 while no handshake can succeed).
 	Server func(ctx context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error
 	// Checks and Polls tick the egress check and the config poll (nil:
 	// every minute, and every ConfigPollSeconds). A tick's time is the
@@ -79,6 +81,12 @@ type agent struct {
 	// verdict judges the egress; one across checks, so it remembers the
 	// deployment's IPs through an EC2 API blip.
 	verdict *claim.Egress
+	// moved says the instance's public IPv4 (its metadata) is not the
+	// claimed IP now; nil: never asked.
+	moved func(context.Context) bool
+	// endTunnels closes the gateway's open CONNECT tunnels
+	// (server.Running.EndTunnels).
+	endTunnels func() int
 	// launched is the public IPv4 the instance had before its claim
 	// (invalid when it had none or IMDS did not say): see claim.Egress.
 	launched netip.Addr
@@ -140,6 +148,17 @@ func Run(ctx context.Context, s Settings, d Deps) error {
 		return err
 	}
 	a.log.Info("serving from the pool IP once the egress check agrees", "public_ip", got.PublicIP)
+	// While serving, the metadata's public-ipv4 is read at every fast
+	// tick: once it is not the claimed IP (the association was undone or
+	// moved), the egress is checked at once instead of up to a minute
+	// later, and the check closes the gate.
+	claimed, _ := netip.ParseAddr(got.PublicIP)
+	a.moved = func(ctx context.Context) bool {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		ip, err := md.PublicIPv4(ctx)
+		return ctx.Err() == nil && (err != nil || ip != claimed)
+	}
 
 	if err := a.firstConfig(ctx); err != nil {
 		return err
@@ -260,7 +279,8 @@ func (a *agent) checks(ctx context.Context) <-chan time.Time {
 }
 
 // paced passes on a tick of the fast ticker while the gate is closed, and
-// one a minute while it is open.
+// one a minute while it is open, unless the metadata says the public IP
+// has changed (moved), which makes the tick a check at once.
 func (a *agent) paced(ctx context.Context, fast <-chan time.Time) <-chan time.Time {
 	out := make(chan time.Time)
 	go func() {
@@ -272,7 +292,7 @@ func (a *agent) paced(ctx context.Context, fast <-chan time.Time) <-chan time.Ti
 				return
 			case now = <-fast:
 			}
-			if a.gateErr() == nil && now.Sub(last) < checkServing {
+			if a.gateErr() == nil && now.Sub(last) < checkServing && (a.moved == nil || !a.moved(ctx)) {
 				continue
 			}
 			last = now
@@ -296,17 +316,27 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 			return fmt.Errorf("preparing the gateway: %w", err)
 		}
 	}
+	gate := a.gateErr
+	if more := o.Gate; more != nil {
+		gate = func() error {
+			if err := a.gateErr(); err != nil {
+				return err
+			}
+			return more()
+		}
+	}
 	o2 := server.Options{
 		ConfigPath: a.path,
 		LogOutput:  a.out.writer(),
 		Reload:     reload,
 		Secrets:    secrets.AWS(func(context.Context) (aws.Config, error) { return a.d.AWS, nil }),
-		Gate:       a.gateErr,
+		Gate:       gate,
+		IPv4Only:   true, // the deployment's IPs are IPv4
 		Override:   a.override,
 		Started:    func(r server.Running) { started <- r },
 	}
-	o.ConfigPath, o.LogOutput, o.Reload, o.Secrets, o.Gate, o.Override, o.Started =
-		o2.ConfigPath, o2.LogOutput, o2.Reload, o2.Secrets, o2.Gate, o2.Override, o2.Started
+	o.ConfigPath, o.LogOutput, o.Reload, o.Secrets, o.Gate, o.Override, o.Started, o.IPv4Only =
+		o2.ConfigPath, o2.LogOutput, o2.Reload, o2.Secrets, o2.Gate, o2.Override, o2.Started, o2.IPv4Only
 	reach, err := a.reach(ctx)
 	if err != nil {
 		return err
@@ -323,6 +353,7 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 		return err
 	}
 	a.verdict = &claim.Egress{EC2: a.ec2, Deployment: a.s.Deployment, EgressIP: r.EgressIP, Launched: a.launched}
+	a.endTunnels = r.EndTunnels
 	a.egress(ctx, a.d.Now())
 	for {
 		select {
@@ -388,7 +419,15 @@ func (a *agent) egress(ctx context.Context, now time.Time) {
 	case v.Ready && !was:
 		a.log.Info("egress verified; serving", "egress_ip", v.EgressIP.String())
 	case !v.Ready && v.Wrong:
-		a.log.Error("calls leave from a wrong IP; refusing every request", "egress_ip", v.EgressIP.String(), "reason", v.Reason)
+		// A tunnel opened before is a request the gate can no longer
+		// refuse: end it, or its bytes go on leaving from this address.
+		// (Only for a wrong IP: a check that merely failed says nothing
+		// about where the tunnels' bytes leave from.)
+		ended := 0
+		if a.endTunnels != nil {
+			ended = a.endTunnels()
+		}
+		a.log.Error("calls leave from a wrong IP; refusing every request", "egress_ip", v.EgressIP.String(), "reason", v.Reason, "tunnels_closed", ended)
 	case !v.Ready:
 		a.log.Warn("egress not verified; refusing every request", "reason", v.Reason)
 	}

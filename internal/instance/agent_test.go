@@ -1,13 +1,17 @@
 package instance
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -117,6 +121,21 @@ func TestAgentEndToEnd(t *testing.T) {
 	}))
 	defer check.Close()
 
+	// A raw TCP partner for CONNECT: it echoes each line.
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	must(err)
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	echoHost := echo.Addr().String()
+
 	key1, hash1 := keys.New()
 	key2, hash2 := keys.New()
 	cfgWith := func(hash string) string {
@@ -127,8 +146,10 @@ clients:
   - name: billing
     key_sha256: %s
     upstreams: [partner]
+    hosts: [%q]
+    raw_tunnels: [%q]
 network: {allow_cidrs: [127.0.0.0/8]}
-`, check.URL, partner.URL, hash)
+`, check.URL, partner.URL, hash, echoHost, echoHost)
 	}
 	put := func(value string) {
 		t.Helper()
@@ -143,6 +164,11 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		CACertParameter: "/outgate/pay/ca/cert", CAKeyParameter: "/outgate/pay/ca/key"}
 	boot := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	checks, polls := make(chan time.Time), make(chan time.Time)
+	// The seam's own condition for serving (the certificate's readiness
+	// in production): open unless the test closes it.
+	var certErr atomic.Pointer[error]
+	var noErr error
+	certErr.Store(&noErr)
 	logs := &testutil.SafeBuffer{}
 	seam := make(chan string, 1)
 	actx, cancel := context.WithCancel(ctx)
@@ -151,7 +177,8 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		done <- Run(actx, s, Deps{AWS: ac, LogOutput: logs, Checks: checks, Polls: polls, Now: func() time.Time { return boot },
 			Server: func(_ context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error {
 				seam <- fmt.Sprint(f.InstanceID, " ", f.AZ, " ", ip.PublicIP)
-				o.ConfigPath = "/nonexistent" // the agent's own options win
+				o.ConfigPath = "/nonexistent"                    // the agent's own options win
+				o.Gate = func() error { return *certErr.Load() } // kept, after the egress's
 				return nil
 			}})
 	}()
@@ -252,6 +279,17 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	if m := emfLines(); len(m) != 3 || m[2]["InstanceReady"] != 1.0 || m[2]["EgressWrongIP"] != 0.0 {
 		t.Fatalf("EMF lines %v", m)
 	}
+	// No certificate (the seam's gate closed): /readyz and requests
+	// say so although the egress is right.
+	noCert := errors.New("no certificate for gw.example.com yet")
+	certErr.Store(&noCert)
+	if st, code := relay(key1); st != 503 || code != "egress_unverified" || readyz() != 503 {
+		t.Fatalf("with the seam's gate closed: relay %d %q, readyz %d", st, code, readyz())
+	}
+	certErr.Store(&noErr)
+	if st, _ := relay(key1); st != 200 || readyz() != 200 {
+		t.Fatalf("with the seam's gate open again: relay %d, readyz %d", st, readyz())
+	}
 
 	// key1 revoked, key2 added in SSM: applied at the next poll, no restart.
 	put(cfgWith(hash2))
@@ -272,10 +310,32 @@ network: {allow_cidrs: [127.0.0.0/8]}
 		t.Fatalf("after an invalid config: %d", st)
 	}
 
-	// The egress goes wrong: not ready at once; replaced 5 minutes later.
+	// A tunnel opened while the egress is right.
+	tun, err := net.DialTimeout("tcp", s.Listen, 5*time.Second)
+	must(err)
+	defer tun.Close()
+	tun.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(tun, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n", echoHost, echoHost,
+		base64.StdEncoding.EncodeToString([]byte("billing:"+key2)))
+	tbr := bufio.NewReader(tun)
+	if resp, err := http.ReadResponse(tbr, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT while ready: %v %v", resp, err)
+	}
+	io.WriteString(tun, "before\n")
+	if l, err := tbr.ReadString('\n'); err != nil || l != "before\n" {
+		t.Fatalf("through the tunnel: %q %v", l, err)
+	}
+
+	// The egress goes wrong: not ready at once, the open tunnel ended
+	// (its bytes would leave from the wrong IP); replaced 5 minutes later.
 	answer.Store("198.51.100.7")
 	checks <- boot.Add(4 * time.Minute)
 	waitFor(t, "not ready", logs, func() bool { return readyz() == 503 })
+	waitFor(t, "the tunnels ended", logs, func() bool { return strings.Contains(logs.String(), `"tunnels_closed":1`) })
+	io.WriteString(tun, "after\n")
+	if l, err := tbr.ReadString('\n'); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the tunnel opened before the egress went wrong still carries bytes: %q %v", l, err)
+	}
 	if st, code := relay(key2); st != 503 || code != "egress_unverified" {
 		t.Fatalf("relay with a wrong egress: %d %q", st, code)
 	}

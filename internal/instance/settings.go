@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 )
@@ -39,7 +41,10 @@ type Settings struct {
 	// PlainListen, when set, serves relay and proxy in plain HTTP too
 	// (off unless `up --plain-http`).
 	PlainListen string `json:"plain_listen,omitempty"`
-	// AdminListen is loopback only (metrics, /readyz for the agent).
+	// AdminListen is loopback only (metrics, /readyz for the agent, and
+	// POST /idempotency/clear, none of which takes a key): Validate refuses any
+	// other address, so a wrong settings file cannot put them on the
+	// instance's public address, whatever the security group allows.
 	AdminListen string `json:"admin_listen"` // "127.0.0.1:9901"
 
 	// Domain, when set, gets its certificate from an ACME CA (ACMECA,
@@ -89,6 +94,11 @@ func (s Settings) Validate() error {
 	need("state_dir", s.StateDir)
 	need("listen", s.Listen)
 	need("admin_listen", s.AdminListen)
+	if s.AdminListen != "" {
+		if err := loopbackOnly(s.AdminListen); err != nil {
+			errs = append(errs, fmt.Errorf("admin_listen %q: %w", s.AdminListen, err))
+		}
+	}
 	need("log_group", s.LogGroup)
 	if s.Domain != "" {
 		need("cert_bucket (with domain)", s.CertBucket)
@@ -101,6 +111,20 @@ func (s Settings) Validate() error {
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("instance settings: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// loopbackOnly accepts a host:port whose host is a loopback IP literal (a
+// name could resolve elsewhere; an empty host is every interface).
+func loopbackOnly(hostport string) error {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Unmap().IsLoopback() {
+		return errors.New("must be a loopback address (127.0.0.1:PORT or [::1]:PORT): the admin endpoints take no key")
 	}
 	return nil
 }

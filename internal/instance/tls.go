@@ -47,6 +47,10 @@ func WithTLS(s Settings, ac aws.Config, logOut io.Writer) func(context.Context, 
 		log := slog.New(slog.NewJSONHandler(logOut, nil)).With("component", "instance")
 		o.TLS = src.TLS
 		o.PlainListen = s.PlainListen
+		// No certificate yet (the ACME CA not reached): not ready, so
+		// /readyz and the load of the plain listener agree with what a
+		// TLS caller meets.
+		o.Gate = src.Ready
 		o.Ready = func(server.Addrs) {
 			if err := src.Start(ctx); err != nil {
 				log.Error("the certificate could not be started; TLS handshakes fail until it is", "error", err.Error())

@@ -42,11 +42,21 @@ type Policy struct {
 	// 127.0.0.0/8 reaches a socket bound to 0.0.0.0, which a caller may list
 	// as its loopback address alone).
 	Self []netip.AddrPort
+	// IPv4Only refuses every IPv6 destination, and the Dialer then asks
+	// DNS for IPv4 addresses alone: instance mode's calls must leave from
+	// the deployment's Elastic IPs, which are IPv4, and on a dual-stack
+	// subnet a call to an IPv6 address would leave from the instance's own
+	// IPv6 address, which no partner allowlists and no egress check over
+	// IPv4 would ever see.
+	IPv4Only bool
 }
 
 // Check returns nil if the gateway may connect to ap.
 func (p *Policy) Check(ap netip.AddrPort) error {
 	ip := ap.Addr().WithZone("").Unmap()
+	if p.IPv4Only && !ip.Is4() {
+		return &BlockedError{Addr: ip, Reason: "an IPv6 address: calls leave only from the deployment's IPv4 addresses"}
+	}
 	for _, s := range p.Self {
 		sa := s.Addr().Unmap()
 		if s.Port() == ap.Port() && (sa.IsUnspecified() || sa == ip || sa.IsLoopback() && ip.IsLoopback()) {
@@ -162,6 +172,9 @@ func (d *Dialer) resolve(ctx context.Context, network, host string) ([]netip.Add
 		lookupNet = "ip4"
 	case "tcp6":
 		lookupNet = "ip6"
+	}
+	if d.Policy != nil && d.Policy.IPv4Only {
+		lookupNet = "ip4"
 	}
 	r := d.Resolver
 	if r == nil {

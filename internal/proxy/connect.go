@@ -63,6 +63,20 @@ func (h *Handler) connect(c *core.Core, w http.ResponseWriter, r *http.Request, 
 		}
 	}
 	defer upstream.Close()
+	// Registered before the gate's last word: a CloseAll (the egress
+	// found wrong, after the gate closed) either finds this tunnel or
+	// happened before the check below, which then sees the gate closed.
+	// The gate checked before the handler ran is not enough: the dial
+	// can take dial_timeout.
+	tu, done := h.Tunnels.add(upstream)
+	defer done()
+	if h.Gate != nil {
+		if err := h.Gate(); err != nil {
+			rec.Detail = err.Error()
+			return &apierr.E{Status: http.StatusServiceUnavailable, Code: apierr.CodeEgressUnverified,
+				Message: "the gateway has not yet proven that its calls leave from the deployment's IPs; retry shortly", RetryAfter: 30 * time.Second}
+		}
+	}
 
 	rc := http.NewResponseController(w)
 	client, brw, err := rc.Hijack()
@@ -71,14 +85,13 @@ func (h *Handler) connect(c *core.Core, w http.ResponseWriter, r *http.Request, 
 		return apierr.New(http.StatusInternalServerError, apierr.CodeBadGateway, "cannot open a tunnel on this connection")
 	}
 	defer client.Close()
+	h.Tunnels.attach(tu, client)
 	rec.Status = http.StatusOK
 	client.SetDeadline(time.Time{})
 	if _, err := io.WriteString(client, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		rec.Reason = "client_closed"
 		return nil
 	}
-	done := h.Tunnels.add(client, upstream)
-	defer done()
 	var pre []byte
 	if !cl.MayTunnelRaw(host, port) {
 		// Nothing reaches the partner until the client's first bytes, a
@@ -263,22 +276,48 @@ type Tunnels struct {
 	wg      sync.WaitGroup
 }
 
-type tunnel struct{ a, b net.Conn }
+// tunnel is one tunnel's connections: the client's (a, nil until the
+// CONNECT is hijacked) and the destination's (b).
+// closed is set by close; all three are guarded by Tunnels.mu.
+type tunnel struct {
+	a, b   net.Conn
+	closed bool
+}
 
-func (t *Tunnels) add(a, b net.Conn) (done func()) {
+func (tu *tunnel) close() {
+	tu.closed = true
+	if tu.a != nil {
+		tu.a.Close()
+	}
+	tu.b.Close()
+}
+
+// add tracks a tunnel from its dialled destination connection on.
+func (t *Tunnels) add(b net.Conn) (tu *tunnel, done func()) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.open == nil {
 		t.open = map[*tunnel]struct{}{}
 	}
-	tu := &tunnel{a, b}
+	tu = &tunnel{b: b}
 	t.open[tu] = struct{}{}
 	t.wg.Add(1)
-	return func() {
+	return tu, func() {
 		t.mu.Lock()
 		delete(t.open, tu)
 		t.mu.Unlock()
 		t.wg.Done()
+	}
+}
+
+// attach adds the tunnel's client connection once it is hijacked; a
+// tunnel closed meanwhile closes it at once.
+func (t *Tunnels) attach(tu *tunnel, a net.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tu.a = a
+	if tu.closed {
+		a.Close()
 	}
 }
 
@@ -313,11 +352,23 @@ func (t *Tunnels) Shutdown(ctx context.Context) {
 	}
 	t.mu.Lock()
 	for tu := range t.open {
-		tu.a.Close()
-		tu.b.Close()
+		tu.close()
 	}
 	t.mu.Unlock()
 	<-waited
+}
+
+// CloseAll closes every tunnel open now and says how many; new tunnels
+// may still open. Instance mode ends its tunnels when its calls are found
+// to leave from a wrong IP: the gate refuses new requests, but bytes of a
+// tunnel opened before would go on leaving from that address.
+func (t *Tunnels) CloseAll() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for tu := range t.open {
+		tu.close()
+	}
+	return len(t.open)
 }
 
 // Count reports the open tunnels.

@@ -25,6 +25,11 @@ import (
 type Handler struct {
 	Core    func() *core.Core
 	Tunnels *Tunnels
+	// Gate, if set, is asked again once a CONNECT's destination is
+	// dialled and its tunnel tracked (server.Options.Gate, which the
+	// server also asks before the handler runs): a gate that closed
+	// during the dial refuses the tunnel (503 egress_unverified).
+	Gate func() error
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -65,7 +65,12 @@ func EgressIP(ctx context.Context, c *core.Core, rec *audit.Record) (netip.Addr,
 		rec.Detail, rec.Decision = "egress check answered "+http.StatusText(rw.Status), audit.Error
 		return netip.Addr{}, apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check service did not answer 200")
 	}
+	// The start of a larger answer is not the answer: "203.0.113.10"
+	// followed by 4 KiB of anything else is no address.
 	ip, ok := parseIP(rw.Body())
+	if rw.Cut() {
+		ok = false
+	}
 	if !ok {
 		rec.Detail, rec.Decision = "egress check answer is not an IP", audit.Error
 		return netip.Addr{}, apierr.New(http.StatusBadGateway, apierr.CodeBadGateway, "the egress check service did not return an IP address")

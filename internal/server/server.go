@@ -72,6 +72,10 @@ type Options struct {
 	// /readyz answers 503. Instance mode closes it until its egress IP is
 	// proven to be one of the deployment's.
 	Gate func() error
+	// IPv4Only refuses every call to an IPv6 address (relay, proxy,
+	// CONNECT and the egress check): instance mode, whose deployment IPs
+	// are IPv4 and whose subnet may be dual-stack.
+	IPv4Only bool
 	// Override, if set, changes every config read (at start and on each
 	// reload) before it is validated: instance mode sets the listeners
 	// from its settings.
@@ -88,6 +92,11 @@ type Running struct {
 	// out of client traffic (address policy, CA roots, timeouts), and
 	// returns the IP it answers: the address calls leave from.
 	EgressIP func(context.Context) (netip.Addr, error)
+	// EndTunnels closes every CONNECT tunnel open now and returns how
+	// many: the gate refuses requests from the moment it closes, but a
+	// tunnel opened before is one long request, so an agent that finds
+	// the egress wrong ends them too.
+	EndTunnels func() int
 }
 
 // Addrs are the bound listener addresses ("" when a listener is off).
@@ -109,6 +118,7 @@ type gateway struct {
 
 	secrets  secrets.Sources // where the config's ${secret:...} references are read
 	gate     func() error    // Options.Gate
+	ipv4Only bool            // Options.IPv4Only
 	override func(*config.Config)
 	// idem is the idempotency store, opened once an upstream needs it and
 	// kept across reloads; idemConf the settings it was opened with.
@@ -180,7 +190,7 @@ func Run(ctx context.Context, o Options) error {
 		audit: out,
 		level: level,
 	}
-	g.secrets, g.gate, g.override = o.Secrets, o.Gate, o.Override
+	g.secrets, g.gate, g.override, g.ipv4Only = o.Secrets, o.Gate, o.Override, o.IPv4Only
 	g.logWarnings(cfg)
 	g.conns = limits.NewConns(g.maxConns(cfg.Limits.Resolved.MaxConnections))
 	g.conns.SetRules(connRules(cfg.Limits.Resolved, g.conns.Max()))
@@ -317,7 +327,7 @@ func Run(ctx context.Context, o Options) error {
 	// Every handler is behind the gate (instance mode's egress proof): the
 	// relay's, the proxy's, and both on a shared or plain listener.
 	relayH := g.gated("relay", &relay.Handler{Core: current})
-	proxyH := g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels})
+	proxyH := g.gated("proxy", &proxy.Handler{Core: current, Tunnels: &g.tunnels, Gate: g.gate})
 	if shared {
 		relayH = oneListener{relay: relayH, proxy: proxyH}
 	}
@@ -360,7 +370,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Ready(addrs)
 	}
 	if o.Started != nil {
-		o.Started(Running{Addrs: addrs, EgressIP: g.egressIP})
+		o.Started(Running{Addrs: addrs, EgressIP: g.egressIP, EndTunnels: g.tunnels.CloseAll})
 	}
 
 	for {
@@ -419,7 +429,7 @@ func (g *gateway) build(cfg *config.Config) (*core.Core, error) {
 	if err != nil {
 		return nil, err
 	}
-	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, OnConnect: func() { g.dials.Add(1) }, Secrets: g.secrets,
+	return core.New(cfg, core.Deps{Log: g.log, Audit: g.audit, OnFinish: g.metrics.Observe, Self: g.self, IPv4Only: g.ipv4Only, OnConnect: func() { g.dials.Add(1) }, Secrets: g.secrets,
 		OnSecretRefresh: g.secretRefreshed, Idempotency: idem})
 }
 

@@ -14,6 +14,7 @@ type Recorder struct {
 	Status int
 	header http.Header
 	body   []byte
+	cut    bool
 }
 
 func (r *Recorder) Header() http.Header {
@@ -36,11 +37,17 @@ func (r *Recorder) Write(p []byte) (int, error) {
 		max = 4 << 10
 	}
 	if len(r.body)+len(p) > max {
+		r.cut = true
 		return 0, io.ErrShortBuffer
 	}
 	r.body = append(r.body, p...)
 	return len(p), nil
 }
+
+// Cut reports that a write was refused: Body is then only the start of
+// the answer (upstream.Do takes a refused write for a client gone and
+// returns no error), so a caller that reads the answer must check this.
+func (r *Recorder) Cut() bool { return r.cut }
 
 // Body is what was written.
 func (r *Recorder) Body() string { return string(r.body) }
