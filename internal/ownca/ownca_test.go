@@ -190,7 +190,10 @@ func verifyFor(leaf *x509.Certificate, pool *x509.CertPool, ip string, at time.T
 // short-lived, and minted again before it expires.
 func TestMinter(t *testing.T) {
 	ca, pool := loadCA(t)
-	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	// The CA was made just now (loadCA), so the leaves' clock starts from
+	// the real time: a fixed date would fall outside the CA's validity on
+	// some day. Whole seconds, as certificates carry them.
+	now := time.Now().UTC().Truncate(time.Second)
 	m := &ownca.Minter{CA: ca, Now: func() time.Time { return now }}
 	if err := m.SetIPs([]netip.Addr{netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("203.0.113.11")}); err != nil {
 		t.Fatal(err)
