@@ -50,8 +50,15 @@ func TestPlanInstanceLines(t *testing.T) {
 }
 
 func TestInstancePricesRegions(t *testing.T) {
+	// Only figures copied from the pricing pages are recorded: a region
+	// without its own gets us-east-1's, and the line says so.
+	for r, p := range instancePriceTable {
+		if p.Note != "" || p.Source == "" {
+			t.Errorf("%s: a recorded figure must be sourced and carry no caveat: %+v", r, p)
+		}
+	}
 	seoul, err := InstancePricesFor("ap-northeast-2")
-	if err != nil || !strings.Contains(seoul.Note, "UNVERIFIED") {
+	if err != nil || seoul.T4gNanoHour != 0.0042 || !strings.Contains(seoul.Note, "us-east-1's") {
 		t.Errorf("ap-northeast-2: %+v %v", seoul, err)
 	}
 	ohio, err := InstancePricesFor("us-east-2")

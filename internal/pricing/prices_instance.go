@@ -30,22 +30,13 @@ type InstancePrices struct {
 const instanceSource = "aws.amazon.com/ec2/pricing/on-demand (Linux, t4g), aws.amazon.com/ebs/pricing (gp3), " +
 	"aws.amazon.com/ec2/pricing/on-demand \"T4g unlimited mode\" (surplus credits)"
 
-// instancePriceTable: us-east-1's figures are the pages' (recorded
-// 2026-11). The other regions' were not checked against the pages when
-// they were written (no access to them from where this was built): plan
-// prints them marked UNVERIFIED until someone copies them from the pages.
+// instancePriceTable holds only figures copied from the pricing pages:
+// us-east-1's (recorded 2026-11). Other regions' could not be read from
+// where this was built, so plan shows us-east-1's for them and says so,
+// rather than figures nobody checked.
 var instancePriceTable = map[string]InstancePrices{
 	"us-east-1": {Region: "us-east-1", Recorded: recorded, Source: instanceSource,
 		T4gNanoHour: 0.0042, GP3GBMonth: 0.08, T4gSurplusVCPUHour: 0.04},
-	"ap-northeast-2": {Region: "ap-northeast-2", Recorded: recorded, Source: instanceSource,
-		Note:        "UNVERIFIED: the t4g and gp3 figures for ap-northeast-2 were not checked against the pricing pages",
-		T4gNanoHour: 0.0052, GP3GBMonth: 0.0912, T4gSurplusVCPUHour: 0.04},
-	"ap-northeast-1": {Region: "ap-northeast-1", Recorded: recorded, Source: instanceSource,
-		Note:        "UNVERIFIED: the t4g and gp3 figures for ap-northeast-1 were not checked against the pricing pages",
-		T4gNanoHour: 0.0054, GP3GBMonth: 0.096, T4gSurplusVCPUHour: 0.04},
-	"eu-west-1": {Region: "eu-west-1", Recorded: recorded, Source: instanceSource,
-		Note:        "UNVERIFIED: the t4g and gp3 figures for eu-west-1 were not checked against the pricing pages",
-		T4gNanoHour: 0.0046, GP3GBMonth: 0.088, T4gSurplusVCPUHour: 0.04},
 }
 
 // InstancePricesFor returns a region's instance-mode figures: its own, or
@@ -59,7 +50,7 @@ func InstancePricesFor(region string) (InstancePrices, error) {
 	}
 	p := instancePriceTable["us-east-1"]
 	p.Region = region
-	p.Note = "no t4g or gp3 figures recorded for " + region + ": these are us-east-1's; most regions charge up to about 30% more"
+	p.Note = "no t4g or gp3 figures recorded for " + region + ": these are us-east-1's (the pages' figures); " + region + "'s own are on aws.amazon.com/ec2/pricing/on-demand and aws.amazon.com/ebs/pricing"
 	return p, nil
 }
 
