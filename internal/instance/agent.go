@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -47,7 +48,9 @@ type Deps struct {
 	// are set after it and win, except that a Gate it sets is kept as a
 	// further condition after the egress's (the certificate: /readyz is
 	// not 200 while no handshake can succeed).
-	Server func(ctx context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error
+	// ips are the deployment's IPs, read once for both the seam (the own
+	// CA's certificate names them) and the agent (Options.Reach).
+	Server func(ctx context.Context, f imds.Facts, ip claim.Claimed, ips []netip.Addr, o *server.Options) error
 	// Checks and Polls tick the egress check and the config poll (nil:
 	// every minute, and every ConfigPollSeconds). A tick's time is the
 	// "now" the replace rule judges by.
@@ -310,9 +313,18 @@ func (a *agent) paced(ctx context.Context, fast <-chan time.Time) <-chan time.Ti
 func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 	reload := make(chan struct{}, 1)
 	started := make(chan server.Running, 1)
+	deployment, err := claim.DeploymentIPs(ctx, a.ec2, a.s.Deployment)
+	if err != nil {
+		return err
+	}
+	ips := make([]netip.Addr, 0, len(deployment))
+	for ip := range deployment {
+		ips = append(ips, ip)
+	}
+	slices.SortFunc(ips, func(a, b netip.Addr) int { return a.Compare(b) })
 	var o server.Options
 	if a.d.Server != nil {
-		if err := a.d.Server(ctx, a.facts, ip, &o); err != nil {
+		if err := a.d.Server(ctx, a.facts, ip, ips, &o); err != nil {
 			return fmt.Errorf("preparing the gateway: %w", err)
 		}
 	}
@@ -337,7 +349,7 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 	}
 	o.ConfigPath, o.LogOutput, o.Reload, o.Secrets, o.Gate, o.Override, o.Started, o.IPv4Only =
 		o2.ConfigPath, o2.LogOutput, o2.Reload, o2.Secrets, o2.Gate, o2.Override, o2.Started, o2.IPv4Only
-	reach, err := a.reach(ctx)
+	reach, err := reach(ips)
 	if err != nil {
 		return err
 	}
@@ -379,7 +391,7 @@ func (a *agent) serve(ctx context.Context, ip claim.Claimed) error {
 // its own Elastic IP through the internet gateway, back into itself). The
 // gateway refuses those on the listener's port so no request loops, and
 // lets partners on port 443 everywhere else through.
-func (a *agent) reach(ctx context.Context) ([]netip.Addr, error) {
+func reach(deployment []netip.Addr) ([]netip.Addr, error) {
 	ifaddrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return nil, fmt.Errorf("listing this machine's addresses: %w", err)
@@ -392,14 +404,7 @@ func (a *agent) reach(ctx context.Context) ([]netip.Addr, error) {
 			}
 		}
 	}
-	ips, err := claim.DeploymentIPs(ctx, a.ec2, a.s.Deployment)
-	if err != nil {
-		return nil, err
-	}
-	for ip := range ips {
-		out = append(out, ip)
-	}
-	return out, nil
+	return append(out, deployment...), nil
 }
 
 // egress runs one check: the gate follows the verdict at once, the

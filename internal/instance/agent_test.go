@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -175,8 +176,8 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(actx, s, Deps{AWS: ac, LogOutput: logs, Checks: checks, Polls: polls, Now: func() time.Time { return boot },
-			Server: func(_ context.Context, f imds.Facts, ip claim.Claimed, o *server.Options) error {
-				seam <- fmt.Sprint(f.InstanceID, " ", f.AZ, " ", ip.PublicIP)
+			Server: func(_ context.Context, f imds.Facts, ip claim.Claimed, ips []netip.Addr, o *server.Options) error {
+				seam <- fmt.Sprint(f.InstanceID, " ", f.AZ, " ", ip.PublicIP, " ", ips)
 				o.ConfigPath = "/nonexistent"                    // the agent's own options win
 				o.Gate = func() error { return *certErr.Load() } // kept, after the egress's
 				return nil
@@ -240,7 +241,7 @@ network: {allow_cidrs: [127.0.0.0/8]}
 	}
 	put(cfgWith(hash1))
 	polls <- boot.Add(30 * time.Second)
-	if got, want := <-seam, me+" us-east-1a "+poolIP; got != want {
+	if got, want := <-seam, me+" us-east-1a "+poolIP+" ["+poolIP+"]"; got != want { // the deployment's one IP
 		t.Fatalf("the TLS seam got %q, want %q", got, want)
 	}
 

@@ -5,10 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -24,22 +22,13 @@ import (
 // for every one of the deployment's IPs from its own CA in SSM), started
 // once the listener is bound (the ACME CA's TLS-ALPN-01 validation
 // connects to it), and the plain listener only if the settings ask.
-func WithTLS(s Settings, ac aws.Config, logOut io.Writer) func(context.Context, imds.Facts, claim.Claimed, *server.Options) error {
-	return func(ctx context.Context, _ imds.Facts, _ claim.Claimed, o *server.Options) error {
-		ips, err := claim.DeploymentIPs(ctx, ec2.NewFromConfig(ac), s.Deployment)
-		if err != nil {
-			return err
-		}
-		list := make([]netip.Addr, 0, len(ips))
-		for ip := range ips {
-			list = append(list, ip)
-		}
-		slices.SortFunc(list, func(a, b netip.Addr) int { return a.Compare(b) })
+func WithTLS(s Settings, ac aws.Config, logOut io.Writer) func(context.Context, imds.Facts, claim.Claimed, []netip.Addr, *server.Options) error {
+	return func(ctx context.Context, _ imds.Facts, _ claim.Claimed, ips []netip.Addr, o *server.Options) error {
 		src, err := instancetls.New(ctx, instancetls.Params{
 			Deployment: s.Deployment, Domain: s.Domain, ACMECA: s.ACMECA, ACMEEmail: s.ACMEEmail,
 			CertBucket: s.CertBucket, CertPrefix: s.CertPrefix,
 			CACertParameter: s.CACertParameter, CAKeyParameter: s.CAKeyParameter,
-			IPs: list, Log: logOut,
+			IPs: ips, Log: logOut,
 		}, s3.NewFromConfig(ac), ssm.NewFromConfig(ac))
 		if err != nil {
 			return err
