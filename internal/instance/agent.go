@@ -251,7 +251,7 @@ func (a *agent) firstConfig(ctx context.Context) error {
 	}
 }
 
-var minuteTicker = func(d time.Duration) <-chan time.Time { return time.NewTicker(d).C }
+func tick(d time.Duration) <-chan time.Time { return time.NewTicker(d).C }
 
 func (a *agent) polls() <-chan time.Time {
 	if a.d.Polls == nil {
@@ -259,7 +259,7 @@ func (a *agent) polls() <-chan time.Time {
 		if every <= 0 {
 			every = time.Minute
 		}
-		a.d.Polls = minuteTicker(every)
+		a.d.Polls = tick(every)
 	}
 	return a.d.Polls
 }
@@ -276,7 +276,7 @@ const (
 
 func (a *agent) checks(ctx context.Context) <-chan time.Time {
 	if a.d.Checks == nil {
-		a.d.Checks = a.paced(ctx, minuteTicker(checkWaiting))
+		a.d.Checks = a.paced(ctx, tick(checkWaiting))
 	}
 	return a.d.Checks
 }
