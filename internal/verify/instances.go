@@ -144,17 +144,7 @@ func (t InstanceTarget) viaRelay(ctx context.Context, ip string) (string, error)
 		return "", err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("answered %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-	var who struct {
-		EgressIP string `json:"egress_ip"`
-	}
-	if err := json.Unmarshal(body, &who); err != nil || who.EgressIP == "" {
-		return "", fmt.Errorf("the answer has no egress_ip")
-	}
-	return who.EgressIP, nil
+	return egressIPOf(resp)
 }
 
 func (t InstanceTarget) viaProxy(ctx context.Context, ip string) (string, error) {

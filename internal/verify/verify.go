@@ -91,15 +91,25 @@ func whoami(ctx context.Context, hc *http.Client, relayURL, key string) (string,
 		return "", fmt.Errorf("calling the relay: %w", err)
 	}
 	defer resp.Body.Close()
+	ip, err := egressIPOf(resp)
+	if err != nil {
+		return "", fmt.Errorf("the relay %w", err)
+	}
+	return ip, nil
+}
+
+// egressIPOf reads a /_outgate/whoami answer (a Lambda relay's or an
+// instance's): the egress_ip of a 200, or what was answered instead.
+func egressIPOf(resp *http.Response) (string, error) {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("the relay answered %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return "", fmt.Errorf("answered %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	var who struct {
 		EgressIP string `json:"egress_ip"`
 	}
 	if err := json.Unmarshal(body, &who); err != nil || who.EgressIP == "" {
-		return "", fmt.Errorf("the relay's answer has no egress_ip: %s", body)
+		return "", fmt.Errorf("answered without an egress_ip: %s", body)
 	}
 	return who.EgressIP, nil
 }
